@@ -1,0 +1,94 @@
+// core/gpu.h on the CUDA runtime. One compute stream per device, created on first use.
+#include <cuda_runtime_api.h>
+
+#include <mutex>
+#include <vector>
+
+#include "core/cuda/check.h"
+#include "core/gpu.h"
+
+namespace dtrain::gpu {
+
+bool built() { return true; }
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // no driver or no device: not an error here
+    return 0;
+  }
+  return n;
+}
+
+std::string device_name(int device) {
+  cudaDeviceProp prop{};
+  DTRAIN_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return prop.name;
+}
+
+std::string runtime_version() {
+  int v = 0;
+  DTRAIN_CUDA_CHECK(cudaRuntimeGetVersion(&v));
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+
+void* malloc(int64_t bytes, int device) {
+  DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  void* p = nullptr;
+  DTRAIN_CUDA_CHECK(cudaMalloc(&p, static_cast<size_t>(bytes)));
+  return p;
+}
+
+void free(void* ptr, int device) noexcept {
+  if (!ptr) return;
+  cudaSetDevice(device);
+  cudaFree(ptr);
+}
+
+void* malloc_host_pinned(int64_t bytes) {
+  void* p = nullptr;
+  DTRAIN_CUDA_CHECK(cudaMallocHost(&p, static_cast<size_t>(bytes)));
+  return p;
+}
+
+void free_host_pinned(void* ptr) noexcept {
+  if (ptr) cudaFreeHost(ptr);
+}
+
+void memcpy(void* dst, const void* src, int64_t bytes, CopyKind kind, int device) {
+  DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  const cudaMemcpyKind k = kind == CopyKind::host_to_device   ? cudaMemcpyHostToDevice
+                           : kind == CopyKind::device_to_host ? cudaMemcpyDeviceToHost
+                                                              : cudaMemcpyDeviceToDevice;
+  cudaStream_t s = cuda::compute_stream(device);
+  DTRAIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), k, s));
+  DTRAIN_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void synchronize(int device) { DTRAIN_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream(device))); }
+
+void set_device(int device) { DTRAIN_CUDA_CHECK(cudaSetDevice(device)); }
+
+}  // namespace dtrain::gpu
+
+namespace dtrain::cuda {
+
+cudaStream_t compute_stream(int device) {
+  static std::mutex mu;  // guards streams
+  static std::vector<cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(mu);
+  if (device >= static_cast<int>(streams.size())) streams.resize(device + 1, nullptr);
+  if (!streams[device]) {
+    DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+    DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[device], cudaStreamNonBlocking));
+  }
+  return streams[device];
+}
+
+int current_device() {
+  int d = 0;
+  DTRAIN_CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
+}  // namespace dtrain::cuda

@@ -1,0 +1,24 @@
+// core/gpu.h for builds without CUDA: no devices, every other call explains why.
+#include "core/error.h"
+#include "core/gpu.h"
+
+namespace dtrain::gpu {
+namespace {
+[[noreturn]] void unavailable(const char* what) {
+  fail(what, ": this dtrain was built without CUDA (configure with -DDTRAIN_CUDA=ON and the CUDA Toolkit)");
+}
+}  // namespace
+
+bool built() { return false; }
+int device_count() { return 0; }
+std::string device_name(int) { unavailable("gpu::device_name"); }
+std::string runtime_version() { return "none"; }
+void* malloc(int64_t, int) { unavailable("allocating on a cuda device"); }
+void free(void*, int) noexcept {}
+void* malloc_host_pinned(int64_t) { unavailable("pinned host memory"); }
+void free_host_pinned(void*) noexcept {}
+void memcpy(void*, const void*, int64_t, CopyKind, int) { unavailable("copying to or from a cuda device"); }
+void synchronize(int) { unavailable("gpu::synchronize"); }
+void set_device(int) { unavailable("gpu::set_device"); }
+
+}  // namespace dtrain::gpu

@@ -1,0 +1,193 @@
+#pragma once
+// The built-in layers. Each one's forward and backward live together in core/layers/<name>.cpp;
+// the math is in a comment above each. Tensors are f32, NCHW for images, [N, features] otherwise.
+#include <memory>
+#include <vector>
+
+#include "core/module.h"
+
+namespace dtrain {
+
+// y = x W^T + b, W [out, in], b [out]; x [N, in] (or [N, ...] flattened by the caller).
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  std::string type() const override { return "Linear"; }
+  void register_parameters(ParameterArena& arena, const std::string& prefix) override;
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::vector<Parameter*> parameters() const override;
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  Parameter* weight() const { return weight_; }
+  Parameter* bias() const { return bias_; }
+
+ private:
+  int64_t in_, out_;
+  bool has_bias_;
+  Parameter* weight_ = nullptr;
+  Parameter* bias_ = nullptr;
+  Tensor x_;
+};
+
+class ReLU : public Module {
+ public:
+  std::string type() const override { return "ReLU"; }
+  Shape output_shape(const Shape& input) const override { return input; }
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+
+ private:
+  Tensor x_;
+};
+
+// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)).
+class GELU : public Module {
+ public:
+  std::string type() const override { return "GELU"; }
+  Shape output_shape(const Shape& input) const override { return input; }
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+
+ private:
+  Tensor x_;
+};
+
+// x [N, C, H, W] -> [N, OC, OH, OW] by im2col + GEMM. W [OC, C, K, K], b [OC].
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
+         bool bias = true);
+  std::string type() const override { return "Conv2d"; }
+  void register_parameters(ParameterArena& arena, const std::string& prefix) override;
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::vector<Parameter*> parameters() const override;
+  int64_t in_channels() const { return in_c_; }
+  int64_t out_channels() const { return out_c_; }
+  int64_t kernel() const { return k_; }
+  int64_t stride() const { return stride_; }
+  int64_t padding() const { return pad_; }
+  Parameter* weight() const { return weight_; }
+  Parameter* bias() const { return bias_; }
+
+ private:
+  int64_t in_c_, out_c_, k_, stride_, pad_;
+  bool has_bias_;
+  Parameter* weight_ = nullptr;
+  Parameter* bias_ = nullptr;
+  Shape x_shape_;
+  Tensor cols_;  // im2col of the last input [C*K*K, N*OH*OW]
+};
+
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(int64_t kernel, int64_t stride = 0 /* = kernel */, int64_t padding = 0);
+  std::string type() const override { return "MaxPool2d"; }
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  int64_t kernel() const { return k_; }
+  int64_t stride() const { return stride_; }
+  int64_t padding() const { return pad_; }
+
+ private:
+  int64_t k_, stride_, pad_;
+  Shape x_shape_;
+  Tensor argmax_;
+};
+
+// [N, d1, d2, ...] -> [N, d1*d2*...]
+class Flatten : public Module {
+ public:
+  std::string type() const override { return "Flatten"; }
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+
+ private:
+  Shape x_shape_;
+};
+
+// Inverted dropout: identity when not training.
+class Dropout : public Module {
+ public:
+  explicit Dropout(float p);
+  std::string type() const override { return "Dropout"; }
+  Shape output_shape(const Shape& input) const override { return input; }
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  float p() const { return p_; }
+
+ private:
+  float p_;
+  Tensor mask_;  // undefined when the last forward was not training
+};
+
+// Normalises the last dim: y = (x - mean) / sqrt(var + eps) * gamma + beta.
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(int64_t dim, float eps = 1e-5f);
+  std::string type() const override { return "LayerNorm"; }
+  void register_parameters(ParameterArena& arena, const std::string& prefix) override;
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::vector<Parameter*> parameters() const override;
+  int64_t dim() const { return dim_; }
+  float eps() const { return eps_; }
+  Parameter* weight() const { return weight_; }
+  Parameter* bias() const { return bias_; }
+
+ private:
+  int64_t dim_;
+  float eps_;
+  Parameter* weight_ = nullptr;
+  Parameter* bias_ = nullptr;
+  Tensor x_, mean_, rstd_;
+};
+
+// ids (i64, any shape) -> [..., dim]; W [vocab, dim]. Backward returns an undefined tensor.
+class Embedding : public Module {
+ public:
+  Embedding(int64_t vocab, int64_t dim);
+  std::string type() const override { return "Embedding"; }
+  void register_parameters(ParameterArena& arena, const std::string& prefix) override;
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& ids, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::vector<Parameter*> parameters() const override;
+  int64_t vocab() const { return vocab_; }
+  int64_t dim() const { return dim_; }
+  Parameter* weight() const { return weight_; }
+
+ private:
+  int64_t vocab_, dim_;
+  Parameter* weight_ = nullptr;
+  Tensor ids_;
+};
+
+// Runs its children in order; backward in reverse. Children are named by index ("0.", "1.", ...).
+class Sequential : public Module {
+ public:
+  Sequential() = default;
+  Sequential& add(std::unique_ptr<Module> m);
+  template <typename M, typename... Args>
+  Sequential& emplace(Args&&... args) {
+    return add(std::make_unique<M>(std::forward<Args>(args)...));
+  }
+  std::string type() const override { return "Sequential"; }
+  void register_parameters(ParameterArena& arena, const std::string& prefix) override;
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::vector<Parameter*> parameters() const override;
+  const std::vector<std::unique_ptr<Module>>& children() const { return children_; }
+
+ private:
+  std::vector<std::unique_ptr<Module>> children_;
+};
+
+}  // namespace dtrain

@@ -1,0 +1,131 @@
+#include "core/model.h"
+
+#include <mutex>
+#include <sstream>
+
+namespace dtrain {
+
+uint64_t fnv1a64(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string ModelConfig::canonical() const {
+  std::ostringstream os;
+  os << "type=" << type << ";input=" << input_shape.str() << ";classes=" << num_classes << ";hidden=";
+  for (size_t i = 0; i < hidden.size(); ++i) os << (i ? "," : "") << hidden[i];
+  os << ";dropout=" << dropout << ";activation=" << activation;
+  for (const auto& [k, v] : extra) os << ";" << k << "=" << v;
+  return os.str();
+}
+
+Model::Model(ModelConfig config, std::unique_ptr<Sequential> net) : config_(std::move(config)), net_(std::move(net)) {
+  DTRAIN_CHECK(net_ != nullptr, "model '", config_.type, "': builder returned no network");
+}
+
+void Model::build(Device device, uint64_t seed) {
+  net_->register_parameters(arena_, "");
+  Generator gen(RngKey{seed, 0, static_cast<uint32_t>(RngPurpose::init)});
+  arena_.allocate(device, gen);
+}
+
+Shape Model::output_shape(int64_t batch) const {
+  Shape in{batch};
+  for (int64_t d : config_.input_shape) in.push_back(d);
+  return net_->output_shape(in);
+}
+
+std::vector<std::string> Model::signature() const {
+  std::vector<std::string> sig;
+  sig.push_back("config " + config_.canonical());
+  for (const Parameter* p : arena_.parameters()) sig.push_back(p->name + " f32 " + p->shape.str());
+  return sig;
+}
+
+namespace {
+
+std::unique_ptr<Module> make_activation(const std::string& name) {
+  if (name == "relu") return std::make_unique<ReLU>();
+  if (name == "gelu") return std::make_unique<GELU>();
+  fail("model.activation: unknown activation '", name, "' (expected relu or gelu)");
+}
+
+// Flatten -> [Linear -> act (-> Dropout)] per hidden size -> Linear(num_classes).
+std::unique_ptr<Sequential> build_mlp(const ModelConfig& c) {
+  auto net = std::make_unique<Sequential>();
+  net->emplace<Flatten>();
+  int64_t in = c.input_shape.numel();
+  for (int64_t h : c.hidden) {
+    DTRAIN_CHECK(h > 0, "model.hidden: sizes must be positive, got ", h);
+    net->emplace<Linear>(in, h);
+    net->add(make_activation(c.activation));
+    if (c.dropout > 0) net->emplace<Dropout>(c.dropout);
+    in = h;
+  }
+  net->emplace<Linear>(in, c.num_classes);
+  return net;
+}
+
+// conv32-pool-conv64-pool-fc128-fc(num_classes), 3x3 convs with padding 1 (the Fashion-MNIST CNN).
+std::unique_ptr<Sequential> build_cnn(const ModelConfig& c) {
+  DTRAIN_CHECK(c.input_shape.size() == 3, "model cnn: input_shape must be C,H,W, got ", c.input_shape.str());
+  const int64_t ch = c.input_shape[0], h = c.input_shape[1], w = c.input_shape[2];
+  DTRAIN_CHECK(h % 4 == 0 && w % 4 == 0, "model cnn: input height and width must be multiples of 4, got ",
+               c.input_shape.str());
+  auto net = std::make_unique<Sequential>();
+  net->emplace<Conv2d>(ch, 32, 3, 1, 1).emplace<ReLU>().emplace<MaxPool2d>(2);
+  net->emplace<Conv2d>(32, 64, 3, 1, 1).emplace<ReLU>().emplace<MaxPool2d>(2);
+  net->emplace<Flatten>().emplace<Linear>(64 * (h / 4) * (w / 4), 128).add(make_activation(c.activation));
+  if (c.dropout > 0) net->emplace<Dropout>(c.dropout);
+  net->emplace<Linear>(128, c.num_classes);
+  return net;
+}
+
+struct Registry {
+  std::mutex mu;  // guards builders
+  std::map<std::string, ModelBuilder> builders{{"mlp", build_mlp}, {"cnn", build_cnn}};
+};
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace
+
+void register_model(const std::string& type, ModelBuilder builder) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  DTRAIN_CHECK(!r.builders.count(type), "model type '", type, "' is already registered");
+  r.builders[type] = std::move(builder);
+}
+
+std::vector<std::string> registered_models() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::vector<std::string> names;
+  for (const auto& [k, v] : r.builders) names.push_back(k);
+  return names;
+}
+
+std::unique_ptr<Model> create_model(const ModelConfig& config) {
+  ModelBuilder builder;
+  {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    auto it = r.builders.find(config.type);
+    if (it == r.builders.end()) {
+      std::string known;
+      for (const auto& [k, v] : r.builders) known += (known.empty() ? "" : ", ") + k;
+      fail("model.type: unknown model '", config.type, "' (registered: ", known, ")");
+    }
+    builder = it->second;
+  }
+  DTRAIN_CHECK(config.num_classes > 0, "model.num_classes must be positive, got ", config.num_classes);
+  return std::make_unique<Model>(config, builder(config));
+}
+
+}  // namespace dtrain

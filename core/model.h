@@ -1,0 +1,60 @@
+#pragma once
+// Models are data: a ModelConfig names a registered builder ("mlp", "cnn", or a user's own) and
+// its sizes. Model owns the network and the parameter arena.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/layers/layers.h"
+
+namespace dtrain {
+
+struct ModelConfig {
+  std::string type = "mlp";
+  Shape input_shape{1, 28, 28};          // per sample, without the batch dim
+  int64_t num_classes = 10;
+  std::vector<int64_t> hidden{256, 128};  // mlp hidden sizes
+  float dropout = 0.0f;                   // mlp: dropout after each hidden activation
+  std::string activation = "relu";        // mlp: relu | gelu
+  std::map<std::string, std::string> extra;  // free-form keys for user-registered models
+  // A stable text form of every field (for the signature and the config hash).
+  std::string canonical() const;
+};
+
+class Model {
+ public:
+  Model(ModelConfig config, std::unique_ptr<Sequential> net);
+  // Registers the parameters and allocates the arenas on `device`; init uses
+  // the stream (seed, rank 0, RngPurpose::init) so every rank starts identical.
+  void build(Device device, uint64_t seed);
+  Tensor forward(const Tensor& x, PassContext& ctx) { return net_->forward(x, ctx); }
+  Tensor backward(const Tensor& dy, PassContext& ctx) { return net_->backward(dy, ctx); }
+
+  const ModelConfig& config() const { return config_; }
+  Sequential& net() { return *net_; }
+  ParameterArena& arena() { return arena_; }
+  const std::vector<Parameter*>& parameters() const { return arena_.parameters(); }
+  Shape output_shape(int64_t batch) const;
+  // One line per parameter "name dtype shape" plus the config hash: ranks and checkpoints compare it.
+  std::vector<std::string> signature() const;
+
+ private:
+  ModelConfig config_;
+  std::unique_ptr<Sequential> net_;
+  ParameterArena arena_;
+};
+
+using ModelBuilder = std::function<std::unique_ptr<Sequential>(const ModelConfig&)>;
+
+// The model registry: "mlp" and "cnn" are built in; users add their own before creating.
+void register_model(const std::string& type, ModelBuilder builder);
+std::vector<std::string> registered_models();
+// Builds the network for config.type (throws naming the type and the known ones).
+std::unique_ptr<Model> create_model(const ModelConfig& config);
+
+uint64_t fnv1a64(const std::string& text);  // stable 64-bit hash (config hashes, checksums of names)
+
+}  // namespace dtrain

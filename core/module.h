@@ -1,0 +1,40 @@
+#pragma once
+// Module: a layer with explicit forward and backward (no autograd graph). forward caches what
+// backward needs; backward returns dL/dx, ADDS into its parameters' gradients, then calls
+// ctx.grad_ready(p) for each of its parameters so ParamSync can launch a full bucket at once.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/tensor.h"
+
+namespace dtrain {
+
+struct PassContext {
+  bool training = true;
+  Generator* dropout_rng = nullptr;        // stream (seed, rank, RngPurpose::dropout); needed when training
+  const ParameterArena* arena = nullptr;   // receives grad_ready; may be null in unit tests
+  void grad_ready(const Parameter& p) const {
+    if (arena) arena->grad_ready(p);
+  }
+};
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  virtual std::string type() const = 0;  // "Linear", "Conv2d", ...
+  // Registers this module's parameters as `prefix` + local name ("3.weight").
+  virtual void register_parameters(ParameterArena& arena, const std::string& prefix) {
+    (void)arena;
+    (void)prefix;
+  }
+  // Output shape for an input shape; dim 0 is the batch. Throws naming the layer on a mismatch.
+  virtual Shape output_shape(const Shape& input) const = 0;
+  virtual Tensor forward(const Tensor& x, PassContext& ctx) = 0;
+  virtual Tensor backward(const Tensor& dy, PassContext& ctx) = 0;
+  // This module's own parameters, in registration order (empty before registration).
+  virtual std::vector<Parameter*> parameters() const { return {}; }
+};
+
+}  // namespace dtrain

@@ -1,0 +1,11 @@
+#pragma once
+// The `dtrain` subcommands. Each takes the arguments after its name and returns the exit code
+// (0 ok, 2 usage error, 1 other failure); main() catches dtrain::Error and prints one line.
+#include <string>
+#include <vector>
+
+namespace dtrain {
+
+int cmd_info(const std::vector<std::string>& args);
+
+}  // namespace dtrain

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package dtrain's build, tests and quickstart need. Idempotent; apt-get only.
+# CUDA, cuBLAS and NCCL are not installed here: they come from the CUDA Toolkit at /usr/local/cuda
+# when present (configure then builds the GPU code, see DTRAIN_CUDA in README.md).
+set -euo pipefail
+pkgs=(
+  build-essential cmake ninja-build pkg-config git
+  openmpi-bin libopenmpi-dev          # MPI backend and launcher
+  libhdf5-dev hdf5-tools              # datasets and checkpoints (C API)
+  libboost-program-options-dev        # config: INI + CLI
+  libopenblas-dev                     # CPU GEMM (cblas)
+  libgtest-dev googletest             # tests
+  zlib1g-dev                          # gzip'd IDX reader
+  libspdlog-dev libfmt-dev            # logging
+)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages already installed"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
