@@ -1,0 +1,52 @@
+#pragma once
+// Optimizers step the flat parameter arena in one fused pass (one loop on the CPU, one kernel on
+// the GPU). Their state slots are flat arenas with the parameters' layout, so a parameter's slot
+// is the same flat_range as its value (what checkpoints store per parameter).
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/arena.h"
+
+namespace dtrain {
+
+struct OptimizerConfig {
+  std::string type = "sgd";  // sgd | adam | adamw | rmsprop
+  float lr = 0.1f;
+  float momentum = 0.9f;      // sgd, rmsprop
+  bool nesterov = false;      // sgd
+  float weight_decay = 0.0f;  // L2 added to the gradient (sgd, adam, rmsprop); decoupled for adamw
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam, adamw (eps also rmsprop)
+  float alpha = 0.99f;        // rmsprop smoothing
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // Applies one update with learning rate `lr` from the gradient arena to the value arena.
+  virtual void step(ParameterArena& arena, float lr) = 0;
+  // Named state slots (e.g. "momentum", "exp_avg", "exp_avg_sq"), each a flat arena-shaped tensor.
+  std::vector<std::pair<std::string, Tensor*>> slots();
+  int64_t steps() const { return steps_; }  // updates applied so far (Adam's bias correction)
+  void set_steps(int64_t steps) { steps_ = steps; }
+  const OptimizerConfig& config() const { return config_; }
+
+ protected:
+  Optimizer(OptimizerConfig config, const ParameterArena& arena, std::vector<std::string> slot_names);
+  Tensor& slot(int i) { return slots_[i].second; }
+  OptimizerConfig config_;
+  int64_t steps_ = 0;
+
+ private:
+  std::vector<std::pair<std::string, Tensor>> slots_;
+};
+
+// Builds the optimizer named by config.type (throws naming optim.type and the known ones).
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, const ParameterArena& arena);
+
+// Scales the gradient arena so its global L2 norm is at most max_norm (no-op when max_norm <= 0).
+// Returns the norm before clipping. Run it after the all-reduce so every rank clips identically.
+float clip_grad_norm(ParameterArena& arena, float max_norm);
+
+}  // namespace dtrain

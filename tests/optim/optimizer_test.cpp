@@ -1,0 +1,140 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "optim/optimizer.h"
+
+namespace dtrain {
+namespace {
+
+// An arena with two parameters "a" [2] and "b" [1], values {1, -2} and {0.5}.
+struct Fixture {
+  ParameterArena arena;
+  Fixture() {
+    arena.add("a", Shape{2}, [](Tensor& v, Generator&) { v.copy_from(Tensor::from_vector<float>({1, -2}, Shape{2})); });
+    arena.add("b", Shape{1}, [](Tensor& v, Generator&) { v.copy_from(Tensor::from_vector<float>({0.5f}, Shape{1})); });
+    Generator g;
+    arena.allocate(Device::cpu(), g);
+  }
+  // Sets the gradient of every element to a step-dependent value and returns the flat values.
+  void set_grads(int step) {
+    std::vector<float> g(arena.numel());
+    for (size_t i = 0; i < g.size(); ++i) g[i] = 0.3f * static_cast<float>(i + 1) - 0.2f * step;
+    arena.grads().copy_from(Tensor::from_vector(g, Shape{arena.numel()}));
+  }
+};
+
+// The same per-element math written out in double precision, straight from the definitions.
+struct Reference {
+  std::vector<double> p, s1, s2;
+  explicit Reference(const std::vector<float>& v) : p(v.begin(), v.end()), s1(v.size()), s2(v.size()) {}
+};
+
+void expect_near(const std::vector<float>& got, const std::vector<double>& want, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * (1 + std::abs(want[i]))) << what << " " << i;
+}
+
+std::vector<double> grads_at(int step, size_t n) {
+  std::vector<double> g(n);
+  for (size_t i = 0; i < n; ++i) g[i] = 0.3f * static_cast<float>(i + 1) - 0.2f * step;
+  return g;
+}
+
+TEST(Optimizer, SgdMomentumAndNesterovMatchTheDefinition) {
+  for (bool nesterov : {false, true}) {
+    Fixture f;
+    OptimizerConfig c;
+    c.type = "sgd"; c.lr = 0.1f; c.momentum = 0.9f; c.nesterov = nesterov; c.weight_decay = 0.01f;
+    auto opt = make_optimizer(c, f.arena);
+    Reference r(f.arena.values().to_vector<float>());
+    for (int step = 0; step < 4; ++step) {
+      f.set_grads(step);
+      opt->step(f.arena, c.lr);
+      auto g = grads_at(step, r.p.size());
+      for (size_t i = 0; i < r.p.size(); ++i) {
+        const double d = g[i] + 0.01 * r.p[i];
+        r.s1[i] = 0.9 * r.s1[i] + d;
+        r.p[i] -= 0.1 * (nesterov ? d + 0.9 * r.s1[i] : r.s1[i]);
+      }
+    }
+    expect_near(f.arena.values().to_vector<float>(), r.p, nesterov ? "nesterov" : "momentum");
+    EXPECT_EQ(opt->steps(), 4);
+  }
+}
+
+TEST(Optimizer, AdamAndAdamWMatchTheDefinition) {
+  for (bool decoupled : {false, true}) {
+    Fixture f;
+    OptimizerConfig c;
+    c.type = decoupled ? "adamw" : "adam"; c.lr = 0.01f; c.weight_decay = 0.1f;
+    auto opt = make_optimizer(c, f.arena);
+    Reference r(f.arena.values().to_vector<float>());
+    for (int step = 0; step < 5; ++step) {
+      f.set_grads(step);
+      opt->step(f.arena, c.lr);
+      auto g = grads_at(step, r.p.size());
+      const double b1 = 0.9, b2 = 0.999, t = step + 1;
+      for (size_t i = 0; i < r.p.size(); ++i) {
+        double d = g[i];
+        if (decoupled) r.p[i] *= 1 - 0.01 * 0.1; else d += 0.1 * r.p[i];
+        r.s1[i] = b1 * r.s1[i] + (1 - b1) * d;
+        r.s2[i] = b2 * r.s2[i] + (1 - b2) * d * d;
+        const double mhat = r.s1[i] / (1 - std::pow(b1, t)), vhat = r.s2[i] / (1 - std::pow(b2, t));
+        r.p[i] -= 0.01 * mhat / (std::sqrt(vhat) + 1e-8);
+      }
+    }
+    expect_near(f.arena.values().to_vector<float>(), r.p, c.type.c_str());
+  }
+}
+
+TEST(Optimizer, RmspropWithMomentumMatchesTheDefinition) {
+  Fixture f;
+  OptimizerConfig c;
+  c.type = "rmsprop"; c.lr = 0.01f; c.momentum = 0.5f; c.alpha = 0.9f; c.eps = 1e-6f;
+  auto opt = make_optimizer(c, f.arena);
+  Reference r(f.arena.values().to_vector<float>());
+  for (int step = 0; step < 4; ++step) {
+    f.set_grads(step);
+    opt->step(f.arena, c.lr);
+    auto g = grads_at(step, r.p.size());
+    for (size_t i = 0; i < r.p.size(); ++i) {
+      r.s1[i] = 0.9 * r.s1[i] + 0.1 * g[i] * g[i];
+      r.s2[i] = 0.5 * r.s2[i] + g[i] / (std::sqrt(r.s1[i]) + 1e-6);
+      r.p[i] -= 0.01 * r.s2[i];
+    }
+  }
+  expect_near(f.arena.values().to_vector<float>(), r.p, "rmsprop");
+  ASSERT_EQ(opt->slots().size(), 2u);
+  EXPECT_EQ(opt->slots()[0].first, "square_avg");
+}
+
+TEST(Optimizer, ClipGradNormScalesToTheLimit) {
+  Fixture f;
+  f.arena.grads().copy_from(Tensor::from_vector<float>({3, 4, 0}, Shape{3}));
+  EXPECT_NEAR(clip_grad_norm(f.arena, 1.0f), 5.0f, 1e-5);
+  auto g = f.arena.grads().to_vector<float>();
+  EXPECT_NEAR(std::sqrt(g[0] * g[0] + g[1] * g[1]), 1.0f, 1e-4);
+  EXPECT_NEAR(clip_grad_norm(f.arena, 10.0f), 1.0f, 1e-4);  // under the limit: unchanged
+}
+
+TEST(Optimizer, BadConfigNamesTheKey) {
+  Fixture f;
+  OptimizerConfig c;
+  c.type = "lion";
+  try {
+    make_optimizer(c, f.arena);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("optim.type"), std::string::npos) << e.what();
+  }
+  c.type = "sgd";
+  c.momentum = 1.5f;
+  EXPECT_THROW(make_optimizer(c, f.arena), Error);
+  c.momentum = 0.0f;
+  c.nesterov = true;
+  EXPECT_THROW(make_optimizer(c, f.arena), Error);
+}
+
+}  // namespace
+}  // namespace dtrain
