@@ -1,0 +1,79 @@
+// CUDA GEMM through cuBLAS (core/kernel_list.inc). cuBLAS is column-major: a row-major matrix
+// with row stride ld is the column-major transpose with the same ld, so the row-major
+// C = op(A) op(B) is computed as the column-major C^T = op(B)^T op(A)^T, i.e. with A and B
+// swapped and m and n swapped. One cuBLAS handle per thread and device, created on first use.
+#include <cublas_v2.h>
+
+#include <atomic>
+#include <climits>
+#include <vector>
+
+#include "core/cuda/launch.cuh"
+#include "core/kernels.h"
+
+namespace dtrain::cuda {
+namespace {
+
+std::atomic<bool> allow_tf32{false};  // process-wide, see set_allow_tf32
+
+// The handles of one thread, one per device, destroyed when the thread ends.
+class CublasHandles {
+ public:
+  CublasHandles() = default;
+  CublasHandles(const CublasHandles&) = delete;
+  CublasHandles& operator=(const CublasHandles&) = delete;
+  ~CublasHandles() {
+    for (cublasHandle_t h : handles_)
+      if (h) cublasDestroy(h);
+  }
+  cublasHandle_t get(int device) {
+    if (device >= static_cast<int>(handles_.size())) handles_.resize(device + 1, nullptr);
+    if (!handles_[device]) DTRAIN_CUBLAS_CHECK(cublasCreate(&handles_[device]));
+    return handles_[device];
+  }
+
+ private:
+  std::vector<cublasHandle_t> handles_;
+};
+
+// The current device's handle, bound to its compute stream and the selected math mode.
+cublasHandle_t handle_for_current_stream() {
+  thread_local CublasHandles handles;
+  const int device = current_device();
+  cublasHandle_t h = handles.get(device);
+  DTRAIN_CUBLAS_CHECK(cublasSetStream(h, compute_stream(device)));
+  DTRAIN_CUBLAS_CHECK(cublasSetMathMode(h, allow_tf32.load() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  return h;
+}
+
+// C = beta * C for k == 0 (beta == 0 writes zeros without reading C, as BLAS does).
+__global__ void scale_matrix_kernel(float* c, int64_t m, int64_t n, int64_t ldc, float beta) {
+  DTRAIN_GRID_STRIDE(i, m * n) {
+    float* p = c + (i / n) * ldc + i % n;
+    *p = beta == 0.0f ? 0.0f : beta * *p;
+  }
+}
+
+}  // namespace
+
+void set_allow_tf32(bool allow) { allow_tf32.store(allow); }
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    scale_matrix_kernel<<<blocks_for(m * n), kThreads, 0, current_stream()>>>(c, m, n, ldc, beta);
+    DTRAIN_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  for (int64_t v : {m, n, k, lda, ldb, ldc})
+    DTRAIN_CHECK(v <= INT_MAX, "cuda::gemm: size or stride ", v, " exceeds cuBLAS's 32-bit int (m=", m, " n=", n,
+                 " k=", k, ")");
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DTRAIN_CUBLAS_CHECK(cublasSgemm(handle_for_current_stream(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
+                                  static_cast<int>(k), &alpha, b, static_cast<int>(ldb), a, static_cast<int>(lda),
+                                  &beta, c, static_cast<int>(ldc)));
+}
+
+}  // namespace dtrain::cuda
