@@ -42,7 +42,7 @@ struct ParamSyncOptions {
   bool compress_bf16 = false;     // comm.compress=bf16: gradients travel as bf16
   // Lines every rank must agree on (e.g. Model::signature(): config + "name dtype shape" lines);
   // empty: the arena's names, dtypes and shapes.
-  std::vector<std::string> signature;
+  std::vector<std::string> signature = {};
 };
 
 struct Bucket {
