@@ -12,6 +12,7 @@ pkgs=(
   libgtest-dev googletest             # tests
   zlib1g-dev                          # gzip'd IDX reader
   libspdlog-dev libfmt-dev            # logging
+  gnuplot-nox bc                      # scripts/bench-comm.sh plots; tests/comm/expect_failure.sh timing
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -1,0 +1,164 @@
+// Work completion, backend selection, the world description and abort_job.
+#include "comm/communicator.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <thread>
+
+#include "comm/backends.h"
+#include "comm/environment.h"
+#include "comm/mpi_runtime.h"
+#include "core/config.h"
+#include "core/log.h"
+
+namespace dtrain {
+
+const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum: return "sum";
+    case ReduceOp::average: return "average";
+    case ReduceOp::max: return "max";
+  }
+  return "?";
+}
+
+bool WorkState::wait(double timeout_s) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto limit = std::chrono::duration<double>(std::min(timeout_s, 1e7));
+  if (!cv_.wait_for(lock, limit, [&] { return done_; })) return false;
+  if (!error_.empty()) fail(error_);
+  return true;
+}
+
+bool WorkState::is_done() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_;
+}
+
+void WorkState::mark_started() {
+  std::lock_guard<std::mutex> lock(mu_);
+  started_ = std::chrono::steady_clock::now();
+}
+
+void WorkState::complete(std::string error) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    error_ = std::move(error);
+    finished_ = std::chrono::steady_clock::now();
+    if (started_ == std::chrono::steady_clock::time_point{}) started_ = finished_;
+  }
+  cv_.notify_all();
+}
+
+double WorkState::duration_s() const {
+  auto* self = const_cast<WorkState*>(this);
+  std::lock_guard<std::mutex> lock(self->mu_);
+  if (!done_) return 0.0;
+  return std::chrono::duration<double>(finished_ - started_).count();
+}
+
+Work Work::done(std::string description) {
+  auto state = std::make_shared<WorkState>(std::move(description));
+  state->complete();
+  return Work(state);
+}
+
+std::string Communicator::host() const {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "unknown";
+  return name;
+}
+
+std::string resolve_backend(const CommOptions& options) {
+  const std::string& b = options.backend;
+  DTRAIN_CHECK(b == "auto" || b == "mpi" || b == "nccl" || b == "single", "comm.backend: unknown backend '", b,
+               "' (expected auto, mpi, nccl or single)");
+  if (b != "auto") return b;
+  if (options.model_device.is_cuda() && DTRAIN_HAVE_NCCL) return "nccl";
+  if (detect_launch_env().under_mpi) return "mpi";
+  return "single";
+}
+
+std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
+  const std::string backend = resolve_backend(options);
+  std::unique_ptr<Communicator> comm;
+  if (backend == "mpi") {
+    comm = make_mpi_communicator();
+  } else if (backend == "nccl") {
+    DTRAIN_CHECK(!options.model_device.is_cpu() || options.backend != "nccl",
+                 "comm.backend=nccl needs the model on a GPU (device=cuda), got device=cpu");
+    comm = make_nccl_communicator(options.model_device.is_cuda() && options.gpu < 0 && options.model_device.index > 0
+                                      ? options.model_device.index
+                                      : options.gpu);
+  } else {
+    const LaunchEnv env = detect_launch_env();
+    DTRAIN_CHECK(env.world == 1, "comm.backend=single in a launch of ", env.world, " processes (", env.launcher,
+                 "); use mpi or nccl");
+    comm = make_single_communicator(options.model_device);
+  }
+  if (options.log_world) describe_world(*comm, true);
+  return comm;
+}
+
+std::vector<std::string> describe_world(Communicator& comm, bool log) {
+  constexpr int64_t kLine = 160;
+  std::string mine = detail::concat("rank ", comm.rank(), " on ", comm.host(), " (local rank ", comm.local_rank(),
+                                    "/", comm.local_size(), "): backend ", comm.backend(), ", device ",
+                                    comm.device().str());
+  mine.resize(kLine, '\0');
+  std::vector<uint8_t> bytes(mine.begin(), mine.end());
+  Tensor in = Tensor::from_vector(bytes, Shape{kLine}, comm.device());
+  Tensor out = Tensor::zeros(Shape{kLine * comm.size()}, DType::u8, comm.device());
+  comm.allgather(in, out).wait();
+  const std::vector<uint8_t> all = out.to_vector<uint8_t>();
+  std::vector<std::string> lines;
+  std::map<std::string, int> per_host;
+  for (int r = 0; r < comm.size(); ++r) {
+    const char* p = reinterpret_cast<const char*>(all.data() + r * kLine);
+    lines.emplace_back(p, strnlen(p, kLine));
+    const auto on = lines.back().find(" on "), paren = lines.back().find(" (");
+    ++per_host[lines.back().substr(on + 4, paren - on - 4)];
+  }
+  if (log && comm.rank() == 0) {
+    std::string counts;
+    for (const auto& [h, n] : per_host) counts += detail::concat(counts.empty() ? "" : ", ", h, ": ", n);
+    log_info("world: {} ranks on {} node(s) (ranks per node: {}), backend {}", comm.size(), per_host.size(), counts,
+             comm.backend());
+    for (const std::string& l : lines) log_info("  {}", l);
+  }
+  return lines;
+}
+
+void abort_job(const std::string& message, int code) noexcept {
+  int rank = 0;
+  if (MpiRuntime::active()) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  else rank = detect_launch_env().rank;
+  std::fprintf(stderr, "[rank %d] error: %s\n", rank, message.c_str());
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (MpiRuntime::active()) {
+    // Give the other ranks a moment to print their own message before the job is torn down.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    MPI_Abort(MPI_COMM_WORLD, code);
+  }
+  std::_Exit(code);
+}
+
+}  // namespace dtrain
+
+namespace dtrain {
+
+int run_or_abort(const std::function<int()>& body) noexcept {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    abort_job(e.what());
+  } catch (...) {
+    abort_job("unknown exception");
+  }
+}
+
+}  // namespace dtrain

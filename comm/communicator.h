@@ -1,0 +1,106 @@
+#pragma once
+// Communicator: rank/size plus asynchronous collectives (broadcast, allreduce, allgather, barrier)
+// that return a Work handle. Backends: "mpi" (CPU buffers, one progress thread owns every MPI
+// call), "nccl" (GPU buffers, its own CUDA stream), "single" (a world of one, no MPI), and "auto".
+//
+// Every rank must issue the same collectives in the same order. Buffers must stay alive and
+// untouched until the Work is done (each Work also keeps its tensors' storage alive).
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dtrain {
+
+enum class ReduceOp { sum, average, max };
+const char* reduce_op_name(ReduceOp op);
+
+// The completion state that a backend shares with the Works it hands out.
+class WorkState {
+ public:
+  explicit WorkState(std::string description) : description_(std::move(description)) {}
+  virtual ~WorkState() = default;
+  // Blocks until done or `timeout_s` passed; true when done. Rethrows the op's error as dtrain::Error.
+  virtual bool wait(double timeout_s);
+  virtual bool is_done();
+  // Called by the backend: marks the op finished (error empty on success).
+  void complete(std::string error = {});
+  void mark_started();
+  const std::string& description() const { return description_; }
+  // Seconds between the backend starting the op and finishing it (0 until done).
+  double duration_s() const;
+
+ protected:
+  std::mutex mu_;  // guards done_, error_, started_, finished_
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::string error_;
+  std::chrono::steady_clock::time_point started_{}, finished_{};
+  std::string description_;
+};
+
+// A handle to one asynchronous collective. Copies share the same operation.
+class Work {
+ public:
+  Work() = default;
+  explicit Work(std::shared_ptr<WorkState> state) : state_(std::move(state)) {}
+  // True once finished; false if `timeout_s` passed first. Throws dtrain::Error if the op failed.
+  bool wait(double timeout_s = 1e9) const { return !state_ || state_->wait(timeout_s); }
+  bool is_done() const { return !state_ || state_->is_done(); }
+  std::string description() const { return state_ ? state_->description() : "no-op"; }
+  double duration_s() const { return state_ ? state_->duration_s() : 0.0; }
+  // An already finished Work.
+  static Work done(std::string description);
+
+ private:
+  std::shared_ptr<WorkState> state_;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual std::string backend() const = 0;  // "mpi", "nccl", "single"
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual int local_rank() const = 0;   // rank among the processes on this node
+  virtual int local_size() const = 0;   // processes on this node
+  virtual Device device() const = 0;    // where collective buffers must live
+  virtual std::string host() const;     // this node's name
+
+  // Copies `t` from `root` to every rank (in place).
+  virtual Work broadcast(Tensor t, int root) = 0;
+  // In place; f32 and bf16 support every op, i32/i64 sum and max.
+  virtual Work allreduce(Tensor t, ReduceOp op) = 0;
+  // out (contiguous, size() * in.numel() elements, same dtype) receives every rank's `in` in rank order.
+  virtual Work allgather(Tensor in, Tensor out) = 0;
+  virtual Work barrier() = 0;
+  // Ends the whole job now (MPI_Abort where MPI runs): used by the watchdog and by failing ranks.
+  [[noreturn]] virtual void abort(int code) noexcept = 0;
+};
+
+struct CommOptions {
+  std::string backend = "auto";       // auto | mpi | nccl | single
+  Device model_device = Device::cpu();  // auto picks nccl for a CUDA model when NCCL is built
+  int gpu = -1;                       // nccl: pinned GPU; -1 = local rank modulo visible GPUs
+  bool log_world = true;              // rank 0 logs world size, ranks per node, backend and devices
+};
+
+// Creates the communicator (collective: every rank of the launch calls it).
+std::unique_ptr<Communicator> make_communicator(const CommOptions& options = {});
+// Resolves "auto" to a concrete backend name for this build, launch and model device.
+std::string resolve_backend(const CommOptions& options);
+// Gathers one line per rank ("rank 1 on node-a: mpi cpu") to every rank; rank 0 logs it.
+std::vector<std::string> describe_world(Communicator& comm, bool log);
+
+// Prints "[rank r] error: message" to stderr and ends the whole job: MPI_Abort when MPI is
+// initialised (so no other rank hangs), otherwise a plain exit with `code`.
+[[noreturn]] void abort_job(const std::string& message, int code = 1) noexcept;
+// Runs `body` and returns its result; an exception aborts the whole job via abort_job.
+int run_or_abort(const std::function<int()>& body) noexcept;
+
+}  // namespace dtrain

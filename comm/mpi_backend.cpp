@@ -1,0 +1,295 @@
+// The "mpi" backend: CPU buffers, blocking MPI collectives run on the progress thread so the
+// caller keeps computing. Each communicator is a dup of MPI_COMM_WORLD with errors returned.
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <future>
+#include <cstring>
+
+#include "comm/backends.h"
+#include "comm/mpi_runtime.h"
+#include "core/ops.h"
+
+namespace dtrain {
+namespace detail {
+
+void mpi_fail(const char* call, int rc, const char* file, int line) {
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) std::snprintf(text, sizeof text, "code %d", rc);
+  fail("MPI error in ", call, " (", file, ":", line, "): ", text);
+}
+
+}  // namespace detail
+
+namespace {
+
+// bf16 reductions for the compressed gradient wire format (MPI has no bf16 type).
+void bf16_sum_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  auto* a = static_cast<const bf16*>(in);
+  auto* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = to_bf16(from_bf16(a[i]) + from_bf16(b[i]));
+}
+void bf16_max_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  auto* a = static_cast<const bf16*>(in);
+  auto* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i)
+    if (from_bf16(a[i]) > from_bf16(b[i])) b[i] = a[i];
+}
+
+const char* thread_level_name(int level) {
+  switch (level) {
+    case MPI_THREAD_SINGLE: return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED: return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED: return "MPI_THREAD_SERIALIZED";
+    default: return "MPI_THREAD_MULTIPLE";
+  }
+}
+
+}  // namespace
+
+MpiRuntime& MpiRuntime::instance() {
+  static MpiRuntime runtime;  // joined (and MPI finalised) at process exit
+  if (!runtime.init_error_.empty()) fail(runtime.init_error_);
+  return runtime;
+}
+
+bool MpiRuntime::active() {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  return init && !fin;
+}
+
+MpiRuntime::MpiRuntime() {
+  std::promise<void> ready;
+  auto started = ready.get_future();
+  thread_ = std::thread([this, &ready] {
+    try {
+      int init = 0;
+      DTRAIN_MPI_CHECK(MPI_Initialized(&init));
+      if (!init) {
+        int provided = 0;
+        DTRAIN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+        owns_mpi_ = true;
+      } else {
+        // Someone else initialised MPI: calling it from this thread needs at least SERIALIZED.
+        int provided = 0;
+        DTRAIN_MPI_CHECK(MPI_Query_thread(&provided));
+        DTRAIN_CHECK(provided >= MPI_THREAD_SERIALIZED, "MPI was initialised elsewhere with ",
+                     thread_level_name(provided),
+                     "; the mpi backend needs to initialise MPI itself or MPI_THREAD_SERIALIZED");
+      }
+      DTRAIN_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
+      DTRAIN_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
+      DTRAIN_MPI_CHECK(MPI_Op_create(&bf16_sum_op, 1, &bf16_sum_));
+      DTRAIN_MPI_CHECK(MPI_Op_create(&bf16_max_op, 1, &bf16_max_));
+    } catch (const std::exception& e) {
+      init_error_ = e.what();
+      ready.set_value();
+      return;
+    }
+    ready.set_value();
+    loop();
+  });
+  started.wait();
+  if (!init_error_.empty()) {
+    thread_.join();
+  }
+}
+
+MpiRuntime::~MpiRuntime() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void MpiRuntime::loop() {
+  for (;;) {
+    Task task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) break;  // stop_ and drained
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    task.state->mark_started();
+    try {
+      task.op();
+      task.state->complete();
+    } catch (const std::exception& e) {
+      task.state->complete(e.what());
+    }
+  }
+  MPI_Op_free(&bf16_sum_);
+  MPI_Op_free(&bf16_max_);
+  if (owns_mpi_) {
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Finalize();
+  }
+}
+
+Work MpiRuntime::submit(std::string description, std::function<void()> op) {
+  auto state = std::make_shared<WorkState>(std::move(description));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    DTRAIN_CHECK(!stop_, "MPI progress thread already stopped; cannot run ", state->description());
+    queue_.push_back(Task{state, std::move(op)});
+  }
+  cv_.notify_one();
+  return Work(state);
+}
+
+void MpiRuntime::run(std::string description, std::function<void()> op) {
+  submit(std::move(description), std::move(op)).wait();
+}
+
+namespace {
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::f32: return MPI_FLOAT;
+    case DType::bf16: return MPI_UINT16_T;
+    case DType::i32: return MPI_INT32_T;
+    case DType::i64: return MPI_INT64_T;
+    case DType::u8: return MPI_UINT8_T;
+  }
+  fail("mpi backend: unsupported dtype");
+}
+
+// MPI counts are int: large buffers go in chunks.
+constexpr int64_t kMaxChunk = int64_t{1} << 30;
+
+std::string describe(const char* op, const Tensor& t) {
+  return detail::concat(op, " of ", t.numel(), " ", dtype_name(t.dtype()), " (", t.nbytes(), " bytes)");
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator() : rt_(MpiRuntime::instance()) {
+    rt_.run("communicator setup", [this] {
+      DTRAIN_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
+      DTRAIN_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+      DTRAIN_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+      DTRAIN_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+      DTRAIN_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node_));
+      DTRAIN_MPI_CHECK(MPI_Comm_rank(node_, &local_rank_));
+      DTRAIN_MPI_CHECK(MPI_Comm_size(node_, &local_size_));
+      char name[MPI_MAX_PROCESSOR_NAME] = {};
+      int len = 0;
+      DTRAIN_MPI_CHECK(MPI_Get_processor_name(name, &len));
+      host_.assign(name, len);
+    });
+  }
+  ~MpiCommunicator() override {
+    if (!MpiRuntime::active()) return;
+    try {
+      rt_.run("communicator teardown", [this] {
+        MPI_Comm_free(&node_);
+        MPI_Comm_free(&comm_);
+      });
+    } catch (...) {
+    }
+  }
+
+  std::string backend() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  int local_size() const override { return local_size_; }
+  Device device() const override { return Device::cpu(); }
+  std::string host() const override { return host_; }
+
+  Work broadcast(Tensor t, int root) override {
+    check_buffer(t, "broadcast");
+    DTRAIN_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " outside world of ", size_);
+    return rt_.submit(describe("broadcast", t) + " from rank " + std::to_string(root), [this, t, root] {
+      char* p = static_cast<char*>(t.raw_data());
+      const int64_t esize = dtype_size(t.dtype());
+      for (int64_t done = 0; done < t.numel(); done += kMaxChunk) {
+        const int n = static_cast<int>(std::min(kMaxChunk, t.numel() - done));
+        DTRAIN_MPI_CHECK(MPI_Bcast(p + done * esize, n, mpi_type(t.dtype()), root, comm_));
+      }
+    });
+  }
+
+  Work allreduce(Tensor t, ReduceOp op) override {
+    check_buffer(t, "allreduce");
+    const bool is_float = t.dtype() == DType::f32 || t.dtype() == DType::bf16;
+    DTRAIN_CHECK(is_float || op != ReduceOp::average, "allreduce: average needs f32 or bf16, got ",
+                 dtype_name(t.dtype()));
+    DTRAIN_CHECK(t.dtype() != DType::u8 || op == ReduceOp::max, "allreduce: u8 supports max only");
+    MPI_Op mop = op == ReduceOp::max ? MPI_MAX : MPI_SUM;
+    if (t.dtype() == DType::bf16) mop = op == ReduceOp::max ? rt_.bf16_max() : rt_.bf16_sum();
+    return rt_.submit(describe(detail::concat("allreduce(", reduce_op_name(op), ")").c_str(), t),
+                      [this, t, op, mop] {
+      char* p = static_cast<char*>(t.raw_data());
+      const int64_t esize = dtype_size(t.dtype());
+      for (int64_t done = 0; done < t.numel(); done += kMaxChunk) {
+        const int n = static_cast<int>(std::min(kMaxChunk, t.numel() - done));
+        DTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + done * esize, n, mpi_type(t.dtype()), mop, comm_));
+      }
+      if (op == ReduceOp::average && size_ > 1) divide(t, size_);
+    });
+  }
+
+  Work allgather(Tensor in, Tensor out) override {
+    check_buffer(in, "allgather");
+    check_buffer(out, "allgather");
+    DTRAIN_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "allgather: output has ",
+                 out.numel(), " ", dtype_name(out.dtype()), ", expected ", in.numel() * size_, " ",
+                 dtype_name(in.dtype()), " (", size_, " ranks x ", in.numel(), ")");
+    DTRAIN_CHECK(in.numel() <= INT_MAX, "allgather: ", in.numel(), " elements per rank exceed MPI's int count");
+    return rt_.submit(describe("allgather", in), [this, in, out] {
+      DTRAIN_MPI_CHECK(MPI_Allgather(in.raw_data(), static_cast<int>(in.numel()), mpi_type(in.dtype()),
+                                     out.raw_data(), static_cast<int>(in.numel()), mpi_type(in.dtype()), comm_));
+    });
+  }
+
+  Work barrier() override {
+    return rt_.submit("barrier", [this] { DTRAIN_MPI_CHECK(MPI_Barrier(comm_)); });
+  }
+
+  [[noreturn]] void abort(int code) noexcept override {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
+
+ private:
+  static void check_buffer(const Tensor& t, const char* op) {
+    DTRAIN_CHECK(t.defined(), op, ": undefined tensor");
+    DTRAIN_CHECK(t.device().is_cpu(), op, ": the mpi backend needs CPU buffers, got a tensor on ", t.device().str());
+    DTRAIN_CHECK(t.is_contiguous(), op, ": tensor ", t.shape().str(), " is not contiguous");
+  }
+  static void divide(const Tensor& t, int n) {
+    if (t.dtype() == DType::f32) {
+      float* p = t.data<float>();
+      const float inv = 1.0f / static_cast<float>(n);
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] *= inv;
+    } else {
+      bf16* p = t.data<bf16>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] = to_bf16(from_bf16(p[i]) / static_cast<float>(n));
+    }
+  }
+
+  MpiRuntime& rt_;
+  MPI_Comm comm_ = MPI_COMM_NULL, node_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  std::string host_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_communicator() { return std::make_unique<MpiCommunicator>(); }
+
+}  // namespace dtrain

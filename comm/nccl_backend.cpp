@@ -1,0 +1,206 @@
+// The "nccl" backend: GPU buffers. The NCCL communicator is built from a unique id that rank 0
+// creates and broadcasts over MPI (no MPI needed for a world of one); the GPU is the local rank
+// (from MPI_Comm_split_type(SHARED)) modulo the visible GPUs unless pinned. Collectives run on
+// the backend's own stream after an event on the compute stream; an event marks completion.
+#include "comm/backends.h"
+#include "core/config.h"
+
+#if DTRAIN_HAVE_NCCL
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "comm/environment.h"
+#include "comm/mpi_runtime.h"
+#include "core/cuda/check.h"
+#include "core/gpu.h"
+
+#define DTRAIN_NCCL_CHECK(call)                                                                 \
+  do {                                                                                          \
+    const ncclResult_t dtrain_nccl_rc_ = (call);                                                \
+    if (dtrain_nccl_rc_ != ncclSuccess)                                                         \
+      ::dtrain::fail("NCCL error in ", #call, " (", __FILE__, ":", __LINE__, "): ",             \
+                     ncclGetErrorString(dtrain_nccl_rc_));                                      \
+  } while (0)
+
+namespace dtrain {
+namespace {
+
+ncclDataType_t nccl_type(DType t) {
+  switch (t) {
+    case DType::f32: return ncclFloat32;
+    case DType::bf16: return ncclBfloat16;
+    case DType::i32: return ncclInt32;
+    case DType::i64: return ncclInt64;
+    case DType::u8: return ncclUint8;
+  }
+  fail("nccl backend: unsupported dtype");
+}
+
+// Done when the event recorded after the collective has fired; holds the buffers until then.
+class NcclWorkState final : public WorkState {
+ public:
+  NcclWorkState(std::string description, int device, std::vector<Tensor> keep)
+      : WorkState(std::move(description)), device_(device), keep_(std::move(keep)) {
+    DTRAIN_CUDA_CHECK(cudaSetDevice(device_));
+    DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+  }
+  ~NcclWorkState() override {
+    if (event_) cudaEventDestroy(event_);
+  }
+  cudaEvent_t event() const { return event_; }
+
+  bool is_done() override {
+    if (WorkState::is_done()) return true;
+    const cudaError_t rc = cudaEventQuery(event_);
+    if (rc == cudaErrorNotReady) return false;
+    complete(rc == cudaSuccess ? std::string{} : std::string("CUDA error while waiting for ") + description() + ": " +
+                                                     cudaGetErrorString(rc));
+    keep_.clear();
+    return true;
+  }
+  bool wait(double timeout_s) override {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(std::min(timeout_s, 1e7));
+    while (!is_done()) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    return WorkState::wait(0);
+  }
+
+ private:
+  int device_;
+  std::vector<Tensor> keep_;
+  cudaEvent_t event_ = nullptr;
+};
+
+class NcclCommunicator final : public Communicator {
+ public:
+  explicit NcclCommunicator(int gpu) {
+    const LaunchEnv env = detect_launch_env();
+    ncclUniqueId id{};
+    if (env.under_mpi) {
+      MpiRuntime& rt = MpiRuntime::instance();
+      rt.run("nccl bootstrap", [&] {
+        DTRAIN_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+        DTRAIN_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+        MPI_Comm node = MPI_COMM_NULL;
+        DTRAIN_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
+        MPI_Comm_rank(node, &local_rank_);
+        MPI_Comm_size(node, &local_size_);
+        MPI_Comm_free(&node);
+        if (rank_ == 0) DTRAIN_NCCL_CHECK(ncclGetUniqueId(&id));
+        DTRAIN_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
+      });
+    } else {
+      DTRAIN_CHECK(env.world == 1, "nccl backend: launched by ", env.launcher, " with ", env.world,
+                   " processes but without MPI to share the NCCL id (use mpirun or srun --mpi=pmix)");
+      DTRAIN_NCCL_CHECK(ncclGetUniqueId(&id));
+    }
+    const int visible = gpu::device_count();
+    DTRAIN_CHECK(visible > 0, "nccl backend on rank ", rank_, ": no GPU is visible");
+    gpu_ = gpu >= 0 ? gpu : local_rank_ % visible;
+    DTRAIN_CHECK(gpu_ < visible, "nccl backend on rank ", rank_, ": GPU ", gpu_, " pinned but only ", visible,
+                 " visible");
+    DTRAIN_CUDA_CHECK(cudaSetDevice(gpu_));
+    DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    DTRAIN_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+    barrier_buf_ = Tensor::zeros(Shape{1}, DType::f32, Device::cuda(gpu_));
+  }
+  ~NcclCommunicator() override {
+    if (comm_) {
+      cudaSetDevice(gpu_);
+      cudaStreamSynchronize(stream_);
+      ncclCommDestroy(comm_);
+    }
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  std::string backend() const override { return "nccl"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  int local_size() const override { return local_size_; }
+  Device device() const override { return Device::cuda(gpu_); }
+
+  Work broadcast(Tensor t, int root) override {
+    check_buffer(t, "broadcast");
+    DTRAIN_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " outside world of ", size_);
+    return launch("broadcast", {t}, [&](cudaStream_t s) {
+      DTRAIN_NCCL_CHECK(ncclBroadcast(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), root, comm_, s));
+    });
+  }
+  Work allreduce(Tensor t, ReduceOp op) override {
+    check_buffer(t, "allreduce");
+    const ncclRedOp_t nop = op == ReduceOp::sum ? ncclSum : op == ReduceOp::max ? ncclMax : ncclAvg;
+    return launch(std::string("allreduce(") + reduce_op_name(op) + ")", {t}, [&](cudaStream_t s) {
+      DTRAIN_NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), nop, comm_, s));
+    });
+  }
+  Work allgather(Tensor in, Tensor out) override {
+    check_buffer(in, "allgather");
+    check_buffer(out, "allgather");
+    DTRAIN_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "allgather: output has ",
+                 out.numel(), " elements, expected ", in.numel() * size_);
+    return launch("allgather", {in, out}, [&](cudaStream_t s) {
+      DTRAIN_NCCL_CHECK(ncclAllGather(in.raw_data(), out.raw_data(), in.numel(), nccl_type(in.dtype()), comm_, s));
+    });
+  }
+  Work barrier() override {
+    return launch("barrier", {barrier_buf_}, [&](cudaStream_t s) {
+      DTRAIN_NCCL_CHECK(
+          ncclAllReduce(barrier_buf_.raw_data(), barrier_buf_.raw_data(), 1, ncclFloat32, ncclSum, comm_, s));
+    });
+  }
+  [[noreturn]] void abort(int code) noexcept override {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    if (comm_) ncclCommAbort(comm_);
+    if (MpiRuntime::active()) MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
+
+ private:
+  void check_buffer(const Tensor& t, const char* op) const {
+    DTRAIN_CHECK(t.defined(), op, ": undefined tensor");
+    DTRAIN_CHECK(t.device() == Device::cuda(gpu_), op, ": the nccl backend needs buffers on cuda:", gpu_,
+                 ", got a tensor on ", t.device().str());
+    DTRAIN_CHECK(t.is_contiguous(), op, ": tensor ", t.shape().str(), " is not contiguous");
+  }
+  // Orders the collective after the work already queued on the compute stream.
+  template <typename Launch>
+  Work launch(std::string what, std::vector<Tensor> keep, Launch&& call) {
+    int64_t bytes = keep.empty() ? 0 : keep.front().nbytes();
+    auto state = std::make_shared<NcclWorkState>(detail::concat(what, " (", bytes, " bytes)"), gpu_, std::move(keep));
+    DTRAIN_CUDA_CHECK(cudaSetDevice(gpu_));
+    DTRAIN_CUDA_CHECK(cudaEventRecord(state->event(), cuda::compute_stream(gpu_)));
+    DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(stream_, state->event(), 0));
+    state->mark_started();
+    call(stream_);
+    DTRAIN_CUDA_CHECK(cudaEventRecord(state->event(), stream_));
+    return Work(state);
+  }
+
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, gpu_ = 0;
+  cudaStream_t stream_ = nullptr;
+  ncclComm_t comm_ = nullptr;
+  Tensor barrier_buf_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(int gpu) { return std::make_unique<NcclCommunicator>(gpu); }
+
+}  // namespace dtrain
+
+#else  // !DTRAIN_HAVE_NCCL
+
+namespace dtrain {
+std::unique_ptr<Communicator> make_nccl_communicator(int) {
+  fail("comm.backend=nccl: this build of dtrain has no NCCL (configure with -DDTRAIN_CUDA=ON and NCCL installed)");
+}
+}  // namespace dtrain
+
+#endif

@@ -1,0 +1,315 @@
+// ParamSync: signature agreement, parameter broadcast, bucketed gradient all-reduce overlapped
+// with backward, averaging, accumulation, checksum checks and the watchdog.
+#include "comm/param_sync.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "core/log.h"
+#include "core/ops.h"
+
+namespace dtrain {
+namespace {
+
+int stall_rank_from_env() {
+  const char* v = std::getenv("DTRAIN_TEST_STALL_RANK");
+  return v && *v ? std::atoi(v) : -1;
+}
+
+std::string format_bytes(int64_t bytes) {
+  char buf[32];
+  if (bytes >= (int64_t{1} << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  else if (bytes >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%lld bytes", static_cast<long long>(bytes));
+  return buf;
+}
+
+// FNV-1a over raw bytes: the per-parameter checksum.
+uint64_t hash_bytes(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions options)
+    : comm_(comm),
+      arena_(arena),
+      options_(std::move(options)),
+      watchdog_(options_.timeout_s, [this](const std::string& what, double waited) { on_timeout(what, waited); }),
+      stall_rank_(stall_rank_from_env()) {
+  DTRAIN_CHECK(arena_.allocated(), "ParamSync: the parameter arena must be allocated (build the model first)");
+  DTRAIN_CHECK(options_.bucket_bytes > 0 && options_.first_bucket_bytes > 0, "comm.bucket_bytes and ",
+               "comm.first_bucket_bytes must be positive, got ", options_.bucket_bytes, " and ",
+               options_.first_bucket_bytes);
+  // Arena order (reverse registration): the gradients backward produces first fill bucket 0.
+  const auto& params = arena_.parameters();
+  bucket_of_.assign(params.size(), 0);
+  int64_t cap = options_.first_bucket_bytes;
+  for (auto it = params.rbegin(); it != params.rend(); ++it) {
+    const Parameter& p = **it;
+    const int64_t bytes = p.shape.numel() * static_cast<int64_t>(sizeof(float));
+    if (buckets_.empty() || (!buckets_.back().params.empty() && (buckets_.back().numel * 4 + bytes > cap))) {
+      if (!buckets_.empty()) cap = options_.bucket_bytes;
+      buckets_.push_back(Bucket{p.offset, 0, {}});
+    }
+    buckets_.back().numel += p.shape.numel();
+    buckets_.back().params.push_back(p.index);
+    bucket_of_[p.index] = static_cast<int>(buckets_.size()) - 1;
+  }
+  arena_.set_grad_ready_hook([this](const Parameter& p) { on_grad_ready(p); });
+}
+
+ParamSync::~ParamSync() { arena_.set_grad_ready_hook(nullptr); }
+
+std::string ParamSync::bucket_name(size_t b) const {
+  const Bucket& bk = buckets_[b];
+  const auto& params = arena_.parameters();
+  return detail::concat("allreduce of gradient bucket ", b + 1, "/", buckets_.size(), " (",
+                        format_bytes(bk.numel * 4), ", parameters '", params[bk.params.front()]->name, "'..'",
+                        params[bk.params.back()]->name, "')");
+}
+
+void ParamSync::on_timeout(const std::string& what, double waited_s) {
+  std::fprintf(stderr, "[rank %d] watchdog: %s not finished after %.1f s (comm.timeout = %g s); aborting the job\n",
+               comm_.rank(), what.c_str(), waited_s, options_.timeout_s);
+  comm_.abort(1);
+  std::_Exit(1);  // not reached
+}
+
+// ---- (1) signature -----------------------------------------------------------------------
+
+std::vector<std::string> ParamSync::signature_lines() const {
+  std::vector<std::string> lines = options_.signature;
+  if (lines.empty())
+    for (const Parameter* p : arena_.parameters()) lines.push_back(p->name + " f32 " + p->shape.str());
+  return lines;
+}
+
+namespace {
+
+// Broadcasts a string from `root` (length, then bytes) through tensors on the communicator's device.
+std::string broadcast_string(Communicator& comm, Watchdog& dog, const std::string& text, int root,
+                             const char* what) {
+  Tensor len = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(text.size())}, Shape{1}, comm.device());
+  dog.wait(comm.broadcast(len, root), detail::concat("broadcast of the length of ", what));
+  const int64_t n = len.to_vector<int64_t>()[0];
+  std::vector<uint8_t> bytes(n);
+  if (comm.rank() == root) std::memcpy(bytes.data(), text.data(), n);
+  Tensor buf = Tensor::from_vector(bytes, Shape{n}, comm.device());
+  dog.wait(comm.broadcast(buf, root), detail::concat("broadcast of ", what));
+  const std::vector<uint8_t> out = buf.to_vector<uint8_t>();
+  return std::string(out.begin(), out.end());
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+}  // namespace
+
+void ParamSync::verify_signature() {
+  const std::vector<std::string> mine = signature_lines();
+  std::string text;
+  for (const std::string& l : mine) text += l + "\n";
+  const std::vector<std::string> root = split_lines(broadcast_string(comm_, watchdog_, text, 0, "the model signature"));
+  int64_t diff = -1;
+  for (size_t i = 0; i < std::max(mine.size(), root.size()); ++i)
+    if (i >= mine.size() || i >= root.size() || mine[i] != root[i]) {
+      diff = static_cast<int64_t>(i);
+      break;
+    }
+  Tensor in = Tensor::from_vector(std::vector<int64_t>{diff}, Shape{1}, comm_.device());
+  Tensor all = Tensor::zeros(Shape{comm_.size()}, DType::i64, comm_.device());
+  wait(comm_.allgather(in, all), "allgather of the signature comparison");
+  const std::vector<int64_t> diffs = all.to_vector<int64_t>();
+  for (int r = 0; r < comm_.size(); ++r) {
+    if (diffs[r] < 0) continue;
+    const size_t i = static_cast<size_t>(diffs[r]);
+    const std::string theirs = broadcast_string(
+        comm_, watchdog_, i < mine.size() ? mine[i] : "(no entry: signature ends)", r, "a signature entry");
+    const std::string ours = i < root.size() ? root[i] : "(no entry: signature ends)";
+    fail("model signature differs between rank 0 and rank ", r, " at entry ", i, ": rank 0 has '", ours, "', rank ",
+         r, " has '", theirs, "' (every rank must build the same model from the same config)");
+  }
+}
+
+// ---- (2) broadcast -----------------------------------------------------------------------
+
+void ParamSync::broadcast_parameters(std::span<const Tensor> extra) {
+  auto bcast = [&](const Tensor& t, const std::string& what) {
+    if (t.device() == comm_.device()) {
+      wait(comm_.broadcast(t, 0), what);
+    } else {
+      Tensor staged = t.to(comm_.device());
+      wait(comm_.broadcast(staged, 0), what);
+      const_cast<Tensor&>(t).copy_from(staged);
+    }
+  };
+  bcast(arena_.values(), detail::concat("broadcast of the parameters (", format_bytes(arena_.values().nbytes()), ")"));
+  for (size_t i = 0; i < extra.size(); ++i)
+    bcast(extra[i], detail::concat("broadcast of optimizer state tensor ", i, " (", format_bytes(extra[i].nbytes()),
+                                   ")"));
+}
+
+// ---- (3)-(5) buckets, averaging, accumulation -------------------------------------------
+
+void ParamSync::begin_backward(bool sync, int64_t samples) {
+  DTRAIN_CHECK(!in_backward_, "ParamSync: begin_backward called twice without finish_backward");
+  DTRAIN_CHECK(samples >= 0, "ParamSync: negative sample count ", samples);
+  if (micro_steps_ == 0) {
+    samples_mode_ = samples > 0;
+    samples_unit_ = 0;
+    local_samples_ = 0;
+  } else {
+    DTRAIN_CHECK((samples > 0) == samples_mode_, "ParamSync: give the sample count on every micro-step or on none");
+  }
+  if (samples_mode_) {
+    // Keep the arena in units of the current micro-batch: grads = sum_k n_k g_k / n_current.
+    if (samples_unit_ != 0 && samples_unit_ != samples)
+      ops::scale(arena_.grads(), static_cast<float>(samples_unit_) / static_cast<float>(samples));
+    samples_unit_ = samples;
+    local_samples_ += samples;
+  }
+  ++micro_steps_;
+  in_backward_ = true;
+  sync_ = sync;
+  if (!sync) return;
+  pending_.assign(buckets_.size(), 0);
+  for (size_t b = 0; b < buckets_.size(); ++b) pending_[b] = static_cast<int>(buckets_[b].params.size());
+  marked_.assign(arena_.parameters().size(), 0);
+  next_launch_ = 0;
+  in_flight_.assign(buckets_.size(), InFlight{});
+  stats_ = SyncStats{};
+  if (samples_mode_) {
+    sample_count_ = Tensor::from_vector(std::vector<int64_t>{local_samples_}, Shape{1}, comm_.device());
+    sample_work_ = comm_.allreduce(sample_count_, ReduceOp::sum);
+    watchdog_.watch(sample_work_, "allreduce of the global sample count");
+  }
+}
+
+void ParamSync::on_grad_ready(const Parameter& p) {
+  if (!in_backward_ || !sync_) return;  // non-final micro-steps only accumulate
+  DTRAIN_CHECK(!marked_[p.index], "ParamSync: parameter '", p.name, "' reported ready twice in one backward pass");
+  marked_[p.index] = 1;
+  if (--pending_[bucket_of_[p.index]] == 0) launch_ready_buckets();
+}
+
+void ParamSync::launch_ready_buckets() {
+  // Strictly in bucket order, so every rank issues the same sequence of collectives.
+  while (next_launch_ < buckets_.size() && pending_[next_launch_] == 0) launch(next_launch_++);
+}
+
+void ParamSync::launch(size_t b) {
+  if (comm_.rank() == stall_rank_) {
+    std::fprintf(stderr, "[rank %d] DTRAIN_TEST_STALL_RANK: sleeping instead of the %s\n", comm_.rank(),
+                 bucket_name(b).c_str());
+    std::this_thread::sleep_for(std::chrono::duration<double>(options_.timeout_s * 3 + 30));
+    fail("DTRAIN_TEST_STALL_RANK: rank ", comm_.rank(), " was not aborted by the watchdog");
+  }
+  const Bucket& bk = buckets_[b];
+  Tensor grads = arena_.grads().flat_range(bk.begin, bk.numel);
+  if (samples_mode_ && samples_unit_ != 1 && bk.numel > 0) ops::scale(grads, static_cast<float>(samples_unit_));
+  Tensor wire = grads;
+  if (options_.compress_bf16 && bk.numel > 0) wire = ops::to_dtype(grads, DType::bf16);
+  if (wire.device() != comm_.device()) wire = wire.to(comm_.device());
+  InFlight& f = in_flight_[b];
+  f.work = comm_.allreduce(wire, ReduceOp::sum);
+  if (wire.raw_data() != grads.raw_data() || wire.numel() == 0) f.wire = wire;
+  watchdog_.watch(f.work, bucket_name(b));
+}
+
+void ParamSync::finish_backward() {
+  DTRAIN_CHECK(in_backward_, "ParamSync: finish_backward without begin_backward");
+  in_backward_ = false;
+  if (!sync_) return;
+  stats_.buckets_during_backward = static_cast<int>(next_launch_);
+  while (next_launch_ < buckets_.size()) launch(next_launch_++);
+
+  double scale = 1.0 / (static_cast<double>(comm_.size()) * micro_steps_);
+  if (samples_mode_) {
+    stats_.exposed_s += watchdog_.wait(sample_work_, "allreduce of the global sample count");
+    const int64_t global = sample_count_.to_vector<int64_t>()[0];
+    DTRAIN_CHECK(global > 0, "ParamSync: no samples on any rank in this step");
+    scale = 1.0 / static_cast<double>(global);
+  }
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    InFlight& f = in_flight_[b];
+    stats_.exposed_s += watchdog_.wait(f.work, bucket_name(b));
+    stats_.comm_s += f.work.duration_s();
+    if (buckets_[b].numel == 0) continue;
+    Tensor grads = arena_.grads().flat_range(buckets_[b].begin, buckets_[b].numel);
+    if (f.wire.defined()) {
+      Tensor back = f.wire;
+      if (back.device() != grads.device()) back = back.to(grads.device());
+      if (back.dtype() != DType::f32) back = ops::to_dtype(back, DType::f32);
+      grads.copy_from(back);
+    }
+    if (scale != 1.0) ops::scale(grads, static_cast<float>(scale));
+  }
+  in_flight_.clear();
+  micro_steps_ = 0;
+}
+
+// ---- (6) divergence check ----------------------------------------------------------------
+
+void ParamSync::after_step(int64_t step) {
+  if (options_.check_every_steps > 0 && step > 0 && step % options_.check_every_steps == 0) check_parameters(step);
+}
+
+void ParamSync::check_parameters(int64_t step) {
+  const auto& params = arena_.parameters();
+  const std::vector<float> values = arena_.values().to_vector<float>();
+  // Per parameter: a 64-bit hash of its bytes and its sum (for the message).
+  struct Entry {
+    uint64_t hash;
+    double sum;
+  };
+  std::vector<Entry> mine(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const float* p = values.data() + params[i]->offset;
+    const int64_t n = params[i]->shape.numel();
+    mine[i].hash = hash_bytes(p, n * sizeof(float));
+    double s = 0;
+    for (int64_t k = 0; k < n; ++k) s += p[k];
+    mine[i].sum = s;
+  }
+  const int64_t bytes = static_cast<int64_t>(mine.size() * sizeof(Entry));
+  std::vector<uint8_t> packed(bytes);
+  if (bytes) std::memcpy(packed.data(), mine.data(), bytes);
+  Tensor in = Tensor::from_vector(packed, Shape{bytes}, comm_.device());
+  Tensor all = Tensor::zeros(Shape{bytes * comm_.size()}, DType::u8, comm_.device());
+  wait(comm_.allgather(in, all), "allgather of the parameter checksums");
+  const std::vector<uint8_t> gathered = all.to_vector<uint8_t>();
+  for (size_t i = 0; i < params.size(); ++i) {
+    Entry root{};
+    std::memcpy(&root, gathered.data() + i * sizeof(Entry), sizeof(Entry));
+    for (int r = 1; r < comm_.size(); ++r) {
+      Entry e{};
+      std::memcpy(&e, gathered.data() + r * bytes + i * sizeof(Entry), sizeof(Entry));
+      if (e.hash != root.hash)
+        fail("parameters diverged across ranks at step ", step, ": '", params[i]->name, "' differs between rank 0 (sum ",
+             root.sum, ") and rank ", r, " (sum ", e.sum,
+             "); every rank must see identical averaged gradients (check data sharding, seeds and "
+             "non-deterministic kernels)");
+    }
+  }
+}
+
+}  // namespace dtrain

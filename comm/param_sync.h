@@ -1,0 +1,125 @@
+#pragma once
+// ParamSync: keeps the replicas of one model identical across ranks. It knows the parameter
+// arena, its buckets and the grad_ready hook, never layers.
+//
+//   ParamSync sync(comm, model.arena(), {.signature = model.signature()});
+//   sync.verify_signature();          // every rank fails with the first differing entry
+//   sync.broadcast_parameters();      // rank 0's parameters (and optimizer state) everywhere
+//   per step, per micro-step:
+//     sync.begin_backward(/*sync=*/last_micro_step, samples_in_micro_batch);
+//     model.backward(...);            // full buckets start their all-reduce during backward
+//     sync.finish_backward();         // after the last micro-step: grads hold the global average
+//   optimizer.step(); sync.after_step(step);  // every check_every_steps: parameter checksums
+//
+// Buckets are ranges of the gradient arena (reverse registration order, so the gradients
+// backward produces first come first): the first holds up to first_bucket_bytes, the others up
+// to bucket_bytes, always whole parameters. Averaging: with samples given, the sum over every
+// rank's samples divided by the global sample count (exact for uneven batches); without, the
+// sum divided by world size x micro-steps. The layers are assumed to produce the gradient of a
+// per-micro-batch mean loss.
+//
+// Watchdog: a collective not done within timeout_s prints "[rank r] watchdog: <op, bucket> not
+// finished after <s> s" and aborts the job. Test hook: the environment variable
+// DTRAIN_TEST_STALL_RANK=r makes rank r sleep instead of starting its first gradient bucket
+// (simulates a rank that stops calling collectives).
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/watchdog.h"
+#include "core/arena.h"
+
+namespace dtrain {
+
+struct ParamSyncOptions {
+  int64_t bucket_bytes = int64_t{25} << 20;
+  int64_t first_bucket_bytes = int64_t{1} << 20;
+  double timeout_s = 300.0;       // comm.timeout
+  int64_t check_every_steps = 0;  // compare parameter checksums every N steps (0: never)
+  bool compress_bf16 = false;     // comm.compress=bf16: gradients travel as bf16
+  // Lines every rank must agree on (e.g. Model::signature(): config + "name dtype shape" lines);
+  // empty: the arena's names, dtypes and shapes.
+  std::vector<std::string> signature = {};
+};
+
+struct Bucket {
+  int64_t begin = 0;  // first element in the gradient arena
+  int64_t numel = 0;
+  std::vector<int> params;  // registration indices, in arena order
+};
+
+// Timings of the last synchronised step.
+struct SyncStats {
+  double comm_s = 0;           // sum of the bucket all-reduce durations
+  double exposed_s = 0;        // time finish_backward waited for communication
+  int buckets_during_backward = 0;  // buckets launched by grad_ready before finish_backward
+};
+
+class ParamSync {
+ public:
+  ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions options = {});
+  ~ParamSync();  // removes the grad_ready hook
+  ParamSync(const ParamSync&) = delete;
+  ParamSync& operator=(const ParamSync&) = delete;
+
+  // Collective: compares the signature with rank 0's; throws on every rank naming the first difference.
+  void verify_signature();
+  // Collective: copies rank 0's parameters, then each `extra` tensor (optimizer state), to all ranks.
+  void broadcast_parameters(std::span<const Tensor> extra = {});
+  // Before each micro-step's backward. sync=false: accumulate only, no communication.
+  // samples: this rank's samples in the micro-batch (0: assume equal batches everywhere).
+  void begin_backward(bool sync = true, int64_t samples = 0);
+  // After each micro-step's backward; on a sync step launches the buckets not yet launched,
+  // waits for all and leaves the averaged gradients in the arena.
+  void finish_backward();
+  // After the optimizer step: every check_every_steps steps runs check_parameters(step).
+  void after_step(int64_t step);
+  // Collective: compares per-parameter checksums with rank 0's; throws on every rank naming the
+  // first diverged parameter and the ranks.
+  void check_parameters(int64_t step);
+
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+  const SyncStats& last_stats() const { return stats_; }
+  Communicator& communicator() { return comm_; }
+
+ private:
+  void on_grad_ready(const Parameter& p);
+  void launch_ready_buckets();
+  void launch(size_t b);
+  [[noreturn]] void on_timeout(const std::string& what, double waited_s);
+  void wait(const Work& work, const std::string& what) { watchdog_.wait(work, what); }
+  std::vector<std::string> signature_lines() const;
+  std::string bucket_name(size_t b) const;
+
+  Communicator& comm_;
+  ParameterArena& arena_;
+  ParamSyncOptions options_;
+  std::vector<Bucket> buckets_;
+  std::vector<int> bucket_of_;  // registration index -> bucket
+  Watchdog watchdog_;
+
+  // The step in progress.
+  bool in_backward_ = false;
+  bool sync_ = false;
+  int micro_steps_ = 0;
+  int64_t samples_unit_ = 0;      // arena grads = sum_k samples_k * grad_k / samples_unit_
+  int64_t local_samples_ = 0;     // this rank's samples over the micro-steps
+  bool samples_mode_ = false;
+  Tensor sample_count_;           // i64 [1] on comm.device(), all-reduced on the sync step
+  Work sample_work_;
+  std::vector<int> pending_;      // per bucket: parameters not yet ready
+  std::vector<char> marked_;      // per parameter: grad_ready seen this pass
+  size_t next_launch_ = 0;        // buckets launch strictly in order
+  struct InFlight {
+    Work work;
+    Tensor wire;  // the buffer on the wire when it is not the arena view (bf16 or staged)
+  };
+  std::vector<InFlight> in_flight_;
+  int stall_rank_ = -1;
+  SyncStats stats_;
+};
+
+}  // namespace dtrain

@@ -1,0 +1,188 @@
+// ParamSync on 2 and 4 ranks: buckets, broadcast, signature agreement, the equivalence of data
+// parallel training with one rank on the same samples (with and without accumulation, uneven
+// batches, bf16 wire), and the divergence check.
+#include "comm/param_sync.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/comm/tiny_mlp.h"
+
+namespace dtrain {
+namespace {
+
+using testing::TinyMlp;
+
+Communicator& comm() {
+  static std::unique_ptr<Communicator> c = make_communicator(CommOptions{.backend = "mpi", .log_world = false});
+  return *c;
+}
+
+constexpr int64_t kGlobalBatch = 64;
+constexpr int kSteps = 20;
+constexpr float kLr = 0.05f;
+
+// One rank, batch 64: the reference every data-parallel run must match.
+std::vector<float> reference_parameters() {
+  TinyMlp m(100);  // rank 0's initialisation in data_parallel_parameters
+  for (int s = 0; s < kSteps; ++s) {
+    m.forward_backward(s, 0, kGlobalBatch);
+    m.sgd(kLr);
+  }
+  return m.arena.values().to_vector<float>();
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], rel * std::max(1.0, std::abs(static_cast<double>(want[i])))) << "element " << i;
+}
+
+// Shards each global batch of 64 over the ranks by `sizes` and trains with ParamSync.
+// micro: how many micro-batches each local batch is split into; with_samples: pass counts.
+// Small buckets so the tiny model spans several (sizes not multiples of the parameters).
+ParamSyncOptions small_buckets() { return {.bucket_bytes = 700, .first_bucket_bytes = 64}; }
+
+std::vector<float> data_parallel_parameters(const std::vector<int64_t>& sizes, int micro, bool with_samples,
+                                            ParamSyncOptions options = small_buckets()) {
+  const int r = comm().rank();
+  TinyMlp m(100 + r);  // different init per rank: broadcast_parameters must fix it
+  options.check_every_steps = 5;
+  ParamSync sync(comm(), m.arena, options);
+  sync.verify_signature();
+  sync.broadcast_parameters();
+  int64_t first = 0;
+  for (int q = 0; q < r; ++q) first += sizes[q];
+  const int64_t local = sizes[r];
+  for (int s = 0; s < kSteps; ++s) {
+    int64_t done = 0;
+    for (int k = 0; k < micro; ++k) {
+      // Without sample counts micro-batches must be equal; with them, make them uneven on purpose.
+      const int64_t n = k + 1 < micro ? local / micro + (with_samples && k == 0 ? 1 : 0) : local - done;
+      sync.begin_backward(k + 1 == micro, with_samples ? n : 0);
+      m.forward_backward(s, first + done, n);
+      sync.finish_backward();
+      done += n;
+    }
+    m.sgd(kLr);
+    sync.after_step(s + 1);
+  }
+  return m.arena.values().to_vector<float>();
+}
+
+std::vector<int64_t> even_sizes() { return std::vector<int64_t>(comm().size(), kGlobalBatch / comm().size()); }
+
+std::vector<int64_t> uneven_sizes() {
+  std::vector<int64_t> sizes(comm().size());
+  int64_t left = kGlobalBatch;
+  for (int q = 0; q + 1 < comm().size(); ++q) left -= (sizes[q] = 8 + 7 * q);
+  sizes.back() = left;
+  return sizes;
+}
+
+TEST(ParamSync, BucketsCoverTheArenaInReverseRegistrationOrder) {
+  TinyMlp m(1);
+  ParamSync sync(comm(), m.arena, {.bucket_bytes = 500, .first_bucket_bytes = 64});
+  const auto& b = sync.buckets();
+  ASSERT_GE(b.size(), 3u);
+  EXPECT_EQ(b.front().params.front(), 3);  // "2.bias", registered last, is produced first
+  EXPECT_EQ(b.front().params.size(), 1u);  // 20 bytes + 480 bytes > 64: the first bucket stays small
+  int64_t next = 0;
+  for (const Bucket& bk : b) {
+    EXPECT_EQ(bk.begin, next);
+    next += bk.numel;
+  }
+  EXPECT_EQ(next, m.arena.numel());
+}
+
+TEST(ParamSync, BroadcastGivesEveryRankRankZerosParametersAndState) {
+  TinyMlp m(7 + comm().rank());
+  Tensor momentum = Tensor::full(Shape{5}, static_cast<float>(comm().rank()));
+  ParamSync sync(comm(), m.arena);
+  sync.broadcast_parameters(std::span<const Tensor>(&momentum, 1));
+  expect_close(m.arena.values().to_vector<float>(), TinyMlp(7).arena.values().to_vector<float>(), 0);
+  for (float v : momentum.to_vector<float>()) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(ParamSync, MatchesOneRankWithTheGlobalBatch) {
+  expect_close(data_parallel_parameters(even_sizes(), 1, false), reference_parameters(), 1e-5);
+}
+
+TEST(ParamSync, MatchesOneRankWithGradientAccumulation) {
+  expect_close(data_parallel_parameters(even_sizes(), 2, false), reference_parameters(), 1e-5);
+}
+
+TEST(ParamSync, AveragesAcrossRanksWithUnevenBatches) {
+  expect_close(data_parallel_parameters(uneven_sizes(), 1, true), reference_parameters(), 1e-5);
+  expect_close(data_parallel_parameters(uneven_sizes(), 3, true), reference_parameters(), 1e-5);
+}
+
+TEST(ParamSync, DefaultBucketSizesGiveTheSameResult) {
+  expect_close(data_parallel_parameters(even_sizes(), 1, false, ParamSyncOptions{}), reference_parameters(), 1e-5);
+}
+
+TEST(ParamSync, Bf16CompressionStaysClose) {
+  ParamSyncOptions o = small_buckets();
+  o.compress_bf16 = true;
+  expect_close(data_parallel_parameters(even_sizes(), 1, false, o), reference_parameters(), 2e-2);
+}
+
+TEST(ParamSync, LaunchesBucketsDuringBackward) {
+  TinyMlp m(1);
+  ParamSync sync(comm(), m.arena, {.bucket_bytes = 500, .first_bucket_bytes = 64});
+  sync.begin_backward();
+  m.forward_backward(0, comm().rank() * 8, 8);
+  sync.finish_backward();
+  EXPECT_EQ(sync.last_stats().buckets_during_backward, static_cast<int>(sync.buckets().size()));
+  // Non-final micro-steps do not communicate: the local gradient stays local.
+  m.arena.zero_grad();
+  sync.begin_backward(false);
+  m.forward_backward(0, comm().rank() * 8, 8);
+  sync.finish_backward();
+  TinyMlp alone(1);
+  alone.forward_backward(0, comm().rank() * 8, 8);
+  expect_close(m.arena.grads().to_vector<float>(), alone.arena.grads().to_vector<float>(), 0);
+}
+
+TEST(ParamSync, AgreeingSignaturesPass) {
+  TinyMlp m(1);
+  ParamSync sync(comm(), m.arena, {.signature = {"config type=tiny", "0.weight f32 [24, 12]"}});
+  EXPECT_NO_THROW(sync.verify_signature());
+}
+
+TEST(ParamSync, EveryRankNamesTheFirstSignatureDifference) {
+  if (comm().size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  TinyMlp m(1);
+  std::vector<std::string> sig = {"config type=tiny", "0.weight f32 [24, 12]", "0.bias f32 [24]"};
+  if (comm().rank() == comm().size() - 1) sig[2] = "0.bias f32 [25]";
+  ParamSync sync(comm(), m.arena, {.signature = sig});
+  try {
+    sync.verify_signature();
+    FAIL() << "expected a signature mismatch";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("rank " + std::to_string(comm().size() - 1)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("entry 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'0.bias f32 [24]'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'0.bias f32 [25]'"), std::string::npos) << msg;
+  }
+}
+
+TEST(ParamSync, DetectsDivergedParametersOnEveryRank) {
+  if (comm().size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  TinyMlp m(1);
+  ParamSync sync(comm(), m.arena, {.check_every_steps = 10});
+  EXPECT_NO_THROW(sync.after_step(10));
+  if (comm().rank() == 1) m.b1->value.data<float>()[3] += 1e-6f;
+  try {
+    sync.after_step(20);
+    FAIL() << "expected a divergence error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("'0.bias'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rank 1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("step 20"), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
+}  // namespace dtrain

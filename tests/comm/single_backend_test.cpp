@@ -1,0 +1,71 @@
+// The single backend (no MPI), backend resolution and the watchdog, in one process.
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "comm/communicator.h"
+#include "comm/watchdog.h"
+
+namespace dtrain {
+namespace {
+
+TEST(SingleCommunicator, CollectivesAreIdentityInAWorldOfOne) {
+  auto comm = make_communicator(CommOptions{.backend = "single", .log_world = false});
+  EXPECT_EQ(comm->size(), 1);
+  EXPECT_EQ(comm->rank(), 0);
+  for (int64_t n : {0, 1, 7, 1000}) {
+    Tensor t = Tensor::full(Shape{n}, 2.5f);
+    for (ReduceOp op : {ReduceOp::sum, ReduceOp::average, ReduceOp::max}) ASSERT_TRUE(comm->allreduce(t, op).wait(1));
+    ASSERT_TRUE(comm->broadcast(t, 0).wait(1));
+    for (float v : t.to_vector<float>()) ASSERT_EQ(v, 2.5f);
+    Tensor out = Tensor::zeros(Shape{n});
+    ASSERT_TRUE(comm->allgather(t, out).wait(1));
+    for (float v : out.to_vector<float>()) ASSERT_EQ(v, 2.5f);
+  }
+  EXPECT_TRUE(comm->barrier().is_done());
+  Tensor t = Tensor::zeros(Shape{1});
+  EXPECT_THROW(comm->broadcast(t, 1), Error);
+}
+
+TEST(ResolveBackend, AutoPicksSingleForAPlainProcessOnCpu) {
+  EXPECT_EQ(resolve_backend(CommOptions{}), "single");
+  EXPECT_EQ(resolve_backend(CommOptions{.backend = "mpi"}), "mpi");
+  try {
+    resolve_backend(CommOptions{.backend = "gloo"});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'gloo'"), std::string::npos);
+  }
+}
+
+TEST(Watchdog, FiresOnceForAnUnfinishedCollectiveNamingIt) {
+  std::atomic<int> fired{0};
+  std::string what;
+  {
+    Watchdog dog(0.2, [&](const std::string& w, double waited) {
+      what = w;
+      EXPECT_GE(waited, 0.2);
+      ++fired;
+    });
+    auto never = std::make_shared<WorkState>("allreduce of bucket 3");
+    dog.watch(Work(never), "allreduce of gradient bucket 3/7");
+    dog.watch(Work::done("barrier"), "barrier");
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    EXPECT_GE(dog.wait(Work(never), "again"), 0.19);  // times out, but the handler runs only once
+  }
+  EXPECT_EQ(fired.load(), 1);
+  EXPECT_EQ(what, "allreduce of gradient bucket 3/7");
+}
+
+TEST(Work, ReportsTimeoutAndErrors) {
+  auto state = std::make_shared<WorkState>("op");
+  Work w(state);
+  EXPECT_FALSE(w.wait(0.01));
+  EXPECT_FALSE(w.is_done());
+  state->complete("MPI error in MPI_Allreduce: boom");
+  EXPECT_TRUE(w.is_done());
+  EXPECT_THROW(w.wait(1), Error);
+}
+
+}  // namespace
+}  // namespace dtrain
