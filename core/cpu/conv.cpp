@@ -73,7 +73,11 @@ void im2col(const float* x, float* cols, int64_t n, int64_t c, int64_t h, int64_
             }
             const int64_t base = iy * w - pad + kj;  // input index of ox = 0 (may be negative)
             std::fill_n(out, lo, 0.0f);
-            for (int64_t ox = lo; ox < hi; ++ox) out[ox] = plane[base + ox * stride];
+            if (stride == 1) {  // contiguous: a plain vectorisable copy
+              for (int64_t ox = lo; ox < hi; ++ox) out[ox] = plane[base + ox];
+            } else {
+              for (int64_t ox = lo; ox < hi; ++ox) out[ox] = plane[base + ox * stride];
+            }
             std::fill_n(out + hi, ow - hi, 0.0f);
           }
         }
@@ -96,7 +100,11 @@ void col2im(const float* cols, float* dx, int64_t n, int64_t c, int64_t h, int64
             if (iy < 0 || iy >= h) continue;
             const float* in = row + (ni * oh + oy) * ow;
             const int64_t base = iy * w - pad + kj;
-            for (int64_t ox = lo; ox < hi; ++ox) plane[base + ox * stride] += in[ox];
+            if (stride == 1) {
+              for (int64_t ox = lo; ox < hi; ++ox) plane[base + ox] += in[ox];
+            } else {
+              for (int64_t ox = lo; ox < hi; ++ox) plane[base + ox * stride] += in[ox];
+            }
           }
         }
       }

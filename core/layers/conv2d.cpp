@@ -53,9 +53,9 @@ Tensor Conv2d::forward(const Tensor& x, PassContext& ctx) {
   const Device d = x.device();
   const int64_t n = x.dim(0), h = x.dim(2), w = x.dim(3), oh = ys[2], ow = ys[3];
   const int64_t ck = in_c_ * k_ * k_, np = n * oh * ow;
-  cols_ = Tensor::empty(Shape{ck, np}, DType::f32, d);
+  layers::workspace(cols_, Shape{ck, np}, d);
   DTRAIN_DISPATCH(d, im2col, x.data<float>(), cols_.data<float>(), n, in_c_, h, w, k_, k_, stride_, pad_, oh, ow);
-  Tensor y_cn = Tensor::empty(Shape{out_c_, np}, DType::f32, d);
+  Tensor& y_cn = layers::workspace(y_cn_, Shape{out_c_, np}, d);
   DTRAIN_DISPATCH(d, gemm, false, false, out_c_, np, ck, 1.0f, weight_->value.data<float>(), ck, cols_.data<float>(),
                   np, 0.0f, y_cn.data<float>(), np);
   Tensor y = Tensor::empty(ys, DType::f32, d);
@@ -73,12 +73,12 @@ Tensor Conv2d::backward(const Tensor& dy, PassContext& ctx) {
   const Device d = dy.device();
   const int64_t n = x_shape_[0], h = x_shape_[2], w = x_shape_[3], oh = ys[2], ow = ys[3];
   const int64_t ck = in_c_ * k_ * k_, np = n * oh * ow;
-  Tensor dy_cn = Tensor::empty(Shape{out_c_, np}, DType::f32, d);
+  Tensor& dy_cn = layers::workspace(dy_cn_, Shape{out_c_, np}, d);
   DTRAIN_DISPATCH(d, swap_01, dy.data<float>(), dy_cn.data<float>(), n, out_c_, oh * ow);
   DTRAIN_DISPATCH(d, gemm, false, true, out_c_, ck, np, 1.0f, dy_cn.data<float>(), np, cols_.data<float>(), np, 1.0f,
                   weight_->grad.data<float>(), ck);
   if (bias_) DTRAIN_DISPATCH(d, sum_channels, dy.data<float>(), bias_->grad.data<float>(), n, out_c_, oh * ow);
-  Tensor dcols = Tensor::empty(Shape{ck, np}, DType::f32, d);
+  Tensor& dcols = layers::workspace(dcols_, Shape{ck, np}, d);
   DTRAIN_DISPATCH(d, gemm, true, false, ck, np, out_c_, 1.0f, weight_->value.data<float>(), ck, dy_cn.data<float>(),
                   np, 0.0f, dcols.data<float>(), np);
   Tensor dx = Tensor::zeros(x_shape_, DType::f32, d);

@@ -28,6 +28,13 @@ void check_forwarded(bool forwarded, const std::string& layer) {
   DTRAIN_CHECK(forwarded, layer, ": backward called before forward");
 }
 
+Tensor& workspace(Tensor& buf, const Shape& shape, Device device, DType dtype) {
+  const bool reusable = buf.defined() && buf.shape() == shape && buf.dtype() == dtype && buf.device() == device &&
+                        buf.storage().use_count() == 1;
+  if (!reusable) buf = Tensor::empty(shape, dtype, device);
+  return buf;
+}
+
 std::function<void(Tensor&, Generator&)> fan_in_uniform_init(int64_t fan_in) {
   const float bound = fan_in > 0 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.0f;
   return [bound](Tensor& v, Generator& gen) {
