@@ -80,6 +80,7 @@ class Conv2d : public Module {
   Parameter* bias_ = nullptr;
   Shape x_shape_;
   Tensor cols_;  // im2col of the last input [C*K*K, N*OH*OW]
+  Tensor y_cn_, dy_cn_, dcols_;  // workspaces reused across steps
 };
 
 class MaxPool2d : public Module {

@@ -1,0 +1,193 @@
+// bench_core: CPU throughput of the core. Prints one JSON line per measurement, then a table.
+//   sgemm        GFLOP/s of square SGEMMs (the anchor)
+//   train_step   forward + loss + backward + SGD update of the registry's mlp and cnn at batch 256,
+//                against the time of the identical GEMM calls (same shapes, same order) run alone
+// Usage: bench_core [--threads N] [--json FILE] [--reps R]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/kernels.h"
+#include "core/loss.h"
+#include "core/model.h"
+#include "core/ops.h"
+
+namespace dtrain {
+namespace {
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Median wall time of `reps` runs of fn after `warmup` unmeasured ones.
+double median_ms(const std::function<void()>& fn, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const double start = now_ms();
+    fn();
+    t.push_back(now_ms() - start);
+  }
+  std::sort(t.begin(), t.end());
+  return t.size() % 2 ? t[t.size() / 2] : 0.5 * (t[t.size() / 2 - 1] + t[t.size() / 2]);
+}
+
+struct GemmCall {
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  float beta;
+};
+
+// The GEMMs one training step runs, in order: per Linear/Conv2d its forward, dW and dx GEMMs
+// (the shapes core/layers/linear.cpp and conv2d.cpp use).
+std::vector<GemmCall> step_gemms(const Sequential& net, Shape in) {
+  std::vector<GemmCall> calls, backward;
+  for (const auto& child : net.children()) {
+    const Shape out = child->output_shape(in);
+    if (const auto* l = dynamic_cast<const Linear*>(child.get())) {
+      const int64_t rows = in.numel() / l->in_features(), i = l->in_features(), o = l->out_features();
+      calls.push_back({false, true, rows, o, i, 0.0f});
+      backward.insert(backward.begin(), {{true, false, o, i, rows, 1.0f}, {false, false, rows, i, o, 0.0f}});
+    } else if (const auto* c = dynamic_cast<const Conv2d*>(child.get())) {
+      const int64_t np = out[0] * out[2] * out[3], ck = c->in_channels() * c->kernel() * c->kernel(),
+                    oc = c->out_channels();
+      calls.push_back({false, false, oc, np, ck, 0.0f});
+      backward.insert(backward.begin(), {{false, true, oc, ck, np, 1.0f}, {true, false, ck, np, oc, 0.0f}});
+    }
+    in = out;
+  }
+  calls.insert(calls.end(), backward.begin(), backward.end());
+  return calls;
+}
+
+double gemm_flops(const std::vector<GemmCall>& calls) {
+  double f = 0;
+  for (const GemmCall& c : calls) f += 2.0 * c.m * c.n * c.k;
+  return f;
+}
+
+struct Result {
+  std::string json, row;
+};
+
+Result bench_sgemm(int64_t n, int threads, int reps) {
+  Generator g(RngKey{1, 0, static_cast<uint32_t>(RngPurpose::test)});
+  Tensor a = Tensor::randn(Shape{n, n}, 0, 1, g), b = Tensor::randn(Shape{n, n}, 0, 1, g), c = Tensor::zeros(Shape{n, n});
+  const double ms = median_ms([&] { ops::gemm(a, false, b, false, c); }, 1, n >= 2048 ? std::max(3, reps / 2) : reps);
+  const double gflops = 2.0 * n * n * n / (ms * 1e6);
+  char json[256], row[256];
+  std::snprintf(json, sizeof json, R"({"bench":"sgemm","n":%ld,"threads":%d,"median_ms":%.3f,"gflops":%.2f})",
+                static_cast<long>(n), threads, ms, gflops);
+  std::snprintf(row, sizeof row, "sgemm %5ld^3          %10.3f ms  %8.2f GFLOP/s", static_cast<long>(n), ms, gflops);
+  return {json, row};
+}
+
+Result bench_train_step(const std::string& type, int64_t batch, int threads, int reps) {
+  ModelConfig config;
+  config.type = type;
+  auto model = create_model(config);
+  model->build(Device::cpu(), 1);
+  Shape in{batch};
+  for (int64_t d : config.input_shape) in.push_back(d);
+  Generator g(RngKey{2, 0, static_cast<uint32_t>(RngPurpose::test)});
+  Tensor x = Tensor::randn(in, 0, 1, g);
+  std::vector<int64_t> labels(static_cast<size_t>(batch));
+  for (auto& l : labels) l = static_cast<int64_t>(g.below(static_cast<uint64_t>(config.num_classes)));
+  Tensor y = Tensor::from_vector(labels, Shape{batch});
+  Generator dropout(RngKey{2, 0, static_cast<uint32_t>(RngPurpose::dropout)});
+
+  const auto step = [&] {
+    PassContext ctx;
+    ctx.dropout_rng = &dropout;
+    ctx.arena = &model->arena();
+    model->arena().zero_grad();
+    Tensor logits = model->forward(x, ctx);
+    LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(batch));
+    model->backward(loss.grad, ctx);
+    ops::axpy(-0.01f, model->arena().grads(), model->arena().values());
+  };
+  const double step_ms = median_ms(step, 2, reps);
+
+  // The same GEMMs alone, on buffers of the same sizes.
+  const std::vector<GemmCall> calls = step_gemms(model->net(), in);
+  std::vector<Tensor> as, bs, cs;
+  for (const GemmCall& c : calls) {
+    as.push_back(Tensor::randn(Shape{c.m * c.k}, 0, 1, g));
+    bs.push_back(Tensor::randn(Shape{c.k * c.n}, 0, 1, g));
+    cs.push_back(Tensor::zeros(Shape{c.m * c.n}));
+  }
+  const auto gemms = [&] {
+    for (size_t i = 0; i < calls.size(); ++i) {
+      const GemmCall& c = calls[i];
+      cpu::gemm(c.trans_a, c.trans_b, c.m, c.n, c.k, 1.0f, as[i].data<float>(), c.trans_a ? c.m : c.k,
+                bs[i].data<float>(), c.trans_b ? c.k : c.n, c.beta, cs[i].data<float>(), c.n);
+    }
+  };
+  const double gemm_ms = median_ms(gemms, 2, reps);
+  const double samples_per_s = batch / (step_ms * 1e-3), ratio = step_ms / gemm_ms;
+  const double gflops = gemm_flops(calls) / (gemm_ms * 1e6);
+  char json[512], row[256];
+  std::snprintf(json, sizeof json,
+                R"({"bench":"train_step","model":"%s","batch":%ld,"threads":%d,"step_ms":%.3f,)"
+                R"("samples_per_s":%.1f,"gemm_ms":%.3f,"gemm_calls":%zu,"gemm_gflops":%.2f,"step_over_gemm":%.3f})",
+                type.c_str(), static_cast<long>(batch), threads, step_ms, samples_per_s, gemm_ms, calls.size(), gflops,
+                ratio);
+  std::snprintf(row, sizeof row, "step %-4s b%-4ld %10.3f ms  %9.1f samples/s  gemm alone %8.3f ms  step/gemm %.2f",
+                type.c_str(), static_cast<long>(batch), step_ms, samples_per_s, gemm_ms, ratio);
+  return {json, row};
+}
+
+int run(int argc, char** argv) {
+  int threads = 1, reps = 10;
+  std::string json_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (a == "--threads" && has_value) {
+      threads = std::atoi(argv[++i]);
+    } else if (a == "--json" && has_value) {
+      json_path = argv[++i];
+    } else if (a == "--reps" && has_value) {
+      reps = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: bench_core [--threads N] [--json FILE] [--reps R]\n");
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
+  DTRAIN_CHECK(threads > 0 && reps > 0, "bench_core: --threads and --reps must be positive");
+  cpu::set_blas_threads(threads);
+
+  std::vector<Result> results;
+  for (int64_t n : {256, 512, 1024, 2048}) results.push_back(bench_sgemm(n, threads, reps));
+  for (const char* type : {"mlp", "cnn"}) results.push_back(bench_train_step(type, 256, threads, reps));
+
+  std::ofstream json_file;
+  if (!json_path.empty()) {
+    json_file.open(json_path);
+    DTRAIN_CHECK(json_file.good(), "bench_core: cannot write --json file '", json_path, "'");
+  }
+  for (const Result& r : results) {
+    std::printf("%s\n", r.json.c_str());
+    if (json_file.is_open()) json_file << r.json << "\n";
+  }
+  std::printf("\nbench_core (CPU, %d BLAS threads, median of %d after warm-up)\n", threads, reps);
+  for (const Result& r : results) std::printf("  %s\n", r.row.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace dtrain
+
+int main(int argc, char** argv) {
+  try {
+    return dtrain::run(argc, argv);
+  } catch (const dtrain::Error& e) {
+    std::fprintf(stderr, "bench_core: %s\n", e.what());
+    return 1;
+  }
+}

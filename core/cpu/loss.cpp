@@ -1,0 +1,45 @@
+// CPU kernels for softmax cross-entropy and squared error.
+#include <cmath>
+
+#include "core/kernels.h"
+
+namespace dtrain::cpu {
+
+// m = max_j z_j, s = sum_j exp(z_j - m): p_j = exp(z_j - m) / s, loss = log s + m - z_label
+void softmax_xent_forward(const float* logits, const int64_t* labels, float* probs, float* losses, int64_t rows,
+                          int64_t classes) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* z = logits + r * classes;
+    float* p = probs + r * classes;
+    float m = z[0];
+    for (int64_t j = 1; j < classes; ++j) m = z[j] > m ? z[j] : m;
+    float s = 0.0f;
+    for (int64_t j = 0; j < classes; ++j) {
+      p[j] = std::exp(z[j] - m);
+      s += p[j];
+    }
+    const float inv = 1.0f / s;
+    for (int64_t j = 0; j < classes; ++j) p[j] *= inv;
+    losses[r] = std::log(s) + m - z[labels[r]];
+  }
+}
+
+void softmax_xent_backward(const float* probs, const int64_t* labels, float* dlogits, int64_t rows,
+                           int64_t classes, float scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = probs + r * classes;
+    float* d = dlogits + r * classes;
+    for (int64_t j = 0; j < classes; ++j) d[j] = p[j] * scale;
+    d[labels[r]] -= scale;
+  }
+}
+
+void mse_forward(const float* pred, const float* target, float* sq, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) sq[i] = (pred[i] - target[i]) * (pred[i] - target[i]);
+}
+
+void mse_backward(const float* pred, const float* target, float* dpred, int64_t n, float scale) {
+  for (int64_t i = 0; i < n; ++i) dpred[i] = 2.0f * (pred[i] - target[i]) * scale;
+}
+
+}  // namespace dtrain::cpu

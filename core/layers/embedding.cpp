@@ -1,0 +1,62 @@
+// Embedding: y[i, :] = W[ids[i], :]; dW[ids[i], :] += dy[i, :]. Ids get no gradient.
+#include <string>
+
+#include "core/layers/layer_util.h"
+#include "core/layers/layers.h"
+
+namespace dtrain {
+
+namespace {
+std::string describe(const Embedding& m) {
+  return "Embedding(" + std::to_string(m.vocab()) + ", " + std::to_string(m.dim()) + ")";
+}
+}  // namespace
+
+Embedding::Embedding(int64_t vocab, int64_t dim) : vocab_(vocab), dim_(dim) {
+  DTRAIN_CHECK(vocab_ > 0 && dim_ > 0, describe(*this), ": vocab and dim must be positive");
+}
+
+void Embedding::register_parameters(ParameterArena& arena, const std::string& prefix) {
+  weight_ = &arena.add(prefix + "weight", Shape{vocab_, dim_}, layers::normal_init(0.0f, 1.0f));
+}
+
+std::vector<Parameter*> Embedding::parameters() const {
+  if (!weight_) return {};
+  return {weight_};
+}
+
+Shape Embedding::output_shape(const Shape& input) const {
+  Shape out = input;
+  DTRAIN_CHECK(out.size() < Shape::kMaxDims, describe(*this), ": input shape ", input.str(), " has too many dims");
+  out.push_back(dim_);
+  return out;
+}
+
+Tensor Embedding::forward(const Tensor& ids, PassContext& ctx) {
+  (void)ctx;
+  const std::string name = describe(*this);
+  layers::check_input(ids, name, DType::i64);
+  layers::check_param(ids, weight_, name);
+  // Ids index memory, so they are range-checked on the host (a small copy for device tensors).
+  const std::vector<int64_t> host = ids.to_vector<int64_t>();
+  for (size_t i = 0; i < host.size(); ++i)
+    DTRAIN_CHECK(host[i] >= 0 && host[i] < vocab_, name, ": id ", host[i], " at position ", i,
+                 " is out of range [0, ", vocab_, ")");
+  Tensor y = Tensor::empty(output_shape(ids.shape()), DType::f32, ids.device());
+  DTRAIN_DISPATCH(ids.device(), embedding_forward, ids.data<int64_t>(), weight_->value.data<float>(),
+                  y.data<float>(), ids.numel(), dim_);
+  ids_ = ids;
+  return y;
+}
+
+Tensor Embedding::backward(const Tensor& dy, PassContext& ctx) {
+  const std::string name = describe(*this);
+  layers::check_forwarded(ids_.defined(), name);
+  layers::check_grad(dy, output_shape(ids_.shape()), name);
+  DTRAIN_DISPATCH(dy.device(), embedding_backward, ids_.data<int64_t>(), dy.data<float>(),
+                  weight_->grad.data<float>(), ids_.numel(), dim_);
+  ctx.grad_ready(*weight_);
+  return Tensor();
+}
+
+}  // namespace dtrain

@@ -1,0 +1,67 @@
+// LayerNorm over the last dim D (rows = numel / D):
+//   forward:  xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps); y = xhat gamma + beta
+//   backward: g = dy gamma; dx = rstd (g - mean(g) - xhat mean(g xhat));
+//             dgamma += sum_rows dy xhat; dbeta += sum_rows dy
+#include <string>
+
+#include "core/layers/layer_util.h"
+#include "core/layers/layers.h"
+
+namespace dtrain {
+
+namespace {
+std::string describe(const LayerNorm& m) { return "LayerNorm(" + std::to_string(m.dim()) + ")"; }
+}  // namespace
+
+LayerNorm::LayerNorm(int64_t dim, float eps) : dim_(dim), eps_(eps) {
+  DTRAIN_CHECK(dim_ > 0 && eps_ >= 0.0f, describe(*this), ": dim must be positive and eps non-negative");
+}
+
+void LayerNorm::register_parameters(ParameterArena& arena, const std::string& prefix) {
+  weight_ = &arena.add(prefix + "weight", Shape{dim_}, layers::constant_init(1.0f));
+  bias_ = &arena.add(prefix + "bias", Shape{dim_}, layers::constant_init(0.0f));
+}
+
+std::vector<Parameter*> LayerNorm::parameters() const {
+  if (!weight_) return {};
+  return {weight_, bias_};
+}
+
+Shape LayerNorm::output_shape(const Shape& input) const {
+  DTRAIN_CHECK(input.size() >= 1 && input.back() == dim_, describe(*this), ": input shape ", input.str(),
+               ", expected last dim ", dim_);
+  return input;
+}
+
+Tensor LayerNorm::forward(const Tensor& x, PassContext& ctx) {
+  (void)ctx;
+  const std::string name = describe(*this);
+  layers::check_input(x, name);
+  output_shape(x.shape());
+  layers::check_param(x, weight_, name);
+  const Device d = x.device();
+  const int64_t rows = x.numel() / dim_;
+  Tensor y = Tensor::empty(x.shape(), DType::f32, d);
+  mean_ = Tensor::empty(Shape{rows}, DType::f32, d);
+  rstd_ = Tensor::empty(Shape{rows}, DType::f32, d);
+  DTRAIN_DISPATCH(d, layernorm_forward, x.data<float>(), weight_->value.data<float>(), bias_->value.data<float>(),
+                  y.data<float>(), mean_.data<float>(), rstd_.data<float>(), rows, dim_, eps_);
+  x_ = x;
+  return y;
+}
+
+Tensor LayerNorm::backward(const Tensor& dy, PassContext& ctx) {
+  const std::string name = describe(*this);
+  layers::check_forwarded(x_.defined(), name);
+  layers::check_grad(dy, x_.shape(), name);
+  const Device d = x_.device();
+  Tensor dx = Tensor::empty(x_.shape(), DType::f32, d);
+  DTRAIN_DISPATCH(d, layernorm_backward, dy.data<float>(), x_.data<float>(), weight_->value.data<float>(),
+                  mean_.data<float>(), rstd_.data<float>(), dx.data<float>(), weight_->grad.data<float>(),
+                  bias_->grad.data<float>(), x_.numel() / dim_, dim_);
+  ctx.grad_ready(*bias_);
+  ctx.grad_ready(*weight_);
+  return dx;
+}
+
+}  // namespace dtrain

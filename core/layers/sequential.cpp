@@ -1,0 +1,45 @@
+// Sequential: forward runs the children in order, backward in reverse (so parameter gradients
+// become ready in reverse registration order).
+#include <string>
+
+#include "core/layers/layers.h"
+
+namespace dtrain {
+
+Sequential& Sequential::add(std::unique_ptr<Module> m) {
+  DTRAIN_CHECK(m != nullptr, "Sequential: add(nullptr) at index ", children_.size());
+  children_.push_back(std::move(m));
+  return *this;
+}
+
+void Sequential::register_parameters(ParameterArena& arena, const std::string& prefix) {
+  for (size_t i = 0; i < children_.size(); ++i)
+    children_[i]->register_parameters(arena, prefix + std::to_string(i) + ".");
+}
+
+Shape Sequential::output_shape(const Shape& input) const {
+  Shape s = input;
+  for (const auto& c : children_) s = c->output_shape(s);
+  return s;
+}
+
+Tensor Sequential::forward(const Tensor& x, PassContext& ctx) {
+  Tensor y = x;
+  for (const auto& c : children_) y = c->forward(y, ctx);
+  return y;
+}
+
+Tensor Sequential::backward(const Tensor& dy, PassContext& ctx) {
+  Tensor g = dy;
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) g = (*it)->backward(g, ctx);
+  return g;
+}
+
+std::vector<Parameter*> Sequential::parameters() const {
+  std::vector<Parameter*> ps;
+  for (const auto& c : children_)
+    for (Parameter* p : c->parameters()) ps.push_back(p);
+  return ps;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,94 @@
+#include <gtest/gtest.h>
+
+#include "core/kernels.h"
+#include "core/layers/layers.h"
+#include "gradcheck.h"
+
+namespace dtrain {
+namespace {
+
+using testing::build;
+using testing::check_module_gradients;
+using testing::test_gen;
+using testing::training_ctx;
+
+struct ConvCase {
+  int64_t stride, pad;
+};
+
+class Conv2dGrad : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(Conv2dGrad, GradientsMatchFiniteDifferences) {
+  const ConvCase c = GetParam();
+  Conv2d conv(2, 3, 3, c.stride, c.pad);
+  ParameterArena arena;
+  build(conv, arena);
+  Generator g = test_gen(10 + c.stride * 2 + c.pad);
+  check_module_gradients(conv, arena, Tensor::randn(Shape{2, 2, 5, 6}, 0, 1, g), training_ctx);
+}
+
+INSTANTIATE_TEST_SUITE_P(StrideAndPadding, Conv2dGrad,
+                         ::testing::Values(ConvCase{1, 0}, ConvCase{1, 1}, ConvCase{2, 0}, ConvCase{2, 1}),
+                         [](const auto& info) {
+                           return "Stride" + std::to_string(info.param.stride) + "Pad" +
+                                  std::to_string(info.param.pad);
+                         });
+
+TEST(Conv2d, ForwardMatchesDirectConvolution) {
+  const int64_t n = 2, c = 3, h = 7, w = 5, oc = 4, k = 3, s = 2, p = 1;
+  Conv2d conv(c, oc, k, s, p);
+  ParameterArena arena;
+  build(conv, arena);
+  Generator g = test_gen(4);
+  Tensor x = Tensor::randn(Shape{n, c, h, w}, 0, 1, g);
+  PassContext ctx;
+  Tensor y = conv.forward(x, ctx);
+  const int64_t oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+  ASSERT_EQ(y.shape(), (Shape{n, oc, oh, ow}));
+  auto xv = x.to_vector<float>(), wv = conv.weight()->value.to_vector<float>(),
+       bv = conv.bias()->value.to_vector<float>(), yv = y.to_vector<float>();
+  for (int64_t ni = 0; ni < n; ++ni)
+    for (int64_t o = 0; o < oc; ++o)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          double ref = bv[o];
+          for (int64_t ci = 0; ci < c; ++ci)
+            for (int64_t ki = 0; ki < k; ++ki)
+              for (int64_t kj = 0; kj < k; ++kj) {
+                const int64_t iy = oy * s - p + ki, ix = ox * s - p + kj;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                ref += static_cast<double>(wv[((o * c + ci) * k + ki) * k + kj]) * xv[((ni * c + ci) * h + iy) * w + ix];
+              }
+          EXPECT_NEAR(yv[((ni * oc + o) * oh + oy) * ow + ox], ref, 1e-5);
+        }
+}
+
+// <col2im(cols), x> == <cols, im2col(x)>: col2im is the adjoint of im2col.
+TEST(Conv2d, Col2imIsTheAdjointOfIm2col) {
+  const int64_t n = 2, c = 2, h = 5, w = 4, k = 3, s = 2, p = 1, oh = 3, ow = 2;
+  Generator g = test_gen(5);
+  Tensor x = Tensor::randn(Shape{n, c, h, w}, 0, 1, g);
+  Tensor cols_r = Tensor::randn(Shape{c * k * k, n * oh * ow}, 0, 1, g);
+  Tensor cols = Tensor::empty(cols_r.shape());
+  cpu::im2col(x.data<float>(), cols.data<float>(), n, c, h, w, k, k, s, p, oh, ow);
+  Tensor back = Tensor::zeros(x.shape());
+  cpu::col2im(cols_r.data<float>(), back.data<float>(), n, c, h, w, k, k, s, p, oh, ow);
+  EXPECT_NEAR(testing::dot(back, x.to_vector<float>()), testing::dot(cols, cols_r.to_vector<float>()), 1e-4);
+}
+
+TEST(Conv2d, WrongChannelsNameTheLayerAndShape) {
+  Conv2d conv(1, 32, 3, 1, 1);
+  ParameterArena arena;
+  build(conv, arena);
+  PassContext ctx;
+  try {
+    conv.forward(Tensor::zeros(Shape{2, 3, 28, 28}), ctx);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "Conv2d(1->32, k3 s1 p1): input shape [2, 3, 28, 28], expected [N, 1, H, W]");
+  }
+  EXPECT_THROW(conv.output_shape(Shape{2, 1, 28}), Error);
+}
+
+}  // namespace
+}  // namespace dtrain
