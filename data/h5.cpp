@@ -124,6 +124,15 @@ void select_rows(hid_t space, const Shape& shape, int64_t start, int64_t count, 
   DTRAIN_H5_CHECK(H5Sselect_hyperslab(space, H5S_SELECT_SET, offset.data(), nullptr, extent.data(), nullptr), what);
 }
 
+// A memory dataspace shaped like rows [0, count) of `shape`: matching the file selection's
+// shape lets HDF5 copy whole chunks rather than map them element by element.
+Id row_space(const Shape& shape, int64_t count, const std::string& file) {
+  if (shape.empty()) return Id(DTRAIN_H5_CHECK(H5Screate(H5S_SCALAR), file), H5Sclose);
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  dims[0] = static_cast<hsize_t>(count);
+  return Id(DTRAIN_H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), file), H5Sclose);
+}
+
 }  // namespace
 
 bool Object::has_attr(const std::string& attr) const {
@@ -273,8 +282,7 @@ void Dataset::read_raw(hid_t mem_type, void* out, size_t out_elements, int64_t s
   if (need == 0) return;
   Id file_space(DTRAIN_H5_CHECK(H5Dget_space(id()), file_), H5Sclose);
   select_rows(file_space.get(), s, start, count, describe(*this));
-  const hsize_t n = static_cast<hsize_t>(need);
-  Id mem_space(DTRAIN_H5_CHECK(H5Screate_simple(1, &n, nullptr), file_), H5Sclose);
+  Id mem_space = row_space(s, count, file_);
   DTRAIN_H5_CHECK(H5Dread(id(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out), file_);
 }
 
@@ -286,8 +294,7 @@ void Dataset::write_raw(hid_t mem_type, const void* in, size_t in_elements, int6
   if (need == 0) return;
   Id file_space(DTRAIN_H5_CHECK(H5Dget_space(id()), file_), H5Sclose);
   select_rows(file_space.get(), s, start, count, describe(*this));
-  const hsize_t n = static_cast<hsize_t>(need);
-  Id mem_space(DTRAIN_H5_CHECK(H5Screate_simple(1, &n, nullptr), file_), H5Sclose);
+  Id mem_space = row_space(s, count, file_);
   DTRAIN_H5_CHECK(H5Dwrite(id(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, in), file_);
 }
 

@@ -4,6 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <numeric>
+#include <utility>
+
+#include <sys/mman.h>
 
 #include "core/error.h"
 #include "core/gpu.h"
@@ -24,6 +28,34 @@ uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// Anonymous memory for a block of /x rows, backed by huge pages where the kernel allows (page
+// faults on tens of MB of 4 KiB pages cost more than the read itself). Uninitialised until read.
+class RowBuffer {
+ public:
+  RowBuffer() = default;
+  explicit RowBuffer(int64_t bytes) : bytes_(std::max<int64_t>(bytes, 1)) {
+    void* p = ::mmap(nullptr, static_cast<size_t>(bytes_), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    DTRAIN_CHECK(p != MAP_FAILED, "loader: cannot map ", bytes_, " bytes for a block of samples");
+    ::madvise(p, static_cast<size_t>(bytes_), MADV_HUGEPAGE);
+    data_ = static_cast<uint8_t*>(p);
+  }
+  ~RowBuffer() {
+    if (data_) ::munmap(data_, static_cast<size_t>(bytes_));
+  }
+  RowBuffer(RowBuffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  RowBuffer& operator=(RowBuffer&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  uint8_t* get() const { return data_; }
+  int64_t bytes() const { return data_ ? bytes_ : 0; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  int64_t bytes_ = 0;
+};
+
 // Rows read per hyperslab when /x is not chunked.
 constexpr int64_t kContiguousWindowBytes = 4 << 20;
 
@@ -34,9 +66,9 @@ constexpr int64_t kContiguousWindowBytes = 4 << 20;
 class Loader::Producer {
  public:
   Producer(const DatasetInfo& info, const LoaderOptions& options, std::shared_ptr<const std::vector<int64_t>> labels,
-           std::vector<int64_t> order, int64_t epoch, int64_t block_samples, bool pinned)
-      : info_(info), options_(options), labels_(std::move(labels)), order_(std::move(order)), epoch_(epoch),
-        block_samples_(block_samples), pinned_(pinned) {
+           int64_t block_samples, bool resident, bool pinned)
+      : info_(info), options_(options), labels_(std::move(labels)), block_samples_(block_samples),
+        resident_(resident), pinned_(pinned) {
     auto lock = h5::lock();
     file_ = h5::File::open(info.path);
     // A cache that holds a few chunks, so rows read one window at a time decompress each chunk once.
@@ -50,6 +82,13 @@ class Loader::Producer {
     auto lock = h5::lock();
     x_ = h5::Dataset();
     file_ = h5::File();
+  }
+
+  // Starts over on `order` (this rank's remaining indices of `epoch`); keeps the file and buffers.
+  void reset(std::vector<int64_t> order, int64_t epoch) {
+    order_ = std::move(order);
+    epoch_ = epoch;
+    next_ = block_begin_ = block_end_ = 0;
   }
 
   std::optional<Batch> produce() {
@@ -66,15 +105,24 @@ class Loader::Producer {
   int64_t bytes_read() const { return bytes_read_.load(); }
 
  private:
-  // Reads the distinct rows of order_[begin, begin + block_samples_) in file order.
+  // Reads the distinct rows of order_[begin, begin + block_samples_) in file order; when
+  // resident, all of /x once (kept for later epochs).
   void load_block(int64_t begin) {
     block_begin_ = begin;
-    block_end_ = std::min<int64_t>(begin + block_samples_, static_cast<int64_t>(order_.size()));
-    rows_.assign(order_.begin() + block_begin_, order_.begin() + block_end_);
-    std::sort(rows_.begin(), rows_.end());
-    rows_.erase(std::unique(rows_.begin(), rows_.end()), rows_.end());
+    if (resident_) {
+      block_end_ = static_cast<int64_t>(order_.size());
+      if (static_cast<int64_t>(rows_.size()) == info_.size) return;
+      rows_.resize(static_cast<size_t>(info_.size));
+      std::iota(rows_.begin(), rows_.end(), int64_t{0});
+    } else {
+      block_end_ = std::min<int64_t>(begin + block_samples_, static_cast<int64_t>(order_.size()));
+      rows_.assign(order_.begin() + block_begin_, order_.begin() + block_end_);
+      std::sort(rows_.begin(), rows_.end());
+      rows_.erase(std::unique(rows_.begin(), rows_.end()), rows_.end());
+    }
     const int64_t row_bytes = info_.sample_bytes();
-    data_.resize(static_cast<size_t>(rows_.size() * row_bytes));
+    const int64_t need = static_cast<int64_t>(rows_.size()) * row_bytes;
+    if (need > data_.bytes()) data_ = RowBuffer(need);  // grows only
     const hid_t mem_type = h5::native_type(info_.x_dtype);
     const int64_t elements = info_.sample_elements();
     auto lock = h5::lock();
@@ -84,14 +132,14 @@ class Loader::Producer {
       size_t j = i;
       while (j < rows_.size() && rows_[j] < window_end) ++j;
       const int64_t last = rows_[j - 1], span = last - first + 1;
-      uint8_t* dst = data_.data() + i * row_bytes;
+      uint8_t* dst = data_.get() + i * row_bytes;
       if (span == static_cast<int64_t>(j - i)) {  // contiguous: straight into place
         x_.read_rows_raw(mem_type, dst, static_cast<size_t>(span * elements), first, span);
       } else {
-        scratch_.resize(static_cast<size_t>(span * row_bytes));
-        x_.read_rows_raw(mem_type, scratch_.data(), static_cast<size_t>(span * elements), first, span);
+        if (span * row_bytes > scratch_.bytes()) scratch_ = RowBuffer(span * row_bytes);
+        x_.read_rows_raw(mem_type, scratch_.get(), static_cast<size_t>(span * elements), first, span);
         for (size_t k = i; k < j; ++k)
-          std::memcpy(data_.data() + k * row_bytes, scratch_.data() + (rows_[k] - first) * row_bytes,
+          std::memcpy(data_.get() + k * row_bytes, scratch_.get() + (rows_[k] - first) * row_bytes,
                       static_cast<size_t>(row_bytes));
       }
       bytes_read_ += span * row_bytes;
@@ -100,8 +148,9 @@ class Loader::Producer {
   }
 
   const uint8_t* row(int64_t index) const {
+    if (resident_) return data_.get() + index * info_.sample_bytes();
     const auto it = std::lower_bound(rows_.begin(), rows_.end(), index);
-    return data_.data() + (it - rows_.begin()) * info_.sample_bytes();
+    return data_.get() + (it - rows_.begin()) * info_.sample_bytes();
   }
 
   // x_f32 = x_u8 * x_scale + x_shift; f32 data is copied as is.
@@ -170,16 +219,17 @@ class Loader::Producer {
   const LoaderOptions& options_;
   std::shared_ptr<const std::vector<int64_t>> labels_;
   std::vector<int64_t> order_;  // this rank's remaining indices this epoch
-  int64_t epoch_;
+  int64_t epoch_ = 0;
   int64_t block_samples_;
+  bool resident_;  // all of /x fits under max_memory: read once, kept across epochs
   bool pinned_;
   h5::File file_;
   h5::Dataset x_;
   int64_t window_rows_ = 1;
   int64_t next_ = 0, block_begin_ = 0, block_end_ = 0;
   std::vector<int64_t> rows_;   // the block's distinct dataset rows, sorted
-  std::vector<uint8_t> data_;   // their /x bytes, in the same order
-  std::vector<uint8_t> scratch_;
+  RowBuffer data_;     // their /x bytes, in the same order
+  RowBuffer scratch_;  // a window's rows when not all are wanted
   std::atomic<int64_t> bytes_read_{0};
 };
 
@@ -207,24 +257,25 @@ Loader::Loader(const std::string& path, int rank, int world, LoaderOptions optio
   const int64_t fit = options_.max_memory_bytes / std::max<int64_t>(info_.sample_bytes(), 1);
   block_samples_ = std::max<int64_t>(options_.batch_size, fit / options_.batch_size * options_.batch_size);
   pinned_ = options_.device.is_cuda() && gpu::device_count() > 0;
+  resident_ = info_.size * info_.sample_bytes() <= options_.max_memory_bytes;
+  producer_ = std::make_unique<Producer>(info_, options_, labels_, block_samples_, resident_, pinned_);
   start(0);
 }
 
-Loader::~Loader() { stop(); }
+Loader::~Loader() { stop(); }  // joins the thread before producer_ (and its HDF5 handles) goes
 
 int64_t Loader::steps_per_epoch() const {
   const int64_t n = samples_per_epoch(), b = options_.batch_size;
   return options_.drop_last_batch ? n / b : (n + b - 1) / b;
 }
 
-int64_t Loader::bytes_read() const { return retired_bytes_ + (producer_ ? producer_->bytes_read() : 0); }
+int64_t Loader::bytes_read() const { return producer_->bytes_read(); }
 
 void Loader::start(int64_t position) {
   stop();
   sampler_.restore({sampler_.epoch(), position});
   std::vector<int64_t> order(sampler_.indices().begin() + position, sampler_.indices().end());
-  producer_ = std::make_unique<Producer>(info_, options_, labels_, std::move(order), sampler_.epoch(),
-                                         block_samples_, pinned_);
+  producer_->reset(std::move(order), sampler_.epoch());
   delivered_ = position;
   epoch_done_ = false;
   if (options_.prefetch_depth > 0) {
@@ -243,8 +294,6 @@ void Loader::stop() {
     prefetch_thread_.join();
   }
   queue_.clear();
-  if (producer_) retired_bytes_ += producer_->bytes_read();
-  producer_.reset();
 }
 
 void Loader::prefetch_loop() {

@@ -1,9 +1,11 @@
 #pragma once
-// Loader: reads only this rank's samples of a dataset file (data/dataset.h) in the order a
-// DistributedSampler gives, normalises u8 to f32, optionally augments, batches, and prepares the
-// next batches on a background thread. The shard is read in blocks of at most
-// max_memory_bytes (the whole shard at once when it fits); each block is read as hyperslabs of
-// whole chunks, so a rank touches only the chunks that hold its samples.
+// Loader: delivers this rank's samples of a dataset file (data/dataset.h) in the order a
+// DistributedSampler gives, normalised u8 -> f32, optionally augmented, in batches prepared ahead
+// on a background thread. Reading, by what fits under max_memory_bytes:
+//  - all of /x fits: read once on first use and kept for every epoch (resident());
+//  - otherwise this rank's samples only, in blocks of at most max_memory_bytes (the whole
+//    epoch's shard in one block when it fits), each block read as one hyperslab per chunk
+//    covering the block's rows in that chunk.
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -75,7 +77,8 @@ class Loader {
   const LoaderOptions& options() const { return options_; }
   int64_t samples_per_epoch() const { return sampler_.num_samples(); }  // this rank's, equal on all ranks
   int64_t steps_per_epoch() const;
-  bool streaming() const { return block_samples_ < samples_per_epoch(); }  // shard larger than max_memory
+  bool resident() const { return resident_; }  // all of /x held in memory across epochs
+  bool streaming() const { return !resident_ && block_samples_ < samples_per_epoch(); }  // shard > max_memory
   bool pinned() const { return pinned_; }
 
   void set_epoch(int64_t epoch);  // a new permutation from position 0
@@ -103,10 +106,10 @@ class Loader {
   LoaderOptions options_;
   DistributedSampler sampler_;
   int64_t block_samples_ = 0;
+  bool resident_ = false;
   bool pinned_ = false;
   std::shared_ptr<const std::vector<int64_t>> labels_;  // all of /y (checked at open)
   std::unique_ptr<Producer> producer_;
-  int64_t retired_bytes_ = 0;  // bytes_read() of producers already stopped
   int64_t delivered_ = 0;
   double wait_s_ = 0;
   bool epoch_done_ = false;
