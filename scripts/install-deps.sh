@@ -12,6 +12,7 @@ pkgs=(
   libgtest-dev googletest             # tests
   zlib1g-dev                          # gzip'd IDX reader
   libspdlog-dev libfmt-dev            # logging
+  dataset-fashion-mnist               # scripts/get-data.sh: Fashion-MNIST IDX files
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
