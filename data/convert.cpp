@@ -44,6 +44,13 @@ struct GzCloser {
 };
 using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
 
+// zlib's message without the "path: " prefix gzerror puts on it.
+std::string gz_message(gzFile f, int& err) {
+  std::string msg = gzerror(f, &err);
+  const size_t colon = msg.rfind(": ");
+  return colon == std::string::npos ? msg : msg.substr(colon + 2);
+}
+
 // Reads up to `bytes` into `out`; returns the count read (less only at the end of the stream).
 int64_t gz_read(gzFile f, void* out, int64_t bytes, const std::string& path) {
   int64_t done = 0;
@@ -52,16 +59,15 @@ int64_t gz_read(gzFile f, void* out, int64_t bytes, const std::string& path) {
     const int got = gzread(f, static_cast<char*>(out) + done, want);
     if (got < 0) {
       int err = 0;
-      const char* msg = gzerror(f, &err);
-      fail(path, ": corrupt or truncated gzip stream (", msg ? msg : "zlib error", ")");
+      fail(path, ": corrupt or truncated gzip stream (", gz_message(f, err), ")");
     }
     if (got == 0) break;
     done += got;
   }
   // zlib reports a gzip stream cut short as a clean end of file plus a Z_BUF_ERROR.
   int err = 0;
-  gzerror(f, &err);
-  DTRAIN_CHECK(err == Z_OK || err == Z_STREAM_END, path, ": corrupt or truncated gzip stream");
+  const std::string msg = gz_message(f, err);
+  DTRAIN_CHECK(err == Z_OK || err == Z_STREAM_END, path, ": corrupt or truncated gzip stream (", msg, ")");
   return done;
 }
 

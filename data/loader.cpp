@@ -21,13 +21,6 @@ PinnedBuffer::~PinnedBuffer() { gpu::free_host_pinned(data_); }
 
 namespace {
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 // Anonymous memory for a block of /x rows, backed by huge pages where the kernel allows (page
 // faults on tens of MB of 4 KiB pages cost more than the read itself). Uninitialised until read.
 class RowBuffer {
@@ -169,7 +162,7 @@ class Loader::Producer {
   void augment(const float* src, float* dst, int64_t index) const {
     const Shape& s = info_.sample_shape;
     const int64_t h = s[s.size() - 2], w = s[s.size() - 1], planes = s.numel() / (h * w);
-    const RngStream stream = rng_stream(RngKey{mix64(options_.seed ^ mix64(static_cast<uint64_t>(epoch_))), 0,
+    const RngStream stream = rng_stream(RngKey{epoch_seed(options_.seed, epoch_), 0,
                                                static_cast<uint32_t>(RngPurpose::augment)});
     const int64_t pad = options_.augment.crop_padding;
     int64_t dy = 0, dx = 0;

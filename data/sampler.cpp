@@ -18,6 +18,8 @@ uint64_t splitmix64(uint64_t x) {
 
 }  // namespace
 
+uint64_t epoch_seed(uint64_t seed, int64_t epoch) { return splitmix64(seed ^ splitmix64(static_cast<uint64_t>(epoch))); }
+
 DistributedSampler::DistributedSampler(int64_t dataset_size, uint64_t seed, int64_t epoch, int rank, int world,
                                        bool shuffle, bool drop_last)
     : size_(dataset_size), seed_(seed), rank_(rank), world_(world), shuffle_(shuffle), drop_last_(drop_last) {
@@ -34,8 +36,7 @@ std::vector<int64_t> DistributedSampler::permutation(int64_t n, uint64_t seed, i
   std::vector<int64_t> perm(static_cast<size_t>(n));
   std::iota(perm.begin(), perm.end(), int64_t{0});
   if (!shuffle || n < 2) return perm;
-  Generator gen(RngKey{splitmix64(seed ^ splitmix64(static_cast<uint64_t>(epoch))), 0,
-                       static_cast<uint32_t>(RngPurpose::sampler)});
+  Generator gen(RngKey{epoch_seed(seed, epoch), 0, static_cast<uint32_t>(RngPurpose::sampler)});
   for (int64_t i = n - 1; i > 0; --i) {
     const int64_t j = static_cast<int64_t>(gen.below(static_cast<uint64_t>(i) + 1));
     std::swap(perm[i], perm[j]);

@@ -8,6 +8,10 @@
 
 namespace dtrain::data {
 
+// The Philox seed for one epoch's streams: `seed` and `epoch` mixed (splitmix64), so each epoch
+// gets an unrelated permutation (RngPurpose::sampler) and augmentation (RngPurpose::augment).
+uint64_t epoch_seed(uint64_t seed, int64_t epoch);
+
 // What a checkpoint stores to resume mid-epoch.
 struct SamplerState {
   int64_t epoch = 0;
