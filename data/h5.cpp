@@ -274,28 +274,27 @@ std::string Dataset::filter_name() const {
   return out;
 }
 
-void Dataset::read_raw(hid_t mem_type, void* out, size_t out_elements, int64_t start, int64_t count) const {
+// The file and memory dataspaces for rows [start, start + count), after checking the buffer size;
+// both undefined when there is nothing to transfer.
+std::pair<Id, Id> Dataset::row_spaces(const char* what, size_t elements, int64_t start, int64_t count) const {
   const Shape s = shape();
   const int64_t need = s.empty() ? 1 : count * row_elements();
-  DTRAIN_CHECK(static_cast<int64_t>(out_elements) == need, describe(*this), ": read of ", count, " rows needs ", need,
-               " elements, buffer holds ", out_elements);
-  if (need == 0) return;
+  DTRAIN_CHECK(static_cast<int64_t>(elements) == need, describe(*this), ": ", what, " of ", count, " rows needs ", need,
+               " elements, buffer holds ", elements);
+  if (need == 0) return {};
   Id file_space(DTRAIN_H5_CHECK(H5Dget_space(id()), file_), H5Sclose);
   select_rows(file_space.get(), s, start, count, describe(*this));
-  Id mem_space = row_space(s, count, file_);
-  DTRAIN_H5_CHECK(H5Dread(id(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out), file_);
+  return {std::move(file_space), row_space(s, count, file_)};
+}
+
+void Dataset::read_raw(hid_t mem_type, void* out, size_t out_elements, int64_t start, int64_t count) const {
+  const auto [file_space, mem_space] = row_spaces("read", out_elements, start, count);
+  if (file_space) DTRAIN_H5_CHECK(H5Dread(id(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out), file_);
 }
 
 void Dataset::write_raw(hid_t mem_type, const void* in, size_t in_elements, int64_t start, int64_t count) const {
-  const Shape s = shape();
-  const int64_t need = s.empty() ? 1 : count * row_elements();
-  DTRAIN_CHECK(static_cast<int64_t>(in_elements) == need, describe(*this), ": write of ", count, " rows needs ", need,
-               " elements, buffer holds ", in_elements);
-  if (need == 0) return;
-  Id file_space(DTRAIN_H5_CHECK(H5Dget_space(id()), file_), H5Sclose);
-  select_rows(file_space.get(), s, start, count, describe(*this));
-  Id mem_space = row_space(s, count, file_);
-  DTRAIN_H5_CHECK(H5Dwrite(id(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, in), file_);
+  const auto [file_space, mem_space] = row_spaces("write", in_elements, start, count);
+  if (file_space) DTRAIN_H5_CHECK(H5Dwrite(id(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, in), file_);
 }
 
 bool Group::has(const std::string& path) const {

@@ -135,6 +135,7 @@ class Dataset : public Object {
  private:
   friend class Group;
   using Object::Object;
+  std::pair<Id, Id> row_spaces(const char* what, size_t elements, int64_t start, int64_t count) const;
   void read_raw(hid_t mem_type, void* out, size_t out_elements, int64_t start, int64_t count) const;
   void write_raw(hid_t mem_type, const void* in, size_t in_elements, int64_t start, int64_t count) const;
 };
