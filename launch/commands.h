@@ -7,5 +7,6 @@
 namespace dtrain {
 
 int cmd_info(const std::vector<std::string>& args);
+int cmd_data(const std::vector<std::string>& args);  // data convert | data info
 
 }  // namespace dtrain

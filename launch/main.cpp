@@ -18,6 +18,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"info", dtrain::cmd_info, "version, build options, GPUs, launcher environment, BLAS threads"},
+    {"data", dtrain::cmd_data, "convert IDX/CSV/text into a dataset file, describe one (convert, info)"},
 };
 
 void usage(FILE* out) {

@@ -13,6 +13,7 @@ pkgs=(
   zlib1g-dev                          # gzip'd IDX reader
   libspdlog-dev libfmt-dev            # logging
   gnuplot-nox bc                      # scripts/bench-comm.sh plots; tests/comm/expect_failure.sh timing
+  dataset-fashion-mnist               # scripts/get-data.sh: Fashion-MNIST IDX files
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -1,0 +1,144 @@
+// `dtrain data convert|info`: build dataset files (data/dataset.h) and describe them.
+#include <boost/program_options.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "data/convert.h"
+#include "data/dataset.h"
+#include "data/h5.h"
+#include "launch/commands.h"
+
+namespace po = boost::program_options;
+
+namespace dtrain {
+namespace {
+
+const char* kDataUsage =
+    "usage: dtrain data convert --from idx|csv|text --out FILE.h5 [options]\n"
+    "       dtrain data info FILE.h5\n\n"
+    "convert writes FILE.h5 (via FILE.h5.tmp, renamed on success); info prints shapes, dtypes,\n"
+    "attributes and the class histogram.\n";
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "dtrain data: %s\n\n%s(`dtrain data convert --help` lists the options)\n", message.c_str(),
+               kDataUsage);
+  return 2;
+}
+
+int cmd_convert(const std::vector<std::string>& args) {
+  std::string from, out, images, labels, input, header = "auto", delimiter = ",";
+  int64_t num_classes = 0, chunk_bytes = 1 << 20;
+  int label_column = 0, compress = 0;
+  double x_scale = 1.0 / 255.0, x_shift = 0.0;
+  po::options_description opts("dtrain data convert options");
+  opts.add_options()
+      ("help,h", "show this help")
+      ("from", po::value(&from), "input format: idx | csv | text")
+      ("out,o", po::value(&out), "output dataset file (.h5)")
+      ("images", po::value(&images), "idx: images file (.gz or raw)")
+      ("labels", po::value(&labels), "idx: labels file (.gz or raw)")
+      ("input,i", po::value(&input), "csv/text: input file")
+      ("label-column", po::value(&label_column)->default_value(0), "csv: label column (0-based; -1 = last)")
+      ("header", po::value(&header)->default_value("auto"), "csv: first line is a header: yes | no | auto")
+      ("delimiter", po::value(&delimiter)->default_value(","), "csv: field delimiter (one character)")
+      ("num-classes", po::value(&num_classes)->default_value(0), "number of classes (0: max label + 1)")
+      ("x-scale", po::value(&x_scale)->default_value(1.0 / 255.0, "1/255"), "u8 images: x_f32 = x_u8 * x_scale + x_shift")
+      ("x-shift", po::value(&x_shift)->default_value(0.0), "u8 images: see --x-scale")
+      ("compress", po::value(&compress)->default_value(0), "gzip level for /x and /y chunks (0 = none, 1..9)")
+      ("chunk-bytes", po::value(&chunk_bytes)->default_value(1 << 20), "target chunk size along N in bytes");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << kDataUsage << "\n" << opts << "\n";
+    return 0;
+  }
+  if (from.empty()) return usage_error("convert needs --from idx|csv|text");
+  if (out.empty()) return usage_error("convert needs --out FILE.h5");
+  if (compress < 0 || compress > 9) return usage_error("--compress must be 0..9");
+  if (chunk_bytes <= 0) return usage_error("--chunk-bytes must be positive");
+  data::WriteOptions write{compress, chunk_bytes};
+  if (from == "idx") {
+    if (images.empty() || labels.empty()) return usage_error("--from idx needs --images and --labels");
+    data::convert_idx({images, labels, out, num_classes, x_scale, x_shift, write});
+  } else if (from == "csv") {
+    if (input.empty()) return usage_error("--from csv needs --input");
+    if (header != "yes" && header != "no" && header != "auto") return usage_error("--header must be yes, no or auto");
+    if (delimiter.size() != 1) return usage_error("--delimiter must be one character");
+    data::CsvConvertOptions o;
+    o.input = input;
+    o.out = out;
+    o.label_column = label_column;
+    o.header = header == "yes" ? 1 : header == "no" ? 0 : -1;
+    o.delimiter = delimiter[0];
+    o.num_classes = num_classes;
+    o.write = write;
+    data::convert_csv(o);
+  } else if (from == "text") {
+    if (input.empty()) return usage_error("--from text needs --input");
+    data::convert_text({input, out, write});
+  } else {
+    return usage_error("unknown --from '" + from + "' (expected idx, csv or text)");
+  }
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
+
+void print_attributes(const h5::Object& o) {
+  for (const std::string& a : o.attr_names()) std::printf("  %-12s %s\n", a.c_str(), o.attr_text(a).c_str());
+}
+
+int cmd_data_info(const std::vector<std::string>& args) {
+  if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
+    std::printf("%s", kDataUsage);
+    return 0;
+  }
+  if (args.size() != 1) return usage_error("info takes one FILE.h5");
+  const std::string& path = args[0];
+  h5::File f = h5::File::open(path);
+  std::printf("%s\n", path.c_str());
+  if (f.has("/tokens") && !f.has("/x")) {
+    h5::Dataset t = f.dataset("/tokens");
+    std::printf("  /tokens      %s %s, %s\n", t.shape().str().c_str(), t.type_name().c_str(), t.filter_name().c_str());
+    std::printf("attributes:\n");
+    print_attributes(f);
+    return 0;
+  }
+  const data::DatasetInfo info = data::inspect_dataset(path);
+  h5::Dataset x = f.dataset("/x"), y = f.dataset("/y");
+  std::printf("  /x           %s %s, chunks of %lld rows, filters %s\n", x.shape().str().c_str(),
+              x.type_name().c_str(), static_cast<long long>(info.chunk_rows), info.x_filter.c_str());
+  std::printf("  /y           %s %s\n", y.shape().str().c_str(), y.type_name().c_str());
+  std::printf("attributes:\n");
+  print_attributes(f);
+  std::vector<int64_t> histogram(static_cast<size_t>(info.num_classes), 0);
+  for (int64_t label : y.read_all<int64_t>()) ++histogram[static_cast<size_t>(label)];
+  std::printf("classes:\n");
+  for (size_t c = 0; c < histogram.size(); ++c)
+    std::printf("  %-4zu %8lld  %5.1f%%\n", c, static_cast<long long>(histogram[c]),
+                info.size ? 100.0 * histogram[c] / info.size : 0.0);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_data(const std::vector<std::string>& args) {
+  if (args.empty()) return usage_error("missing subcommand (convert or info)");
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "convert") return cmd_convert(rest);
+  if (args[0] == "info") return cmd_data_info(rest);
+  if (args[0] == "--help" || args[0] == "-h") {
+    std::printf("%s\n`dtrain data convert --help` lists the convert options.\n", kDataUsage);
+    return 0;
+  }
+  return usage_error("unknown subcommand '" + args[0] + "' (expected convert or info)");
+}
+
+}  // namespace dtrain
