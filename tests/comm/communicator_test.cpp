@@ -2,14 +2,12 @@
 #include <gtest/gtest.h>
 
 #include "comm/communicator.h"
+#include "tests/comm/mpi_comm.h"
 
 namespace dtrain {
 namespace {
 
-Communicator& comm() {
-  static std::unique_ptr<Communicator> c = make_communicator(CommOptions{.backend = "mpi", .log_world = false});
-  return *c;
-}
+using testing::comm;
 
 const int64_t kSizes[] = {0, 1, 7, 1000, 65537};
 

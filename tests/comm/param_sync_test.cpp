@@ -6,16 +6,14 @@
 #include <gtest/gtest.h>
 
 #include "tests/comm/tiny_mlp.h"
+#include "tests/comm/mpi_comm.h"
 
 namespace dtrain {
 namespace {
 
 using testing::TinyMlp;
 
-Communicator& comm() {
-  static std::unique_ptr<Communicator> c = make_communicator(CommOptions{.backend = "mpi", .log_world = false});
-  return *c;
-}
+using testing::comm;
 
 constexpr int64_t kGlobalBatch = 64;
 constexpr int kSteps = 20;
