@@ -16,12 +16,8 @@ struct Fixture {
     Generator g;
     arena.allocate(Device::cpu(), g);
   }
-  // Sets the gradient of every element to a step-dependent value and returns the flat values.
-  void set_grads(int step) {
-    std::vector<float> g(arena.numel());
-    for (size_t i = 0; i < g.size(); ++i) g[i] = 0.3f * static_cast<float>(i + 1) - 0.2f * step;
-    arena.grads().copy_from(Tensor::from_vector(g, Shape{arena.numel()}));
-  }
+  // Sets the gradient of every element to grads_at(step) (below).
+  void set_grads(int step);
 };
 
 // The same per-element math written out in double precision, straight from the definitions.
@@ -35,10 +31,16 @@ void expect_near(const std::vector<float>& got, const std::vector<double>& want,
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * (1 + std::abs(want[i]))) << what << " " << i;
 }
 
+// The step-dependent gradient both the optimizer and the reference see (computed in f32).
 std::vector<double> grads_at(int step, size_t n) {
   std::vector<double> g(n);
   for (size_t i = 0; i < n; ++i) g[i] = 0.3f * static_cast<float>(i + 1) - 0.2f * step;
   return g;
+}
+
+void Fixture::set_grads(int step) {
+  const std::vector<double> g = grads_at(step, static_cast<size_t>(arena.numel()));
+  arena.grads().copy_from(Tensor::from_vector(std::vector<float>(g.begin(), g.end()), Shape{arena.numel()}));
 }
 
 TEST(Optimizer, SgdMomentumAndNesterovMatchTheDefinition) {
