@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -181,6 +182,10 @@ KeyTable key_table(TrainConfig& c) {
   TrainSection& r = c.train;
   t.add("train.epochs", "passes over the training data", &r.epochs);
   t.add("train.max_steps", "stop after this many optimizer steps (0: train.epochs decides)", &r.max_steps);
+  t.add("train.stop_at_step",
+        "stop after this step with a checkpoint, as if interrupted; the LR schedule still spans the whole run "
+        "(split a run into job-sized pieces; 0: off)",
+        &r.stop_at_step);
   t.add("train.batch_size", "samples per rank per micro-step", &r.batch_size);
   t.add("train.accumulation", "micro-steps per optimizer step (gradient accumulation)", &r.accumulation);
   t.add("train.seed", "seed of every random stream (init, dropout, shuffling, augmentation)", &r.seed);
@@ -205,7 +210,7 @@ KeyTable key_table(TrainConfig& c) {
 
   LogSection& l = c.log;
   t.add("log.dir", "run directory: metrics.jsonl, default checkpoint dir", &l.dir);
-  t.add("log.progress", "auto | bar | lines | none", &l.progress);
+  t.add("log.progress", "auto (a bar for one process on a terminal, else lines) | bar | lines | none", &l.progress);
   t.add("log.trace", "write a Chrome-trace JSON here (empty: none)", &l.trace);
   t.add("log.all_ranks", "log from every rank", &l.all_ranks);
   t.add("log.level", "trace | debug | info | warn | error", &l.level);
@@ -222,19 +227,26 @@ po::options_description key_options(const KeyTable& table) {
   return desc;
 }
 
-// Applies every key that the user set (not defaulted) from the parsed variables.
-void apply_keys(const KeyTable& table, const po::variables_map& vm) {
-  for (const Key& k : table.keys()) {
-    auto it = vm.find(k.name);
-    if (it != vm.end() && !it->second.defaulted()) k.set(it->second.as<std::string>());
+// The value of each option in parse order; a key given twice keeps its last value.
+using Values = std::map<std::string, std::string>;
+Values collect(const po::parsed_options& parsed) {
+  Values values;
+  for (const po::option& o : parsed.options) values[o.string_key] = o.value.empty() ? std::string() : o.value.back();
+  return values;
+}
+
+Values parse_ini(std::istream& in, const std::string& origin, const po::options_description& desc) {
+  try {
+    return collect(po::parse_config_file(in, desc, false));
+  } catch (const po::error& e) {
+    fail(origin, ": ", e.what());
   }
 }
 
-void store_ini(std::istream& in, const std::string& origin, const po::options_description& desc, po::variables_map& vm) {
-  try {
-    po::store(po::parse_config_file(in, desc, false), vm);
-  } catch (const po::error& e) {
-    fail(origin, ": ", e.what());
+void apply_keys(const KeyTable& table, const Values& values) {
+  for (const Key& k : table.keys()) {
+    auto it = values.find(k.name);
+    if (it != values.end()) k.set(it->second);
   }
 }
 
@@ -250,19 +262,17 @@ const char* kTrainUsage =
     "usage: dtrain train --config FILE.ini [--section.key=value ...] [--resume auto|PATH|none] [--trace FILE]\n\n"
     "Trains a model data-parallel across the ranks of the launch (mpirun, srun, or one process).\n"
     "Keys come from the INI file ([section] key = value) and the command line (--section.key=value,\n"
-    "which wins). Rank 0 logs progress, writes <log.dir>/metrics.jsonl and checkpoints; SIGINT or\n"
-    "SIGTERM finishes the current step, writes a checkpoint and exits 0.\n";
+    "which wins). Rank 0 logs progress, writes <log.dir>/metrics.jsonl and checkpoints. SIGINT, SIGTERM\n"
+    "or SIGUSR1 to the ranks finishes the current step, writes a checkpoint and exits 0 (under mpirun,\n"
+    "send SIGUSR1 to mpirun: it forwards that one; Open MPI kills the ranks on SIGTERM to mpirun).\n";
 
 }  // namespace
 
 TrainConfig parse_config_text(const std::string& ini, const std::string& origin) {
   TrainConfig config;
   const KeyTable table = key_table(config);
-  const po::options_description desc = key_options(table);
-  po::variables_map vm;
   std::istringstream in(ini);
-  store_ini(in, origin, desc, vm);
-  apply_keys(table, vm);
+  apply_keys(table, parse_ini(in, origin, key_options(table)));
   config.source = origin;
   validate(config);
   return config;
@@ -273,38 +283,49 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
   TrainConfig& config = out.config;
   const KeyTable table = key_table(config);
   po::options_description general("dtrain train options");
-  std::string config_file, resume, trace;
   general.add_options()("help,h", "show this help and every key with its default")(
-      "config,c", po::value(&config_file), "INI configuration file")(
-      "resume", po::value(&resume), "same as --checkpoint.resume: none | auto | PATH")(
-      "trace", po::value(&trace), "same as --log.trace: write a Chrome-trace JSON to FILE");
+      "config,c", po::value<std::string>(), "INI configuration file")(
+      "resume", po::value<std::string>(), "same as --checkpoint.resume: none | auto | PATH")(
+      "trace", po::value<std::string>(), "same as --log.trace: write a Chrome-trace JSON to FILE");
   po::options_description keys = key_options(table);
   po::options_description all;
   all.add(general).add(keys);
 
-  po::variables_map vm;
+  // "--key=" (an empty value, e.g. --data.test= to turn evaluation off) as "--key" "".
+  std::vector<std::string> argv;
+  for (const std::string& a : args) {
+    if (a.size() > 3 && a.starts_with("--") && a.back() == '=' && a.find('=') == a.size() - 1) {
+      argv.push_back(a.substr(0, a.size() - 1));
+      argv.emplace_back();
+    } else {
+      argv.push_back(a);
+    }
+  }
+  Values cli;
   try {
-    po::store(po::command_line_parser(args).options(all).run(), vm);
-    po::notify(vm);
+    // No prefix guessing: --train.epoch must not silently mean --train.epochs.
+    const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    cli = collect(po::command_line_parser(argv).options(all).style(style).run());
   } catch (const po::error& e) {
     fail("command line: ", e.what());
   }
-  if (vm.count("help")) {
+  if (cli.count("help")) {
     std::ostringstream help;
     help << kTrainUsage << "\n" << general << "\n" << keys;
     out.help = true;
     out.help_text = help.str();
     return out;
   }
-  if (!config_file.empty()) {
-    std::ifstream in(config_file);
-    if (!in) fail("config file ", config_file, ": cannot open it");
-    store_ini(in, config_file, keys, vm);  // command-line values were stored first and win
+  // --resume and --trace are short names of two keys.
+  for (const auto& [alias, key] : {std::pair{"resume", "checkpoint.resume"}, std::pair{"trace", "log.trace"}})
+    if (cli.count(alias)) cli[key] = cli[alias];
+  if (cli.count("config")) {
+    config.source = cli["config"];
+    std::ifstream in(config.source);
+    if (!in) fail("config file ", config.source, ": cannot open it");
+    apply_keys(table, parse_ini(in, config.source, keys));
   }
-  apply_keys(table, vm);
-  if (!resume.empty()) config.checkpoint.resume = resume;
-  if (!trace.empty()) config.log.trace = trace;
-  config.source = config_file;
+  apply_keys(table, cli);  // the command line wins over the file
   validate(config);
   return out;
 }
@@ -344,6 +365,7 @@ void validate(const TrainConfig& c) {
 
   DTRAIN_CHECK(c.train.epochs >= 1 || c.train.max_steps > 0, "config key train.epochs: must be >= 1");
   DTRAIN_CHECK(c.train.max_steps >= 0, "config key train.max_steps: must be >= 0");
+  DTRAIN_CHECK(c.train.stop_at_step >= 0, "config key train.stop_at_step: must be >= 0");
   DTRAIN_CHECK(c.train.batch_size >= 1, "config key train.batch_size: must be >= 1, got ", c.train.batch_size);
   DTRAIN_CHECK(c.train.accumulation >= 1, "config key train.accumulation: must be >= 1");
   DTRAIN_CHECK(c.train.eval_every >= 0, "config key train.eval_every: must be >= 0");

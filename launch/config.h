@@ -26,6 +26,7 @@ struct DataConfig {
 struct TrainSection {
   int64_t epochs = 10;
   int64_t max_steps = 0;       // > 0: stop after this many optimizer steps (overrides epochs)
+  int64_t stop_at_step = 0;    // > 0: stop there with a checkpoint, as if interrupted (the schedule still spans the run)
   int64_t batch_size = 64;     // per rank, per micro-step
   int accumulation = 1;        // micro-steps per optimizer step
   uint64_t seed = 42;

@@ -41,8 +41,9 @@ void install_stop_handlers() {
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
+  // SIGUSR1 too: Open MPI's mpirun forwards it to every rank (SIGTERM to mpirun kills the ranks
+  // after odls_base_sigkill_timeout), and Slurm sends it before the time limit with --signal.
+  for (int signal : {SIGINT, SIGTERM, SIGUSR1}) sigaction(signal, &action, nullptr);
 }
 bool stop_requested() { return g_stop_signal != 0; }
 void request_stop() { g_stop_signal = SIGTERM; }
@@ -222,7 +223,10 @@ Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
     write_file_atomic(c.log.dir + "/config.ini", to_ini(c));
     s.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
   }
-  s.progress = std::make_unique<Progress>(c.log.progress, s.rank0());
+  // mpirun gives every rank a pseudo-terminal even when its own output goes to a file, so "auto"
+  // draws a bar only for a single process on a terminal.
+  const std::string progress = c.log.progress == "auto" && s.env.launcher != "single" ? "lines" : c.log.progress;
+  s.progress = std::make_unique<Progress>(progress, s.rank0());
   if (!c.log.trace.empty()) {
     s.wait_collective(comm.barrier(), "barrier before the trace starts");
     s.trace = TraceRecorder(comm.rank(), Clock::now());
@@ -446,7 +450,8 @@ TrainResult Trainer::run() {
     s.sync->after_step(s.step);
     s.trace.span("optimizer", t5, Clock::now(), TraceRecorder::compute, s.step - 1);
     s.wait_collective(stop_vote, "allreduce of the stop vote");
-    const bool stop = world > 1 ? stop_flag.to_vector<int32_t>()[0] != 0 : stop_requested();
+    const bool signalled = world > 1 ? stop_flag.to_vector<int32_t>()[0] != 0 : stop_requested();
+    const bool stop = signalled || (c.train.stop_at_step > 0 && s.step >= c.train.stop_at_step);
 
     const bool epoch_end = loader.state().position >= loader.samples_per_epoch();
     ProgressStatus status;
@@ -492,7 +497,8 @@ TrainResult Trainer::run() {
     if (c.checkpoint.every > 0 && s.step % c.checkpoint.every == 0) s.save_checkpoint();
     if (stop) {
       result.interrupted = true;
-      s.progress->message(detail::concat("stop requested (SIGINT/SIGTERM): stopping after step ", s.step));
+      s.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)" : "train.stop_at_step reached",
+                                         ": stopping after step ", s.step, " of ", s.total_steps));
       break;
     }
   }

@@ -6,7 +6,7 @@
 //   all-reduces as gradients become ready; then clipping, the LR schedule, the optimizer step
 //   and ParamSync's checksum check. Around it: distributed evaluation, progress and
 //   metrics.jsonl (rank 0), checkpoints (rank 0 writes, every rank resumes), a Chrome trace,
-//   and a stop request (SIGINT/SIGTERM) that every rank agrees on at the end of a step.
+//   and a stop request (SIGINT/SIGTERM/SIGUSR1) that every rank agrees on at the end of a step.
 #include <memory>
 #include <string>
 
@@ -31,7 +31,7 @@ struct TrainResult {
   double seconds = 0;       // wall time of the training loop
 };
 
-// SIGINT and SIGTERM set a stop request instead of killing the process (idempotent).
+// SIGINT, SIGTERM and SIGUSR1 set a stop request instead of killing the process (idempotent).
 void install_stop_handlers();
 bool stop_requested();
 void request_stop();  // as if a signal arrived (tests)
