@@ -218,7 +218,7 @@ KeyTable key_table(TrainConfig& c) {
 }
 
 po::options_description key_options(const KeyTable& table) {
-  po::options_description desc("configuration keys (INI [section] key = value, or --section.key=value)");
+  po::options_description desc("configuration keys (INI [section] key = value, or --section.key=value)", 120, 60);
   for (const Key& k : table.keys()) {
     const std::string def = k.get();
     desc.add_options()(k.name.c_str(), po::value<std::string>()->default_value(def, def.empty() ? "\"\"" : def),
@@ -282,7 +282,7 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
   TrainArgs out;
   TrainConfig& config = out.config;
   const KeyTable table = key_table(config);
-  po::options_description general("dtrain train options");
+  po::options_description general("dtrain train options", 120, 60);
   general.add_options()("help,h", "show this help and every key with its default")(
       "config,c", po::value<std::string>(), "INI configuration file")(
       "resume", po::value<std::string>(), "same as --checkpoint.resume: none | auto | PATH")(
