@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/config.h"
+#include "core/gpu.h"
 #include "core/model.h"
 #include "data/h5.h"
 
@@ -183,6 +184,27 @@ TEST(Checkpoint, RoundTripRestoresParamsSlotsStepsAndMetaBitForBit) {
   fake_steps(*model, *opt, 1, 11);
   fake_steps(*restored, *restored_opt, 1, 11);
   EXPECT_EQ(bits(restored->arena().values()), bits(model->arena().values()));
+}
+
+// A GPU model's values and slots go through the host; the file loads into a CPU or a GPU model.
+TEST(Checkpoint, GpuModelRoundTripsThroughTheHost) {
+  if (gpu::device_count() == 0) GTEST_SKIP() << "no CUDA device visible: the GPU path of write/load is not run";
+  TempDir dir;
+  auto model = create_model(small_mlp());
+  model->build(Device::cuda(0), 1);
+  auto opt = make_optimizer(adam(), model->arena());
+  fake_steps(*model, *opt, 2, 7);
+  const std::string path = checkpoint_path(dir.str(), 2);
+  write_checkpoint(path, model->arena(), opt.get(), sample_meta(*model, opt.get()));
+  for (Device device : {Device::cpu(), Device::cuda(0)}) {
+    auto restored = create_model(small_mlp());
+    restored->build(device, 99);
+    auto restored_opt = make_optimizer(adam(), restored->arena());
+    load_checkpoint(path, restored->arena(), restored_opt.get(), model->signature());
+    EXPECT_EQ(bits(restored->arena().values()), bits(model->arena().values()));
+    EXPECT_EQ(bits(*restored_opt->slots()[1].second), bits(*opt->slots()[1].second));
+    EXPECT_EQ(restored_opt->steps(), 2);
+  }
 }
 
 TEST(Checkpoint, LayoutHasOneDatasetPerParameterAndSlotWithItsShape) {
