@@ -380,7 +380,11 @@ File File::open(const std::string& path, bool writable) {
 
 File File::create(const std::string& path) {
   quiet_errors();
-  hid_t f = DTRAIN_H5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), path);
+  // The 1.8+ file format stores large attributes densely: no 64 KiB limit per attribute (a
+  // checkpoint's signature and config grow with the model).
+  Id access(DTRAIN_H5_CHECK(H5Pcreate(H5P_FILE_ACCESS), path), H5Pclose);
+  DTRAIN_H5_CHECK(H5Pset_libver_bounds(access.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), path);
+  hid_t f = DTRAIN_H5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), path);
   return File(Id(f, H5Fclose), path, "/");
 }
 

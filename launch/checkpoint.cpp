@@ -68,13 +68,6 @@ void set_root_attr(const h5::File& f, const char* attr, const T& value) {
   try {
     f.set_attr(attr, value);
   } catch (const Error& e) {
-    if constexpr (std::is_same_v<T, std::string>) {
-      // Attributes live in the object header, where HDF5's default (oldest-compatible) file format
-      // allows each at most 64 KiB.
-      if (value.size() >= 60 * 1024)
-        fail("attribute '", attr, "' holds ", value.size(), " bytes; HDF5 allows an attribute at most 64 KiB here: ",
-             e.what());
-    }
     fail("attribute '", attr, "': ", e.what());
   }
 }
@@ -181,10 +174,9 @@ void write_checkpoint_file(const std::string& path, const ParameterArena& arena,
   // memory (written without a copy); a GPU arena is copied to the host once here.
   std::vector<Tensor> values;
   for (const Parameter* p : arena.parameters()) values.push_back(on_host(p->value));
-  // slots() only hands out pointers; it is non-const because step() writes through them.
   std::vector<std::pair<std::string, Tensor>> slots;
   if (optimizer)
-    for (const auto& [name, slot] : const_cast<Optimizer*>(optimizer)->slots()) slots.emplace_back(name, on_host(*slot));
+    for (const auto& [name, slot] : optimizer->slots()) slots.emplace_back(name, on_host(*slot));
 
   auto guard = h5::lock();  // declared before the file so an unwinding close still holds it
   h5::AtomicFile out(path);

@@ -22,6 +22,12 @@ std::vector<std::pair<std::string, Tensor*>> Optimizer::slots() {
   return out;
 }
 
+std::vector<std::pair<std::string, const Tensor*>> Optimizer::slots() const {
+  std::vector<std::pair<std::string, const Tensor*>> out;
+  for (const auto& [name, t] : slots_) out.emplace_back(name, &t);
+  return out;
+}
+
 namespace {
 
 // PyTorch's SGD: g += wd p; buf = momentum buf + g; p -= lr (nesterov ? g + momentum buf : buf).

@@ -28,6 +28,7 @@ class Optimizer {
   virtual void step(ParameterArena& arena, float lr) = 0;
   // Named state slots (e.g. "momentum", "exp_avg", "exp_avg_sq"), each a flat arena-shaped tensor.
   std::vector<std::pair<std::string, Tensor*>> slots();
+  std::vector<std::pair<std::string, const Tensor*>> slots() const;
   int64_t steps() const { return steps_; }  // updates applied so far (Adam's bias correction)
   void set_steps(int64_t steps) { steps_ = steps; }
   const OptimizerConfig& config() const { return config_; }

@@ -450,19 +450,16 @@ TEST(Checkpoint, FailureHalfwayThroughTheWriteLeavesNoFileBehind) {
   EXPECT_FALSE(fs::exists(path));
 }
 
-// HDF5's default file format keeps an attribute under 64 KiB: a signature of ~1,200+ parameters
-// does not fit, and the error must say which attribute and why.
-TEST(Checkpoint, OversizedSignatureIsRefusedNamingTheAttribute) {
+// A signature far over HDF5's compact 64 KiB attribute limit (a model with thousands of
+// parameters) round-trips: files use the 1.8+ format with dense attribute storage.
+TEST(Checkpoint, LargeSignatureRoundTrips) {
   TempDir dir;
   auto model = built(small_mlp(), 1);
   CheckpointMeta meta = sample_meta(*model, nullptr);
   for (int i = 0; i < 2000; ++i) meta.signature.push_back("blocks." + std::to_string(i) + ".attn.weight f32 [1024, 1024]");
   const std::string path = checkpoint_path(dir.str(), 1);
-  const std::string msg = error_of([&] { write_checkpoint(path, model->arena(), nullptr, meta); });
-  EXPECT_NE(msg.find(path), std::string::npos) << msg;
-  EXPECT_NE(msg.find("attribute 'signature' holds"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("64 KiB"), std::string::npos) << msg;
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  write_checkpoint(path, model->arena(), nullptr, meta);
+  EXPECT_EQ(read_checkpoint_meta(path).signature, meta.signature);
 }
 
 TEST(Checkpoint, MetaWithTheWrongNumberOfRngOffsetsIsRefused) {
