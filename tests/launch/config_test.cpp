@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -112,6 +115,27 @@ TEST(Config, ResolvedIniParsesBackToTheSameConfig) {
   EXPECT_EQ(back.model.extra.at("width"), "3");
   EXPECT_EQ(back.data.test, "");
   EXPECT_NE(ini.find("[checkpoint]\n"), std::string::npos);
+}
+
+// docs/training.md documents every key that --help lists.
+TEST(Config, UserGuideDocumentsEveryKey) {
+  const char* source = std::getenv("DTRAIN_SOURCE_DIR");
+  if (!source) GTEST_SKIP() << "DTRAIN_SOURCE_DIR not set (ctest sets it)";
+  std::ifstream in(std::string(source) + "/docs/training.md");
+  ASSERT_TRUE(in) << "docs/training.md";
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream help(parse_train_args({"--help"}).help_text);
+  std::string line;
+  int keys = 0;
+  while (std::getline(help, line)) {
+    const auto at = line.find("  --");
+    if (at != 0 || line.find('.') == std::string::npos) continue;
+    const std::string key = line.substr(4, line.find(' ', 4) - 4);
+    if (key.find('.') == std::string::npos) continue;
+    ++keys;
+    EXPECT_NE(doc.find("`" + key + "`"), std::string::npos) << key << " is missing from docs/training.md";
+  }
+  EXPECT_GT(keys, 40);
 }
 
 }  // namespace
