@@ -257,6 +257,31 @@ TEST_F(TrainE2E, SigtermWritesACheckpointExitsZeroAndResumeContinues) { stop_che
 // Under mpirun: SIGUSR1 to mpirun reaches every rank (Open MPI forwards it).
 TEST_F(TrainE2E, SigusrToMpirunStopsEveryRankWithACheckpoint) { stop_checkpoint_and_resume(2, SIGUSR1); }
 
+TEST_F(TrainE2E, TraceHasComputeAndCommunicationSpansOfEveryRank) {
+  const std::string trace = dir_ + "/trace.json";
+  const RunResult r = run(2, plus(base("t"), {"--train.max_steps=4", "--trace", trace, "--data.test="}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string json = read_text(trace);
+  ASSERT_FALSE(json.empty());
+  EXPECT_EQ(json.rfind("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[", 0), 0u);
+  EXPECT_EQ(json.substr(json.size() - 3), "]}\n");
+  for (const char* span : {"\"forward\"", "\"backward\"", "\"optimizer\"", "\"data wait\"", "\"allreduce wait\"",
+                           "allreduce of gradient bucket 1/", "\"checkpoint\""})
+    EXPECT_NE(json.find(span), std::string::npos) << span;
+  for (const char* rank : {"\"pid\":0,\"tid\":1", "\"pid\":1,\"tid\":1", "\"pid\":1,\"tid\":0"})
+    EXPECT_NE(json.find(rank), std::string::npos) << rank;
+}
+
+TEST_F(TrainE2E, ResumingOnAnotherWorldSizeWarnsAndContinues) {
+  const RunResult one = run(1, plus(base("w"), {"--train.max_steps=20", "--train.stop_at_step=10", "--data.test="}));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const RunResult two = run(2, plus(base("w"), {"--train.max_steps=20", "--resume=auto", "--data.test="}));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("resuming a 1-rank checkpoint on 2 ranks"), std::string::npos) << two.output;
+  EXPECT_NE(two.output.find("not bit-identical"), std::string::npos) << two.output;
+  EXPECT_EQ(read_checkpoint_meta(checkpoint_path(dir_ + "/w/ckpt", 20)).world_size, 2);
+}
+
 TEST_F(TrainE2E, ConfigErrorsExitWithUsageCodeNamingTheKey) {
   const RunResult r = run(1, plus(base("e"), {"--train.epochs=many"}));
   EXPECT_EQ(r.exit_code, 2);
