@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -60,6 +62,13 @@ double WorkState::duration_s() const {
   return std::chrono::duration<double>(finished_ - started_).count();
 }
 
+std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point> WorkState::interval() const {
+  auto* self = const_cast<WorkState*>(this);
+  std::lock_guard<std::mutex> lock(self->mu_);
+  if (!done_) return {};
+  return {started_, finished_};
+}
+
 Work Work::done(std::string description) {
   auto state = std::make_shared<WorkState>(std::move(description));
   state->complete();
@@ -103,24 +112,32 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
   return comm;
 }
 
-std::vector<std::string> describe_world(Communicator& comm, bool log) {
-  constexpr int64_t kLine = 160;
-  std::string mine = detail::concat("rank ", comm.rank(), " on ", comm.host(), " (local rank ", comm.local_rank(),
-                                    "/", comm.local_size(), "): backend ", comm.backend(), ", device ",
-                                    comm.device().str());
-  mine.resize(kLine, '\0');
+std::vector<std::string> allgather_strings(Communicator& comm, const std::string& mine) {
+  Tensor length = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(mine.size())}, Shape{1}, comm.device());
+  comm.allreduce(length, ReduceOp::max).wait();
+  const int64_t longest = std::max<int64_t>(1, length.to_vector<int64_t>()[0]);
   std::vector<uint8_t> bytes(mine.begin(), mine.end());
-  Tensor in = Tensor::from_vector(bytes, Shape{kLine}, comm.device());
-  Tensor out = Tensor::zeros(Shape{kLine * comm.size()}, DType::u8, comm.device());
+  bytes.resize(longest, 0);
+  Tensor in = Tensor::from_vector(bytes, Shape{longest}, comm.device());
+  Tensor out = Tensor::zeros(Shape{longest * comm.size()}, DType::u8, comm.device());
   comm.allgather(in, out).wait();
   const std::vector<uint8_t> all = out.to_vector<uint8_t>();
-  std::vector<std::string> lines;
-  std::map<std::string, int> per_host;
+  std::vector<std::string> strings;
   for (int r = 0; r < comm.size(); ++r) {
-    const char* p = reinterpret_cast<const char*>(all.data() + r * kLine);
-    lines.emplace_back(p, strnlen(p, kLine));
-    const auto on = lines.back().find(" on "), paren = lines.back().find(" (");
-    ++per_host[lines.back().substr(on + 4, paren - on - 4)];
+    const char* p = reinterpret_cast<const char*>(all.data() + r * longest);
+    strings.emplace_back(p, strnlen(p, longest));
+  }
+  return strings;
+}
+
+std::vector<std::string> describe_world(Communicator& comm, bool log) {
+  const std::vector<std::string> lines = allgather_strings(
+      comm, detail::concat("rank ", comm.rank(), " on ", comm.host(), " (local rank ", comm.local_rank(), "/",
+                           comm.local_size(), "): backend ", comm.backend(), ", device ", comm.device().str()));
+  std::map<std::string, int> per_host;
+  for (const std::string& line : lines) {
+    const auto on = line.find(" on "), paren = line.find(" (");
+    ++per_host[line.substr(on + 4, paren - on - 4)];
   }
   if (log && comm.rank() == 0) {
     std::string counts;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -34,6 +35,8 @@ class WorkState {
   const std::string& description() const { return description_; }
   // Seconds between the backend starting the op and finishing it (0 until done).
   double duration_s() const;
+  // When the backend started and finished the op (both default-constructed until done).
+  std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point> interval() const;
 
  protected:
   std::mutex mu_;  // guards done_, error_, started_, finished_
@@ -54,6 +57,7 @@ class Work {
   bool is_done() const { return !state_ || state_->is_done(); }
   std::string description() const { return state_ ? state_->description() : "no-op"; }
   double duration_s() const { return state_ ? state_->duration_s() : 0.0; }
+  auto interval() const { return state_ ? state_->interval() : decltype(state_->interval()){}; }
   // An already finished Work.
   static Work done(std::string description);
 
@@ -94,6 +98,8 @@ struct CommOptions {
 std::unique_ptr<Communicator> make_communicator(const CommOptions& options = {});
 // Resolves "auto" to a concrete backend name for this build, launch and model device.
 std::string resolve_backend(const CommOptions& options);
+// Collective: every rank's string (no NUL bytes), in rank order, on every rank.
+std::vector<std::string> allgather_strings(Communicator& comm, const std::string& mine);
 // Gathers one line per rank ("rank 1 on node-a: mpi cpu") to every rank; rank 0 logs it.
 std::vector<std::string> describe_world(Communicator& comm, bool log);
 

@@ -253,6 +253,8 @@ void ParamSync::finish_backward() {
     InFlight& f = in_flight_[b];
     stats_.exposed_s += watchdog_.wait(f.work, bucket_name(b));
     stats_.comm_s += f.work.duration_s();
+    const auto [begin, end] = f.work.interval();
+    stats_.collectives.push_back({bucket_name(b), begin, end});
     if (buckets_[b].numel == 0) continue;
     Tensor grads = arena_.grads().flat_range(buckets_[b].begin, buckets_[b].numel);
     if (f.wire.defined()) {

@@ -22,6 +22,7 @@
 // finished after <s> s" and aborts the job. Test hook: the environment variable
 // DTRAIN_TEST_STALL_RANK=r makes rank r sleep instead of starting its first gradient bucket
 // (simulates a rank that stops calling collectives).
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -56,6 +57,11 @@ struct SyncStats {
   double comm_s = 0;           // sum of the bucket all-reduce durations
   double exposed_s = 0;        // time finish_backward waited for communication
   int buckets_during_backward = 0;  // buckets launched by grad_ready before finish_backward
+  struct Span {
+    std::string name;  // "allreduce of bucket 2 (..)"
+    std::chrono::steady_clock::time_point begin, end;
+  };
+  std::vector<Span> collectives;  // when each bucket's all-reduce ran (for traces)
 };
 
 class ParamSync {

@@ -8,5 +8,6 @@ namespace dtrain {
 
 int cmd_info(const std::vector<std::string>& args);
 int cmd_data(const std::vector<std::string>& args);  // data convert | data info
+int cmd_train(const std::vector<std::string>& args);
 
 }  // namespace dtrain

@@ -18,6 +18,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"info", dtrain::cmd_info, "version, build options, GPUs, launcher environment, BLAS threads"},
+    {"train", dtrain::cmd_train, "train a model data-parallel (mpirun/srun/single process), checkpoint, resume"},
     {"data", dtrain::cmd_data, "convert IDX/CSV/text into a dataset file, describe one (convert, info)"},
 };
 

@@ -1,0 +1,524 @@
+#include "launch/trainer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <thread>
+
+#include "comm/communicator.h"
+#include "comm/environment.h"
+#include "comm/param_sync.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/gpu.h"
+#include "core/kernels.h"
+#include "core/log.h"
+#include "core/loss.h"
+#include "core/model.h"
+#include "core/ops.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "launch/checkpoint.h"
+#include "launch/metrics.h"
+#include "launch/trace.h"
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
+
+namespace dtrain {
+
+// ---- stop requests ------------------------------------------------------------------------
+// The one piece of process-wide mutable state besides the logger: a signal handler can only
+// set a flag.
+namespace {
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  // SIGUSR1 too: Open MPI's mpirun forwards it to every rank (SIGTERM to mpirun kills the ranks
+  // after odls_base_sigkill_timeout), and Slurm sends it before the time limit with --signal.
+  for (int signal : {SIGINT, SIGTERM, SIGUSR1}) sigaction(signal, &action, nullptr);
+}
+bool stop_requested() { return g_stop_signal != 0; }
+void request_stop() { g_stop_signal = SIGTERM; }
+
+// ---- setup --------------------------------------------------------------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+Device choose_device(const std::string& text, const LaunchEnv& env) {
+  const Device requested = Device::parse(text);
+  if (requested.is_cpu()) return requested;
+  const int count = gpu::device_count();
+  if (count == 0)
+    fail("train.device=", text, ": no CUDA GPU is visible", gpu::built() ? "" : " (this dtrain was built without CUDA)");
+  // "cuda": one GPU per rank on the node, by local rank (Horovod's and DDP's convention).
+  const int index = text == "cuda" ? env.local_rank % count : requested.index;
+  DTRAIN_CHECK(index < count, "train.device=", text, ": only ", count, " GPU(s) visible");
+  return Device::cuda(index);
+}
+
+// The model's per-sample input shape from the data: the sample shape, with a channel dim added
+// for the cnn when the samples are plain [H, W] images. An explicit model.input_shape must hold
+// the same number of elements.
+Shape resolve_input_shape(const ModelConfig& model, const data::DatasetInfo& train) {
+  const Shape& sample = train.sample_shape;
+  if (model.input_shape.empty()) {
+    if (model.type == "cnn" && sample.size() == 2) return Shape{1, sample[0], sample[1]};
+    return sample;
+  }
+  DTRAIN_CHECK(model.input_shape.numel() == sample.numel(), "config key model.input_shape: ",
+               model.input_shape.str(), " holds ", model.input_shape.numel(), " elements but the samples of ",
+               train.path, " are ", sample.str(), " (", sample.numel(), ")");
+  return model.input_shape;
+}
+
+data::LoaderOptions loader_options(const TrainConfig& c, Device device, bool training) {
+  data::LoaderOptions o;
+  o.batch_size = training ? c.train.batch_size : std::max<int64_t>(c.train.batch_size, 256);
+  o.seed = c.train.seed;
+  o.shuffle = training && c.data.shuffle;
+  o.max_memory_bytes = c.data.max_memory_mb << 20;
+  o.prefetch_depth = c.data.prefetch;
+  if (training) o.augment = {c.data.augment_crop_padding, c.data.augment_flip};
+  o.device = device;
+  return o;
+}
+
+}  // namespace
+
+struct Trainer::State {
+  TrainConfig config;
+  LaunchEnv env;
+  Device device;
+  std::unique_ptr<Communicator> comm;
+  data::DatasetInfo train_info;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Optimizer> optimizer;
+  std::unique_ptr<ParamSync> sync;
+  std::unique_ptr<data::Loader> train_loader, test_loader;
+  Generator dropout_rng;
+  ScheduleConfig schedule;  // total_steps resolved
+  int64_t step = 0, epoch = 0;
+  int64_t steps_per_epoch = 0, total_steps = 0;
+  int64_t last_checkpoint_step = -1, last_eval_step = -1;
+  std::string last_checkpoint;
+  EvalResult last_eval;
+  TraceRecorder trace;
+  std::unique_ptr<MetricsLog> metrics;
+  std::unique_ptr<Progress> progress;
+
+  bool rank0() const { return comm->rank() == 0; }
+  Tensor input(const data::Batch& b) const;
+  Tensor labels(const data::Batch& b) const { return device.is_cpu() ? b.y : b.y.to(device); }
+  void resume();
+  void save_checkpoint();
+  void wait_collective(const Work& work, const char* what) const;
+};
+
+Tensor Trainer::State::input(const data::Batch& b) const {
+  Shape shape{b.size()};
+  for (int64_t d : model->config().input_shape) shape.push_back(d);
+  Tensor x = b.x.view(shape);
+  return device.is_cpu() ? x : x.to(device);
+}
+
+void Trainer::State::wait_collective(const Work& work, const char* what) const {
+  // The same watchdog rule as ParamSync's: never hang, end the whole job with the reason.
+  if (!work.wait(config.comm.timeout_s))
+    abort_job(detail::concat("watchdog: ", what, " not finished after ", config.comm.timeout_s, " s (comm.timeout_s)"));
+}
+
+Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
+  State& s = *s_;
+  s.config = std::move(config);
+  TrainConfig& c = s.config;
+  s.env = detect_launch_env();
+  s.device = choose_device(c.train.device, s.env);
+  if (s.device.is_cuda()) gpu::set_device(s.device.index);
+
+  CommOptions comm_options;
+  comm_options.backend = c.comm.backend;
+  comm_options.model_device = s.device;
+  comm_options.gpu = s.device.is_cuda() ? s.device.index : -1;
+  comm_options.log_world = false;
+  s.comm = make_communicator(comm_options);
+  Communicator& comm = *s.comm;
+  init_logging(comm.rank(), comm.size(), c.log.all_ranks);
+  spdlog::set_level(comm.rank() == 0 || c.log.all_ranks ? spdlog::level::from_str(c.log.level) : spdlog::level::warn);
+  log_info("dtrain {} train: config {}, launcher {}", DTRAIN_VERSION, c.source.empty() ? "(none)" : c.source,
+           s.env.launcher);
+  describe_world(comm, true);
+
+  // BLAS threads: the node's cores shared among the ranks on it, unless configured.
+  if (s.device.is_cpu()) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = c.train.threads > 0 ? c.train.threads : std::max(1, cores / std::max(1, comm.local_size()));
+    cpu::set_blas_threads(threads);
+    log_info("BLAS threads per rank: {}", threads);
+  }
+
+  // Data first: it fixes the model's input shape and classes.
+  s.train_info = data::inspect_dataset(c.data.train);
+  c.model.input_shape = resolve_input_shape(c.model, s.train_info);
+  if (c.model.num_classes == 0) c.model.num_classes = s.train_info.num_classes;
+  DTRAIN_CHECK(c.model.num_classes >= s.train_info.num_classes, "config key model.num_classes: ",
+               c.model.num_classes, " is less than the ", s.train_info.num_classes, " classes of ", c.data.train);
+  s.train_loader = std::make_unique<data::Loader>(c.data.train, comm.rank(), comm.size(), loader_options(c, s.device, true));
+  if (!c.data.test.empty()) {
+    s.test_loader = std::make_unique<data::Loader>(c.data.test, comm.rank(), comm.size(), loader_options(c, s.device, false));
+    const data::DatasetInfo& test = s.test_loader->info();
+    DTRAIN_CHECK(test.sample_shape == s.train_info.sample_shape, "config key data.test: samples of ", c.data.test,
+                 " are ", test.sample_shape.str(), ", the training data's are ", s.train_info.sample_shape.str());
+    DTRAIN_CHECK(test.num_classes <= c.model.num_classes, "config key data.test: ", c.data.test, " has ",
+                 test.num_classes, " classes, the model ", c.model.num_classes);
+  }
+
+  s.model = create_model(c.model);
+  s.model->build(s.device, c.train.seed);
+  s.optimizer = make_optimizer(c.optim, s.model->arena());
+  ParamSyncOptions sync_options;
+  sync_options.bucket_bytes = static_cast<int64_t>(c.comm.bucket_mb * (1 << 20));
+  sync_options.first_bucket_bytes = static_cast<int64_t>(c.comm.first_bucket_mb * (1 << 20));
+  sync_options.timeout_s = c.comm.timeout_s;
+  sync_options.check_every_steps = c.comm.check_every;
+  sync_options.compress_bf16 = c.comm.compress == "bf16";
+  sync_options.signature = s.model->signature();
+  s.sync = std::make_unique<ParamSync>(comm, s.model->arena(), sync_options);
+  s.sync->verify_signature();
+  s.dropout_rng = Generator(RngKey{c.train.seed, static_cast<uint32_t>(comm.rank()), static_cast<uint32_t>(RngPurpose::dropout)});
+
+  const int64_t micro_batches = (s.train_loader->samples_per_epoch() + c.train.batch_size - 1) / c.train.batch_size;
+  s.steps_per_epoch = (micro_batches + c.train.accumulation - 1) / c.train.accumulation;
+  DTRAIN_CHECK(s.steps_per_epoch > 0, "data.train: ", c.data.train, " has no samples");
+  s.total_steps = c.train.max_steps > 0 ? c.train.max_steps : c.train.epochs * s.steps_per_epoch;
+  s.schedule = c.schedule;
+  if (s.schedule.total_steps == 0) s.schedule.total_steps = s.total_steps;
+
+  int64_t params = s.model->arena().numel();
+  log_info("model {}: {} parameters ({:.1f} MiB) on {}, {} gradient bucket(s); optimizer {}, lr {}", c.model.type,
+           params, params * 4.0 / (1 << 20), s.device.str(), s.sync->buckets().size(), c.optim.type, c.optim.lr);
+  log_info("data {}: {} samples, {} per rank per epoch, batch {} x {} rank(s) x {} micro-step(s) = {} per step, "
+           "{} steps per epoch", c.data.train, s.train_info.size, s.train_loader->samples_per_epoch(),
+           c.train.batch_size, comm.size(), c.train.accumulation,
+           c.train.batch_size * comm.size() * c.train.accumulation, s.steps_per_epoch);
+
+  s.resume();
+  std::vector<Tensor> extra;
+  for (auto& [name, slot] : s.optimizer->slots()) extra.push_back(*slot);
+  s.sync->broadcast_parameters(extra);
+
+  if (s.rank0()) {
+    ensure_directory(c.log.dir);
+    write_file_atomic(c.log.dir + "/config.ini", to_ini(c));
+    s.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
+  }
+  // mpirun gives every rank a pseudo-terminal even when its own output goes to a file, so "auto"
+  // draws a bar only for a single process on a terminal.
+  const std::string progress = c.log.progress == "auto" && s.env.launcher != "single" ? "lines" : c.log.progress;
+  s.progress = std::make_unique<Progress>(progress, s.rank0());
+  if (!c.log.trace.empty()) {
+    s.wait_collective(comm.barrier(), "barrier before the trace starts");
+    s.trace = TraceRecorder(comm.rank(), Clock::now());
+  }
+}
+
+Trainer::~Trainer() = default;
+
+const TrainConfig& Trainer::config() const { return s_->config; }
+Model& Trainer::model() { return *s_->model; }
+Communicator& Trainer::communicator() { return *s_->comm; }
+
+// ---- resume and checkpoints ---------------------------------------------------------------
+
+void Trainer::State::resume() {
+  const std::string& how = config.checkpoint.resume;
+  if (how == "none") return;
+  std::string path = how;
+  if (how == "auto") {
+    // Rank 0 chooses, so every rank loads the same file even if a newer one appears meanwhile.
+    const std::string found = rank0() ? find_resumable_checkpoint(config.checkpoint_dir()) : std::string();
+    path = allgather_strings(*comm, found)[0];
+    if (path.empty()) {
+      log_info("resume auto: no readable checkpoint in {}; starting from step 0", config.checkpoint_dir());
+      return;
+    }
+  }
+  const CheckpointMeta meta = load_checkpoint(path, model->arena(), optimizer.get(), model->signature());
+  step = meta.step;
+  epoch = meta.epoch;
+  last_checkpoint_step = step;
+  last_checkpoint = path;
+  if (meta.test_accuracy >= 0) last_eval = {meta.test_loss, meta.test_accuracy, 0};
+  data::SamplerState sampler = meta.sampler;
+  const int world = comm->size(), rank = comm->rank();
+  if (meta.world_size == world) {
+    dropout_rng.set_offset(meta.rng_offsets.at(rank));
+  } else {
+    // Same global position in the epoch, resharded; dropout streams cannot carry over.
+    sampler.position = std::min(sampler.position * meta.world_size / world, train_loader->samples_per_epoch());
+    if (rank0())
+      log_warn("resuming a {}-rank checkpoint on {} ranks: the sampler reshards epoch {} at sample {} of each rank, "
+               "dropout streams restart; the run is not bit-identical to an uninterrupted one",
+               meta.world_size, world, sampler.epoch, sampler.position);
+  }
+  train_loader->restore(sampler);
+  log_info("resumed from {} at step {} (epoch {}, sample {} of the epoch on each rank)", path, step, epoch + 1,
+           sampler.position);
+  if (step >= total_steps)
+    log_warn("the checkpoint is at step {}, the configured run ends at step {}: nothing left to train", step,
+             total_steps);
+}
+
+void Trainer::State::save_checkpoint() {
+  // Every rank's dropout stream offset, for rank 0 to store.
+  Tensor offset = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(dropout_rng.offset())}, Shape{1},
+                                      comm->device());
+  Tensor all = Tensor::zeros(Shape{comm->size()}, DType::i64, comm->device());
+  wait_collective(comm->allgather(offset, all), "allgather of the RNG offsets for a checkpoint");
+  last_checkpoint_step = step;
+  if (!rank0()) return;
+  const auto begin = Clock::now();
+  CheckpointMeta meta;
+  meta.step = step;
+  meta.epoch = epoch;
+  meta.world_size = comm->size();
+  meta.sampler = train_loader->state();
+  for (int64_t o : all.to_vector<int64_t>()) meta.rng_offsets.push_back(static_cast<uint64_t>(o));
+  meta.optimizer_type = config.optim.type;
+  meta.optimizer_steps = optimizer->steps();
+  meta.config = to_ini(config);
+  meta.signature = model->signature();
+  meta.dtrain_version = DTRAIN_VERSION;
+  meta.test_accuracy = last_eval.accuracy;
+  meta.test_loss = last_eval.loss;
+  meta.input_dtype = dtype_name(train_info.x_dtype);
+  meta.x_scale = train_info.x_scale;
+  meta.x_shift = train_info.x_shift;
+  const std::string path = checkpoint_path(config.checkpoint_dir(), step);
+  const int64_t bytes = write_checkpoint(path, model->arena(), optimizer.get(), meta);
+  prune_checkpoints(config.checkpoint_dir(), config.checkpoint.keep_last);
+  last_checkpoint = path;
+  const double secs = seconds_since(begin);
+  trace.span("checkpoint", begin, Clock::now(), TraceRecorder::compute, step);
+  progress->message(detail::concat("checkpoint ", path, " (", bytes >> 20, " MiB in ", secs, " s)"));
+}
+
+// ---- evaluation ---------------------------------------------------------------------------
+
+EvalResult Trainer::evaluate() {
+  State& s = *s_;
+  DTRAIN_CHECK(s.test_loader, "evaluate: no test data (data.test is empty)");
+  const auto begin = Clock::now();
+  data::Loader& loader = *s.test_loader;
+  loader.set_epoch(0);
+  const int world = s.comm->size(), rank = s.comm->rank();
+  const int64_t n = loader.info().size;
+  PassContext ctx;
+  ctx.training = false;
+  double loss_sum = 0;
+  int64_t correct = 0, counted = 0, k = 0;
+  while (std::optional<data::Batch> b = loader.next()) {
+    const Tensor logits = s.model->forward(s.input(*b), ctx);
+    const LossOutput loss = softmax_cross_entropy(logits, s.labels(*b), 1.0f);
+    const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
+    const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
+    const int64_t* y = b->y.data<int64_t>();
+    for (int64_t i = 0; i < b->size(); ++i, ++k) {
+      // The sampler pads the last round by wrapping around: global position rank + k * world
+      // beyond the dataset is a repeat, counted once already.
+      if (rank + k * world >= n) continue;
+      ++counted;
+      loss_sum += per_sample[i];
+      correct += predicted[i] == y[i];
+    }
+  }
+  Tensor counts = Tensor::from_vector(std::vector<int64_t>{correct, counted}, Shape{2}, s.comm->device());
+  Tensor losses = Tensor::from_vector(std::vector<float>{static_cast<float>(loss_sum)}, Shape{1}, s.comm->device());
+  s.wait_collective(s.comm->allreduce(counts, ReduceOp::sum), "allreduce of the evaluation counts");
+  s.wait_collective(s.comm->allreduce(losses, ReduceOp::sum), "allreduce of the evaluation loss");
+  const std::vector<int64_t> total = counts.to_vector<int64_t>();
+  EvalResult result;
+  result.samples = total[1];
+  result.accuracy = total[1] > 0 ? static_cast<double>(total[0]) / static_cast<double>(total[1]) : 0.0;
+  result.loss = total[1] > 0 ? losses.to_vector<float>()[0] / static_cast<double>(total[1]) : 0.0;
+  s.trace.span("evaluate", begin, Clock::now(), TraceRecorder::compute, s.step);
+  return result;
+}
+
+// ---- the training loop --------------------------------------------------------------------
+
+TrainResult Trainer::run() {
+  State& s = *s_;
+  const TrainConfig& c = s.config;
+  Communicator& comm = *s.comm;
+  ParameterArena& arena = s.model->arena();
+  data::Loader& loader = *s.train_loader;
+  const int world = comm.size();
+  const int64_t epochs_total = (s.total_steps + s.steps_per_epoch - 1) / s.steps_per_epoch;
+  const int64_t start_step = s.step;
+
+  TrainResult result;
+  const auto run_begin = Clock::now();
+  auto window_begin = run_begin;
+  double window_loss = 0, window_comm = 0;
+  int64_t window_correct = 0, window_samples = 0, window_steps = 0;
+  double wait_mark = loader.wait_seconds();
+  Tensor stop_flag = Tensor::zeros(Shape{1}, DType::i32, comm.device());
+
+  PassContext ctx;
+  ctx.training = true;
+  ctx.dropout_rng = &s.dropout_rng;
+  ctx.arena = &arena;
+
+  const auto evaluate_now = [&] {
+    if (!s.test_loader) return;
+    s.last_eval = evaluate();
+    s.last_eval_step = s.step;
+    s.progress->message(detail::concat("eval step ", s.step, " epoch ", s.epoch + 1, ": test loss ",
+                                       s.last_eval.loss, ", test accuracy ", s.last_eval.accuracy, " (",
+                                       s.last_eval.samples, " samples)"));
+    if (s.metrics)
+      s.metrics->record(JsonObject().add("type", "eval").add("step", s.step).add("epoch", s.epoch + 1)
+                            .add("test_loss", s.last_eval.loss).add("test_accuracy", s.last_eval.accuracy)
+                            .add("samples", s.last_eval.samples).add("time_s", seconds_since(run_begin)));
+  };
+
+  while (s.step < s.total_steps) {
+    if (loader.state().position >= loader.samples_per_epoch()) {
+      ++s.epoch;
+      loader.set_epoch(s.epoch);
+    }
+    // Every rank votes on stopping; the vote travels while the step computes.
+    stop_flag.copy_from(Tensor::from_vector(std::vector<int32_t>{stop_requested() ? 1 : 0}, Shape{1}));
+    const Work stop_vote = world > 1 ? comm.allreduce(stop_flag, ReduceOp::max) : Work::done("stop vote");
+
+    arena.zero_grad();
+    for (int micro = 0; micro < c.train.accumulation; ++micro) {
+      const auto t0 = Clock::now();
+      std::optional<data::Batch> batch = loader.next();
+      DTRAIN_CHECK(batch, "internal: the loader ran out of samples inside a step");
+      const bool last = micro + 1 == c.train.accumulation || loader.state().position >= loader.samples_per_epoch();
+      const auto t1 = Clock::now();
+      s.trace.span("data wait", t0, t1, TraceRecorder::compute, s.step);
+      const Tensor x = s.input(*batch), y = s.labels(*batch);
+      const int64_t b = batch->size();
+      const Tensor logits = s.model->forward(x, ctx);
+      const LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(b));
+      const auto t2 = Clock::now();
+      s.trace.span("forward", t1, t2, TraceRecorder::compute, s.step);
+      s.sync->begin_backward(last, b);
+      s.model->backward(loss.grad, ctx);
+      const auto t3 = Clock::now();
+      s.trace.span("backward", t2, t3, TraceRecorder::compute, s.step);
+      s.sync->finish_backward();
+      if (last) {
+        const auto t4 = Clock::now();
+        s.trace.span("allreduce wait", t3, t4, TraceRecorder::compute, s.step);
+        for (const SyncStats::Span& span : s.sync->last_stats().collectives)
+          s.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, s.step);
+        window_comm += s.sync->last_stats().comm_s;
+      }
+      // Training loss and accuracy of this rank's samples (averaged over ranks when logged).
+      const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
+      const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
+      const int64_t* labels = batch->y.data<int64_t>();
+      for (int64_t i = 0; i < b; ++i) {
+        window_loss += per_sample[i];
+        window_correct += predicted[i] == labels[i];
+      }
+      window_samples += b;
+      if (last) break;
+    }
+
+    const auto t5 = Clock::now();
+    if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm);
+    const float lr = learning_rate(s.schedule, c.optim.lr, s.step);
+    s.optimizer->step(arena, lr);
+    ++s.step;
+    ++window_steps;
+    s.sync->after_step(s.step);
+    s.trace.span("optimizer", t5, Clock::now(), TraceRecorder::compute, s.step - 1);
+    s.wait_collective(stop_vote, "allreduce of the stop vote");
+    const bool signalled = world > 1 ? stop_flag.to_vector<int32_t>()[0] != 0 : stop_requested();
+    const bool stop = signalled || (c.train.stop_at_step > 0 && s.step >= c.train.stop_at_step);
+
+    const bool epoch_end = loader.state().position >= loader.samples_per_epoch();
+    ProgressStatus status;
+    status.epoch = s.epoch;
+    status.epochs = epochs_total;
+    status.step = s.step;
+    status.total_steps = s.total_steps;
+    status.lr = lr;
+    const double elapsed = seconds_since(run_begin);
+    status.eta_s = elapsed / static_cast<double>(s.step - start_step) * static_cast<double>(s.total_steps - s.step);
+    status.loss = window_samples ? window_loss / static_cast<double>(window_samples) : 0;
+    status.accuracy = window_samples ? static_cast<double>(window_correct) / static_cast<double>(window_samples) : 0;
+    status.samples_per_s = static_cast<double>(window_samples * world) / std::max(1e-9, seconds_since(window_begin));
+    s.progress->update(status);
+
+    if (s.step % c.train.log_every == 0 || s.step == s.total_steps || stop) {
+      // Global means over the window: one small all-reduce on the log interval.
+      Tensor sums = Tensor::from_vector(std::vector<float>{static_cast<float>(window_loss),
+                                                           static_cast<float>(window_correct),
+                                                           static_cast<float>(window_samples)},
+                                        Shape{3}, comm.device());
+      s.wait_collective(comm.allreduce(sums, ReduceOp::sum), "allreduce of the training loss");
+      const std::vector<float> g = sums.to_vector<float>();
+      const double window_s = seconds_since(window_begin);
+      const double data_wait = loader.wait_seconds() - wait_mark;
+      status.loss = g[2] > 0 ? g[0] / g[2] : 0;
+      status.accuracy = g[2] > 0 ? g[1] / g[2] : 0;
+      status.samples_per_s = g[2] / std::max(1e-9, window_s);
+      s.progress->report(status, window_comm, data_wait);
+      if (s.metrics)
+        s.metrics->record(JsonObject().add("type", "train").add("step", s.step).add("epoch", s.epoch + 1)
+                              .add("loss", status.loss).add("accuracy", status.accuracy).add("lr", lr)
+                              .add("samples_per_s", status.samples_per_s).add("comm_s", window_comm)
+                              .add("data_wait_s", data_wait).add("steps", window_steps).add("time_s", elapsed));
+      window_begin = Clock::now();
+      window_loss = window_comm = 0;
+      window_correct = window_samples = window_steps = 0;
+      wait_mark = loader.wait_seconds();
+    }
+
+    if ((c.train.eval_every > 0 && s.step % c.train.eval_every == 0) || (c.train.eval_every == 0 && epoch_end))
+      evaluate_now();
+    if (c.checkpoint.every > 0 && s.step % c.checkpoint.every == 0) s.save_checkpoint();
+    if (stop) {
+      result.interrupted = true;
+      s.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)" : "train.stop_at_step reached",
+                                         ": stopping after step ", s.step, " of ", s.total_steps));
+      break;
+    }
+  }
+
+  if (!result.interrupted && s.last_eval_step != s.step && s.step > start_step) evaluate_now();
+  if (s.last_checkpoint_step != s.step) s.save_checkpoint();
+  s.progress->finish();
+  result.seconds = seconds_since(run_begin);
+  if (s.trace.enabled()) s.trace.write(comm, c.log.trace);
+  result.steps = s.step;
+  result.epoch = s.epoch;
+  result.test = s.last_eval;
+  result.checkpoint = s.last_checkpoint;
+  const int64_t done = s.step - start_step;
+  log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} samples/s){}",
+           result.interrupted ? "stopped" : "finished", s.step, done, result.seconds,
+           done > 0 ? static_cast<double>(done * c.train.batch_size * c.train.accumulation * world) / result.seconds : 0.0,
+           s.last_eval.samples > 0 ? detail::concat(": test accuracy ", s.last_eval.accuracy, ", test loss ", s.last_eval.loss)
+                                   : std::string());
+  return result;
+}
+
+}  // namespace dtrain
