@@ -64,13 +64,20 @@ void check_model_name(const std::string& name) {
 }
 
 // Writes and fsyncs, so the rename that follows never publishes a file the disk does not hold yet.
-void write_file(const fs::path& path, const std::string& bytes) {
+void write_file(const fs::path& path, const std::vector<std::span<const char>>& parts) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
   DTRAIN_CHECK(f != nullptr, "cannot create ", path.string(), ": ", std::strerror(errno));
-  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f.get()) == bytes.size() && std::fflush(f.get()) == 0 &&
-                  ::fsync(::fileno(f.get())) == 0;
-  DTRAIN_CHECK(ok, "writing ", bytes.size(), " bytes to ", path.string(), " failed: ", std::strerror(errno));
+  bool ok = true;
+  size_t bytes = 0;
+  for (const auto& p : parts) {
+    ok = ok && std::fwrite(p.data(), 1, p.size(), f.get()) == p.size();
+    bytes += p.size();
+  }
+  ok = ok && std::fflush(f.get()) == 0 && ::fsync(::fileno(f.get())) == 0;
+  DTRAIN_CHECK(ok, "writing ", bytes, " bytes to ", path.string(), " failed: ", std::strerror(errno));
 }
+
+void write_file(const fs::path& path, const std::string& bytes) { write_file(path, {{bytes.data(), bytes.size()}}); }
 
 }  // namespace
 
@@ -98,6 +105,13 @@ std::vector<int64_t> list_model_versions(const std::string& repo, const std::str
 
 int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
                             const std::string& onnx_bytes) {
+  ExportedModel m;
+  m.parts.emplace_back(onnx_bytes.data(), onnx_bytes.size());
+  return write_model_version(repo, config, version, m);
+}
+
+int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
+                            const ExportedModel& model) {
   check_model_name(config.name);
   DTRAIN_CHECK(version >= 0, "model version must be positive, got ", version);
   const fs::path dir = fs::path(repo) / config.name;
@@ -117,7 +131,7 @@ int64_t write_model_version(const std::string& repo, const RepositoryModelConfig
   fs::create_directory(tmp, ec);
   DTRAIN_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message());
   try {
-    write_file(tmp / "model.onnx", onnx_bytes);
+    write_file(tmp / "model.onnx", model.parts);
     // rename(2) onto an existing non-empty folder fails, so a version that appeared meanwhile survives.
     fs::rename(tmp, final_dir, ec);
     DTRAIN_CHECK(!ec, "cannot rename ", tmp.string(), " to ", final_dir.string(), ": ", ec.message());

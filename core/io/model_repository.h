@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/io/onnx_export.h"
 #include "core/io/tensor_info.h"
 
 namespace dtrain {
@@ -29,5 +30,8 @@ std::vector<int64_t> list_model_versions(const std::string& repo, const std::str
 // exists, or when the name is not a plain folder name. Returns the version written.
 int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
                             const std::string& onnx_bytes);
+// The same for an export, written straight from its parts (no copy of the weights).
+int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
+                            const ExportedModel& model);
 
 }  // namespace dtrain

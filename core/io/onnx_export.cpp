@@ -61,9 +61,20 @@ Tensor host_values(const Parameter& p) {
   return v.device().is_cpu() && v.is_contiguous() ? v : v.to(Device::cpu());
 }
 
+// An initializer whose data stays where it is (a parameter, a quantized buffer) and is spliced
+// into the file after the serialized skeleton (see splice_initializer).
+struct DeferredData {
+  std::string name;
+  std::span<const char> data;
+  std::shared_ptr<const void> owner;
+};
+
 class GraphWriter {
  public:
   GraphWriter(onnx::GraphProto* graph, bool int8) : g_(graph), int8_(int8) {}
+  // Initializers at least this large are deferred rather than copied into the proto.
+  static constexpr size_t kDeferBytes = 64 * 1024;
+  std::vector<DeferredData>& deferred() { return deferred_; }
 
   onnx::NodeProto* node(const std::string& op, const std::string& name, const std::vector<std::string>& inputs,
                         const std::vector<std::string>& outputs) {
@@ -101,13 +112,20 @@ class GraphWriter {
   }
   onnx::NodeProto* last() { return g_->mutable_node(g_->node_size() - 1); }
 
+  // `owner` keeps `data` alive; with one, a large initializer is deferred: the proto gets a
+  // one-byte placeholder (the checker reads no raw_data lengths) that the file never contains.
   onnx::TensorProto* initializer(const std::string& name, int data_type, const std::vector<int64_t>& dims,
-                                 const void* data, size_t bytes) {
+                                 const void* data, size_t bytes, std::shared_ptr<const void> owner = nullptr) {
     onnx::TensorProto* t = g_->add_initializer();
     t->set_name(name);
     t->set_data_type(data_type);
     for (int64_t d : dims) t->add_dims(d);
-    t->set_raw_data(data, bytes);
+    if (owner && bytes >= kDeferBytes) {
+      t->set_raw_data(std::string(1, '\0'));
+      deferred_.push_back({name, {static_cast<const char*>(data), bytes}, std::move(owner)});
+    } else {
+      t->set_raw_data(data, bytes);
+    }
     return t;
   }
   // A shared f32 scalar constant (rank 0).
@@ -123,7 +141,8 @@ class GraphWriter {
   std::string weight_bias(const Parameter& p) {
     const Tensor host = host_values(p);
     std::vector<int64_t> dims(p.shape.begin(), p.shape.end());
-    initializer(p.name, onnx::TensorProto_DataType_FLOAT, dims, host.data<float>(), host.nbytes());
+    initializer(p.name, onnx::TensorProto_DataType_FLOAT, dims, host.data<float>(), host.nbytes(),
+                std::make_shared<Tensor>(host));
     return p.name;
   }
 
@@ -140,24 +159,25 @@ class GraphWriter {
     if (transpose) std::swap(dims[0], dims[1]);
     if (!int8_) {
       if (!transpose) {
-        initializer(name, onnx::TensorProto_DataType_FLOAT, dims, w, host.nbytes());
+        initializer(name, onnx::TensorProto_DataType_FLOAT, dims, w, host.nbytes(), std::make_shared<Tensor>(host));
       } else {
-        std::vector<float> t(static_cast<size_t>(host.numel()));
+        auto t = std::make_shared<std::vector<float>>(static_cast<size_t>(host.numel()));
         for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = w[r * cols + c];
-        initializer(name, onnx::TensorProto_DataType_FLOAT, dims, t.data(), t.size() * sizeof(float));
+          for (int64_t c = 0; c < cols; ++c) (*t)[c * rows + r] = w[r * cols + c];
+        initializer(name, onnx::TensorProto_DataType_FLOAT, dims, t->data(), t->size() * sizeof(float), t);
       }
       return name;
     }
     QuantizedInt8 q = quantize_int8_per_channel(std::span<const float>(w, host.numel()), rows);
+    auto values = std::make_shared<std::vector<int8_t>>(std::move(q.values));
     if (transpose) {
-      std::vector<int8_t> t(q.values.size());
+      auto t = std::make_shared<std::vector<int8_t>>(values->size());
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = q.values[r * cols + c];
-      q.values.swap(t);
+        for (int64_t c = 0; c < cols; ++c) (*t)[c * rows + r] = (*values)[r * cols + c];
+      values = t;
     }
     const std::vector<int8_t> zero(static_cast<size_t>(rows), 0);
-    initializer(name + "_quantized", onnx::TensorProto_DataType_INT8, dims, q.values.data(), q.values.size());
+    initializer(name + "_quantized", onnx::TensorProto_DataType_INT8, dims, values->data(), values->size(), values);
     initializer(name + "_scale", onnx::TensorProto_DataType_FLOAT, {rows}, q.scales.data(), q.scales.size() * 4);
     initializer(name + "_zero_point", onnx::TensorProto_DataType_INT8, {rows}, zero.data(), zero.size());
     onnx::NodeProto* dq = node("DequantizeLinear", name + "/DequantizeLinear",
@@ -177,6 +197,7 @@ class GraphWriter {
   bool int8_;
   std::map<std::string, int> used_;
   std::set<std::string> scalars_;
+  std::vector<DeferredData> deferred_;
 };
 
 const char* kSupportedLayers = "Linear, ReLU, GELU, Conv2d, MaxPool2d, Flatten, Dropout, LayerNorm, Embedding, Sequential";
@@ -283,7 +304,53 @@ void check_model_proto(onnx::ModelProto& model) {
   }
 }
 
+void append_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
+}
+
+// Protobuf merges repeated occurrences of an embedded message field, so the bytes
+//   ModelProto.graph (7) { GraphProto.initializer (5) { <TensorProto without raw_data>, raw_data (9) } }
+// appended to a serialized ModelProto add one initializer to its graph. Returns that framing;
+// the data follows it.
+std::string splice_initializer(const onnx::TensorProto& meta, size_t data_bytes) {
+  const std::string head = meta.SerializeAsString();
+  const size_t tensor = head.size() + 1 + varint_size(data_bytes) + data_bytes;
+  const size_t graph = 1 + varint_size(tensor) + tensor;
+  std::string out;
+  out.push_back(static_cast<char>((7 << 3) | 2));
+  append_varint(out, graph);
+  out.push_back(static_cast<char>((5 << 3) | 2));
+  append_varint(out, tensor);
+  out += head;
+  out.push_back(static_cast<char>((9 << 3) | 2));
+  append_varint(out, data_bytes);
+  return out;
+}
+
 }  // namespace
+
+int64_t ExportedModel::size() const {
+  int64_t n = 0;
+  for (const auto& p : parts) n += static_cast<int64_t>(p.size());
+  return n;
+}
+
+std::string ExportedModel::bytes() const {
+  std::string out;
+  out.reserve(static_cast<size_t>(size()));
+  for (const auto& p : parts) out.append(p.data(), p.size());
+  return out;
+}
 
 ExportedModel export_onnx(Model& model, const ExportOptions& options) {
   DTRAIN_CHECK(options.opset >= kMinOpset && options.opset <= kMaxOpset, "ONNX export: opset ", options.opset,
@@ -376,8 +443,32 @@ ExportedModel export_onnx(Model& model, const ExportOptions& options) {
   }
 
   check_model_proto(proto);
-  DTRAIN_CHECK(proto.SerializeToString(&result.bytes), "ONNX export: serializing the model failed (",
-               proto.ByteSizeLong(), " bytes; protobuf's limit is 2 GiB)");
+  // The skeleton without the deferred initializers' placeholders, then each of them spliced in.
+  std::map<std::string, onnx::TensorProto> deferred_meta;
+  auto* inits = g->mutable_initializer();
+  for (const DeferredData& d : gw.deferred()) {
+    for (int i = 0; i < inits->size(); ++i)
+      if (inits->Get(i).name() == d.name) {
+        onnx::TensorProto meta = inits->Get(i);
+        meta.clear_raw_data();
+        deferred_meta[d.name] = std::move(meta);
+        inits->DeleteSubrange(i, 1);
+        break;
+      }
+  }
+  auto skeleton = std::make_shared<std::string>();
+  DTRAIN_CHECK(proto.SerializeToString(skeleton.get()), "ONNX export: serializing the model failed");
+  result.parts.emplace_back(skeleton->data(), skeleton->size());
+  result.owners.push_back(skeleton);
+  for (DeferredData& d : gw.deferred()) {
+    auto framing = std::make_shared<std::string>(splice_initializer(deferred_meta.at(d.name), d.data.size()));
+    result.parts.emplace_back(framing->data(), framing->size());
+    result.parts.push_back(d.data);
+    result.owners.push_back(framing);
+    result.owners.push_back(std::move(d.owner));
+  }
+  DTRAIN_CHECK(result.size() < (int64_t{2} << 30), "ONNX export: the model is ", result.size(),
+               " bytes, over protobuf's 2 GiB limit");
   return result;
 }
 

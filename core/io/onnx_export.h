@@ -7,6 +7,8 @@
 //   LayerNorm -> LayerNormalization (opset 17), Embedding -> Gather, Dropout -> nothing.
 // int8 quantization stores Linear/Conv2d/Embedding weights as per-output-channel symmetric int8
 // read back through DequantizeLinear (activations stay f32).
+#include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,13 +31,21 @@ struct ExportOptions {
   std::vector<std::pair<std::string, std::string>> metadata;
 };
 
+// The serialized ModelProto as pieces whose concatenation is the file: protobuf framing and, for
+// large f32 weights, views of the parameters' host memory (held by `owners`), so a 100 MB model
+// reaches the disk without being copied into a buffer first. The views see the model's live
+// values: write the model (or take bytes()) before changing its parameters.
 struct ExportedModel {
-  std::string bytes;  // the serialized ModelProto
   std::vector<TensorInfo> inputs, outputs;
+  std::vector<std::span<const char>> parts;
+  std::vector<std::shared_ptr<const void>> owners;
+  int64_t size() const;
+  std::string bytes() const;  // all parts joined
 };
 
 // Builds the graph from the model's current parameter values (any device), then validates it
-// with check_onnx. Throws naming the layer for an unsupported layer or option.
+// with the ONNX checker and strict shape inference. Throws naming the layer for an unsupported
+// layer or option, and with the checker's message when validation fails.
 ExportedModel export_onnx(Model& model, const ExportOptions& options);
 
 // Runs onnx::checker::check_model and strict shape inference on a serialized model; throws

@@ -31,7 +31,7 @@ OnnxModel mlp_engine(const std::string& input_dtype = "u8") {
   model->build(Device::cpu(), 2);
   ExportOptions opt;
   opt.input_dtype = input_dtype;
-  return OnnxModel::from_bytes(export_onnx(*model, opt).bytes, Device::cpu(), "mlp.onnx");
+  return OnnxModel::from_bytes(export_onnx(*model, opt).bytes(), Device::cpu(), "mlp.onnx");
 }
 
 TEST(OnnxEngine, RejectsInputsOfTheWrongDtypeRankOrDimsNamingTheInput) {
@@ -109,7 +109,7 @@ TEST(OnnxEngine, Int8WeightsAreDequantizedOnLoadExactlyAsQTimesScale) {
   auto model = test::make_test_model(test::image_test_config(), 21);
   ExportOptions opt;
   opt.quantize = "int8";
-  const OnnxModel int8 = OnnxModel::from_bytes(export_onnx(*model, opt).bytes);
+  const OnnxModel int8 = OnnxModel::from_bytes(export_onnx(*model, opt).bytes());
   for (Parameter* p : model->parameters()) {
     if (p->name.find("weight") == std::string::npos || p->shape.size() < 2) continue;  // LayerNorm stays f32
     const std::vector<float> w = p->value.to_vector<float>();
@@ -119,7 +119,7 @@ TEST(OnnxEngine, Int8WeightsAreDequantizedOnLoadExactlyAsQTimesScale) {
     for (size_t i = 0; i < w.size(); ++i) back[i] = static_cast<float>(q.values[i]) * q.scales[i / per];
     p->value.copy_from(Tensor::from_vector(back, p->shape));
   }
-  const OnnxModel dequantized = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes);
+  const OnnxModel dequantized = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
   Generator g(RngKey{4, 0, static_cast<uint32_t>(RngPurpose::test)});
   const Tensor x = Tensor::randn(test::batch_shape(model->config(), 37), 0, 1, g);
   EXPECT_EQ(int8.run({x})[0].to_vector<float>(), dequantized.run({x})[0].to_vector<float>());
@@ -127,7 +127,7 @@ TEST(OnnxEngine, Int8WeightsAreDequantizedOnLoadExactlyAsQTimesScale) {
 
 TEST(OnnxEngine, ConcurrentRunsGiveTheSameOutputsAsSequentialOnes) {
   auto model = test::make_test_model(test::image_test_config(), 8);
-  const OnnxModel m = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes);
+  const OnnxModel m = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
   Generator g(RngKey{8, 0, static_cast<uint32_t>(RngPurpose::test)});
   std::vector<Tensor> inputs;
   std::vector<std::vector<float>> want;

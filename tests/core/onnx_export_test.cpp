@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <cstring>
 #include <map>
 
 #include "core/io/onnx_engine.h"
@@ -44,7 +45,7 @@ TEST(OnnxExport, EveryImageLayerRoundTripsThroughTheEngineForF32AndU8Inputs) {
     opt.x_scale = c.x_scale;
     opt.x_shift = c.x_shift;
     const ExportedModel exported = export_onnx(*model, opt);
-    const OnnxModel engine = OnnxModel::from_bytes(exported.bytes);
+    const OnnxModel engine = OnnxModel::from_bytes(exported.bytes());
     EXPECT_EQ(engine.inputs(), exported.inputs);
     EXPECT_EQ(engine.outputs(), exported.outputs);
     for (int64_t batch : {1, 37}) {
@@ -73,7 +74,7 @@ TEST(OnnxExport, EmbeddingModelTakesInt64IdsAndRoundTrips) {
   ASSERT_EQ(exported.inputs.size(), 1u);
   EXPECT_EQ(exported.inputs[0].dtype, DType::i64);
   EXPECT_EQ(exported.inputs[0].shape, (std::vector<int64_t>{-1, 5}));
-  const OnnxModel engine = OnnxModel::from_bytes(exported.bytes);
+  const OnnxModel engine = OnnxModel::from_bytes(exported.bytes());
   Generator g(RngKey{6, 0, static_cast<uint32_t>(RngPurpose::test)});
   for (int64_t batch : {1, 37}) {
     const Tensor ids = test::random_ids(test::batch_shape(model->config(), batch), 20, g);
@@ -92,9 +93,21 @@ TEST(OnnxExport, DeclaresDynamicBatchAndClientFacingOutputs) {
   EXPECT_EQ(e.inputs, (std::vector<TensorInfo>{{"input", DType::u8, {-1, 1, 28, 28}}}));
   EXPECT_EQ(e.outputs, (std::vector<TensorInfo>{{"probabilities", DType::f32, {-1, 10}}, {"class", DType::i64, {-1}}}));
   onnx::ModelProto proto;
-  ASSERT_TRUE(proto.ParseFromString(e.bytes));
+  ASSERT_TRUE(proto.ParseFromString(e.bytes()));
   EXPECT_EQ(proto.opset_import(0).version(), 17);
   EXPECT_EQ(proto.graph().input(0).type().tensor_type().shape().dim(0).dim_param(), "N");
+  // Large weights are spliced in after the skeleton: each appears once, whole, with its values.
+  EXPECT_EQ(static_cast<int64_t>(e.bytes().size()), e.size());
+  int found = 0;
+  for (const auto& t : proto.graph().initializer()) {
+    if (t.name() != "1.weight") continue;
+    ++found;
+    const std::vector<float> want = model->arena().find("1.weight").value.to_vector<float>();
+    ASSERT_EQ(t.raw_data().size(), want.size() * sizeof(float));
+    EXPECT_EQ(std::memcmp(t.raw_data().data(), want.data(), t.raw_data().size()), 0);
+  }
+  EXPECT_EQ(found, 1);
+  EXPECT_EQ(proto.graph().initializer_size(), 6);  // three Gemms' weights and biases
   std::map<std::string, std::string> meta;
   for (const auto& p : proto.metadata_props()) meta[p.key()] = p.value();
   EXPECT_EQ(meta["step"], "1234");
@@ -103,7 +116,7 @@ TEST(OnnxExport, DeclaresDynamicBatchAndClientFacingOutputs) {
   EXPECT_EQ(meta["input_dtype"], "u8");
   EXPECT_EQ(meta["model"], c.canonical());
   EXPECT_FALSE(meta["dtrain_version"].empty());
-  EXPECT_EQ(OnnxModel::from_bytes(e.bytes).metadata().at("step"), "1234");
+  EXPECT_EQ(OnnxModel::from_bytes(e.bytes()).metadata().at("step"), "1234");
 }
 
 // A layer the exporter has never heard of.
@@ -178,7 +191,7 @@ TEST(OnnxExport, CheckerRejectsAGraphReadingAnUndefinedValue) {
   auto model = create_model(c);
   model->build(Device::cpu(), 1);
   onnx::ModelProto proto;
-  ASSERT_TRUE(proto.ParseFromString(export_onnx(*model, ExportOptions{}).bytes));
+  ASSERT_TRUE(proto.ParseFromString(export_onnx(*model, ExportOptions{}).bytes()));
   EXPECT_EQ(checker_message(proto.SerializeAsString()), "");
   // The second Gemm now reads a value nothing defines.
   for (auto& node : *proto.mutable_graph()->mutable_node())
@@ -193,7 +206,7 @@ TEST(OnnxExport, ShapeInferenceRejectsAWrongDeclaredOutputShape) {
   auto model = create_model(c);
   model->build(Device::cpu(), 1);
   onnx::ModelProto proto;
-  ASSERT_TRUE(proto.ParseFromString(export_onnx(*model, ExportOptions{}).bytes));
+  ASSERT_TRUE(proto.ParseFromString(export_onnx(*model, ExportOptions{}).bytes()));
   // Declare 11 probabilities where the last Gemm makes 10.
   proto.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_value(11);
   const std::string msg = checker_message(proto.SerializeAsString());
@@ -215,9 +228,9 @@ TEST(OnnxExport, Int8KeepsArgmaxOnRandomInputsAndShrinksTheFile) {
     const ExportedModel f32 = export_onnx(*model, opt);
     opt.quantize = "int8";
     const ExportedModel int8 = export_onnx(*model, opt);
-    const double ratio = static_cast<double>(int8.bytes.size()) / static_cast<double>(f32.bytes.size());
+    const double ratio = static_cast<double>(int8.size()) / static_cast<double>(f32.size());
     EXPECT_LE(ratio, 0.3) << type;
-    const OnnxModel ef = OnnxModel::from_bytes(f32.bytes), eq = OnnxModel::from_bytes(int8.bytes);
+    const OnnxModel ef = OnnxModel::from_bytes(f32.bytes()), eq = OnnxModel::from_bytes(int8.bytes());
     const Tensor x = test::random_u8(test::batch_shape(c, 500), g);
     const std::vector<int64_t> a = ef.run({x})[1].to_vector<int64_t>(), b = eq.run({x})[1].to_vector<int64_t>();
     int64_t same = 0;
@@ -225,7 +238,7 @@ TEST(OnnxExport, Int8KeepsArgmaxOnRandomInputsAndShrinksTheFile) {
     const double agreement = static_cast<double>(same) / static_cast<double>(a.size());
     EXPECT_GE(agreement, 0.99) << type;
     std::printf("[ int8 ] %s: %zu -> %zu bytes (ratio %.3f), argmax agreement %.4f on %zu random u8 inputs\n", type,
-                f32.bytes.size(), int8.bytes.size(), ratio, agreement, a.size());
+                static_cast<size_t>(f32.size()), static_cast<size_t>(int8.size()), ratio, agreement, a.size());
   }
 }
 

@@ -83,18 +83,19 @@ std::string dump_case(Model& model, const ExportOptions& options, const std::str
   const ExportedModel exported = export_onnx(model, options);
   const fs::path dir = out / name;
   fs::create_directories(dir);
-  write_raw(dir / "model.onnx", exported.bytes.data(), exported.bytes.size());
-  const OnnxModel engine = OnnxModel::from_bytes(exported.bytes);
+  const std::string bytes = exported.bytes();
+  write_raw(dir / "model.onnx", bytes.data(), bytes.size());
+  const OnnxModel engine = OnnxModel::from_bytes(bytes);
   const int64_t n = samples.dim(0), n1 = std::min(n, kBatch1Samples);
   const std::string b1 = run_batches(engine, samples, n1, 1, dir, "b1");
   const std::string b37 = run_batches(engine, samples, n, 37, dir, "b37");
   std::string shape;
   for (int i = 1; i < samples.ndim(); ++i) shape += ", " + std::to_string(samples.dim(i));
   std::printf("onnx_peer_dump: %s: %zu bytes, ran %lld samples at batch 1 and %lld at batch 37\n", name.c_str(),
-              exported.bytes.size(), static_cast<long long>(n1), static_cast<long long>(n));
+              bytes.size(), static_cast<long long>(n1), static_cast<long long>(n));
   return "  {\"name\": \"" + name + "\", \"quantize\": \"" + options.quantize + "\", \"dir\": \"" + name +
          "\", \"input_type\": \"" + ort_type(samples.dtype()) + "\", \"sample_shape\": [" +
-         (shape.empty() ? "" : shape.substr(2)) + "], \"bytes\": " + std::to_string(exported.bytes.size()) +
+         (shape.empty() ? "" : shape.substr(2)) + "], \"bytes\": " + std::to_string(bytes.size()) +
          ", \"runs\": [" + b1 + ", " + b37 + "]}";
 }
 
