@@ -17,10 +17,15 @@ OnnxEvalResult evaluate_onnx(const OnnxModel& model, const std::string& data_pat
   const TensorInfo& in = model.inputs()[0];
   DTRAIN_CHECK(in.dtype == info.x_dtype, data_path, ": /x holds ", dtype_name(info.x_dtype), " samples, the model's input '",
                in.name, "' takes ", kserve_dtype(in.dtype));
-  std::vector<int64_t> want{-1};
-  want.insert(want.end(), info.sample_shape.begin(), info.sample_shape.end());
-  bool fits = want.size() == in.shape.size();
-  for (size_t i = 1; fits && i < want.size(); ++i) fits = in.shape[i] < 0 || in.shape[i] == want[i];
+  // Samples fit when they hold the model's per-sample elements: the cnn takes [1, H, W] for a
+  // dataset of plain [H, W] images, as the trainer feeds it.
+  Shape model_sample;
+  bool fits = !in.shape.empty();
+  for (size_t i = 1; fits && i < in.shape.size(); ++i) {
+    fits = in.shape[i] > 0;
+    model_sample.push_back(in.shape[i]);
+  }
+  fits = fits && model_sample.numel() == info.sample_shape.numel();
   DTRAIN_CHECK(fits, data_path, ": samples of shape ", info.sample_shape.str(), " do not fit the model's input '",
                in.name, "' ", shape_str(in.shape));
   size_t class_output = 0;
@@ -38,7 +43,9 @@ OnnxEvalResult evaluate_onnx(const OnnxModel& model, const std::string& data_pat
     for (int64_t d : info.sample_shape) shape.push_back(d);
     Tensor batch = Tensor::empty(shape, info.x_dtype);
     x.read_rows_raw(h5::native_type(info.x_dtype), batch.raw_data(), static_cast<size_t>(batch.numel()), first, n);
-    Tensor out = model.run({batch})[class_output];
+    Shape as_model{n};
+    for (int64_t d : model_sample) as_model.push_back(d);
+    Tensor out = model.run({batch.view(as_model)})[class_output];
     if (out.dtype() != DType::i64) out = ops::argmax_rows(out.view(Shape{n, -1}));
     const std::vector<int64_t> pred = out.to_vector<int64_t>();
     DTRAIN_CHECK(static_cast<int64_t>(pred.size()) == n, "the model's class output has ", pred.size(),

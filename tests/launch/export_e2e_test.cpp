@@ -130,6 +130,20 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   EXPECT_EQ(model.metadata().at("quantize"), "int8");
   EXPECT_NE(model.metadata().at("config").find("[model]"), std::string::npos);
 
+  // The cnn takes [1, 28, 28] where the dataset stores [28, 28]: export and eval feed it alike.
+  const RunResult cnn = run_dtrain({"train", "--data.train=" + train, "--data.test=" + test, "--model.type=cnn",
+                                    "--train.batch_size=32", "--train.max_steps=8", "--log.progress=none",
+                                    "--log.dir=" + (dir / "cnn").string()});
+  ASSERT_EQ(cnn.exit_code, 0) << cnn.output;
+  const std::string cnn_ckpt = first_match(cnn.output, "checkpoint=(\\S+)");
+  const std::string cnn_accuracy = first_match(cnn.output, "test_accuracy=([0-9.]+)");
+  const RunResult cnn_export = run_dtrain({"export", "--checkpoint", cnn_ckpt, "--repo", repo, "--name", "cnn"});
+  ASSERT_EQ(cnn_export.exit_code, 0) << cnn_export.output;
+  EXPECT_EQ(first_match(cnn_export.output, "test accuracy \\(dtrain ONNX engine, [^)]*\\): ([0-9.]+)"), cnn_accuracy)
+      << cnn.output << cnn_export.output;
+  const RunResult cnn_eval = run_dtrain({"eval", "--model", repo + "/cnn/1/model.onnx", "--data", test});
+  EXPECT_EQ(first_match(cnn_eval.output, "accuracy ([0-9.]+) "), cnn_accuracy) << cnn_eval.output;
+
   const RunResult usage = run_dtrain({"export", "--checkpoint", ckpt});
   EXPECT_EQ(usage.exit_code, 2) << usage.output;
   if (!HasFailure()) fs::remove_all(dir);
