@@ -8,6 +8,10 @@ set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)
 find_path(DTRAIN_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread x86_64-linux-gnu/openblas-pthread REQUIRED)
 find_package(spdlog REQUIRED)
+# ONNX export and the ONNX engine (core/io): Debian's libonnx-dev ships a CMake package whose
+# targets (onnx, onnx_proto) carry ONNX_NAMESPACE=onnx and ONNX_ML=1 and link protobuf::libprotobuf.
+find_package(Protobuf REQUIRED)
+find_package(ONNX REQUIRED CONFIG)
 
 add_library(dtrain_cblas INTERFACE)
 target_include_directories(dtrain_cblas SYSTEM INTERFACE ${DTRAIN_CBLAS_INCLUDE_DIR})

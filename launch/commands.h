@@ -9,5 +9,7 @@ namespace dtrain {
 int cmd_info(const std::vector<std::string>& args);
 int cmd_data(const std::vector<std::string>& args);  // data convert | data info
 int cmd_train(const std::vector<std::string>& args);
+int cmd_export(const std::vector<std::string>& args);  // checkpoint -> ONNX model repository version
+int cmd_eval(const std::vector<std::string>& args);    // accuracy of an ONNX model on a dataset
 
 }  // namespace dtrain

@@ -19,6 +19,8 @@ struct Command {
 const Command kCommands[] = {
     {"info", dtrain::cmd_info, "version, build options, GPUs, launcher environment, BLAS threads"},
     {"train", dtrain::cmd_train, "train a model data-parallel (mpirun/srun/single process), checkpoint, resume"},
+    {"export", dtrain::cmd_export, "export a checkpoint to an ONNX model repository (int8, pruning, accuracy report)"},
+    {"eval", dtrain::cmd_eval, "accuracy of an exported ONNX model on a dataset, run by dtrain's ONNX engine"},
     {"data", dtrain::cmd_data, "convert IDX/CSV/text into a dataset file, describe one (convert, info)"},
 };
 

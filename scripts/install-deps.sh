@@ -12,9 +12,15 @@ pkgs=(
   libgtest-dev googletest             # tests
   zlib1g-dev                          # gzip'd IDX reader
   libspdlog-dev libfmt-dev            # logging
+  libonnx-dev libprotobuf-dev         # ONNX export and engine (core/io)
   gnuplot-nox bc                      # scripts/bench-comm.sh plots; tests/comm/expect_failure.sh timing
   dataset-fashion-mnist               # scripts/get-data.sh: Fashion-MNIST IDX files
 )
+# Node.js and npm run the onnxruntime peer check (label e2e). A machine that already has them keeps
+# its own: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  pkgs+=(nodejs npm)
+fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()

@@ -43,6 +43,18 @@ void u8_to_f32(const uint8_t* x, float* y, int64_t n, float scale, float shift) 
   for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(x[i]) * scale + shift;
 }
 
+void mul(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+
+void affine(const float* x, float* y, int64_t n, float scale, float shift) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale + shift;
+}
+
+void erf_forward(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::erf(x[i]);
+}
+
 // Reductions accumulate in double so the result does not depend on n's size much.
 void sum(const float* x, int64_t n, float* out) {
   double s = 0;

@@ -1,9 +1,25 @@
-// CPU kernels for softmax cross-entropy and squared error.
+// CPU kernels for softmax, softmax cross-entropy and squared error.
 #include <cmath>
 
 #include "core/kernels.h"
 
 namespace dtrain::cpu {
+
+// m = max_j x_j, s = sum_j exp(x_j - m): y_j = exp(x_j - m) / s
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* z = x + r * cols;
+    float* p = y + r * cols;
+    float m = z[0];
+    for (int64_t j = 1; j < cols; ++j) m = z[j] > m ? z[j] : m;
+    float s = 0.0f;
+    for (int64_t j = 0; j < cols; ++j) {
+      p[j] = std::exp(z[j] - m);
+      s += p[j];
+    }
+    for (int64_t j = 0; j < cols; ++j) p[j] /= s;
+  }
+}
 
 // m = max_j z_j, s = sum_j exp(z_j - m): p_j = exp(z_j - m) / s, loss = log s + m - z_label
 void softmax_xent_forward(const float* logits, const int64_t* labels, float* probs, float* losses, int64_t rows,

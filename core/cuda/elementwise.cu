@@ -57,6 +57,18 @@ __global__ void u8_to_f32_kernel(const uint8_t* x, float* y, int64_t n, float sc
   DTRAIN_GRID_STRIDE(i, n) y[i] = __fadd_rn(__fmul_rn(static_cast<float>(x[i]), scale), shift);
 }
 
+__global__ void mul_kernel(const float* a, const float* b, float* y, int64_t n) {
+  DTRAIN_GRID_STRIDE(i, n) y[i] = __fmul_rn(a[i], b[i]);
+}
+
+__global__ void affine_kernel(const float* x, float* y, int64_t n, float scale, float shift) {
+  DTRAIN_GRID_STRIDE(i, n) y[i] = __fadd_rn(__fmul_rn(x[i], scale), shift);
+}
+
+__global__ void erf_forward_kernel(const float* x, float* y, int64_t n) {
+  DTRAIN_GRID_STRIDE(i, n) y[i] = erff(x[i]);
+}
+
 }  // namespace
 
 void fill(float* x, int64_t n, float value) {
@@ -110,6 +122,24 @@ void bf16_to_f32(const uint16_t* x, float* y, int64_t n) {
 void u8_to_f32(const uint8_t* x, float* y, int64_t n, float scale, float shift) {
   if (n <= 0) return;
   u8_to_f32_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(x, y, n, scale, shift);
+  DTRAIN_CUDA_CHECK_LAUNCH();
+}
+
+void mul(const float* a, const float* b, float* y, int64_t n) {
+  if (n <= 0) return;
+  mul_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(a, b, y, n);
+  DTRAIN_CUDA_CHECK_LAUNCH();
+}
+
+void affine(const float* x, float* y, int64_t n, float scale, float shift) {
+  if (n <= 0) return;
+  affine_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(x, y, n, scale, shift);
+  DTRAIN_CUDA_CHECK_LAUNCH();
+}
+
+void erf_forward(const float* x, float* y, int64_t n) {
+  if (n <= 0) return;
+  erf_forward_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(x, y, n);
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 

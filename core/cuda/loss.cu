@@ -1,4 +1,4 @@
-// CUDA losses (core/kernel_list.inc): softmax cross-entropy and squared error.
+// CUDA losses (core/kernel_list.inc): softmax, softmax cross-entropy and squared error.
 //   probs = exp(z - max z) / sum exp(z - max z) per row
 //   loss  = -log probs[label] = log sum exp(z - max z) - (z[label] - max z)  (finite even when
 //           probs[label] underflows to 0)
@@ -10,6 +10,20 @@ namespace dtrain::cuda {
 namespace {
 
 constexpr int kRowThreads = 128;
+
+__global__ void softmax_rows_kernel(const float* x, float* y, int64_t rows, int64_t cols) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* z = x + r * cols;
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, z[j]);
+    m = block_max(m);
+    float s = 0.0f;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += expf(z[j] - m);
+    s = block_sum(s);
+    float* p = y + r * cols;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) p[j] = expf(z[j] - m) / s;
+  }
+}
 
 __global__ void softmax_xent_forward_kernel(const float* logits, const int64_t* labels, float* probs, float* losses,
                                             int64_t rows, int64_t classes) {
@@ -47,6 +61,13 @@ __global__ void mse_backward_kernel(const float* pred, const float* target, floa
 }
 
 }  // namespace
+
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  const unsigned int blocks = static_cast<unsigned int>(rows < kMaxBlocks ? rows : kMaxBlocks);
+  softmax_rows_kernel<<<blocks, kRowThreads, 0, current_stream()>>>(x, y, rows, cols);
+  DTRAIN_CUDA_CHECK_LAUNCH();
+}
 
 void softmax_xent_forward(const float* logits, const int64_t* labels, float* probs, float* losses, int64_t rows,
                           int64_t classes) {

@@ -1,0 +1,149 @@
+#include "core/io/model_repository.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <system_error>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string tensors_json(const std::vector<TensorInfo>& ts) {
+  std::string out = "[";
+  for (size_t i = 0; i < ts.size(); ++i) {
+    out += i ? ",\n    " : "\n    ";
+    out += "{\"name\": " + json_string(ts[i].name) + ", \"datatype\": \"" + kserve_dtype(ts[i].dtype) +
+           "\", \"shape\": " + shape_str(ts[i].shape) + "}";
+  }
+  return out + (ts.empty() ? "]" : "\n  ]");
+}
+
+bool is_version_name(const std::string& s) {
+  return !s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+         s[0] != '0';
+}
+
+void check_model_name(const std::string& name) {
+  const bool plain = !name.empty() && name[0] != '.' && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.';
+  });
+  DTRAIN_CHECK(plain, "model name '", name, "' is not a plain folder name (letters, digits, '_', '-', '.'; not starting with '.')");
+}
+
+// Writes and fsyncs, so the rename that follows never publishes a file the disk does not hold yet.
+void write_file(const fs::path& path, const std::vector<std::span<const char>>& parts) {
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
+  DTRAIN_CHECK(f != nullptr, "cannot create ", path.string(), ": ", std::strerror(errno));
+  bool ok = true;
+  size_t bytes = 0;
+  for (const auto& p : parts) {
+    ok = ok && std::fwrite(p.data(), 1, p.size(), f.get()) == p.size();
+    bytes += p.size();
+  }
+  ok = ok && std::fflush(f.get()) == 0 && ::fsync(::fileno(f.get())) == 0;
+  DTRAIN_CHECK(ok, "writing ", bytes, " bytes to ", path.string(), " failed: ", std::strerror(errno));
+}
+
+void write_file(const fs::path& path, const std::string& bytes) { write_file(path, {{bytes.data(), bytes.size()}}); }
+
+}  // namespace
+
+std::string model_config_json(const RepositoryModelConfig& c) {
+  std::string out = "{\n  \"name\": " + json_string(c.name) + ",\n  \"platform\": \"onnx\",\n  \"max_batch_size\": " +
+                    std::to_string(c.max_batch_size) + ",\n  \"inputs\": " + tensors_json(c.inputs) +
+                    ",\n  \"outputs\": " + tensors_json(c.outputs) + ",\n  \"labels\": [";
+  for (size_t i = 0; i < c.labels.size(); ++i) out += (i ? ", " : "") + json_string(c.labels[i]);
+  return out + "]\n}\n";
+}
+
+std::vector<int64_t> list_model_versions(const std::string& repo, const std::string& name) {
+  std::vector<int64_t> versions;
+  const fs::path dir = fs::path(repo) / name;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return versions;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string v = e.path().filename().string();
+    if (e.is_directory(ec) && is_version_name(v)) versions.push_back(std::stoll(v));
+  }
+  DTRAIN_CHECK(!ec, "cannot list ", dir.string(), ": ", ec.message());
+  std::sort(versions.begin(), versions.end());
+  return versions;
+}
+
+int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
+                            const std::string& onnx_bytes) {
+  ExportedModel m;
+  m.parts.emplace_back(onnx_bytes.data(), onnx_bytes.size());
+  return write_model_version(repo, config, version, m);
+}
+
+int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
+                            const ExportedModel& model) {
+  check_model_name(config.name);
+  DTRAIN_CHECK(version >= 0, "model version must be positive, got ", version);
+  const fs::path dir = fs::path(repo) / config.name;
+  const std::vector<int64_t> versions = list_model_versions(repo, config.name);
+  const int64_t next = versions.empty() ? 1 : versions.back() + 1;
+  if (version == 0) version = next;
+  const fs::path final_dir = dir / std::to_string(version);
+  std::error_code ec;
+  DTRAIN_CHECK(!fs::exists(final_dir, ec), "version ", version, " of model '", config.name, "' already exists at ",
+               final_dir.string(), " (versions are never overwritten; the next free version is ", next, ")");
+  fs::create_directories(dir, ec);
+  DTRAIN_CHECK(!ec, "cannot create ", dir.string(), ": ", ec.message());
+
+  // The folder is filled under a name the server ignores, then renamed into place in one step.
+  const fs::path tmp = dir / (".tmp-" + std::to_string(version) + "-" + std::to_string(::getpid()));
+  fs::remove_all(tmp, ec);
+  fs::create_directory(tmp, ec);
+  DTRAIN_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message());
+  try {
+    write_file(tmp / "model.onnx", model.parts);
+    // rename(2) onto an existing non-empty folder fails, so a version that appeared meanwhile survives.
+    fs::rename(tmp, final_dir, ec);
+    DTRAIN_CHECK(!ec, "cannot rename ", tmp.string(), " to ", final_dir.string(), ": ", ec.message());
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  const fs::path config_tmp = dir / ".config.json.tmp";
+  write_file(config_tmp, model_config_json(config));
+  fs::rename(config_tmp, dir / "config.json", ec);
+  DTRAIN_CHECK(!ec, "cannot rename ", config_tmp.string(), " to ", (dir / "config.json").string(), ": ", ec.message());
+  return version;
+}
+
+}  // namespace dtrain

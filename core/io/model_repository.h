@@ -1,0 +1,37 @@
+#pragma once
+// The model repository layout the server reads: REPO/NAME/config.json and one folder per version,
+// REPO/NAME/<V>/model.onnx (V = 1, 2, ...). A version folder appears complete or not at all
+// (written under a temporary name, then renamed), and an existing version is never overwritten.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/io/onnx_export.h"
+#include "core/io/tensor_info.h"
+
+namespace dtrain {
+
+struct RepositoryModelConfig {
+  std::string name;
+  std::vector<TensorInfo> inputs, outputs;
+  int64_t max_batch_size = 64;
+  std::vector<std::string> labels;  // class names, index = class id; empty when unknown
+};
+
+// {"name": ..., "platform": "onnx", "max_batch_size": ..., "inputs": [{"name", "datatype" (KServe
+// V2: FP32, UINT8, INT64), "shape" (-1 = batch)}], "outputs": [...], "labels": [...]}
+std::string model_config_json(const RepositoryModelConfig& config);
+
+// The numeric version folders of REPO/NAME, ascending (empty when there are none).
+std::vector<int64_t> list_model_versions(const std::string& repo, const std::string& name);
+
+// Writes REPO/NAME/<version>/model.onnx and REPO/NAME/config.json. version 0 means one past the
+// newest existing version (1 for a new model). Throws naming the folder when that version already
+// exists, or when the name is not a plain folder name. Returns the version written.
+int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
+                            const std::string& onnx_bytes);
+// The same for an export, written straight from its parts (no copy of the weights).
+int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
+                            const ExportedModel& model);
+
+}  // namespace dtrain

@@ -1,0 +1,44 @@
+#pragma once
+// dtrain's own ONNX engine (used by `dtrain eval` and dtrain-serve): loads a model file, folds
+// its constant subgraphs (DequantizeLinear of int8 weights) into f32 tensors on the target device,
+// and runs the graph's nodes in order on core's kernels. Supported ops: those dtrain's exporter
+// writes (Cast, Mul, Add, Erf, Relu, Gemm, MatMul, Conv, MaxPool, Flatten, LayerNormalization,
+// Gather, Softmax, ArgMax, DequantizeLinear on initializers, Identity); anything else is an error
+// at load naming the op and the node.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/io/tensor_info.h"
+#include "core/tensor.h"
+
+namespace dtrain {
+
+class OnnxModel {
+ public:
+  // Throws naming the file (or `source` for bytes) and what is wrong or unsupported.
+  static OnnxModel load(const std::string& path, Device device = Device::cpu());
+  static OnnxModel from_bytes(const std::string& bytes, Device device = Device::cpu(),
+                              const std::string& source = "<bytes>");
+
+  const std::vector<TensorInfo>& inputs() const;   // shape -1 = dynamic (batch)
+  const std::vector<TensorInfo>& outputs() const;
+  const std::map<std::string, std::string>& metadata() const;  // metadata_props
+  Device device() const;
+  int64_t opset() const;
+
+  // One tensor per input, in inputs() order, on any device (copied to the model's device when
+  // elsewhere). Checks the count, dtypes, ranks and fixed dims, naming the input. Returns one tensor
+  // per output, in outputs() order, on the model's device. Safe to call from several threads at once:
+  // a run shares only the read-only weights.
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
+
+  struct Impl;
+
+ private:
+  explicit OnnxModel(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace dtrain

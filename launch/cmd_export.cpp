@@ -1,0 +1,192 @@
+// `dtrain export`: a checkpoint -> REPO/NAME/V/model.onnx + REPO/NAME/config.json, optionally
+// pruned (--prune) and int8-quantized (--quantize int8), with the size ratio and the accuracy
+// change on the test set reported (both models run by dtrain's own ONNX engine).
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/io/model_repository.h"
+#include "core/io/onnx_engine.h"
+#include "core/io/onnx_export.h"
+#include "core/io/prune.h"
+#include "data/dataset.h"
+#include "launch/checkpoint.h"
+#include "launch/commands.h"
+#include "launch/config.h"
+#include "launch/onnx_eval.h"
+
+namespace po = boost::program_options;
+
+namespace dtrain {
+namespace {
+
+const char* kExportUsage =
+    "usage: dtrain export --checkpoint CKPT.h5 --repo DIR --name NAME [--version N] [--quantize none|int8]\n"
+    "                     [--prune FRACTION] [--opset 17] [--data TEST.h5|none] [--labels A,B,...|@FILE]\n\n"
+    "Writes DIR/NAME/N/model.onnx (N: one past the newest version; an existing version is never\n"
+    "overwritten) and DIR/NAME/config.json. The model takes the samples as the dataset stores them\n"
+    "(u8 pixels: the normalisation is in the graph) and outputs `probabilities` and `class`.\n";
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "dtrain export: %s\n\n%s(`dtrain export --help` lists the options)\n", message.c_str(),
+               kExportUsage);
+  return 2;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::vector<std::string> parse_labels(const std::string& spec) {
+  std::string text = spec;
+  if (!spec.empty() && spec[0] == '@') {  // one label per line
+    std::ifstream in(spec.substr(1));
+    DTRAIN_CHECK(in.good(), "--labels: cannot read ", spec.substr(1));
+    std::vector<std::string> labels;
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) labels.push_back(line);
+    return labels;
+  }
+  std::vector<std::string> labels;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) labels.push_back(item);
+  return labels;
+}
+
+// Fashion-MNIST's class names, used when the model's data came from it and no --labels are given.
+const std::vector<std::string> kFashionMnistLabels = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+std::vector<std::string> known_labels(const TrainConfig& config, const std::string& data) {
+  for (const std::string& path : {data, config.data.train, config.data.test}) {
+    if (path.empty() || !std::filesystem::exists(path)) continue;
+    std::string source = data::inspect_dataset(path, false).source;
+    std::transform(source.begin(), source.end(), source.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (source.find("fashion-mnist") != std::string::npos && config.model.num_classes == 10) return kFashionMnistLabels;
+    return {};
+  }
+  return {};
+}
+
+std::string number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+}  // namespace
+
+int cmd_export(const std::vector<std::string>& args) {
+  std::string checkpoint, repo, name, quantize = "none", data, labels_spec;
+  int64_t version = 0, max_batch_size = 64;
+  int opset = 17;
+  double prune = 0;
+  po::options_description opts("dtrain export options");
+  opts.add_options()
+      ("help,h", "show this help")
+      ("checkpoint", po::value(&checkpoint), "checkpoint file (step-N.h5) to export")
+      ("repo", po::value(&repo), "model repository directory")
+      ("name", po::value(&name), "model name (a folder in the repository)")
+      ("version", po::value(&version)->default_value(0), "version to write (0: one past the newest)")
+      ("quantize", po::value(&quantize)->default_value("none"), "none | int8 (per-channel symmetric int8 weights)")
+      ("prune", po::value(&prune)->default_value(0.0), "global magnitude pruning of weight matrices, fraction in [0, 1)")
+      ("opset", po::value(&opset)->default_value(17), "ONNX opset (13..17)")
+      ("data", po::value(&data), "test set for the accuracy report (default: the config's data.test; none: skip)")
+      ("labels", po::value(&labels_spec), "class labels for config.json: A,B,... or @FILE (one per line); "
+                                          "default: Fashion-MNIST's names for Fashion-MNIST data, else none")
+      ("max-batch-size", po::value(&max_batch_size)->default_value(64), "config.json max_batch_size (server batching)");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << kExportUsage << "\n" << opts << "\n";
+    return 0;
+  }
+  if (checkpoint.empty() || repo.empty() || name.empty()) return usage_error("--checkpoint, --repo and --name are required");
+  if (version < 0) return usage_error("--version must be positive (or 0 for the next one)");
+  if (quantize != "none" && quantize != "int8") return usage_error("--quantize must be none or int8");
+  if (!(prune >= 0 && prune < 1)) return usage_error("--prune must be in [0, 1)");
+  if (max_batch_size <= 0) return usage_error("--max-batch-size must be positive");
+
+  // Read: the meta, the model it describes, then every parameter (checked against the signature).
+  const auto read_begin = std::chrono::steady_clock::now();
+  const CheckpointMeta meta = read_checkpoint_meta(checkpoint);
+  const TrainConfig config = parse_config_text(meta.config, checkpoint + " (config attribute)");
+  auto model = create_model(config.model);
+  model->build(Device::cpu(), 0);
+  load_checkpoint(checkpoint, model->arena(), nullptr, model->signature());
+  const double read_s = seconds_since(read_begin);
+
+  if (!vm.count("data")) data = config.data.test;
+  if (data == "none" || (!vm.count("data") && !std::filesystem::exists(data))) data.clear();
+
+  ExportOptions options;
+  options.opset = opset;
+  options.input_dtype = meta.input_dtype;
+  options.x_scale = meta.x_scale;
+  options.x_shift = meta.x_shift;
+  options.metadata = {{"step", std::to_string(meta.step)},
+                      {"config", meta.config},
+                      {"checkpoint", checkpoint},
+                      {"trained_with", meta.dtrain_version}};
+  if (meta.test_accuracy >= 0) options.metadata.emplace_back("test_accuracy", number(meta.test_accuracy));
+
+  // The unpruned f32 model is the baseline for the size ratio and the accuracy change.
+  const bool transformed = prune > 0 || quantize != "none";
+  int64_t baseline_size = 0;
+  std::string baseline;  // bytes, only when the accuracy is evaluated (taken before pruning changes the weights)
+  if (transformed) {
+    const ExportedModel b = export_onnx(*model, options);
+    baseline_size = b.size();
+    if (!data.empty()) baseline = b.bytes();
+  }
+  if (prune > 0) {
+    const Sparsity s = prune_global_magnitude(*model, prune);
+    std::printf("pruned: %.2f%% of %lld weight-matrix entries are zero\n", 100 * s.fraction(),
+                static_cast<long long>(s.weights));
+    options.metadata.emplace_back("pruned_sparsity", number(s.fraction()));
+  }
+  options.quantize = quantize;
+  const auto export_begin = std::chrono::steady_clock::now();
+  const ExportedModel exported = export_onnx(*model, options);
+  RepositoryModelConfig rc{name, exported.inputs, exported.outputs, max_batch_size, {}};
+  rc.labels = labels_spec.empty() ? known_labels(config, data) : parse_labels(labels_spec);
+  if (!rc.labels.empty() && config.model.num_classes > 0)
+    DTRAIN_CHECK(static_cast<int64_t>(rc.labels.size()) == config.model.num_classes, "--labels: ", rc.labels.size(),
+                 " labels for a model with ", config.model.num_classes, " classes");
+  const int64_t written = write_model_version(repo, rc, version, exported);
+  const double export_s = seconds_since(export_begin);
+  const std::string path = (std::filesystem::path(repo) / name / std::to_string(written) / "model.onnx").string();
+  std::printf("exported %s (%lld bytes, opset %d, quantize %s) in %.3f s; checkpoint read %.3f s (ratio %.2f)\n",
+              path.c_str(), static_cast<long long>(exported.size()), opset, quantize.c_str(), export_s, read_s,
+              read_s > 0 ? export_s / read_s : 0.0);
+  if (transformed)
+    std::printf("size: %lld bytes vs %lld f32 unpruned (ratio %.3f)\n", static_cast<long long>(exported.size()),
+                static_cast<long long>(baseline_size),
+                static_cast<double>(exported.size()) / static_cast<double>(baseline_size));
+  if (!data.empty()) {
+    const OnnxEvalResult now = evaluate_onnx(OnnxModel::from_bytes(exported.bytes(), Device::cpu(), path), data);
+    std::printf("test accuracy (dtrain ONNX engine, %s): %.4f", data.c_str(), now.accuracy());
+    if (transformed) {
+      const OnnxEvalResult before = evaluate_onnx(OnnxModel::from_bytes(baseline, Device::cpu(), "f32 baseline"), data);
+      std::printf(" vs %.4f f32 unpruned (change %+.2f points)", before.accuracy(),
+                  100 * (now.accuracy() - before.accuracy()));
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace dtrain

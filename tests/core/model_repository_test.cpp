@@ -1,0 +1,97 @@
+// core/io/model_repository: version numbering, never overwriting a version, atomic folders,
+// config.json.
+#include "core/io/model_repository.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace dtrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ModelRepository : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    repo_ = fs::temp_directory_path() / ("dtrain_repo_" + std::to_string(::getpid()) + "_" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(repo_);
+  }
+  void TearDown() override { fs::remove_all(repo_); }
+  static RepositoryModelConfig config(const std::string& name = "fmnist") {
+    return {name,
+            {{"input", DType::u8, {-1, 1, 28, 28}}},
+            {{"probabilities", DType::f32, {-1, 10}}, {"class", DType::i64, {-1}}},
+            32,
+            {"T-shirt/top", "Trouser \"x\""}};
+  }
+  std::string read(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  fs::path repo_;
+};
+
+TEST_F(ModelRepository, NumbersVersionsOnePastTheNewest) {
+  EXPECT_TRUE(list_model_versions(repo_.string(), "fmnist").empty());
+  EXPECT_EQ(write_model_version(repo_.string(), config(), 0, "one"), 1);
+  EXPECT_EQ(write_model_version(repo_.string(), config(), 0, "two"), 2);
+  EXPECT_EQ(write_model_version(repo_.string(), config(), 7, "seven"), 7);
+  fs::create_directories(repo_ / "fmnist" / "notes");  // not a version
+  fs::create_directories(repo_ / "fmnist" / "007");    // not a canonical version number
+  EXPECT_EQ(write_model_version(repo_.string(), config(), 0, "eight"), 8);
+  EXPECT_EQ(list_model_versions(repo_.string(), "fmnist"), (std::vector<int64_t>{1, 2, 7, 8}));
+  EXPECT_EQ(read(repo_ / "fmnist" / "2" / "model.onnx"), "two");
+  EXPECT_EQ(read(repo_ / "fmnist" / "8" / "model.onnx"), "eight");
+  for (const auto& e : fs::directory_iterator(repo_ / "fmnist"))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "left behind: " << e.path();
+}
+
+TEST_F(ModelRepository, RefusesToOverwriteAnExistingVersionNamingIt) {
+  write_model_version(repo_.string(), config(), 3, "three");
+  try {
+    write_model_version(repo_.string(), config(), 3, "other");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("version 3 of model 'fmnist' already exists at " + (repo_ / "fmnist" / "3").string()),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("the next free version is 4"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(read(repo_ / "fmnist" / "3" / "model.onnx"), "three");
+}
+
+TEST_F(ModelRepository, RejectsNamesThatAreNotPlainFolderNames) {
+  for (const char* bad : {"", "../up", "a/b", ".hidden"}) {
+    try {
+      write_model_version(repo_.string(), config(bad), 0, "x");
+      FAIL() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a plain folder name"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(write_model_version(repo_.string(), config(), -1, "x"), Error);
+}
+
+TEST_F(ModelRepository, WritesConfigJsonWithKServeTypesAndBatchAxis) {
+  write_model_version(repo_.string(), config(), 0, "x");
+  const std::string json = read(repo_ / "fmnist" / "config.json");
+  EXPECT_EQ(json, model_config_json(config()));
+  EXPECT_NE(json.find("\"name\": \"fmnist\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"platform\": \"onnx\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"max_batch_size\": 32"), std::string::npos) << json;
+  EXPECT_NE(json.find("{\"name\": \"input\", \"datatype\": \"UINT8\", \"shape\": [-1, 1, 28, 28]}"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find("{\"name\": \"class\", \"datatype\": \"INT64\", \"shape\": [-1]}"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"labels\": [\"T-shirt/top\", \"Trouser \\\"x\\\"\"]"), std::string::npos) << json;
+}
+
+}  // namespace
+}  // namespace dtrain

@@ -1,0 +1,153 @@
+// `dtrain export` and `dtrain eval` end to end through the real binary, on a checkpoint that
+// `dtrain train` makes from a small Fashion-MNIST subset: versions are numbered and never
+// overwritten, config.json and the metadata are written, int8 + pruning report their size ratio
+// and accuracy change, and eval reproduces the accuracy export reported.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "core/io/onnx_engine.h"
+#include "data/convert.h"
+#include "data/dataset.h"
+
+namespace fs = std::filesystem;
+
+namespace dtrain {
+namespace {
+
+const char* kFmnist = "/usr/share/datasets/fashion-mnist";
+
+std::string dtrain_binary() {
+  const char* dir = std::getenv("DTRAIN_BINARY_DIR");
+  return std::string(dir && *dir ? dir : ".") + "/launch/dtrain";
+}
+
+struct RunResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs the dtrain binary with `args` (stderr folded into the output).
+RunResult run_dtrain(const std::vector<std::string>& args) {
+  std::string cmd = dtrain_binary();
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  RunResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string first_match(const std::string& text, const std::string& pattern) {
+  std::smatch m;
+  return std::regex_search(text, m, std::regex(pattern)) ? m[1].str() : "";
+}
+
+void write_subset(const std::string& prefix, int64_t n, const std::string& out) {
+  const data::IdxArray images = data::read_idx(std::string(kFmnist) + "/" + prefix + "-images-idx3-ubyte.gz");
+  const data::IdxArray labels = data::read_idx(std::string(kFmnist) + "/" + prefix + "-labels-idx1-ubyte.gz");
+  data::ClassificationData d;
+  const int64_t pixels = images.dims[1] * images.dims[2];
+  d.x_shape = Shape{n, images.dims[1], images.dims[2]};
+  d.x_u8.assign(images.data.begin(), images.data.begin() + n * pixels);
+  const std::vector<int64_t> y = data::idx_to_i64(labels, prefix);
+  d.y.assign(y.begin(), y.begin() + n);
+  d.num_classes = 10;
+  d.x_scale = 1.0 / 255.0;
+  d.source = "fashion-mnist subset";
+  data::write_classification(out, d, {});
+}
+
+TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
+  if (!fs::exists(std::string(kFmnist) + "/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "Fashion-MNIST not found at " << kFmnist << " (scripts/install-deps.sh installs it)";
+  const fs::path dir = fs::temp_directory_path() / ("dtrain_export_e2e_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string train = (dir / "train.h5").string(), test = (dir / "test.h5").string();
+  write_subset("train", 2048, train);
+  write_subset("t10k", 500, test);
+
+  const RunResult trained = run_dtrain({"train", "--data.train=" + train, "--data.test=" + test, "--model.hidden=64",
+                                        "--train.batch_size=32", "--train.max_steps=40", "--optim.type=adam",
+                                        "--optim.lr=0.003", "--log.progress=none", "--log.dir=" + (dir / "run").string()});
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  const std::string ckpt = first_match(trained.output, "checkpoint=(\\S+)");
+  ASSERT_FALSE(ckpt.empty()) << trained.output;
+  const std::string repo = (dir / "repo").string();
+
+  const RunResult f32 = run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--data", test});
+  ASSERT_EQ(f32.exit_code, 0) << f32.output;
+  EXPECT_NE(f32.output.find("exported " + repo + "/fmnist/1/model.onnx"), std::string::npos) << f32.output;
+  const std::string accuracy = first_match(f32.output, "test accuracy \\(dtrain ONNX engine, [^)]*\\): ([0-9.]+)");
+  ASSERT_FALSE(accuracy.empty()) << f32.output;
+
+  const RunResult eval = run_dtrain({"eval", "--model", repo + "/fmnist/1/model.onnx", "--data", test});
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_EQ(first_match(eval.output, "accuracy ([0-9.]+) "), accuracy) << eval.output;
+  EXPECT_NE(eval.output.find("/500)"), std::string::npos) << eval.output;
+
+  const RunResult int8 = run_dtrain(
+      {"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--quantize", "int8", "--prune", "0.3", "--data", test});
+  ASSERT_EQ(int8.exit_code, 0) << int8.output;
+  EXPECT_NE(int8.output.find("exported " + repo + "/fmnist/2/model.onnx"), std::string::npos) << int8.output;
+  EXPECT_NE(int8.output.find("pruned: 30.00%"), std::string::npos) << int8.output;
+  const std::string ratio = first_match(int8.output, "f32 unpruned \\(ratio ([0-9.]+)\\)");
+  ASSERT_FALSE(ratio.empty()) << int8.output;
+  EXPECT_LE(std::stod(ratio), 0.3) << int8.output;
+  EXPECT_NE(int8.output.find("points)"), std::string::npos) << int8.output;
+
+  const RunResult again = run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--version", "1"});
+  EXPECT_EQ(again.exit_code, 1) << again.output;
+  EXPECT_NE(again.output.find("version 1 of model 'fmnist' already exists at " + repo + "/fmnist/1"), std::string::npos)
+      << again.output;
+
+  const std::string config = read_text(fs::path(repo) / "fmnist" / "config.json");
+  EXPECT_NE(config.find("\"platform\": \"onnx\""), std::string::npos) << config;
+  EXPECT_NE(config.find("{\"name\": \"input\", \"datatype\": \"UINT8\", \"shape\": [-1, 28, 28]}"), std::string::npos)
+      << config;
+  EXPECT_NE(config.find("\"Ankle boot\"]"), std::string::npos) << config;
+  const OnnxModel model = OnnxModel::load(repo + "/fmnist/2/model.onnx");
+  EXPECT_EQ(model.metadata().at("step"), "40");
+  EXPECT_EQ(model.metadata().at("quantize"), "int8");
+  EXPECT_NE(model.metadata().at("config").find("[model]"), std::string::npos);
+
+  // The cnn takes [1, 28, 28] where the dataset stores [28, 28]: export and eval feed it alike.
+  const RunResult cnn = run_dtrain({"train", "--data.train=" + train, "--data.test=" + test, "--model.type=cnn",
+                                    "--train.batch_size=32", "--train.max_steps=8", "--log.progress=none",
+                                    "--log.dir=" + (dir / "cnn").string()});
+  ASSERT_EQ(cnn.exit_code, 0) << cnn.output;
+  const std::string cnn_ckpt = first_match(cnn.output, "checkpoint=(\\S+)");
+  const std::string cnn_accuracy = first_match(cnn.output, "test_accuracy=([0-9.]+)");
+  const RunResult cnn_export = run_dtrain({"export", "--checkpoint", cnn_ckpt, "--repo", repo, "--name", "cnn"});
+  ASSERT_EQ(cnn_export.exit_code, 0) << cnn_export.output;
+  EXPECT_EQ(first_match(cnn_export.output, "test accuracy \\(dtrain ONNX engine, [^)]*\\): ([0-9.]+)"), cnn_accuracy)
+      << cnn.output << cnn_export.output;
+  const RunResult cnn_eval = run_dtrain({"eval", "--model", repo + "/cnn/1/model.onnx", "--data", test});
+  EXPECT_EQ(first_match(cnn_eval.output, "accuracy ([0-9.]+) "), cnn_accuracy) << cnn_eval.output;
+
+  const RunResult usage = run_dtrain({"export", "--checkpoint", ckpt});
+  EXPECT_EQ(usage.exit_code, 2) << usage.output;
+  if (!HasFailure()) fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace dtrain
