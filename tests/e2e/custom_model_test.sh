@@ -7,6 +7,7 @@
 # Environment (ctest sets them): MPIEXEC, CMAKE_GENERATOR, CXX, EXAMPLE_CXX_FLAGS (sanitizer builds).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
+source "$src/tests/e2e/blobs.sh"
 build=$(cd "${1:?usage: custom_model_test.sh BUILD_DIR}" && pwd)
 mpiexec=${MPIEXEC:-mpiexec}
 work=$(mktemp -d "${TMPDIR:-/tmp}/dtrain_custom_model.XXXXXX")
@@ -28,17 +29,7 @@ cmake --build "$work/build" -j2 > "$work/build.log" || { cat "$work/build.log"; 
 trainer=$work/build/resmlp-train
 
 phase "a tiny dataset: 4 Gaussian blobs in 16 features, as CSV, through the installed dtrain"
-blobs() {  # blobs N SEED: label,f0..f15; class c is shifted by +2 in the features j with j % 4 == c
-  awk -v n="$1" -v seed="$2" 'BEGIN { srand(seed); for (i = 0; i < n; i++) { c = i % 4; line = c;
-    for (j = 0; j < 16; j++) line = line "," sprintf("%.4f", (j % 4 == c ? 2 : 0) + rand() + rand() + rand() - 1.5);
-    print line } }'
-}
-blobs 512 1 > "$work/train.csv"
-blobs 256 2 > "$work/test.csv"
-for split in train test; do
-  "$work/prefix/bin/dtrain" data convert --from csv --header no --num-classes 4 \
-    --input "$work/$split.csv" --out "$work/$split.h5" > /dev/null
-done
+make_blobs "$work/prefix/bin/dtrain" "$work"
 
 common=(--config "$src/examples/custom-model/resmlp.ini" --data.train="$work/train.h5" --data.test="$work/test.h5"
         --model.options=width=32,blocks=2 --train.batch_size=32 --train.log_every=10 --optim.warmup_steps=5
@@ -46,8 +37,7 @@ common=(--config "$src/examples/custom-model/resmlp.ini" --data.train="$work/tra
 accuracy() { sed -n 's/^result:.*test_accuracy=\([0-9.]*\).*/\1/p' "$1"; }
 
 phase "train resmlp, 1 rank, 40 steps"
-"$trainer" "${common[@]}" --train.max_steps=40 --log.dir="$work/one" > "$work/one.log" 2>&1 ||
-  { cat "$work/one.log"; fail "1-rank training exited $?"; }
+"$trainer" "${common[@]}" --train.max_steps=40 --log.dir="$work/one" > "$work/one.log" 2>&1 || { rc=$?; cat "$work/one.log"; fail "1-rank training exited $rc"; }
 acc=$(accuracy "$work/one.log")
 [ -n "$acc" ] || { cat "$work/one.log"; fail "no result: line"; }
 awk -v a="$acc" 'BEGIN { exit !(a > 0.8) }' || { cat "$work/one.log"; fail "test accuracy $acc <= 0.8 (chance 0.25)"; }
@@ -55,10 +45,10 @@ echo "1 rank: test_accuracy=$acc"
 
 phase "2 ranks (mpiexec): stop at step 15, resume to step 30"
 "$mpiexec" -n 2 --oversubscribe "$trainer" "${common[@]}" --train.max_steps=30 --train.stop_at_step=15 \
-  --log.dir="$work/two" > "$work/two-a.log" 2>&1 || { cat "$work/two-a.log"; fail "2-rank run exited $?"; }
+  --log.dir="$work/two" > "$work/two-a.log" 2>&1 || { rc=$?; cat "$work/two-a.log"; fail "2-rank run exited $rc"; }
 grep -q "interrupted=yes" "$work/two-a.log" || { cat "$work/two-a.log"; fail "stop_at_step did not stop"; }
 "$mpiexec" -n 2 --oversubscribe "$trainer" "${common[@]}" --train.max_steps=30 --resume=auto \
-  --log.dir="$work/two" > "$work/two-b.log" 2>&1 || { cat "$work/two-b.log"; fail "2-rank resume exited $?"; }
+  --log.dir="$work/two" > "$work/two-b.log" 2>&1 || { rc=$?; cat "$work/two-b.log"; fail "2-rank resume exited $rc"; }
 grep -q "resumed from" "$work/two-b.log" || { cat "$work/two-b.log"; fail "no 'resumed from' line"; }
 grep -q "^result: steps=30 .*interrupted=no" "$work/two-b.log" || { cat "$work/two-b.log"; fail "resume did not finish at step 30"; }
 
