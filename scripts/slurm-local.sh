@@ -181,9 +181,9 @@ JobCompType=jobcomp/none
 SwitchType=switch/none
 MpiDefault=pmix
 SchedulerType=sched/backfill
-# A requeued job becomes eligible after cred_expire with no event to wake the main scheduler:
-# the backfill pass starts it, every bf_interval seconds (default 30).
-SchedulerParameters=bf_interval=5
+# A requeued job becomes eligible after cred_expire with no event to wake the scheduler: the
+# next periodic pass starts it (defaults: main every 60 s, backfill every 30 s).
+SchedulerParameters=sched_interval=5,bf_interval=5
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
