@@ -12,18 +12,20 @@
 # are system daemons; e.g. `sudo scripts/slurm-local.sh`).
 #
 #   scripts/slurm-local.sh [--state-dir DIR] [--nodes N] [--keep-running] [--skip-requeue]
+#   scripts/slurm-local.sh --stop [--state-dir DIR]     (a cluster left by --keep-running)
 #
 # --nodes N (default 1) runs N slurmd on this machine as N nodes (Debian's Slurm is built with
 # multiple-slurmd support) and spreads the 2 tasks of the batch job over 2 of them.
 # DTRAIN=path/to/dtrain (default build/launch/dtrain, built when missing). data/fmnist-*.h5 are
 # made with scripts/get-data.sh when missing. --keep-running leaves the cluster up for your own
-# sbatch/srun (it prints how to use and stop it); the next run stops it first.
+# sbatch/srun (it prints how to use it); --stop or the next run cancels its jobs and stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 state=/tmp/dtrain-slurm-local
 nodes=1
 keep_running=0
+stop_only=0
 requeue_check=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -32,8 +34,9 @@ while [ $# -gt 0 ]; do
     --nodes) nodes="${2:?--nodes needs a count}"; shift 2 ;;
     --nodes=*) nodes="${1#--nodes=}"; shift ;;
     --keep-running) keep_running=1; shift ;;
+    --stop) stop_only=1; shift ;;
     --skip-requeue) requeue_check=0; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "slurm-local: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +49,72 @@ t0=$SECONDS
 phase() { echo "== slurm-local [$((SECONDS - t0))s] $*"; }
 die() { echo "slurm-local: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run me as root (sudo scripts/slurm-local.sh): I install packages and start slurmd"
+
+# ---------------------------------------------------------------- stopping what we start
+# Each daemon runs in the foreground as our child, so its PID is exactly the one we started; the
+# PIDs are also written to $state/pids so that a later run can stop a cluster left running.
+pids=()
+stop_pid() {  # stop_pid PID NAME: TERM, then KILL after 10 s
+  local pid=$1 name=$2 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  echo "slurm-local: $name (pid $pid) ignored SIGTERM for 10 s: SIGKILL" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
+cancel_jobs() {  # cancels every job of this cluster and waits (KillWait + 10 s) for them to end
+  local i
+  [ -n "$(squeue -h -o %A 2>/dev/null)" ] || return 0
+  scancel $(squeue -h -o %A) 2>/dev/null || true
+  for ((i = 0; i < 200; i++)); do
+    [ -z "$(squeue -h -o %A 2>/dev/null)" ] && return 0
+    sleep 0.2
+  done
+  echo "slurm-local: jobs still running after 40 s: $(squeue -h -o '%A %T' | tr '\n' ' ')" >&2
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ "$keep_running" = 1 ] && [ "$rc" = 0 ]; then
+    echo "slurm-local: cluster left running (${pids[*]}). Use it with:"
+    echo "  export SLURM_CONF=$state/slurm.conf; sinfo; sbatch ...; srun ..."
+    echo "Stop it with: scripts/slurm-local.sh --stop${state:+ --state-dir $state}"
+    exit 0
+  fi
+  [ ${#pids[@]} -gt 0 ] && cancel_jobs
+  # Reverse order of start: slurmd, slurmctld, munged.
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]%%:*}" "${pids[i]#*:}"; done
+  rm -f "$state/pids"
+  if [ "$rc" = 0 ]; then
+    echo "slurm-local: passed in $((SECONDS - t0)) s (packages ${t_packages} s)"
+  else
+    echo "slurm-local: failed (exit $rc) after $((SECONDS - t0)) s; logs in $state/log, job output in $state/run" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A cluster left by an earlier run (--keep-running or a killed script) in the same state dir:
+# cancel its jobs (slurmstepd outlives slurmd), then stop its daemons by their recorded PIDs,
+# each only if it still is that program, slurmd first.
+if [ -f "$state/pids" ]; then
+  SLURM_CONF=$state/slurm.conf cancel_jobs
+  tac "$state/pids" | while read -r pid name; do
+    if [ -n "$pid" ] && grep -qa "$name" "/proc/$pid/cmdline" 2>/dev/null; then
+      phase "stopping $name (pid $pid) from an earlier run"
+      stop_pid "$pid" "$name"
+    fi
+  done
+  rm -f "$state/pids"
+fi
+if [ "$stop_only" = 1 ]; then
+  trap - EXIT
+  phase "stopped"
+  exit 0
+fi
 
 # ---------------------------------------------------------------- packages
 # slurm-wlm-basic-plugins (a dependency of slurmd) holds mpi_pmix.so, which dlopens
@@ -81,56 +150,6 @@ if [ ! -f data/fmnist-train.h5 ] || [ ! -f data/fmnist-test.h5 ]; then
 fi
 
 # ---------------------------------------------------------------- daemons
-# Each daemon runs in the foreground as our child, so its PID is exactly the one we started; the
-# PIDs are also written to $state/pids so that a later run can stop a cluster left running.
-pids=()
-job_ids=()
-stop_pid() {  # stop_pid PID NAME: TERM, then KILL after 10 s
-  local pid=$1 name=$2 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  echo "slurm-local: $name (pid $pid) ignored SIGTERM for 10 s: SIGKILL" >&2
-  kill -KILL "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ "$keep_running" = 1 ] && [ "$rc" = 0 ]; then
-    echo "slurm-local: cluster left running (${pids[*]}). Use it with:"
-    echo "  export SLURM_CONF=$state/slurm.conf; sinfo; sbatch ...; srun ..."
-    echo "Stop it with: kill ${pids[*]%%:*}   (or run scripts/slurm-local.sh again)"
-    exit 0
-  fi
-  if [ ${#job_ids[@]} -gt 0 ] && [ ${#pids[@]} -gt 0 ]; then
-    scancel "${job_ids[@]}" 2>/dev/null || true
-    sleep 1
-  fi
-  # Reverse order of start: slurmd, slurmctld, munged.
-  local i
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]%%:*}" "${pids[i]#*:}"; done
-  rm -f "$state/pids"
-  if [ "$rc" = 0 ]; then
-    echo "slurm-local: passed in $((SECONDS - t0)) s (packages ${t_packages} s)"
-  else
-    echo "slurm-local: failed (exit $rc) after $((SECONDS - t0)) s; logs in $state/log, job output in $state/run" >&2
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A cluster left by an earlier run (--keep-running or a killed script) in the same state dir:
-# stop those daemons (by their recorded PIDs, and only if they still are those programs).
-if [ -f "$state/pids" ]; then
-  while read -r pid name; do
-    if [ -n "$pid" ] && grep -qa "$name" "/proc/$pid/cmdline" 2>/dev/null; then
-      phase "stopping $name (pid $pid) from an earlier run"
-      stop_pid "$pid" "$name"
-    fi
-  done < "$state/pids"
-fi
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for ((port = ctld_port; port <= ctld_port + nodes; port++)); do
   port_busy "$port" && die "port $port is in use (another Slurm?); set DTRAIN_SLURM_PORT to the first of $((nodes + 1)) free ports"
@@ -243,8 +262,7 @@ phase "1. sbatch --wait examples/slurm/train.sbatch: 2 tasks on ${job_nodes} nod
 job_out=$state/run/job-train.out
 rc=0
 sbatch --wait "${sbatch_common[@]}" --job-name=dtrain-train -o "$job_out" examples/slurm/train.sbatch \
-  "${train_args[@]}" --train.max_steps=50 --train.log_every=10 --log.dir="$state/run/train" > "$state/run/job-train.id" || rc=$?
-job_ids+=("$(cat "$state/run/job-train.id")")
+  "${train_args[@]}" --train.max_steps=50 --train.log_every=10 --log.dir="$state/run/train" > /dev/null || rc=$?
 cat "$job_out"
 [ "$rc" = 0 ] || die "the batch job exited $rc"
 grep -q "world: 2 ranks" "$job_out" || die "the job did not form a 2-rank world"
@@ -259,7 +277,6 @@ if [ "$requeue_check" = 1 ]; then
   job_out=$state/run/job-requeue.out
   job=$(sbatch "${sbatch_common[@]}" --job-name=dtrain-requeue -o "$job_out" examples/slurm/train.sbatch \
     "${train_args[@]}" --train.max_steps=100000 --train.log_every=10 --log.dir="$state/run/requeue")
-  job_ids+=("$job")
   # Once training has logged a few steps, signal the batch shell only (not the ranks).
   wait_for 120 "training in job $job" grep -q "step 20/" "$job_out"
   scancel --batch --signal=USR1 "$job"
