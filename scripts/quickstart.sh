@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's quickstart: install dependencies, build, and run the smallest working demo.
-# Grows with the project: data -> 2-rank training -> export -> serve -> query (export and serve: not yet).
+# Grows with the project: data -> 2-rank training -> export -> serve -> query (serve: not yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -19,3 +19,10 @@ fi
 if [ "$(nproc)" -lt 2 ]; then mpirun_flags+=(--oversubscribe); fi
 mpirun "${mpirun_flags[@]}" build/launch/dtrain train --config configs/fmnist-mlp.ini --log.dir=runs/quickstart-mlp
 echo "== test accuracy per evaluation: runs/quickstart-mlp/metrics.jsonl; checkpoints: runs/quickstart-mlp/ckpt/"
+ckpt=$(ls -1 runs/quickstart-mlp/ckpt/step-*.h5 | tail -n 1)
+echo "== export $ckpt to the ONNX model repository models/ (f32, then int8)"
+build/launch/dtrain export --checkpoint "$ckpt" --repo models --name fmnist-mlp
+build/launch/dtrain export --checkpoint "$ckpt" --repo models --name fmnist-mlp --quantize int8
+newest=$(ls -1 models/fmnist-mlp | grep -E '^[0-9]+$' | sort -n | tail -n 1)
+echo "== the exported int8 model (models/fmnist-mlp/$newest/model.onnx) on the test set, by dtrain's ONNX engine"
+build/launch/dtrain eval --model "models/fmnist-mlp/$newest/model.onnx" --data data/fmnist-test.h5
