@@ -152,7 +152,12 @@ std::vector<std::string> describe_world(Communicator& comm, bool log) {
 void abort_job(const std::string& message, int code) noexcept {
   int rank = 0;
   if (MpiRuntime::active()) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  else rank = detect_launch_env().rank;
+  else {
+    try {
+      rank = detect_launch_env().rank;
+    } catch (...) {  // a malformed launcher variable must not stop the message from being printed
+    }
+  }
   std::fprintf(stderr, "[rank %d] error: %s\n", rank, message.c_str());
   std::fflush(stdout);
   std::fflush(stderr);

@@ -16,4 +16,8 @@ struct LaunchEnv {
 
 LaunchEnv detect_launch_env();
 
+// Tasks on node `node_index` from a Slurm tasks-per-node list such as "4(x2),3" (node 0: 4, node 1: 4,
+// node 2: 3). `variable` names the list's source in the error a malformed or too short list gets.
+int slurm_tasks_on_node(const std::string& spec, int node_index, const std::string& variable);
+
 }  // namespace dtrain

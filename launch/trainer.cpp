@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <csignal>
+#include <sched.h>
 #include <thread>
 
 #include "comm/communicator.h"
@@ -160,12 +161,17 @@ Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
            s.env.launcher);
   describe_world(comm, true);
 
-  // BLAS threads: the node's cores shared among the ranks on it, unless configured.
+  // BLAS threads: the cores this rank may run on (its affinity mask, so a launcher's binding or a
+  // Slurm cpuset is respected) shared among the ranks on the node, unless configured.
   if (s.device.is_cpu()) {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    cpu_set_t mask;
+    CPU_ZERO(&mask);
+    const int cores = sched_getaffinity(0, sizeof(mask), &mask) == 0
+                          ? std::max(1, CPU_COUNT(&mask))
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const int threads = c.train.threads > 0 ? c.train.threads : std::max(1, cores / std::max(1, comm.local_size()));
     cpu::set_blas_threads(threads);
-    log_info("BLAS threads per rank: {}", threads);
+    log_info("BLAS threads per rank: {} ({} usable cores, {} ranks on this node)", threads, cores, comm.local_size());
   }
 
   // Data first: it fixes the model's input shape and classes.

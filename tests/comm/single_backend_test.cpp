@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "comm/communicator.h"
+#include "comm/environment.h"
 #include "comm/watchdog.h"
 
 namespace dtrain {
@@ -69,3 +70,20 @@ TEST(Work, ReportsTimeoutAndErrors) {
 
 }  // namespace
 }  // namespace dtrain
+
+TEST(LaunchEnv, SlurmTasksPerNodeListsAreReadPerNode) {
+  EXPECT_EQ(dtrain::slurm_tasks_on_node("4", 0, "V"), 4);
+  EXPECT_EQ(dtrain::slurm_tasks_on_node("4(x2),3", 0, "V"), 4);
+  EXPECT_EQ(dtrain::slurm_tasks_on_node("4(x2),3", 1, "V"), 4);
+  EXPECT_EQ(dtrain::slurm_tasks_on_node("4(x2),3", 2, "V"), 3);
+  EXPECT_EQ(dtrain::slurm_tasks_on_node("1,2(x3)", 3, "V"), 2);
+  for (const char* bad : {"", "x", "4(x)", "4(x2", "4,,2", "0", "4;2"}) {
+    try {
+      dtrain::slurm_tasks_on_node(bad, 0, "SLURM_TASKS_PER_NODE");
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const dtrain::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("SLURM_TASKS_PER_NODE"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(dtrain::slurm_tasks_on_node("4(x2)", 2, "V"), dtrain::Error);
+}
