@@ -1,0 +1,525 @@
+// dtrain-serve end to end: the real binary on a free 127.0.0.1 port over a repository of small
+// exported models, driven by httplib's client. Every endpoint and error code, results equal to
+// dtrain's engine on the same inputs, concurrent requests merged into batches (batch-size metric),
+// hot reload while clients send, a bounded fuzz of malformed bodies and headers (4xx only, no
+// crash), and SIGTERM draining to exit 0.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "core/io/onnx_engine.h"
+#include "serve_test_models.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace dtrain {
+namespace {
+
+const char* kKey = "test-key-0123456789";
+
+std::string serve_binary() {
+  const char* dir = std::getenv("DTRAIN_BINARY_DIR");
+  return std::string(dir && *dir ? dir : ".") + "/serve/dtrain-serve";
+}
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Random UINT8 images [rows, 8, 8].
+std::vector<uint8_t> random_pixels(int64_t rows, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(static_cast<size_t>(rows * 64));
+  for (uint8_t& x : v) x = static_cast<uint8_t>(rng() % 256);
+  return v;
+}
+
+std::string client_id(int i) {
+  std::string id = "c";
+  id += std::to_string(i);
+  return id;
+}
+
+json infer_body(const std::vector<uint8_t>& pixels, int64_t rows, const std::string& id = "") {
+  json body{{"inputs", {{{"name", "input"}, {"shape", {rows, 8, 8}}, {"datatype", "UINT8"}, {"data", pixels}}}}};
+  if (!id.empty()) body["id"] = id;
+  return body;
+}
+
+class ServeE2E : public ::testing::Test {
+ protected:
+  static inline fs::path dir_;
+  static inline std::string repo_;
+  static inline pid_t pid_ = -1;
+  static inline int port_ = 0;
+
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("dtrain_serve_e2e_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    repo_ = (dir_ / "models").string();
+    serve_test::export_small_model(repo_, "fm", "u8", 1);
+    serve_test::export_small_model(repo_, "fm", "u8", 2);
+    serve_test::export_small_model(repo_, "f32m", "f32", 5, 0, 8);
+    std::ofstream(dir_ / "keys") << "# test keys\nother-key\n" << kKey << "\n";
+    const std::vector<std::string> args = {serve_binary(), "--repo", repo_, "--port", "0", "--api-key-file",
+                                           (dir_ / "keys").string(), "--max-body-bytes", "256KiB", "--max-queue-delay-us",
+                                           "20000", "--instances", "2", "--threads", "64", "--poll-seconds", "0.3"};
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    const std::string log = (dir_ / "serve.log").string();
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    ASSERT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0) << argv[0];
+    posix_spawn_file_actions_destroy(&actions);
+    // The port comes from the start line; then wait for the first repository scan.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    std::smatch m;
+    std::string text;
+    while (std::chrono::steady_clock::now() < deadline) {
+      text = slurp(dir_ / "serve.log");
+      if (std::regex_search(text, m, std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"))) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_FALSE(m.empty()) << "no start line in " << log << ":\n" << text;
+    port_ = std::stoi(m[1].str());
+    httplib::Client c("127.0.0.1", port_);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = c.Get("/v2/health/ready");
+      if (r && r->status == 200) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "not ready within 30 s:\n" << slurp(dir_ / "serve.log");
+  }
+
+  static void TearDownTestSuite() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (!::testing::Test::HasFailure()) fs::remove_all(dir_);
+  }
+
+  static std::unique_ptr<httplib::Client> client(bool with_key = true) {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", port_);
+    if (with_key) c->set_bearer_token_auth(kKey);
+    c->set_read_timeout(30, 0);
+    return c;
+  }
+
+  static json post(httplib::Client& c, const std::string& path, const std::string& body, int expected_status) {
+    auto r = c.Post(path.c_str(), body, "application/json");
+    EXPECT_TRUE(r) << path << ": " << httplib::to_string(r.error());
+    if (!r) return json();
+    EXPECT_EQ(r->status, expected_status) << path << ": " << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+
+  static json get(httplib::Client& c, const std::string& path, int expected_status) {
+    auto r = c.Get(path.c_str());
+    EXPECT_TRUE(r) << path << ": " << httplib::to_string(r.error());
+    if (!r) return json();
+    EXPECT_EQ(r->status, expected_status) << path << ": " << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+
+  // The engine's outputs for the same images, straight from the exported file.
+  static std::vector<Tensor> engine_outputs(const std::string& model, int64_t version, const std::vector<uint8_t>& pixels,
+                                            int64_t rows) {
+    const OnnxModel m = OnnxModel::load(repo_ + "/" + model + "/" + std::to_string(version) + "/model.onnx");
+    return m.run({Tensor::from_vector(pixels, Shape{rows, 8, 8})});
+  }
+
+  // Checks an infer response against the engine (probabilities within 1e-6: a row's GEMM may run
+  // in a batch of another size than the engine's; classes equal).
+  static void expect_matches_engine(const json& response, const std::vector<Tensor>& expected, int64_t rows) {
+    ASSERT_TRUE(response.contains("outputs")) << response.dump();
+    ASSERT_EQ(response["outputs"].size(), 2u) << response.dump();
+    const json& probs = response["outputs"][0];
+    const json& cls = response["outputs"][1];
+    EXPECT_EQ(probs["name"], "probabilities");
+    EXPECT_EQ(probs["datatype"], "FP32");
+    EXPECT_EQ(probs["shape"], json({rows, 4}));
+    EXPECT_EQ(cls["name"], "class");
+    EXPECT_EQ(cls["datatype"], "INT64");
+    EXPECT_EQ(cls["shape"], json({rows}));
+    const std::vector<float> p = expected[0].to_vector<float>();
+    const std::vector<int64_t> c = expected[1].to_vector<int64_t>();
+    ASSERT_EQ(probs["data"].size(), p.size());
+    for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(probs["data"][i].get<double>(), p[i], 1e-6) << "value " << i;
+    EXPECT_EQ(cls["data"].get<std::vector<int64_t>>(), c);
+  }
+
+  static double metric(const std::string& line_prefix) {
+    auto c = client();
+    auto r = c->Get("/metrics");
+    if (!r || r->status != 200) return -1;
+    std::istringstream in(r->body);
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind(line_prefix + " ", 0) == 0) return std::stod(line.substr(line_prefix.size() + 1));
+    return 0;
+  }
+};
+
+TEST_F(ServeE2E, ServerHealthAndModelMetadata) {
+  auto c = client();
+  EXPECT_EQ(get(*c, "/v2", 200)["name"], "dtrain-serve");
+  EXPECT_EQ(get(*c, "/v2/health/live", 200)["live"], true);
+  EXPECT_EQ(get(*c, "/v2/health/ready", 200)["ready"], true);
+  const json meta = get(*c, "/v2/models/fm", 200);
+  EXPECT_EQ(meta["name"], "fm");
+  EXPECT_EQ(meta["versions"], json({"1", "2"}));
+  EXPECT_EQ(meta["platform"], "onnx");
+  EXPECT_EQ(meta["inputs"], json::parse(R"([{"name":"input","datatype":"UINT8","shape":[-1,8,8]}])"));
+  EXPECT_EQ(meta["outputs"][1], json::parse(R"({"name":"class","datatype":"INT64","shape":[-1]})"));
+  EXPECT_EQ(meta["parameters"]["version"], "2");
+  EXPECT_EQ(get(*c, "/v2/models/fm/versions/1", 200)["versions"], json({"1"}));
+  EXPECT_EQ(get(*c, "/v2/models/f32m", 200)["parameters"]["max_batch_size"], 8);
+  EXPECT_EQ(get(*c, "/v2/models/fm/ready", 200)["version"], "2");
+  EXPECT_EQ(get(*c, "/v2/models/fm/versions/1/ready", 200)["ready"], true);
+  const json index = get(*c, "/v2/repository/index", 200);
+  ASSERT_EQ(index.size(), 3u) << index.dump();
+  EXPECT_EQ(index[0], json::parse(R"({"name":"f32m","version":"1","state":"READY"})"));
+  EXPECT_EQ(post(*c, "/v2/repository/index", "", 200), index);
+}
+
+TEST_F(ServeE2E, InferEqualsTheEngineForEveryVersionAndDataLayout) {
+  auto c = client();
+  const std::vector<uint8_t> pixels = random_pixels(5, 11);
+  const json latest = post(*c, "/v2/models/fm/infer", infer_body(pixels, 5, "req-1").dump(), 200);
+  EXPECT_EQ(latest["model_name"], "fm");
+  EXPECT_EQ(latest["model_version"], "2");
+  EXPECT_EQ(latest["id"], "req-1");
+  expect_matches_engine(latest, engine_outputs("fm", 2, pixels, 5), 5);
+
+  const json v1 = post(*c, "/v2/models/fm/versions/1/infer", infer_body(pixels, 5).dump(), 200);
+  EXPECT_EQ(v1["model_version"], "1");
+  EXPECT_FALSE(v1.contains("id"));
+  expect_matches_engine(v1, engine_outputs("fm", 1, pixels, 5), 5);
+
+  // Nested data: [rows][8][8].
+  json nested = json::array();
+  for (int r = 0; r < 5; ++r) {
+    json rows = json::array();
+    for (int y = 0; y < 8; ++y)
+      rows.push_back(std::vector<uint8_t>(pixels.begin() + r * 64 + y * 8, pixels.begin() + r * 64 + y * 8 + 8));
+    nested.push_back(rows);
+  }
+  json body = infer_body(pixels, 5);
+  body["inputs"][0]["data"] = nested;
+  body["outputs"] = json::parse(R"([{"name":"class"}])");
+  const json only_class = post(*c, "/v2/models/fm/infer", body.dump(), 200);
+  ASSERT_EQ(only_class["outputs"].size(), 1u);
+  EXPECT_EQ(only_class["outputs"][0]["data"], latest["outputs"][1]["data"]);
+
+  // An FP32 model.
+  std::vector<float> x(3 * 64);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(static_cast<float>(i));
+  const json f32 = post(*c, "/v2/models/f32m/infer",
+                        json{{"inputs", {{{"name", "input"}, {"shape", {3, 8, 8}}, {"datatype", "FP32"}, {"data", x}}}}}.dump(),
+                        200);
+  const OnnxModel m = OnnxModel::load(repo_ + "/f32m/1/model.onnx");
+  const std::vector<Tensor> expected = m.run({Tensor::from_vector(x, Shape{3, 8, 8})});
+  const std::vector<float> p = expected[0].to_vector<float>();
+  ASSERT_EQ(f32["outputs"][0]["data"].size(), p.size()) << f32.dump();
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(f32["outputs"][0]["data"][i].get<double>(), p[i], 1e-6);
+}
+
+TEST_F(ServeE2E, ErrorsAreJsonWithTheRightStatusNamingTheProblem) {
+  auto c = client();
+  const std::string good = infer_body(random_pixels(1, 3), 1).dump();
+  // 401: no key, a wrong key; health is exempt.
+  auto anonymous = client(false);
+  EXPECT_NE(post(*anonymous, "/v2/models/fm/infer", good, 401)["error"].get<std::string>().find("missing API key"),
+            std::string::npos);
+  get(*anonymous, "/v2/models/fm", 401);
+  get(*anonymous, "/metrics", 401);
+  get(*anonymous, "/v2/health/live", 200);
+  get(*anonymous, "/v2/health/ready", 200);
+  httplib::Client wrong("127.0.0.1", port_);
+  wrong.set_bearer_token_auth("test-key-0123456780");
+  EXPECT_EQ(post(wrong, "/v2/models/fm/infer", good, 401)["error"], "the API key is not valid");
+  // 404: model, version, endpoint.
+  EXPECT_EQ(post(*c, "/v2/models/nope/infer", good, 404)["error"], "unknown model 'nope'");
+  EXPECT_EQ(post(*c, "/v2/models/fm/versions/9/infer", good, 404)["error"], "unknown version '9' of model 'fm'");
+  EXPECT_EQ(get(*c, "/v2/models/fm/versions/x/ready", 404)["error"], "unknown version 'x' of model 'fm'");
+  EXPECT_EQ(get(*c, "/v2/models/nope", 404)["error"], "unknown model 'nope'");
+  EXPECT_NE(get(*c, "/v2/nothing", 404)["error"].get<std::string>().find("/v2/nothing"), std::string::npos);
+  // 400: the parser's cases reach the client with their message.
+  const auto bad = [&](const std::string& body, const std::string& needle) {
+    const json r = post(*c, "/v2/models/fm/infer", body, 400);
+    EXPECT_NE(r.value("error", std::string()).find(needle), std::string::npos) << r.dump();
+  };
+  bad("{\"inputs\":", "malformed JSON");
+  bad(R"({"inputs":[{"name":"pixels","shape":[1,8,8],"datatype":"UINT8","data":[]}]})", "unknown input 'pixels'");
+  bad(R"({"inputs":[{"name":"input","shape":[1,8,8],"datatype":"FP32","data":[]}]})", "datatype FP32, the model takes UINT8");
+  bad(R"({"inputs":[{"name":"input","shape":[1,8,8],"datatype":"UINT8","data":[1,2,3]}]})", "data has 3 values");
+  bad(infer_body(random_pixels(65, 1), 65).dump(), "over the maximum batch size 64");
+  {
+    std::vector<float> x(9 * 64, 0.0f);
+    json b{{"inputs", {{{"name", "input"}, {"shape", {9, 8, 8}}, {"datatype", "FP32"}, {"data", x}}}}};
+    EXPECT_NE(post(*c, "/v2/models/f32m/infer", b.dump(), 400)["error"].get<std::string>().find("maximum batch size 8"),
+              std::string::npos);
+    b = json{{"inputs", {{{"name", "input"}, {"shape", {1, 8, 8}}, {"datatype", "FP32"}, {"data", std::vector<float>(64, 0)}}}}};
+    std::string text = b.dump();
+    std::string overflow = text;
+    text.replace(text.find("0.0"), 3, "1e39");  // a finite double, +Inf as FP32
+    EXPECT_NE(post(*c, "/v2/models/f32m/infer", text, 400)["error"].get<std::string>().find("not a finite FP32 value"),
+              std::string::npos);
+    overflow.replace(overflow.find("0.0"), 3, "-1e999");  // JSON has no NaN/Inf; the parser refuses overflow
+    EXPECT_NE(post(*c, "/v2/models/f32m/infer", overflow, 400)["error"].get<std::string>().find("number overflow"),
+              std::string::npos);
+  }
+  // 413 before the body is read, judged by Content-Length.
+  const std::string big(300 * 1024, ' ');
+  auto r = c->Post("/v2/models/fm/infer", big, "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 413);
+  EXPECT_NE(r->body.find("over the limit of 262144 bytes"), std::string::npos) << r->body;
+  // The server still answers on a fresh connection.
+  auto fresh = client();
+  get(*fresh, "/v2/health/live", 200);
+  EXPECT_GE(metric("dtrain_serve_requests_total{model=\"fm\",version=\"2\",code=\"400\"}"), 5);
+}
+
+TEST_F(ServeE2E, ConcurrentRequestsAreMergedAndEachCallerGetsItsOwnRows) {
+  const double batches_before = metric("dtrain_serve_batch_size_count{model=\"fm\",version=\"2\"}");
+  constexpr int kClients = 16;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  std::vector<json> responses(kClients);
+  for (int i = 0; i < kClients; ++i)
+    threads.emplace_back([&, i] {
+      auto c = client();
+      const int64_t rows = 1 + i % 3;
+      auto r = c->Post("/v2/models/fm/infer", infer_body(random_pixels(rows, 100 + i), rows, client_id(i)).dump(),
+                       "application/json");
+      if (r && r->status == 200) {
+        responses[i] = json::parse(r->body);
+        ++ok;
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(ok.load(), kClients);
+  for (int i = 0; i < kClients; ++i) {
+    const int64_t rows = 1 + i % 3;
+    EXPECT_EQ(responses[i]["id"], client_id(i));
+    expect_matches_engine(responses[i], engine_outputs("fm", 2, random_pixels(rows, 100 + i), rows), rows);
+  }
+  const double batches = metric("dtrain_serve_batch_size_count{model=\"fm\",version=\"2\"}") - batches_before;
+  EXPECT_GE(batches, 1);
+  EXPECT_LT(batches, kClients) << "16 concurrent requests within a 20 ms queue delay should share batches";
+  EXPECT_GT(metric("dtrain_serve_models_loaded"), 0);
+  std::printf("16 concurrent requests ran in %.0f batches\n", batches);
+}
+
+TEST_F(ServeE2E, HotReloadServesANewVersionWithoutFailingRequests) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i)
+    clients.emplace_back([&, i] {
+      auto c = client();
+      const std::string body = infer_body(random_pixels(1, 7 + i), 1).dump();
+      while (!stop) {
+        auto r = c->Post("/v2/models/fm/infer", body, "application/json");
+        ++sent;
+        if (!r || r->status != 200) ++failed;
+      }
+    });
+  const int64_t v3 = serve_test::export_small_model(repo_, "fm", "u8", 3);
+  ASSERT_EQ(v3, 3);
+  auto c = client();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  std::string version;
+  while (std::chrono::steady_clock::now() < deadline && version != "3") {
+    version = get(*c, "/v2/models/fm/ready", 200).value("version", "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  stop = true;
+  for (auto& t : clients) t.join();
+  ASSERT_EQ(version, "3") << slurp(dir_ / "serve.log");
+  EXPECT_GT(sent.load(), 0);
+  EXPECT_EQ(failed.load(), 0) << "of " << sent.load();
+  const std::vector<uint8_t> pixels = random_pixels(2, 5);
+  expect_matches_engine(post(*c, "/v2/models/fm/infer", infer_body(pixels, 2).dump(), 200), engine_outputs("fm", 3, pixels, 2), 2);
+
+  // A removed version unloads; a broken one is reported and never becomes the default.
+  fs::remove_all(fs::path(repo_) / "fm" / "1");
+  fs::create_directories(fs::path(repo_) / "fm" / "7");
+  std::ofstream(fs::path(repo_) / "fm" / "7" / "model.onnx") << "not an onnx file";
+  json index;
+  bool settled = false;
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10); !settled && std::chrono::steady_clock::now() < until;) {
+    index = get(*c, "/v2/repository/index", 200);
+    bool has1 = false, broken7 = false;
+    for (const json& row : index) {
+      has1 |= row["name"] == "fm" && row["version"] == "1";
+      broken7 |= row["name"] == "fm" && row["version"] == "7" && row["state"] == "UNAVAILABLE";
+    }
+    settled = !has1 && broken7;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(settled) << index.dump();
+  get(*c, "/v2/models/fm/versions/1/ready", 404);
+  EXPECT_NE(get(*c, "/v2/models/fm/versions/7/ready", 503)["error"].get<std::string>().find("version 7 of model 'fm' is not ready"),
+            std::string::npos);
+  EXPECT_EQ(get(*c, "/v2/models/fm/ready", 200)["version"], "3");
+  const std::string log = slurp(dir_ / "serve.log");
+  EXPECT_NE(log.find("unloaded model 'fm' version 1"), std::string::npos);
+  EXPECT_NE(log.find("model 'fm' version 7 is not served"), std::string::npos);
+  fs::remove_all(fs::path(repo_) / "fm" / "7");
+}
+
+// Bodies that are malformed by construction (truncated, garbage, or valid JSON with one field made
+// wrong), so each must be answered with a 4xx.
+std::string malformed_body(std::mt19937& rng, const std::string& good) {
+  const auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  json body = json::parse(good);
+  json& input = body["inputs"][0];
+  switch (pick(12)) {
+    case 0:
+      return good.substr(0, pick(good.size() - 1));
+    case 1: {
+      std::string s(1 + pick(200), ' ');
+      for (char& ch : s) ch = static_cast<char>(rng() % 256);
+      return "]" + s;
+    }
+    case 2:
+      input["data"].erase(input["data"].begin() + static_cast<long>(pick(input["data"].size())));
+      break;
+    case 3:
+      for (size_t i = 0, n = 1 + pick(50); i < n; ++i) input["data"].push_back(pick(256));
+      break;
+    case 4: {
+      const char* kinds[] = {"FP32", "INT64", "uint8", "BYTES", "", "FP16"};
+      input["datatype"] = kinds[pick(6)];
+      break;
+    }
+    case 5:
+      input["name"] = "zz" + std::to_string(rng());
+      break;
+    case 6:
+      input["shape"][pick(3)] = pick(2) ? json(-1 - static_cast<int>(pick(5))) : json(9 + pick(1u << 20));
+      break;
+    case 7: {
+      const json values[] = {json(256 + static_cast<int>(pick(1000))), json(-1 - static_cast<int>(pick(1000))), json(pick(255) + 0.5),
+                             json("7"), json(nullptr), json(true), json::object()};
+      input["data"][pick(input["data"].size())] = values[pick(7)];
+      break;
+    }
+    case 8: {
+      std::string deep(20 + pick(400), '[');
+      return R"({"inputs":[{"name":"input","shape":[1,8,8],"datatype":"UINT8","data":)" + deep + "1" +
+             std::string(deep.size(), ']') + "}]}";
+    }
+    case 9:
+      body["id"] = static_cast<int>(rng() % 100);
+      break;
+    case 10:
+      body["inputs"] = pick(2) ? json::object() : json::array();
+      break;
+    default:
+      body["outputs"] = json::array({{{"name", "zz" + std::to_string(pick(100))}}});
+      break;
+  }
+  return body.dump();
+}
+
+TEST_F(ServeE2E, FuzzedBodiesAndHeadersGetOnly4xxAndNoCrash) {
+  std::mt19937 rng(20261123);
+  const std::string good = infer_body(random_pixels(1, 9), 1).dump();
+  auto c = client();
+  int answered = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const std::string body = malformed_body(rng, good);
+    auto r = c->Post("/v2/models/fm/infer", body, "application/json");
+    if (!r) {  // the server closes a connection after some errors; reconnect once
+      c = client();
+      r = c->Post("/v2/models/fm/infer", body, "application/json");
+    }
+    ASSERT_TRUE(r) << "no answer to body " << i << ": " << body.substr(0, 200);
+    ASSERT_GE(r->status, 400) << body.substr(0, 200);
+    ASSERT_LT(r->status, 500) << body.substr(0, 200) << " -> " << r->body;
+    ASSERT_TRUE(json::parse(r->body, nullptr, false).contains("error")) << r->body;
+    ++answered;
+  }
+  EXPECT_EQ(answered, 2000);
+  // Broken headers straight on a socket: a 4xx status line or a closed connection, never a 5xx.
+  httplib::Headers headers[] = {{{"Content-Length", "abc"}},
+                                {{"Content-Length", "-5"}},
+                                {{"Content-Length", "99999999999999999999999"}},
+                                {{"Authorization", "Bearer"}},
+                                {{"Authorization", std::string(5000, 'k')}},
+                                {{"Transfer-Encoding", "gzip"}}};
+  for (const auto& h : headers) {
+    auto r = c->Post("/v2/models/fm/infer", h, good, "application/json");
+    if (r) {
+      EXPECT_LT(r->status, 500) << r->body;
+    }
+    c = client();
+  }
+  auto ok = client();
+  const std::vector<uint8_t> pixels = random_pixels(1, 9);
+  post(*ok, "/v2/models/fm/infer", infer_body(pixels, 1).dump(), 200);
+}
+
+// Last: SIGTERM while clients send; every answered request is a 200, and the server exits 0.
+TEST_F(ServeE2E, SigtermDrainsInFlightRequestsAndExitsZero) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, server_errors{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i)
+    clients.emplace_back([&, i] {
+      auto c = client();
+      const std::string body = infer_body(random_pixels(2, 40 + i), 2).dump();
+      while (!stop) {
+        auto r = c->Post("/v2/models/fm/infer", body, "application/json");
+        if (!r) break;  // the server stopped accepting
+        if (r->status == 200) ++ok;
+        else ++server_errors;
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  pid_t done = 0;
+  while ((done = ::waitpid(pid_, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  stop = true;
+  for (auto& t : clients) t.join();
+  ASSERT_EQ(done, pid_) << "dtrain-serve did not exit within 20 s of SIGTERM";
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(server_errors.load(), 0);
+  const std::string log = slurp(dir_ / "serve.log");
+  EXPECT_NE(log.find("SIGTERM: no new connections"), std::string::npos) << log.substr(log.size() > 2000 ? log.size() - 2000 : 0);
+  EXPECT_NE(log.find("POST /v2/models/fm/infer 200"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dtrain
