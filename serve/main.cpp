@@ -1,9 +1,10 @@
 // dtrain-serve: KServe V2 REST inference server over a model repository written by `dtrain export`
 // (docs/serve.md). SIGTERM/SIGINT stop accepting connections, let in-flight requests finish (up to
 // --drain-seconds) and exit 0.
-#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -24,32 +25,52 @@
 
 namespace {
 
-// Waits for SIGTERM/SIGINT (blocked in every thread, taken here with sigwait), stops the server,
-// and bounds the drain; SIGUSR1 from main() ends it when the server stopped on its own.
+// The write end of SignalWatcher's pipe: the one thing the signal handler may touch. (Blocking the
+// signals and calling sigwait is not enough: threads that libraries start before main, such as
+// OpenBLAS's pool, would still take SIGTERM with its default action.)
+int g_signal_pipe_write = -1;
+
+extern "C" void on_stop_signal(int sig) {
+  const char c = static_cast<char>(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe_write, &c, 1);
+}
+
+// Waits for SIGTERM/SIGINT (through a pipe written by the handler), stops the server, and bounds
+// the drain; its destructor (the server stopped) ends it.
 class SignalWatcher {
  public:
-  SignalWatcher(dtrain::serve::Server& server, double drain_seconds)
-      : thread_([this, &server, drain_seconds] { watch(server, drain_seconds); }) {}
+  SignalWatcher(dtrain::serve::Server& server, double drain_seconds) {
+    DTRAIN_CHECK(::pipe(pipe_) == 0, "cannot create the signal pipe");
+    g_signal_pipe_write = pipe_[1];
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    ::sigaction(SIGTERM, &action, nullptr);
+    ::sigaction(SIGINT, &action, nullptr);
+    thread_ = std::thread([this, &server, drain_seconds] { watch(server, drain_seconds); });
+  }
   ~SignalWatcher() {
     {
       std::lock_guard<std::mutex> lock(done_mutex_);
       done_ = true;
     }
     done_changed_.notify_all();
-    pthread_kill(thread_.native_handle(), SIGUSR1);
+    const char quit = 0;
+    [[maybe_unused]] const ssize_t n = ::write(pipe_[1], &quit, 1);
     thread_.join();
+    ::signal(SIGTERM, SIG_DFL);
+    ::signal(SIGINT, SIG_DFL);
+    ::close(pipe_[0]);
+    ::close(pipe_[1]);
   }
 
  private:
   void watch(dtrain::serve::Server& server, double drain_seconds) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGUSR1);
-    int sig = 0;
-    sigwait(&set, &sig);
-    if (sig == SIGUSR1) return;
+    char sig = 0;
+    while (::read(pipe_[0], &sig, 1) < 0 && errno == EINTR) {
+    }
+    if (sig != SIGTERM && sig != SIGINT) return;
     dtrain::log_info("{}: no new connections, finishing in-flight requests (up to {} s)",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT", drain_seconds);
     server.stop();
@@ -60,6 +81,7 @@ class SignalWatcher {
     }
   }
 
+  int pipe_[2] = {-1, -1};
   std::mutex done_mutex_;  // guards done_
   std::condition_variable done_changed_;
   bool done_ = false;
@@ -79,13 +101,6 @@ int main(int argc, char** argv) {
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
 
-  // Every thread started from here on inherits the blocked set; only SignalWatcher takes them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   try {

@@ -91,7 +91,14 @@ class ServeE2E : public ::testing::Test {
     const std::string log = (dir_ / "serve.log").string();
     posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    ASSERT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0) << argv[0];
+    // OpenBLAS with 2 threads: its pool starts before main, and SIGTERM must still drain (not kill).
+    std::vector<std::string> env_strings = {"OPENBLAS_NUM_THREADS=2"};
+    for (char** e = environ; *e; ++e)
+      if (std::string(*e).rfind("OPENBLAS_NUM_THREADS=", 0) != 0) env_strings.push_back(*e);
+    std::vector<char*> env;
+    for (const std::string& e : env_strings) env.push_back(const_cast<char*>(e.c_str()));
+    env.push_back(nullptr);
+    ASSERT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), env.data()), 0) << argv[0];
     posix_spawn_file_actions_destroy(&actions);
     // The port comes from the start line; then wait for the first repository scan.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
