@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
 #include <optional>
@@ -65,6 +67,14 @@ bool usable_request_id(const std::string& id) {
   return true;
 }
 
+// httplib::Server with a deeper accept queue: Debian's libcpp-httplib listens with a backlog of 5
+// (compiled in), which drops SYNs (1 s client retries) when many clients connect at once; Linux
+// takes a second listen() on the bound socket as a new backlog.
+class HttpServer : public httplib::Server {
+ public:
+  void widen_backlog(int backlog) { ::listen(svr_sock_, backlog); }
+};
+
 }  // namespace
 
 struct Server::Impl {
@@ -72,7 +82,7 @@ struct Server::Impl {
   std::vector<std::string> api_keys;
   ServeMetrics metrics;
   ModelStore store;
-  httplib::Server http;
+  HttpServer http;
   std::atomic<uint64_t> next_request_id{1};
   std::thread loader;
   int port = 0;
@@ -140,7 +150,8 @@ struct Server::Impl {
       log_info("{}", dump(json{{"method", req.method}, {"path", req.path}, {"status", res.status},
                                {"latency_ms", std::round(ms * 1000) / 1000}, {"request_id", t_request_id}}));
     else
-      log_info("{} {} {} {:.3f} ms id={}", req.method, req.path, res.status, ms, t_request_id);
+      log_info("{} {} {} {:.3f} ms id={}", req.method.empty() ? "-" : req.method, req.path.empty() ? "-" : req.path,
+               res.status, ms, t_request_id.empty() ? "-" : t_request_id);
     t_request_start = Clock::time_point{};
     t_request_id.clear();
   }
@@ -281,6 +292,7 @@ int Server::bind() {
                  s.options.port, " (in use, or not an address of this machine)");
     s.port = s.options.port;
   }
+  s.http.widen_backlog(1024);
   return s.port;
 }
 
