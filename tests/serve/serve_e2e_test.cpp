@@ -23,6 +23,7 @@
 
 #include "core/io/onnx_engine.h"
 #include "serve_test_models.h"
+#include "test_files.h"
 
 extern char** environ;
 
@@ -34,15 +35,7 @@ namespace {
 
 const char* kKey = "test-key-0123456789";
 
-std::string serve_binary() {
-  const char* dir = std::getenv("DTRAIN_BINARY_DIR");
-  return std::string(dir && *dir ? dir : ".") + "/serve/dtrain-serve";
-}
-
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+std::string serve_binary() { return test::built_file("serve/dtrain-serve"); }
 
 // Random UINT8 images [rows, 8, 8].
 std::vector<uint8_t> random_pixels(int64_t rows, uint32_t seed) {
@@ -105,7 +98,7 @@ class ServeE2E : public ::testing::Test {
     std::smatch m;
     std::string text;
     while (std::chrono::steady_clock::now() < deadline) {
-      text = slurp(dir_ / "serve.log");
+      text = test::read_text(dir_ / "serve.log");
       if (std::regex_search(text, m, std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"))) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -117,7 +110,7 @@ class ServeE2E : public ::testing::Test {
       if (r && r->status == 200) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    FAIL() << "not ready within 30 s:\n" << slurp(dir_ / "serve.log");
+    FAIL() << "not ready within 30 s:\n" << test::read_text(dir_ / "serve.log");
   }
 
   static void TearDownTestSuite() {
@@ -367,7 +360,7 @@ TEST_F(ServeE2E, HotReloadServesANewVersionWithoutFailingRequests) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   stop = true;
   for (auto& t : clients) t.join();
-  ASSERT_EQ(version, "3") << slurp(dir_ / "serve.log");
+  ASSERT_EQ(version, "3") << test::read_text(dir_ / "serve.log");
   EXPECT_GT(sent.load(), 0);
   EXPECT_EQ(failed.load(), 0) << "of " << sent.load();
   const std::vector<uint8_t> pixels = random_pixels(2, 5);
@@ -394,7 +387,7 @@ TEST_F(ServeE2E, HotReloadServesANewVersionWithoutFailingRequests) {
   EXPECT_NE(get(*c, "/v2/models/fm/versions/7/ready", 503)["error"].get<std::string>().find("version 7 of model 'fm' is not ready"),
             std::string::npos);
   EXPECT_EQ(get(*c, "/v2/models/fm/ready", 200)["version"], "3");
-  const std::string log = slurp(dir_ / "serve.log");
+  const std::string log = test::read_text(dir_ / "serve.log");
   EXPECT_NE(log.find("unloaded model 'fm' version 1"), std::string::npos);
   EXPECT_NE(log.find("model 'fm' version 7 is not served"), std::string::npos);
   fs::remove_all(fs::path(repo_) / "fm" / "7");
@@ -523,7 +516,7 @@ TEST_F(ServeE2E, SigtermDrainsInFlightRequestsAndExitsZero) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_GT(ok.load(), 0);
   EXPECT_EQ(server_errors.load(), 0);
-  const std::string log = slurp(dir_ / "serve.log");
+  const std::string log = test::read_text(dir_ / "serve.log");
   EXPECT_NE(log.find("SIGTERM: no new connections"), std::string::npos) << log.substr(log.size() > 2000 ? log.size() - 2000 : 0);
   EXPECT_NE(log.find("POST /v2/models/fm/infer 200"), std::string::npos);
 }
