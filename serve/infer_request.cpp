@@ -14,6 +14,7 @@ namespace dtrain::serve {
 namespace {
 
 constexpr int kMaxNesting = 32;
+constexpr size_t kMaxMessageChars = 300;
 
 // Writes the leaves of `data` (flat or nested arrays) into `out` as the input's dtype, checking
 // each value; `count` counts the leaves seen, stopping at `expected` + 1.
@@ -124,7 +125,10 @@ InferRequest parse_infer_request(std::string_view body, const std::vector<Tensor
   try {
     root = json::parse(body.begin(), body.end());
   } catch (const json::exception& e) {
-    fail("malformed JSON: ", e.what());
+    // The parser quotes what it last read, which may be most of the body: keep the start.
+    std::string what = e.what();
+    if (what.size() > kMaxMessageChars) what = what.substr(0, kMaxMessageChars) + "...";
+    fail("malformed JSON: ", what);
   }
   InferRequest r;
   try {

@@ -9,11 +9,15 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -34,6 +38,22 @@ extern "C" void on_stop_signal(int sig) {
   const char c = static_cast<char>(sig);
   [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe_write, &c, 1);
 }
+
+// --log-format json: every line one JSON object. A message that is itself a JSON object (an access
+// log record) lends its fields; any other message becomes "message".
+class JsonFields : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string_view text(msg.payload.data(), msg.payload.size());
+    std::string fields;
+    if (text.size() > 2 && text.front() == '{' && text.back() == '}')
+      fields = text.substr(1, text.size() - 2);
+    else
+      fields = "\"message\":" + nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(fields.data(), fields.data() + fields.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonFields>(); }
+};
 
 // Waits for SIGTERM/SIGINT (through a pipe written by the handler), stops the server, and bounds
 // the drain; its destructor (the server stopped) ends it.
@@ -97,7 +117,13 @@ int main(int argc, char** argv) {
     return parsed.exit_code;
   }
   auto logger = spdlog::stderr_logger_mt("dtrain-serve");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (parsed.options.log_format == "json") {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JsonFields>('*').set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e","level":"%l",%*})");
+    logger->set_formatter(std::move(formatter));
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
 

@@ -172,6 +172,11 @@ Lookup ModelStore::find(const std::string& model, const std::optional<std::strin
   const auto m = loaded_.find(model);
   const auto f = failed_.find(model);
   const bool known = (m != loaded_.end() && !m->second.empty()) || (f != failed_.end() && !f->second.empty());
+  if (!known && !scanned_) {
+    r.status = 503;
+    r.error = "the model repository is still loading";
+    return r;
+  }
   if (!known) {
     r.status = 404;
     r.error = "unknown model '" + model + "'";

@@ -189,7 +189,8 @@ struct Server::Impl {
     const std::string name = req.matches[1].str();
     const Lookup l = store.find(name, version_of(req));
     if (!l.version) {
-      metrics.count_request(name, 0, l.status);
+      // Unknown names share one series: a client must not be able to grow the metrics at will.
+      metrics.count_request(l.status == 404 ? "" : name, 0, l.status);
       return reply_error(res, l.status, l.error);
     }
     const ModelVersion& v = *l.version;

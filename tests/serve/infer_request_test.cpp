@@ -48,6 +48,11 @@ TEST(InferRequest, RejectsMalformedJson) {
   EXPECT_NE(parse_error("{\"inputs\": ["), "(no error)");
   EXPECT_EQ(parse_error("{\"inputs\": [").rfind("malformed JSON", 0), 0u) << parse_error("{\"inputs\": [");
   EXPECT_NE(parse_error("[1,2]").find("must be a JSON object"), std::string::npos);
+  EXPECT_LT(parse_error("{\"id\": \"" + std::string(100000, 'x')).size(), 400u) << "the error quotes all of a long body";
+  EXPECT_NE(parse_error(R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":)" + std::string(100, '[') + "1" +
+                        std::string(100, ']') + "}]}")
+                .find("nested deeper than 32 levels"),
+            std::string::npos);
   EXPECT_NE(parse_error("{}").find("'inputs' must be a non-empty array"), std::string::npos);
 }
 

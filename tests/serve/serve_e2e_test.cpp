@@ -57,6 +57,70 @@ json infer_body(const std::vector<uint8_t>& pixels, int64_t rows, const std::str
   return body;
 }
 
+struct Started {
+  pid_t pid = -1;
+  int port = 0;  // 0: did not get ready within 30 s
+};
+
+// Starts dtrain-serve on `repo` and a free 127.0.0.1 port (read from its start line) with `extra`
+// options, logging to `log`; returns once /v2/health/ready answers 200.
+Started start_server(const std::string& repo, const std::vector<std::string>& extra, const fs::path& log) {
+  std::vector<std::string> args = {serve_binary(), "--repo", repo, "--port", "0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  // OpenBLAS with 2 threads: its pool starts before main, and SIGTERM must still drain (not kill).
+  std::vector<std::string> env_strings = {"OPENBLAS_NUM_THREADS=2"};
+  for (char** e = environ; *e; ++e)
+    if (std::string(*e).rfind("OPENBLAS_NUM_THREADS=", 0) != 0) env_strings.push_back(*e);
+  std::vector<char*> env;
+  for (const std::string& e : env_strings) env.push_back(const_cast<char*>(e.c_str()));
+  env.push_back(nullptr);
+  Started s;
+  const int spawned = posix_spawn(&s.pid, argv[0], &actions, nullptr, argv.data(), env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) return s;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::smatch m;
+  std::string text;
+  while (std::chrono::steady_clock::now() < deadline) {
+    text = test::read_text(log);
+    if (std::regex_search(text, m, std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"))) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (m.empty()) return s;
+  const int port = std::stoi(m[1].str());
+  httplib::Client c("127.0.0.1", port);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = c.Get("/v2/health/ready");
+    if (r && r->status == 200) {
+      s.port = port;
+      return s;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return s;
+}
+
+// Sends SIGTERM and waits up to 20 s; returns the exit status, or -1 when it did not exit.
+int stop_server(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
+}
+
 class ServeE2E : public ::testing::Test {
  protected:
   static inline fs::path dir_;
@@ -73,44 +137,12 @@ class ServeE2E : public ::testing::Test {
     serve_test::export_small_model(repo_, "fm", "u8", 2);
     serve_test::export_small_model(repo_, "f32m", "f32", 5, 0, 8);
     std::ofstream(dir_ / "keys") << "# test keys\nother-key\n" << kKey << "\n";
-    const std::vector<std::string> args = {serve_binary(), "--repo", repo_, "--port", "0", "--api-key-file",
-                                           (dir_ / "keys").string(), "--max-body-bytes", "256KiB", "--max-queue-delay-us",
-                                           "20000", "--instances", "2", "--threads", "64", "--poll-seconds", "0.3"};
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    const std::string log = (dir_ / "serve.log").string();
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    // OpenBLAS with 2 threads: its pool starts before main, and SIGTERM must still drain (not kill).
-    std::vector<std::string> env_strings = {"OPENBLAS_NUM_THREADS=2"};
-    for (char** e = environ; *e; ++e)
-      if (std::string(*e).rfind("OPENBLAS_NUM_THREADS=", 0) != 0) env_strings.push_back(*e);
-    std::vector<char*> env;
-    for (const std::string& e : env_strings) env.push_back(const_cast<char*>(e.c_str()));
-    env.push_back(nullptr);
-    ASSERT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), env.data()), 0) << argv[0];
-    posix_spawn_file_actions_destroy(&actions);
-    // The port comes from the start line; then wait for the first repository scan.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    std::smatch m;
-    std::string text;
-    while (std::chrono::steady_clock::now() < deadline) {
-      text = test::read_text(dir_ / "serve.log");
-      if (std::regex_search(text, m, std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"))) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ASSERT_FALSE(m.empty()) << "no start line in " << log << ":\n" << text;
-    port_ = std::stoi(m[1].str());
-    httplib::Client c("127.0.0.1", port_);
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto r = c.Get("/v2/health/ready");
-      if (r && r->status == 200) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    FAIL() << "not ready within 30 s:\n" << test::read_text(dir_ / "serve.log");
+    const Started s = start_server(repo_, {"--api-key-file", (dir_ / "keys").string(), "--max-body-bytes", "256KiB",
+                                    "--max-queue-delay-us", "20000", "--instances", "2", "--threads", "64", "--poll-seconds", "0.3"},
+                                   dir_ / "serve.log");
+    pid_ = s.pid;
+    port_ = s.port;
+    ASSERT_GT(port_, 0) << test::read_text(dir_ / "serve.log");
   }
 
   static void TearDownTestSuite() {
@@ -301,6 +333,8 @@ TEST_F(ServeE2E, ErrorsAreJsonWithTheRightStatusNamingTheProblem) {
   auto fresh = client();
   get(*fresh, "/v2/health/live", 200);
   EXPECT_GE(metric("dtrain_serve_requests_total{model=\"fm\",version=\"2\",code=\"400\"}"), 5);
+  EXPECT_GE(metric("dtrain_serve_requests_total{model=\"\",version=\"0\",code=\"404\"}"), 1)
+      << "unknown models are counted under model=\"\"";
 }
 
 TEST_F(ServeE2E, ConcurrentRequestsAreMergedAndEachCallerGetsItsOwnRows) {
@@ -486,6 +520,36 @@ TEST_F(ServeE2E, FuzzedBodiesAndHeadersGetOnly4xxAndNoCrash) {
   post(*ok, "/v2/models/fm/infer", infer_body(pixels, 1).dump(), 200);
 }
 
+TEST_F(ServeE2E, WithoutKeysAndWithJsonLogsEveryLineIsJson) {
+  const fs::path log = dir_ / "json.log";
+  const Started s = start_server(repo_, {"--log-format", "json", "--max-queue-delay-us", "0", "--poll-seconds", "0"}, log);
+  ASSERT_GT(s.port, 0) << test::read_text(log);
+  httplib::Client c("127.0.0.1", s.port);
+  c.set_default_headers({{"X-Request-ID", "json-1"}});
+  auto r = c.Post("/v2/models/fm/infer", infer_body(random_pixels(1, 1), 1).dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("X-Request-ID"), "json-1");
+  const int status = stop_server(s.pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::istringstream lines(test::read_text(log));
+  int access = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    EXPECT_TRUE(j.contains("time") && j.contains("level")) << line;
+    EXPECT_EQ(j.contains("status"), j.contains("path")) << line;
+    if (j.value("path", "") == "/v2/models/fm/infer") {  // the other access lines are readiness probes
+      ++access;
+      EXPECT_EQ(j["method"], "POST");
+      EXPECT_EQ(j["status"], 200);
+      EXPECT_EQ(j["request_id"], "json-1");
+      EXPECT_TRUE(j["latency_ms"].is_number());
+    }
+  }
+  EXPECT_EQ(access, 1);
+}
+
 // Last: SIGTERM while clients send; every answered request is a 200, and the server exits 0.
 TEST_F(ServeE2E, SigtermDrainsInFlightRequestsAndExitsZero) {
   std::atomic<bool> stop{false};
@@ -503,16 +567,11 @@ TEST_F(ServeE2E, SigtermDrainsInFlightRequestsAndExitsZero) {
       }
     });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
-  int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  pid_t done = 0;
-  while ((done = ::waitpid(pid_, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const int status = stop_server(pid_);
+  pid_ = -1;
   stop = true;
   for (auto& t : clients) t.join();
-  ASSERT_EQ(done, pid_) << "dtrain-serve did not exit within 20 s of SIGTERM";
-  pid_ = -1;
+  ASSERT_NE(status, -1) << "dtrain-serve did not exit within 20 s of SIGTERM";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_GT(ok.load(), 0);
   EXPECT_EQ(server_errors.load(), 0);
