@@ -6,12 +6,16 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -548,6 +552,74 @@ TEST_F(ServeE2E, WithoutKeysAndWithJsonLogsEveryLineIsJson) {
     }
   }
   EXPECT_EQ(access, 1);
+}
+
+// One raw request on a fresh connection; returns the status code, 0 when the server closed the
+// connection without an answer, -1 when it did not answer within 3 s.
+int raw_request(int port, const std::string& bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{3, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  int status = -1;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size())) {
+    char buf[64] = {};
+    const ssize_t n = ::recv(fd, buf, sizeof buf - 1, 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) status = 0;
+    else if (n >= 12 && std::string(buf, 9) == "HTTP/1.1 ") status = std::atoi(buf + 9);
+    else if (n > 0) status = 999;  // not HTTP
+  }
+  ::close(fd);
+  return status;
+}
+
+TEST_F(ServeE2E, FuzzedRequestLinesAndHeadersNeverGet5xxOrHang) {
+  std::mt19937 rng(7);
+  const auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  const auto junk = [&](size_t max_len) {
+    std::string s(1 + pick(max_len), ' ');
+    for (char& ch : s) {
+      ch = static_cast<char>(rng() % 256);
+      if (ch == '\r' || ch == '\n') ch = 'x';
+    }
+    return s;
+  };
+  const std::string auth = std::string("Authorization: Bearer ") + kKey + "\r\n";
+  for (int i = 0; i < 300; ++i) {
+    std::string request;
+    switch (pick(6)) {
+      case 0:
+        request = junk(200) + "\r\n\r\n";
+        break;
+      case 1:
+        request = "POST /v2/models/fm/infer HTTP/" + junk(5) + "\r\n" + auth + "\r\n";
+        break;
+      case 2:
+        request = "GET " + junk(100) + " HTTP/1.1\r\n" + auth + "\r\n";
+        break;
+      case 3:
+        request = "POST /v2/models/fm/infer HTTP/1.1\r\n" + auth + junk(30) + ": " + junk(100) + "\r\nContent-Length: 0\r\n\r\n";
+        break;
+      case 4:
+        request = "GET /v2/models/fm HTTP/1.1\r\n" + auth + "X-Long: " + std::string(9000 + pick(20000), 'a') + "\r\n\r\n";
+        break;
+      default:
+        request = "POST /v2/models/fm/infer HTTP/1.1\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n" + "z" + junk(20) +
+                  "\r\n0\r\n\r\n";  // a chunk size that is not hex (a hex one would make the server wait for its bytes)
+        break;
+    }
+    const int status = raw_request(port_, request);
+    ASSERT_NE(status, -1) << "no answer within 3 s to request " << i << ": " << json(request.substr(0, 300)).dump(-1, ' ', true, json::error_handler_t::replace);
+    ASSERT_NE(status, 999) << request.substr(0, 120);
+    ASSERT_LT(status, 500) << request.substr(0, 120);
+  }
+  auto c = client();
+  get(*c, "/v2/health/ready", 200);
 }
 
 // Last: SIGTERM while clients send; every answered request is a 200, and the server exits 0.
