@@ -30,6 +30,9 @@ void self_check(const ModelVersion& v) {
   for (const TensorInfo& in : v.model.inputs()) {
     DTRAIN_CHECK(!in.shape.empty() && in.shape[0] == -1, "input '", in.name, "' ", shape_str(in.shape),
                  " has no dynamic batch dim (dim 0 = -1), which batching needs");
+    for (size_t d = 1; d < in.shape.size(); ++d)
+      DTRAIN_CHECK(in.shape[d] > 0, "input '", in.name, "' ", shape_str(in.shape),
+                   " has a dynamic dim besides the batch dim, which batching cannot merge");
     Shape shape;
     for (int64_t d : in.shape) shape.push_back(d < 0 ? 1 : d);
     inputs.push_back(Tensor::zeros(shape, in.dtype));

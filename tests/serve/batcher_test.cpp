@@ -103,6 +103,7 @@ TEST(Batcher, ConcatRowsJoinsInputsInOrder) {
   const std::vector<Tensor> joined = concat_rows({{rows_of(0, 1)}, {rows_of(10, 2)}});
   EXPECT_EQ(joined[0].shape(), (Shape{3, 2}));
   EXPECT_EQ(joined[0].to_vector<float>(), (std::vector<float>{0, 1, 10, 11, 12, 13}));
+  EXPECT_THROW(concat_rows({{rows_of(0, 1)}, {Tensor::zeros(Shape{1, 3})}}), Error);
 }
 
 }  // namespace
