@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/types.h"
 
 namespace po = boost::program_options;
 
@@ -71,7 +72,7 @@ ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
       ("drain-seconds", po::value(&o.drain_seconds)->default_value(o.drain_seconds),
        "on SIGTERM/SIGINT, how long in-flight requests may take before the server exits anyway")
       ("device", po::value(&o.device)->default_value(o.device), "cpu | cuda | cuda:N")
-      ("log-format", po::value(&o.log_format)->default_value(o.log_format), "access log lines: text | json");
+      ("log-format", po::value(&o.log_format)->default_value(o.log_format), "log lines: text | json (one JSON object per line)");
   po::options_description cli("dtrain-serve");
   cli.add_options()("help,h", "show this help")("config", po::value(&config_file), "INI file with the keys below");
   cli.add(keys);
@@ -104,6 +105,11 @@ ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
     require(o.poll_seconds >= 0, "the option '--poll-seconds' must not be negative");
     require(o.log_format == "text" || o.log_format == "json", "the option '--log-format' must be text or json");
     require(o.drain_seconds > 0, "the option '--drain-seconds' must be positive");
+    try {
+      Device::parse(o.device);
+    } catch (const Error& e) {
+      throw po::error(std::string("the option '--device': ") + e.what());
+    }
     try {
       o.max_body_bytes = parse_byte_size(max_body);
     } catch (const Error& e) {

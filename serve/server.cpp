@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -279,7 +280,12 @@ struct Server::Impl {
   }
 };
 
-Server::Server(const ServeOptions& options) : impl_(std::make_unique<Impl>(options)) {}
+Server::Server(const ServeOptions& options) {
+  std::error_code ec;
+  DTRAIN_CHECK(std::filesystem::is_directory(options.repo, ec), "the model repository --repo ", options.repo,
+               " is not a directory (dtrain export --repo creates one)");
+  impl_ = std::make_unique<Impl>(options);
+}
 
 Server::~Server() = default;
 

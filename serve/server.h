@@ -9,7 +9,7 @@ namespace dtrain::serve {
 
 class Server {
  public:
-  // Reads the API key file (throws naming it) and parses the device.
+  // Checks that the repository is a directory and reads the API key file (throws naming either).
   explicit Server(const ServeOptions& options);
   ~Server();
   Server(const Server&) = delete;

@@ -51,6 +51,8 @@ TEST(ServeOptions, BadOptionsExitTwoWithOneLineNamingTheOption) {
   expect_usage_error({"--repo", "m", "--max-batch", "0"}, "'--max-batch'");
   expect_usage_error({"--repo", "m", "--max-body-bytes", "8XB"}, "'--max-body-bytes'");
   expect_usage_error({"--repo", "m", "--frobnicate"}, "--frobnicate");
+  expect_usage_error({"--repo", "m", "--device", "tpu"}, "'--device'");
+  expect_usage_error({"--repo", "m", "--log-format", "xml"}, "'--log-format'");
   expect_usage_error({"--config", "/nonexistent/serve.ini"}, "/nonexistent/serve.ini");
   const ParsedOptions help = parse_serve_options({"--help"});
   EXPECT_FALSE(help.run);
