@@ -622,6 +622,44 @@ TEST_F(ServeE2E, FuzzedRequestLinesAndHeadersNeverGet5xxOrHang) {
   get(*c, "/v2/health/ready", 200);
 }
 
+TEST_F(ServeE2E, Holds256KeepAliveConnectionsAtOnceWithDefaultThreads) {
+  const fs::path log = dir_ / "keepalive.log";
+  const Started s = start_server(repo_, {"--poll-seconds", "0"}, log);
+  ASSERT_GT(s.port, 0) << test::read_text(log);
+  constexpr int kConnections = 256;
+  std::vector<int> fds;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(s.port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < kConnections; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+    timeval timeout{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << "connection " << i;
+  }
+  // Two rounds on every connection: the second only works when all 256 stayed open and served.
+  const std::string request = "GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  for (int round = 0; round < 2; ++round) {
+    for (int fd : fds) ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+    for (size_t i = 0; i < fds.size(); ++i) {
+      std::string got;
+      char buf[512];
+      while (got.find("{\"live\":true}") == std::string::npos) {
+        const ssize_t n = ::recv(fds[i], buf, sizeof buf, 0);
+        ASSERT_GT(n, 0) << "round " << round << ", connection " << i << " got no answer";
+        got.append(buf, static_cast<size_t>(n));
+      }
+      ASSERT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+    }
+  }
+  for (int fd : fds) ::close(fd);
+  const int status = stop_server(s.pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 // Last: SIGTERM while clients send; every answered request is a 200, and the server exits 0.
 TEST_F(ServeE2E, SigtermDrainsInFlightRequestsAndExitsZero) {
   std::atomic<bool> stop{false};
