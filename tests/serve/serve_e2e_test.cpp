@@ -20,6 +20,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -658,6 +659,28 @@ TEST_F(ServeE2E, Holds256KeepAliveConnectionsAtOnceWithDefaultThreads) {
   for (int fd : fds) ::close(fd);
   const int status = stop_server(s.pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST_F(ServeE2E, SigtermWaitsForARequestStillInTheBatchQueue) {
+  const fs::path log = dir_ / "drain.log";
+  // A lone request waits the whole queue delay (1 s) for company: it is in flight when SIGTERM comes.
+  const Started s = start_server(repo_, {"--poll-seconds", "0", "--max-queue-delay-us", "1000000"}, log);
+  ASSERT_GT(s.port, 0) << test::read_text(log);
+  std::optional<int> status_code;
+  std::thread request([&] {
+    httplib::Client c("127.0.0.1", s.port);
+    c.set_read_timeout(20, 0);
+    auto r = c.Post("/v2/models/fm/infer", infer_body(random_pixels(1, 2), 1).dump(), "application/json");
+    if (r) status_code = r->status;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto signalled = std::chrono::steady_clock::now();
+  const int status = stop_server(s.pid);
+  request.join();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_TRUE(status_code.has_value()) << "the queued request got no answer\n" << test::read_text(log);
+  EXPECT_EQ(*status_code, 200);
+  EXPECT_GT(std::chrono::steady_clock::now() - signalled, std::chrono::milliseconds(400)) << "exited before the batch ran";
 }
 
 // Last: SIGTERM while clients send; every answered request is a 200, and the server exits 0.
