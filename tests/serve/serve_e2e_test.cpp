@@ -25,6 +25,7 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "core/io/onnx_engine.h"
 #include "serve_test_models.h"
@@ -62,9 +63,20 @@ json infer_body(const std::vector<uint8_t>& pixels, int64_t rows, const std::str
   return body;
 }
 
+// A started server; killed (SIGKILL) when this goes out of scope still holding it, so a failed
+// assertion does not leave a server behind.
 struct Started {
   pid_t pid = -1;
   int port = 0;  // 0: did not get ready within 30 s
+  Started() = default;
+  Started(Started&& other) noexcept : pid(std::exchange(other.pid, -1)), port(other.port) {}
+  Started& operator=(Started&&) = delete;
+  ~Started() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
 };
 
 // Starts dtrain-serve on `repo` and a free 127.0.0.1 port (read from its start line) with `extra`
@@ -113,6 +125,8 @@ Started start_server(const std::string& repo, const std::vector<std::string>& ex
 }
 
 // Sends SIGTERM and waits up to 20 s; returns the exit status, or -1 when it did not exit.
+int stop_server(pid_t pid);
+int stop_server(Started& s) { return stop_server(std::exchange(s.pid, -1)); }
 int stop_server(pid_t pid) {
   ::kill(pid, SIGTERM);
   int status = 0;
@@ -142,11 +156,11 @@ class ServeE2E : public ::testing::Test {
     serve_test::export_small_model(repo_, "fm", "u8", 2);
     serve_test::export_small_model(repo_, "f32m", "f32", 5, 0, 8);
     std::ofstream(dir_ / "keys") << "# test keys\nother-key\n" << kKey << "\n";
-    const Started s = start_server(repo_, {"--api-key-file", (dir_ / "keys").string(), "--max-body-bytes", "256KiB",
+    Started s = start_server(repo_, {"--api-key-file", (dir_ / "keys").string(), "--max-body-bytes", "256KiB",
                                     "--max-queue-delay-us", "20000", "--instances", "2", "--threads", "64", "--poll-seconds", "0.3"},
                                    dir_ / "serve.log");
-    pid_ = s.pid;
     port_ = s.port;
+    pid_ = std::exchange(s.pid, -1);  // the suite owns it from here (TearDownTestSuite)
     ASSERT_GT(port_, 0) << test::read_text(dir_ / "serve.log");
   }
 
@@ -527,7 +541,7 @@ TEST_F(ServeE2E, FuzzedBodiesAndHeadersGetOnly4xxAndNoCrash) {
 
 TEST_F(ServeE2E, WithoutKeysAndWithJsonLogsEveryLineIsJson) {
   const fs::path log = dir_ / "json.log";
-  const Started s = start_server(repo_, {"--log-format", "json", "--max-queue-delay-us", "0", "--poll-seconds", "0"}, log);
+  Started s = start_server(repo_, {"--log-format", "json", "--max-queue-delay-us", "0", "--poll-seconds", "0"}, log);
   ASSERT_GT(s.port, 0) << test::read_text(log);
   httplib::Client c("127.0.0.1", s.port);
   c.set_default_headers({{"X-Request-ID", "json-1"}});
@@ -535,7 +549,7 @@ TEST_F(ServeE2E, WithoutKeysAndWithJsonLogsEveryLineIsJson) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->get_header_value("X-Request-ID"), "json-1");
-  const int status = stop_server(s.pid);
+  const int status = stop_server(s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   std::istringstream lines(test::read_text(log));
   int access = 0;
@@ -625,7 +639,7 @@ TEST_F(ServeE2E, FuzzedRequestLinesAndHeadersNeverGet5xxOrHang) {
 
 TEST_F(ServeE2E, Holds256KeepAliveConnectionsAtOnceWithDefaultThreads) {
   const fs::path log = dir_ / "keepalive.log";
-  const Started s = start_server(repo_, {"--poll-seconds", "0"}, log);
+  Started s = start_server(repo_, {"--poll-seconds", "0"}, log);
   ASSERT_GT(s.port, 0) << test::read_text(log);
   constexpr int kConnections = 256;
   std::vector<int> fds;
@@ -657,14 +671,14 @@ TEST_F(ServeE2E, Holds256KeepAliveConnectionsAtOnceWithDefaultThreads) {
     }
   }
   for (int fd : fds) ::close(fd);
-  const int status = stop_server(s.pid);
+  const int status = stop_server(s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST_F(ServeE2E, SigtermWaitsForARequestStillInTheBatchQueue) {
   const fs::path log = dir_ / "drain.log";
   // A lone request waits the whole queue delay (1 s) for company: it is in flight when SIGTERM comes.
-  const Started s = start_server(repo_, {"--poll-seconds", "0", "--max-queue-delay-us", "1000000"}, log);
+  Started s = start_server(repo_, {"--poll-seconds", "0", "--max-queue-delay-us", "1000000"}, log);
   ASSERT_GT(s.port, 0) << test::read_text(log);
   std::optional<int> status_code;
   std::thread request([&] {
@@ -675,7 +689,7 @@ TEST_F(ServeE2E, SigtermWaitsForARequestStillInTheBatchQueue) {
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto signalled = std::chrono::steady_clock::now();
-  const int status = stop_server(s.pid);
+  const int status = stop_server(s);
   request.join();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   ASSERT_TRUE(status_code.has_value()) << "the queued request got no answer\n" << test::read_text(log);
