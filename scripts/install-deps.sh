@@ -13,7 +13,10 @@ pkgs=(
   zlib1g-dev                          # gzip'd IDX reader
   libspdlog-dev libfmt-dev            # logging
   libonnx-dev libprotobuf-dev         # ONNX export and engine (core/io)
+  libcpp-httplib-dev                  # dtrain-serve's HTTP server (and the serve tests' client)
+  nlohmann-json3-dev                  # dtrain-serve's KServe V2 JSON requests and responses
   gnuplot-nox bc                      # scripts/bench-comm.sh plots; tests/comm/expect_failure.sh timing
+  wrk                                 # scripts/bench-serve.sh load generator
   dataset-fashion-mnist               # scripts/get-data.sh: Fashion-MNIST IDX files
 )
 # Node.js and npm run the onnxruntime peer check (label e2e). A machine that already has them keeps

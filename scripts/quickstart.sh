@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's quickstart: install dependencies, build, and run the smallest working demo.
-# Grows with the project: data -> 2-rank training -> export -> serve -> query (serve: not yet).
+# data -> 2-rank training -> export -> serve -> one query with curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -26,3 +26,29 @@ build/launch/dtrain export --checkpoint "$ckpt" --repo models --name fmnist-mlp 
 newest=$(ls -1 models/fmnist-mlp | grep -E '^[0-9]+$' | sort -n | tail -n 1)
 echo "== the exported int8 model (models/fmnist-mlp/$newest/model.onnx) on the test set, by dtrain's ONNX engine"
 build/launch/dtrain eval --model "models/fmnist-mlp/$newest/model.onnx" --data data/fmnist-test.h5
+echo "== serve models/ with dtrain-serve (KServe V2) and ask it about one test image"
+port="${DTRAIN_SERVE_PORT:-8000}"
+mkdir -p runs
+build/serve/dtrain-serve --repo models --port "$port" > runs/quickstart-serve.log 2>&1 &
+serve_pid=$!
+trap 'kill -TERM "$serve_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do  # up to 20 s for the repository to load
+  if curl -sf "http://127.0.0.1:$port/v2/health/ready" > /dev/null; then break; fi
+  if ! kill -0 "$serve_pid" 2>/dev/null; then cat runs/quickstart-serve.log; exit 1; fi
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$port/v2/health/ready" > /dev/null || { echo "dtrain-serve not ready after 20 s" >&2; cat runs/quickstart-serve.log; exit 1; }
+fm=/usr/share/datasets/fashion-mnist
+# The first test image (raw pixels, as the exported model takes them) and its label, from the IDX files.
+pixels=$(set +o pipefail; zcat "$fm/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c 784 | od -An -tu1 -v | tr -s ' \n' ' ')
+label=$(set +o pipefail; zcat "$fm/t10k-labels-idx1-ubyte.gz" | tail -c +9 | head -c 1 | od -An -tu1 | tr -d ' \n')
+echo "$pixels" | awk '{ for (i = 1; i <= NF; ++i) { printf "%s", ($i > 170 ? "#" : $i > 85 ? "+" : $i > 0 ? "." : " "); if (i % 28 == 0) printf "\n" } }'
+data=$(echo "$pixels" | sed 's/^ *//; s/ *$//; s/ /,/g')
+echo "== curl -X POST http://127.0.0.1:$port/v2/models/fmnist-mlp/infer (true class: $label)"
+curl -sf -X POST "http://127.0.0.1:$port/v2/models/fmnist-mlp/infer" -H 'Content-Type: application/json' \
+  -d "{\"id\":\"quickstart-1\",\"inputs\":[{\"name\":\"input\",\"shape\":[1,28,28],\"datatype\":\"UINT8\",\"data\":[$data]}],\"outputs\":[{\"name\":\"class\"}]}"
+echo
+kill -TERM "$serve_pid"
+wait "$serve_pid"
+trap - EXIT
+echo "== dtrain-serve stopped (SIGTERM); its log: runs/quickstart-serve.log; docs/serve.md for the endpoints"

@@ -9,13 +9,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "core/io/onnx_engine.h"
 #include "data/convert.h"
 #include "data/dataset.h"
+#include "test_files.h"
 
 namespace fs = std::filesystem;
 
@@ -24,10 +23,7 @@ namespace {
 
 const char* kFmnist = "/usr/share/datasets/fashion-mnist";
 
-std::string dtrain_binary() {
-  const char* dir = std::getenv("DTRAIN_BINARY_DIR");
-  return std::string(dir && *dir ? dir : ".") + "/launch/dtrain";
-}
+std::string dtrain_binary() { return test::built_file("launch/dtrain"); }
 
 struct RunResult {
   int exit_code = -1;
@@ -47,13 +43,6 @@ RunResult run_dtrain(const std::vector<std::string>& args) {
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::string first_match(const std::string& text, const std::string& pattern) {
@@ -120,7 +109,7 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   EXPECT_NE(again.output.find("version 1 of model 'fmnist' already exists at " + repo + "/fmnist/1"), std::string::npos)
       << again.output;
 
-  const std::string config = read_text(fs::path(repo) / "fmnist" / "config.json");
+  const std::string config = test::read_text(fs::path(repo) / "fmnist" / "config.json");
   EXPECT_NE(config.find("\"platform\": \"onnx\""), std::string::npos) << config;
   EXPECT_NE(config.find("{\"name\": \"input\", \"datatype\": \"UINT8\", \"shape\": [-1, 28, 28]}"), std::string::npos)
       << config;

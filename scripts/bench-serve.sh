@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Load benchmark of dtrain-serve with wrk on 127.0.0.1: throughput, p50/p99 latency and non-2xx
+# answers for one test image per request at concurrency 1, 16 and 64, with dynamic batching on
+# (--max-queue-delay-us 2000, --max-batch 64) and off (--max-batch 1), in the same run, plus the
+# server's resident memory at the start and end of each mode. Writes bench-results/serve.json
+# (JSON lines), a table, and bench-results/serve.png (needs gnuplot). Builds nothing.
+# Not measured here (yet): dtrain's engine against onnxruntime-node (docs/export.md has a
+# correctness comparison only) and a 60 s memory-flatness run.
+#   scripts/bench-serve.sh [BUILD_DIR=build] [SECONDS=10] [REPO=models] [MODEL=fmnist-cnn or fmnist-mlp]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+seconds=${2:-10}
+repo=${3:-models}
+model=${4:-}
+if [ -z "$model" ]; then
+  if [ -d "$repo/fmnist-cnn" ]; then model=fmnist-cnn; else model=fmnist-mlp; fi
+fi
+serve="$build/serve/dtrain-serve"
+[ -x "$serve" ] || { echo "bench-serve: no $serve (build the dtrain-serve target)" >&2; exit 1; }
+command -v wrk > /dev/null || { echo "bench-serve: wrk not found (apt-get install wrk)" >&2; exit 1; }
+[ -d "$repo/$model" ] || { echo "bench-serve: no model $repo/$model (dtrain export it first)" >&2; exit 1; }
+out=bench-results
+mkdir -p "$out"
+rm -f "$out/serve.json"
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2> /dev/null || true; wait "$server_pid" 2> /dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_server() {  # start_server LOG ARGS...: sets server_pid and port
+  local log=$1
+  shift
+  "$serve" --repo "$repo" --port 0 --poll-seconds 0 "$@" > "$log" 2>&1 &
+  server_pid=$!
+  port=""
+  for _ in $(seq 1 200); do
+    port=$(sed -nE 's/.*listening on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$log" | head -n 1)
+    if [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/v2/health/ready" > /dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench-serve: dtrain-serve did not get ready:" >&2
+  cat "$log" >&2
+  exit 1
+}
+stop_server() {
+  kill -TERM "$server_pid"
+  wait "$server_pid"
+  server_pid=""
+}
+batch_stats() {  # "SUM COUNT" of the batch-size histogram: rows and batches run so far
+  curl -sf "http://127.0.0.1:$port/metrics" | sed -nE "s/^dtrain_serve_batch_size_(sum|count)\{model=\"$model\"[^}]*\} ([0-9.e+]+)$/\1 \2/p" |
+    awk '$1 == "sum" { s = $2 } $1 == "count" { n = $2 } END { printf "%d %d", s, n }'
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"; }
+
+# One request body: the first Fashion-MNIST test image in the model's input shape and datatype.
+start_server "$work/probe.log"
+meta=$(curl -sf "http://127.0.0.1:$port/v2/models/$model")
+stop_server
+shape=$(echo "$meta" | grep -oE '"inputs":\[\{[^}]*\}' | grep -oE '"shape":\[[^]]*\]' | sed -E 's/"shape"://; s/-1/1/')
+datatype=$(echo "$meta" | grep -oE '"inputs":\[\{[^}]*\}' | grep -oE '"datatype":"[A-Z0-9]+"' | sed -E 's/"datatype":"(.*)"/\1/')
+fm=/usr/share/datasets/fashion-mnist
+pixels=$(set +o pipefail; zcat "$fm/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c 784 | od -An -tu1 -v | tr -s ' \n' ' ' | sed 's/^ *//; s/ *$//; s/ /,/g')
+printf '{"inputs":[{"name":"input","shape":%s,"datatype":"%s","data":[%s]}]}' "$shape" "$datatype" "$pixels" > "$work/body.json"
+cat > "$work/post.lua" << LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$work/body.json", "r")
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests":%d,"duration_s":%.3f,"p50_ms":%.3f,"p99_ms":%.3f,"non_2xx":%d,"socket_errors":%d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+LUA
+
+for mode in on off; do
+  if [ "$mode" = on ]; then
+    start_server "$work/serve-$mode.log" --max-batch 64 --max-queue-delay-us 2000
+  else
+    start_server "$work/serve-$mode.log" --max-batch 1 --max-queue-delay-us 0
+  fi
+  rss_start=$(rss_kb)
+  for c in 1 16 64; do
+    threads=$((c < 2 ? 1 : 2))
+    before=$(batch_stats)
+    r=$(wrk -t "$threads" -c "$c" -d "${seconds}s" --timeout 10s -s "$work/post.lua" "http://127.0.0.1:$port/v2/models/$model/infer" |
+      sed -n 's/^RESULT //p')
+    requests=$(echo "$r" | sed -E 's/.*"requests":([0-9]+).*/\1/')
+    duration=$(echo "$r" | sed -E 's/.*"duration_s":([0-9.]+).*/\1/')
+    rps=$(awk -v n="$requests" -v d="$duration" 'BEGIN { printf "%.1f", n / d }')
+    batch_rows=$(echo "$before $(batch_stats)" | awk '{ n = $4 - $2; printf "%.2f", (n > 0 ? ($3 - $1) / n : 0) }')
+    fields=${r#\{}
+    echo "{\"bench\":\"serve\",\"model\":\"$model\",\"batching\":\"$mode\",\"concurrency\":$c,\"seconds\":$seconds,\"requests_per_s\":$rps,${fields%\}},\"mean_batch_rows\":$batch_rows}" |
+      tee -a "$out/serve.json"
+  done
+  rss_end=$(rss_kb)
+  echo "{\"bench\":\"serve_rss\",\"model\":\"$model\",\"batching\":\"$mode\",\"rss_kb_start\":$rss_start,\"rss_kb_end\":$rss_end}" | tee -a "$out/serve.json"
+  stop_server
+done
+
+echo
+printf '%-9s %11s %12s %9s %9s %8s\n' batching concurrency requests/s p50_ms p99_ms non_2xx
+grep '"bench":"serve"' "$out/serve.json" |
+  sed -E 's/.*"batching":"([a-z]+)","concurrency":([0-9]+).*"requests_per_s":([0-9.]+).*"p50_ms":([0-9.]+),"p99_ms":([0-9.]+),"non_2xx":([0-9]+).*/\1 \2 \3 \4 \5 \6/' |
+  tee "$work/serve.dat" | awk '{ printf "%-9s %11s %12s %9s %9s %8s\n", $1, $2, $3, $4, $5, $6 }'
+on64=$(awk '$1 == "on" && $2 == 64 { print $3 }' "$work/serve.dat")
+off64=$(awk '$1 == "off" && $2 == 64 { print $3 }' "$work/serve.dat")
+awk -v a="$on64" -v b="$off64" 'BEGIN { if (b > 0) printf "batching on / off at concurrency 64: %.2fx throughput\n", a / b }'
+if command -v gnuplot > /dev/null; then
+  gnuplot << GP
+set terminal pngcairo size 800,500
+set output "$out/serve.png"
+set title "dtrain-serve $model, one image per request, ${seconds} s per point"
+set xlabel "concurrent connections"
+set ylabel "requests/s"
+set logscale x 2
+set key top left
+plot "< grep '^on ' $work/serve.dat" u 2:3 w linespoints t "batching on (max 64 rows, 2 ms delay)", \
+     "< grep '^off ' $work/serve.dat" u 2:3 w linespoints t "batching off (max batch 1)"
+GP
+  echo "bench-serve: wrote $out/serve.json and $out/serve.png"
+else
+  echo "bench-serve: wrote $out/serve.json (gnuplot not found: no plot)"
+fi

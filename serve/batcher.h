@@ -1,0 +1,76 @@
+#pragma once
+// Dynamic batching for one model version: requests queue up, and each of `instances` workers takes
+// the oldest request plus whatever else fits in `max_batch` rows (waiting up to
+// `max_queue_delay_us` after the oldest arrived for more), runs them as one batch and splits the
+// output rows back to each caller.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dtrain::serve {
+
+struct BatchResult {
+  std::vector<Tensor> outputs;  // this request's rows of every output (host)
+  std::string error;            // non-empty when the batch failed
+  double queue_s = 0;           // from submit to the start of its batch
+  double compute_s = 0;         // the batch's run time
+  int64_t batch_rows = 0;       // rows in the batch it ran in
+};
+
+struct BatcherOptions {
+  int64_t max_batch = 64;
+  int64_t max_queue_delay_us = 2000;
+  int instances = 1;
+};
+
+class Batcher {
+ public:
+  // Runs one batch: inputs in model order, each [rows, ...]; returns outputs [rows, ...].
+  using RunFn = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
+  // Called after each batch with its rows and run time (metrics).
+  using BatchObserver = std::function<void(int64_t rows, double compute_s)>;
+
+  Batcher(RunFn run, BatcherOptions options, BatchObserver on_batch = {});
+  ~Batcher();  // runs what is queued, then joins the workers
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  // `inputs` are host tensors [rows, ...] with 1 <= rows <= max_batch (the same rows each).
+  std::future<BatchResult> submit(std::vector<Tensor> inputs);
+  int64_t queue_depth() const;  // requests waiting for a worker
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Job {
+    std::vector<Tensor> inputs;
+    int64_t rows = 0;
+    Clock::time_point enqueued;
+    std::promise<BatchResult> done;
+  };
+  void work();
+  void run_batch(std::vector<Job>& jobs);
+
+  RunFn run_;
+  BatcherOptions options_;
+  BatchObserver on_batch_;
+  mutable std::mutex queue_mutex_;  // guards queue_, queued_rows_, stop_
+  std::condition_variable queue_changed_;
+  std::deque<Job> queue_;
+  int64_t queued_rows_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
+// Rows [0, a.rows) of a, then b, ...: one tensor per input (host, contiguous).
+std::vector<Tensor> concat_rows(const std::vector<std::vector<Tensor>>& parts);
+
+}  // namespace dtrain::serve

@@ -1,0 +1,57 @@
+#pragma once
+// The server's Prometheus metrics, written in the text exposition format by hand: request counts
+// by model/version/status code, latency histograms (queue, compute, total), batch sizes; gauges
+// (queue depth, loaded versions) are passed in when rendering.
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace dtrain::serve {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
+  void observe(double v);
+  // `name`_bucket{labels,le=...} (cumulative), `name`_sum, `name`_count lines.
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<int64_t> counts_;
+  double sum_ = 0;
+  int64_t count_ = 0;
+};
+
+struct VersionGauges {
+  std::string model;
+  int64_t version = 0;
+  int64_t queue_depth = 0;
+};
+
+class ServeMetrics {
+ public:
+  // One infer request answered with `code` (model "" and version 0 when it named no known one).
+  void count_request(const std::string& model, int64_t version, int code);
+  void observe_request(const std::string& model, int64_t version, double queue_s, double total_s);
+  void observe_batch(const std::string& model, int64_t version, int64_t rows, double compute_s);
+  std::string render(const std::vector<VersionGauges>& loaded) const;
+
+ private:
+  using Key = std::pair<std::string, int64_t>;
+  struct PerVersion {
+    Histogram queue, compute, total, batch_rows;
+    PerVersion();
+  };
+  PerVersion& at(const Key& key);
+  mutable std::mutex mutex_;  // guards everything below
+  std::map<std::tuple<std::string, int64_t, int>, int64_t> requests_;
+  std::map<Key, PerVersion> versions_;
+};
+
+// `model="m",version="1"` with the value escaped for the text format.
+std::string version_labels(const std::string& model, int64_t version);
+
+}  // namespace dtrain::serve

@@ -1,0 +1,244 @@
+#include "serve/model_store.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/io/model_repository.h"
+#include "core/log.h"
+
+namespace fs = std::filesystem;
+
+namespace dtrain::serve {
+namespace {
+
+int64_t file_stamp(const fs::path& path) {
+  std::error_code ec;
+  const auto t = fs::last_write_time(path, ec);
+  const auto size = fs::file_size(path, ec);
+  return ec ? 0 : static_cast<int64_t>(t.time_since_epoch().count()) ^ static_cast<int64_t>(size);
+}
+
+// Runs one all-zero row through the model and checks every output has one row.
+void self_check(const ModelVersion& v) {
+  std::vector<Tensor> inputs;
+  for (const TensorInfo& in : v.model.inputs()) {
+    DTRAIN_CHECK(!in.shape.empty() && in.shape[0] == -1, "input '", in.name, "' ", shape_str(in.shape),
+                 " has no dynamic batch dim (dim 0 = -1), which batching needs");
+    for (size_t d = 1; d < in.shape.size(); ++d)
+      DTRAIN_CHECK(in.shape[d] > 0, "input '", in.name, "' ", shape_str(in.shape),
+                   " has a dynamic dim besides the batch dim, which batching cannot merge");
+    Shape shape;
+    for (int64_t d : in.shape) shape.push_back(d < 0 ? 1 : d);
+    inputs.push_back(Tensor::zeros(shape, in.dtype));
+  }
+  const std::vector<Tensor> outputs = v.model.run(inputs);
+  DTRAIN_CHECK(outputs.size() == v.model.outputs().size(), "self-check: the model returned ", outputs.size(),
+               " outputs, it declares ", v.model.outputs().size());
+  for (size_t k = 0; k < outputs.size(); ++k)
+    DTRAIN_CHECK(outputs[k].ndim() >= 1 && outputs[k].dim(0) == 1, "self-check: output '", v.model.outputs()[k].name,
+                 "' has shape ", outputs[k].shape().str(), " for one row");
+}
+
+}  // namespace
+
+ModelStore::ModelStore(StoreOptions options, ServeMetrics* metrics) : options_(std::move(options)), metrics_(metrics) {}
+
+ModelStore::~ModelStore() {
+  {
+    std::lock_guard<std::mutex> lock(poll_mutex_);
+    stop_polling_ = true;
+  }
+  poll_wake_.notify_all();
+  if (poller_.joinable()) poller_.join();
+}
+
+void ModelStore::start_polling(double seconds) {
+  if (seconds <= 0 || poller_.joinable()) return;
+  poller_ = std::thread([this, seconds] {
+    std::unique_lock<std::mutex> lock(poll_mutex_);
+    while (!poll_wake_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return stop_polling_; })) {
+      lock.unlock();
+      try {
+        scan();
+      } catch (const std::exception& e) {
+        log_warn("repository scan failed: {}", e.what());
+      }
+      lock.lock();
+    }
+  });
+}
+
+std::shared_ptr<const ModelVersion> ModelStore::load(const std::string& model, int64_t version) const {
+  const fs::path dir = fs::path(options_.repo) / model;
+  auto v = std::make_shared<ModelVersion>(model, version,
+                                          OnnxModel::load((dir / std::to_string(version) / "model.onnx").string(), options_.device));
+  v->max_batch = options_.batching.max_batch;
+  const fs::path config = dir / "config.json";
+  if (fs::exists(config)) {
+    std::ifstream in(config);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+      if (j.contains("max_batch_size") && j["max_batch_size"].is_number_integer() && j["max_batch_size"].get<int64_t>() > 0)
+        v->max_batch = std::min(v->max_batch, j["max_batch_size"].get<int64_t>());
+      if (j.contains("platform") && j["platform"].is_string()) v->platform = j["platform"].get<std::string>();
+      if (j.contains("labels") && j["labels"].is_array())
+        for (const auto& l : j["labels"]) v->labels.push_back(l.is_string() ? l.get<std::string>() : l.dump());
+    } catch (const nlohmann::json::exception& e) {
+      fail(config.string(), " is not valid JSON: ", e.what());
+    }
+  }
+  self_check(*v);
+  BatcherOptions batching = options_.batching;
+  batching.max_batch = v->max_batch;
+  const OnnxModel* engine = &v->model;
+  ServeMetrics* metrics = metrics_;
+  v->batcher = std::make_unique<Batcher>([engine](const std::vector<Tensor>& inputs) { return engine->run(inputs); },
+                                         batching, [metrics, model, version](int64_t rows, double compute_s) {
+                                           if (metrics) metrics->observe_batch(model, version, rows, compute_s);
+                                         });
+  return v;
+}
+
+void ModelStore::scan() {
+  std::lock_guard<std::mutex> scan_lock(scan_mutex_);
+  // What the repository holds now: model -> version -> model.onnx stamp.
+  std::map<std::string, std::map<int64_t, int64_t>> present;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(options_.repo, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.' || !e.is_directory()) continue;
+    auto& versions = present[name];
+    for (int64_t v : list_model_versions(options_.repo, name)) {
+      const fs::path file = e.path() / std::to_string(v) / "model.onnx";
+      if (fs::is_regular_file(file)) versions[v] = file_stamp(file);
+    }
+  }
+  if (ec && !scanned_) log_warn("cannot list the model repository {}: {}", options_.repo, ec.message());
+
+  std::vector<std::shared_ptr<const ModelVersion>> unloaded;  // released after the lock
+  std::vector<std::pair<std::string, int64_t>> to_load;
+  {
+    std::lock_guard<std::mutex> lock(versions_mutex_);
+    for (auto& [name, versions] : loaded_)
+      for (auto it = versions.begin(); it != versions.end();) {
+        if (present.count(name) && present[name].count(it->first)) {
+          ++it;
+          continue;
+        }
+        log_info("unloaded model '{}' version {}: its folder was removed", name, it->first);
+        unloaded.push_back(std::move(it->second));
+        it = versions.erase(it);
+      }
+    for (auto& [name, versions] : failed_)
+      std::erase_if(versions, [&](const auto& f) { return !present.count(name) || !present[name].count(f.first); });
+    for (const auto& [name, versions] : present)
+      for (const auto& [v, stamp] : versions) {
+        if (loaded_[name].count(v)) continue;
+        const auto f = failed_[name].find(v);
+        if (f != failed_[name].end() && f->second.file_stamp == stamp) continue;
+        to_load.emplace_back(name, v);
+      }
+    std::erase_if(loaded_, [&](const auto& m) { return m.second.empty() && !present.count(m.first); });
+    std::erase_if(failed_, [&](const auto& m) { return m.second.empty(); });
+  }
+  unloaded.clear();  // waits for queued requests of the removed versions, outside the lock
+
+  // Oldest first, so the newest becomes the default last.
+  for (const auto& [name, v] : to_load) {
+    try {
+      std::shared_ptr<const ModelVersion> loaded = load(name, v);
+      std::lock_guard<std::mutex> lock(versions_mutex_);
+      auto& versions = loaded_[name];
+      versions[v] = std::move(loaded);
+      failed_[name].erase(v);
+      log_info("loaded model '{}' version {} (max batch {}){}", name, v, versions[v]->max_batch,
+               versions.rbegin()->first == v ? ", now the default" : "");
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(versions_mutex_);
+      failed_[name][v] = Failed{e.what(), present[name][v]};
+      log_warn("model '{}' version {} is not served: {}", name, v, e.what());
+    }
+  }
+  scanned_ = true;
+}
+
+Lookup ModelStore::find(const std::string& model, const std::optional<std::string>& version_text) const {
+  Lookup r;
+  std::lock_guard<std::mutex> lock(versions_mutex_);
+  const auto m = loaded_.find(model);
+  const auto f = failed_.find(model);
+  const bool known = (m != loaded_.end() && !m->second.empty()) || (f != failed_.end() && !f->second.empty());
+  if (!known && !scanned_) {
+    r.status = 503;
+    r.error = "the model repository is still loading";
+    return r;
+  }
+  if (!known) {
+    r.status = 404;
+    r.error = "unknown model '" + model + "'";
+    return r;
+  }
+  if (!version_text) {
+    if (m == loaded_.end() || m->second.empty()) {
+      r.status = 503;
+      r.error = "model '" + model + "' has no ready version";
+      return r;
+    }
+    r.version = m->second.rbegin()->second;
+    return r;
+  }
+  int64_t v = 0;
+  const std::string& t = *version_text;
+  const bool numeric = !t.empty() && t.size() <= 18 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (numeric) v = std::stoll(t);
+  if (numeric && m != loaded_.end()) {
+    if (const auto it = m->second.find(v); it != m->second.end()) {
+      r.version = it->second;
+      return r;
+    }
+  }
+  if (numeric && f != failed_.end()) {
+    if (const auto it = f->second.find(v); it != f->second.end()) {
+      r.status = 503;
+      r.error = "version " + t + " of model '" + model + "' is not ready: " + it->second.reason;
+      return r;
+    }
+  }
+  r.status = 404;
+  r.error = "unknown version '" + t + "' of model '" + model + "'";
+  return r;
+}
+
+std::vector<VersionStatus> ModelStore::index() const {
+  std::lock_guard<std::mutex> lock(versions_mutex_);
+  std::vector<VersionStatus> out;
+  std::set<std::string> names;
+  for (const auto& [name, versions] : loaded_) names.insert(name);
+  for (const auto& [name, versions] : failed_) names.insert(name);
+  for (const std::string& name : names) {
+    std::map<int64_t, VersionStatus> rows;
+    if (const auto m = loaded_.find(name); m != loaded_.end())
+      for (const auto& [v, p] : m->second) rows[v] = VersionStatus{name, v, "READY", ""};
+    if (const auto f = failed_.find(name); f != failed_.end())
+      for (const auto& [v, failed] : f->second) rows[v] = VersionStatus{name, v, "UNAVAILABLE", failed.reason};
+    for (auto& [v, s] : rows) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<VersionGauges> ModelStore::gauges() const {
+  std::lock_guard<std::mutex> lock(versions_mutex_);
+  std::vector<VersionGauges> out;
+  for (const auto& [name, versions] : loaded_)
+    for (const auto& [v, p] : versions) out.push_back(VersionGauges{name, v, p->batcher->queue_depth()});
+  return out;
+}
+
+}  // namespace dtrain::serve

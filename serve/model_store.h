@@ -1,0 +1,95 @@
+#pragma once
+// The models the server serves: every REPO/NAME/V/model.onnx, loaded with dtrain's ONNX engine,
+// each version with its own Batcher. scan() loads new version folders (a version serves, and the
+// newest becomes the default, only after it loaded and passed a self-check: one all-zero row),
+// and unloads versions whose folder disappeared; requests hold a shared_ptr, so in-flight ones
+// finish on the version they started on. A poller thread calls scan() every poll_seconds.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/io/onnx_engine.h"
+#include "serve/batcher.h"
+#include "serve/metrics.h"
+
+namespace dtrain::serve {
+
+struct ModelVersion {
+  std::string name;
+  int64_t version = 0;
+  OnnxModel model;
+  int64_t max_batch = 64;           // min(--max-batch, config.json max_batch_size)
+  std::string platform = "onnx";
+  std::vector<std::string> labels;  // from config.json, may be empty
+  std::unique_ptr<Batcher> batcher;
+  ModelVersion(std::string name_, int64_t version_, OnnxModel model_)
+      : name(std::move(name_)), version(version_), model(std::move(model_)) {}
+};
+
+struct StoreOptions {
+  std::string repo;
+  Device device = Device::cpu();
+  BatcherOptions batching;
+};
+
+// A version the repository holds: READY (serving), UNAVAILABLE (failed to load: `reason`).
+struct VersionStatus {
+  std::string model;
+  int64_t version = 0;
+  std::string state;
+  std::string reason;
+};
+
+// The answer to a lookup: the version, or an HTTP status (404 unknown, 503 not ready) and message.
+struct Lookup {
+  std::shared_ptr<const ModelVersion> version;
+  int status = 200;
+  std::string error;
+};
+
+class ModelStore {
+ public:
+  ModelStore(StoreOptions options, ServeMetrics* metrics);
+  ~ModelStore();  // stops the poller
+  ModelStore(const ModelStore&) = delete;
+  ModelStore& operator=(const ModelStore&) = delete;
+
+  // One pass over the repository (loads, self-checks, unloads; logs each change).
+  void scan();
+  // Calls scan() every `seconds` on a background thread until destruction.
+  void start_polling(double seconds);
+  bool ready() const { return scanned_; }  // the first scan finished
+
+  // `version` empty: the newest ready one. `version_text` is the path segment, validated here.
+  Lookup find(const std::string& model, const std::optional<std::string>& version_text) const;
+  std::vector<VersionStatus> index() const;
+  std::vector<VersionGauges> gauges() const;
+
+ private:
+  struct Failed {
+    std::string reason;
+    int64_t file_stamp = 0;  // retried when the file changes
+  };
+  std::shared_ptr<const ModelVersion> load(const std::string& model, int64_t version) const;
+
+  StoreOptions options_;
+  ServeMetrics* metrics_;
+  std::mutex scan_mutex_;               // one scan at a time
+  mutable std::mutex versions_mutex_;   // guards loaded_, failed_, known_models_
+  std::map<std::string, std::map<int64_t, std::shared_ptr<const ModelVersion>>> loaded_;
+  std::map<std::string, std::map<int64_t, Failed>> failed_;
+  std::atomic<bool> scanned_{false};
+  std::mutex poll_mutex_;  // guards stop_polling_
+  std::condition_variable poll_wake_;
+  bool stop_polling_ = false;
+  std::thread poller_;
+};
+
+}  // namespace dtrain::serve

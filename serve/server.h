@@ -1,0 +1,30 @@
+#pragma once
+// dtrain-serve's HTTP server: the KServe V2 REST endpoints over a ModelStore, API keys, body
+// limit, access log and /metrics. cpp-httplib stays inside server.cpp.
+#include <memory>
+
+#include "serve/options.h"
+
+namespace dtrain::serve {
+
+class Server {
+ public:
+  // Checks that the repository is a directory and reads the API key file (throws naming either).
+  explicit Server(const ServeOptions& options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds host:port (port 0: any free one) and returns the port; throws naming the address.
+  int bind();
+  // Loads the repository in the background (health/ready says 503 until the first scan is done),
+  // then polls it; serves until stop(). Returns after in-flight requests finished.
+  void serve();
+  void stop();  // from any thread (not from a signal handler)
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dtrain::serve

@@ -1,0 +1,32 @@
+#pragma once
+// Small models exported straight into a model repository (no training: random weights are enough
+// to compare the server with the engine), for the serve tests.
+#include <cstdint>
+#include <string>
+
+#include "core/io/model_repository.h"
+#include "core/io/onnx_export.h"
+#include "core/model.h"
+
+namespace dtrain::serve_test {
+
+// An mlp over [8, 8] samples (4 classes) taking UINT8 pixels scaled by 1/255 ("u8") or FP32 ("f32"),
+// written as REPO/NAME/<version> (0: the next one). Returns the version written.
+inline int64_t export_small_model(const std::string& repo, const std::string& name, const std::string& input_dtype,
+                                  uint64_t seed, int64_t version = 0, int64_t max_batch_size = 64) {
+  ModelConfig config;
+  config.type = "mlp";
+  config.input_shape = Shape{8, 8};
+  config.num_classes = 4;
+  config.hidden = {16};
+  auto model = create_model(config);
+  model->build(Device::cpu(), seed);
+  ExportOptions options;
+  options.input_dtype = input_dtype;
+  options.x_scale = input_dtype == "u8" ? 1.0 / 255.0 : 1.0;
+  const ExportedModel exported = export_onnx(*model, options);
+  RepositoryModelConfig rc{name, exported.inputs, exported.outputs, max_batch_size, {"a", "b", "c", "d"}};
+  return write_model_version(repo, rc, version, exported);
+}
+
+}  // namespace dtrain::serve_test
