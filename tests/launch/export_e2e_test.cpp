@@ -14,6 +14,7 @@
 #include "core/io/onnx_engine.h"
 #include "data/convert.h"
 #include "data/dataset.h"
+#include "fmnist_subset.h"
 #include "test_files.h"
 
 namespace fs = std::filesystem;
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 namespace dtrain {
 namespace {
 
-const char* kFmnist = "/usr/share/datasets/fashion-mnist";
+using test::kFmnist;
 
 std::string dtrain_binary() { return test::built_file("launch/dtrain"); }
 
@@ -50,20 +51,6 @@ std::string first_match(const std::string& text, const std::string& pattern) {
   return std::regex_search(text, m, std::regex(pattern)) ? m[1].str() : "";
 }
 
-void write_subset(const std::string& prefix, int64_t n, const std::string& out) {
-  const data::IdxArray images = data::read_idx(std::string(kFmnist) + "/" + prefix + "-images-idx3-ubyte.gz");
-  const data::IdxArray labels = data::read_idx(std::string(kFmnist) + "/" + prefix + "-labels-idx1-ubyte.gz");
-  data::ClassificationData d;
-  const int64_t pixels = images.dims[1] * images.dims[2];
-  d.x_shape = Shape{n, images.dims[1], images.dims[2]};
-  d.x_u8.assign(images.data.begin(), images.data.begin() + n * pixels);
-  const std::vector<int64_t> y = data::idx_to_i64(labels, prefix);
-  d.y.assign(y.begin(), y.begin() + n);
-  d.num_classes = 10;
-  d.x_scale = 1.0 / 255.0;
-  d.source = "fashion-mnist subset";
-  data::write_classification(out, d, {});
-}
 
 TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   if (!fs::exists(std::string(kFmnist) + "/train-images-idx3-ubyte.gz"))
@@ -72,8 +59,8 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string train = (dir / "train.h5").string(), test = (dir / "test.h5").string();
-  write_subset("train", 2048, train);
-  write_subset("t10k", 500, test);
+  test::write_fmnist_subset("train", 2048, train);
+  test::write_fmnist_subset("t10k", 500, test);
 
   const RunResult trained = run_dtrain({"train", "--data.train=" + train, "--data.test=" + test, "--model.hidden=64",
                                         "--train.batch_size=32", "--train.max_steps=40", "--optim.type=adam",

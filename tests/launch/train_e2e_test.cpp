@@ -18,6 +18,7 @@
 
 #include "data/convert.h"
 #include "data/dataset.h"
+#include "fmnist_subset.h"
 #include "data/h5.h"
 #include "launch/checkpoint.h"
 
@@ -26,7 +27,7 @@ namespace fs = std::filesystem;
 namespace dtrain {
 namespace {
 
-const char* kFmnist = "/usr/share/datasets/fashion-mnist";
+using test::kFmnist;
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -42,22 +43,6 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// The first n samples of a Fashion-MNIST split as a dataset file.
-void write_subset(const std::string& prefix, int64_t n, const std::string& out) {
-  const data::IdxArray images = data::read_idx(std::string(kFmnist) + "/" + prefix + "-images-idx3-ubyte.gz");
-  const data::IdxArray labels = data::read_idx(std::string(kFmnist) + "/" + prefix + "-labels-idx1-ubyte.gz");
-  data::ClassificationData d;
-  const int64_t pixels = images.dims[1] * images.dims[2];
-  d.x_shape = Shape{n, images.dims[1], images.dims[2]};
-  d.x_dtype = DType::u8;
-  d.x_u8.assign(images.data.begin(), images.data.begin() + n * pixels);
-  const std::vector<int64_t> y = data::idx_to_i64(labels, prefix);
-  d.y.assign(y.begin(), y.begin() + n);
-  d.num_classes = 10;
-  d.x_scale = 1.0 / 255.0;
-  d.source = "fashion-mnist subset";
-  data::write_classification(out, d, {});
-}
 
 // Every /params and /optim dataset of two checkpoints, compared bit for bit.
 void expect_same_tensors(const std::string& a, const std::string& b) {
@@ -94,8 +79,8 @@ class TrainE2E : public ::testing::Test {
     if (!fs::exists(std::string(kFmnist) + "/train-images-idx3-ubyte.gz")) return;
     data_dir_ = (fs::temp_directory_path() / ("dtrain_train_e2e_data_" + std::to_string(::getpid()))).string();
     fs::create_directories(data_dir_);
-    write_subset("train", 2048, data_dir_ + "/train.h5");
-    write_subset("t10k", 512, data_dir_ + "/test.h5");
+    test::write_fmnist_subset("train", 2048, data_dir_ + "/train.h5");
+    test::write_fmnist_subset("t10k", 512, data_dir_ + "/test.h5");
   }
   static void TearDownTestSuite() {
     if (!data_dir_.empty()) fs::remove_all(data_dir_);
