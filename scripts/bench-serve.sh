@@ -2,17 +2,20 @@
 # Load benchmark of dtrain-serve with wrk on 127.0.0.1: throughput, p50/p99 latency and non-2xx
 # answers for one test image per request at concurrency 1, 16 and 64, with dynamic batching on
 # (--max-queue-delay-us 2000, --max-batch 64) and off (--max-batch 1), in the same run, plus the
-# server's resident memory at the start and end of each mode. Writes bench-results/serve.json
-# (JSON lines), a table, and bench-results/serve.png (needs gnuplot). Builds nothing.
-# Not measured here (yet): dtrain's engine against onnxruntime-node (docs/export.md has a
-# correctness comparison only) and a 60 s memory-flatness run.
-#   scripts/bench-serve.sh [BUILD_DIR=build] [SECONDS=10] [REPO=models] [MODEL=fmnist-cnn or fmnist-mlp]
+# server's resident memory at the start and end of each mode; then a RSS_SECONDS run at
+# concurrency 64 (batching on) sampling the server's resident memory every 5 s; then the
+# single-request latency of dtrain's engine (build/bench/bench_engine) against onnxruntime-node
+# (bench/ort_latency.js, from the README test command's npm step) on the same model file, batch 1
+# and 64, one thread each. Writes bench-results/serve.json (JSON lines), a table, and
+# bench-results/serve.png (needs gnuplot). Builds nothing.
+#   scripts/bench-serve.sh [BUILD_DIR=build] [SECONDS=10] [REPO=models] [MODEL=fmnist-cnn or fmnist-mlp] [RSS_SECONDS=60]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 seconds=${2:-10}
 repo=${3:-models}
 model=${4:-}
+rss_seconds=${5:-60}
 if [ -z "$model" ]; then
   if [ -d "$repo/fmnist-cnn" ]; then model=fmnist-cnn; else model=fmnist-mlp; fi
 fi
@@ -104,6 +107,38 @@ for mode in on off; do
   echo "{\"bench\":\"serve_rss\",\"model\":\"$model\",\"batching\":\"$mode\",\"rss_kb_start\":$rss_start,\"rss_kb_end\":$rss_end}" | tee -a "$out/serve.json"
   stop_server
 done
+
+# Resident memory under a steady load: sampled every 5 s; flat means max/min within +-10 %.
+start_server "$work/serve-rss.log" --max-batch 64 --max-queue-delay-us 2000
+wrk -t 2 -c 64 -d "${rss_seconds}s" --timeout 10s -s "$work/post.lua" "http://127.0.0.1:$port/v2/models/$model/infer" \
+  > "$work/wrk-rss.txt" &
+wrk_pid=$!
+samples=""
+for _ in $(seq 1 $((rss_seconds / 5))); do
+  sleep 5
+  samples="$samples${samples:+,}$(rss_kb)"
+done
+wait "$wrk_pid"
+rss_non2xx=$(sed -n 's/^RESULT //p' "$work/wrk-rss.txt" | sed -E 's/.*"non_2xx":([0-9]+).*/\1/')
+stop_server
+echo "{\"bench\":\"serve_rss_steady\",\"model\":\"$model\",\"seconds\":$rss_seconds,\"rss_kb\":[$samples],\"non_2xx\":${rss_non2xx:-0}}" |
+  tee -a "$out/serve.json"
+echo "$samples" | tr ',' '\n' | awk 'NR == 1 { lo = hi = $1 } { if ($1 < lo) lo = $1; if ($1 > hi) hi = $1 }
+  END { if (NR) printf "resident memory over the steady run: %d..%d KiB (max/min %.3f)\n", lo, hi, hi / lo }'
+
+# dtrain's engine vs onnxruntime-node on the model file the server serves by default (the newest).
+onnx="$repo/$model/$(ls -1 "$repo/$model" | grep -E '^[0-9]+$' | sort -n | tail -n 1)/model.onnx"
+"$build/bench/bench_engine" "$onnx" --batches 1,64 --iters 200 --threads 1 | tee "$work/engine.json" | tee -a "$out/serve.json"
+node_prefix=${DTRAIN_ORT_NODE_PREFIX:-$build/node}
+if command -v node > /dev/null && [ -f "$node_prefix/node_modules/onnxruntime-node/package.json" ]; then
+  node bench/ort_latency.js "$node_prefix" "$onnx" 1,64 200 1 | tee -a "$work/engine.json" | tee -a "$out/serve.json"
+  for b in 1 64; do
+    grep "\"batch\":$b," "$work/engine.json" | sed -E 's/.*"impl":"([a-z]+)".*"median_ms":([0-9.e+-]+).*/\1 \2/' |
+      awk -v b="$b" '{ t[$1] = $2 } END { if (t["onnxruntime"] > 0) printf "engine latency, batch %d: dtrain %.3f ms, onnxruntime %.3f ms (%.2fx)\n", b, t["dtrain"], t["onnxruntime"], t["dtrain"] / t["onnxruntime"] }'
+  done
+else
+  echo "bench-serve: onnxruntime-node is not under $node_prefix (the README's test command installs it): no engine comparison"
+fi
 
 echo
 printf '%-9s %11s %12s %9s %9s %8s\n' batching concurrency requests/s p50_ms p99_ms non_2xx
