@@ -9,6 +9,7 @@
 #include "data/convert.h"
 #include "data/dataset.h"
 #include "data/h5.h"
+#include "launch/cli.h"
 #include "launch/commands.h"
 
 namespace po = boost::program_options;
@@ -22,11 +23,8 @@ const char* kDataUsage =
     "convert writes FILE.h5 (via FILE.h5.tmp, renamed on success); info prints shapes, dtypes,\n"
     "attributes and the class histogram.\n";
 
-int usage_error(const std::string& message) {
-  std::fprintf(stderr, "dtrain data: %s\n\n%s(`dtrain data convert --help` lists the options)\n", message.c_str(),
-               kDataUsage);
-  return 2;
-}
+const CommandUsage kData{"data convert", kDataUsage};
+int usage_error(const std::string& message) { return kData.error(message); }
 
 int cmd_convert(const std::vector<std::string>& args) {
   std::string from, out, images, labels, input, header = "auto", delimiter = ",";
@@ -50,16 +48,7 @@ int cmd_convert(const std::vector<std::string>& args) {
       ("compress", po::value(&compress)->default_value(0), "gzip level for /x and /y chunks (0 = none, 1..9)")
       ("chunk-bytes", po::value(&chunk_bytes)->default_value(1 << 20), "target chunk size along N in bytes");
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return usage_error(e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << kDataUsage << "\n" << opts << "\n";
-    return 0;
-  }
+  if (const auto stop = parse_command_options(kData, args, opts, vm)) return *stop;
   if (from.empty()) return usage_error("convert needs --from idx|csv|text");
   if (out.empty()) return usage_error("convert needs --out FILE.h5");
   if (compress < 0 || compress > 9) return usage_error("--compress must be 0..9");

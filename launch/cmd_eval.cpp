@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "core/io/onnx_engine.h"
+#include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/onnx_eval.h"
 
@@ -23,23 +24,11 @@ int cmd_eval(const std::vector<std::string>& args) {
       ("data", po::value(&data), "classification dataset (.h5), fed as stored")
       ("batch-size", po::value(&batch_size)->default_value(256), "samples per engine run")
       ("device", po::value(&device)->default_value("cpu"), "cpu | cuda | cuda:N");
-  const char* usage = "usage: dtrain eval --model M.onnx --data TEST.h5 [--batch-size 256] [--device cpu]\n";
+  const CommandUsage eval{"eval", "usage: dtrain eval --model M.onnx --data TEST.h5 [--batch-size 256] [--device cpu]\n"};
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "dtrain eval: %s\n\n%s", e.what(), usage);
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << usage << "\n" << opts << "\n";
-    return 0;
-  }
-  if (model_path.empty() || data.empty() || batch_size <= 0) {
-    std::fprintf(stderr, "dtrain eval: --model and --data are required (and --batch-size must be positive)\n\n%s", usage);
-    return 2;
-  }
+  if (const auto stop = parse_command_options(eval, args, opts, vm)) return *stop;
+  if (model_path.empty() || data.empty() || batch_size <= 0)
+    return eval.error("--model and --data are required (and --batch-size must be positive)");
   const OnnxModel model = OnnxModel::load(model_path, Device::parse(device));
   const OnnxEvalResult r = evaluate_onnx(model, data, batch_size);
   std::printf("accuracy %.4f (%lld/%lld) model %s data %s (%.0f samples/s)\n", r.accuracy(),

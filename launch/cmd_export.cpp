@@ -19,6 +19,7 @@
 #include "core/io/prune.h"
 #include "data/dataset.h"
 #include "launch/checkpoint.h"
+#include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/onnx_eval.h"
@@ -35,11 +36,8 @@ const char* kExportUsage =
     "overwritten) and DIR/NAME/config.json. The model takes the samples as the dataset stores them\n"
     "(u8 pixels: the normalisation is in the graph) and outputs `probabilities` and `class`.\n";
 
-int usage_error(const std::string& message) {
-  std::fprintf(stderr, "dtrain export: %s\n\n%s(`dtrain export --help` lists the options)\n", message.c_str(),
-               kExportUsage);
-  return 2;
-}
+const CommandUsage kExport{"export", kExportUsage};
+int usage_error(const std::string& message) { return kExport.error(message); }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -104,16 +102,7 @@ int cmd_export(const std::vector<std::string>& args) {
                                           "default: Fashion-MNIST's names for Fashion-MNIST data, else none")
       ("max-batch-size", po::value(&max_batch_size)->default_value(64), "config.json max_batch_size (server batching)");
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return usage_error(e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << kExportUsage << "\n" << opts << "\n";
-    return 0;
-  }
+  if (const auto stop = parse_command_options(kExport, args, opts, vm)) return *stop;
   if (checkpoint.empty() || repo.empty() || name.empty()) return usage_error("--checkpoint, --repo and --name are required");
   if (version < 0) return usage_error("--version must be positive (or 0 for the next one)");
   if (quantize != "none" && quantize != "int8") return usage_error("--quantize must be none or int8");
