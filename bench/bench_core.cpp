@@ -2,7 +2,7 @@
 //   sgemm        GFLOP/s of square SGEMMs (the anchor)
 //   train_step   forward + loss + backward + SGD update of the registry's mlp and cnn at batch 256,
 //                against the time of the identical GEMM calls (same shapes, same order) run alone
-// Usage: bench_core [--threads N] [--json FILE] [--reps R]
+// Usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -144,7 +144,7 @@ Result bench_train_step(const std::string& type, int64_t batch, int threads, int
 
 int run(int argc, char** argv) {
   int threads = 1, reps = 10;
-  std::string json_path;
+  std::string json_path, only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const bool has_value = i + 1 < argc;
@@ -154,8 +154,12 @@ int run(int argc, char** argv) {
       json_path = argv[++i];
     } else if (a == "--reps" && has_value) {
       reps = std::atoi(argv[++i]);
+    } else if (a == "--only" && has_value) {
+      only = argv[++i];
+      DTRAIN_CHECK(only == "sgemm" || only == "mlp" || only == "cnn", "bench_core: --only must be sgemm, mlp or cnn, got '",
+                   only, "'");
     } else {
-      std::fprintf(stderr, "usage: bench_core [--threads N] [--json FILE] [--reps R]\n");
+      std::fprintf(stderr, "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn]\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }
@@ -163,8 +167,10 @@ int run(int argc, char** argv) {
   cpu::set_blas_threads(threads);
 
   std::vector<Result> results;
-  for (int64_t n : {256, 512, 1024, 2048}) results.push_back(bench_sgemm(n, threads, reps));
-  for (const char* type : {"mlp", "cnn"}) results.push_back(bench_train_step(type, 256, threads, reps));
+  if (only.empty() || only == "sgemm")
+    for (int64_t n : {256, 512, 1024, 2048}) results.push_back(bench_sgemm(n, threads, reps));
+  for (const char* type : {"mlp", "cnn"})
+    if (only.empty() || only == type) results.push_back(bench_train_step(type, 256, threads, reps));
 
   std::ofstream json_file;
   if (!json_path.empty()) {

@@ -9,7 +9,8 @@ namespace dtrain {
 
 class Storage {
  public:
-  // Allocates `bytes` (uninitialised) on `device`; 64-byte aligned on the CPU.
+  // Allocates `bytes` (uninitialised) on `device`; 64-byte aligned on the CPU. Large host blocks
+  // come from and return to a process-wide cache (core/storage.cpp says when).
   static std::shared_ptr<Storage> allocate(int64_t bytes, Device device);
   ~Storage();
   Storage(const Storage&) = delete;
@@ -20,10 +21,12 @@ class Storage {
   Device device() const { return device_; }
 
  private:
-  Storage(void* data, int64_t bytes, Device device) : data_(data), bytes_(bytes), device_(device) {}
+  Storage(void* data, int64_t bytes, Device device, int64_t cache_class)
+      : data_(data), bytes_(bytes), device_(device), cache_class_(cache_class) {}
   void* data_;
   int64_t bytes_;
   Device device_;
+  int64_t cache_class_;  // host cache size class the block returns to; 0: freed directly
 };
 
 }  // namespace dtrain
