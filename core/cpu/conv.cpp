@@ -50,12 +50,38 @@ void valid_range(int64_t w, int64_t kj, int64_t stride, int64_t pad, int64_t ow,
   *hi = last < 0 ? 0 : std::min(ow, last / stride + 1);
   *lo = std::min(*lo, *hi);
 }
+
+// Stride 1 with an output as large as the input ("same" padding): row (ki, kj) of a sample is its
+// input plane shifted by delta = (ki-pad)*w + (kj-pad) as one flat copy. Reads before the plane
+// or past it are the padding rows; the elements that wrapped into the next or previous row are
+// exactly the padding columns, zeroed afterwards. One long copy instead of oh short ones.
+void im2col_same_size(const float* plane, float* out, int64_t h, int64_t w, int64_t ki, int64_t kj, int64_t pad) {
+  const int64_t hw = h * w, delta = (ki - pad) * w + (kj - pad);
+  const int64_t lo = std::clamp<int64_t>(-delta, 0, hw), hi = std::clamp<int64_t>(hw - delta, lo, hw);
+  std::fill_n(out, lo, 0.0f);
+  std::copy_n(plane + lo + delta, hi - lo, out + lo);
+  std::fill_n(out + hi, hw - hi, 0.0f);
+  const int64_t shift = kj - pad;  // columns ox with ox + shift outside [0, w) read padding
+  const int64_t first = shift < 0 ? 0 : w - std::min(shift, w), last = shift < 0 ? std::min(-shift, w) : w;
+  if (shift != 0)
+    for (int64_t oy = 0; oy < h; ++oy) std::fill(out + oy * w + first, out + oy * w + last, 0.0f);
+}
 }  // namespace
 
 // cols row r = (ci*kh + ki)*kw + kj, column (ni*oh + oy)*ow + ox reads x[ni, ci, oy*s-p+ki, ox*s-p+kj].
 void im2col(const float* x, float* cols, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
             int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
   const int64_t ncols = n * oh * ow;
+  if (stride == 1 && oh == h && ow == w) {
+    for (int64_t ci = 0; ci < c; ++ci)
+      for (int64_t ki = 0; ki < kh; ++ki)
+        for (int64_t kj = 0; kj < kw; ++kj) {
+          float* row = cols + ((ci * kh + ki) * kw + kj) * ncols;
+          for (int64_t ni = 0; ni < n; ++ni)
+            im2col_same_size(x + (ni * c + ci) * h * w, row + ni * h * w, h, w, ki, kj, pad);
+        }
+    return;
+  }
   for (int64_t ci = 0; ci < c; ++ci)
     for (int64_t ki = 0; ki < kh; ++ki)
       for (int64_t kj = 0; kj < kw; ++kj) {

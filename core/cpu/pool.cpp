@@ -7,6 +7,35 @@ namespace dtrain::cpu {
 
 void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes, int64_t h, int64_t w, int64_t k,
                        int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
+  if (k == 2 && stride == 2 && pad == 0) {  // the common 2x2 pool: two input rows per output row
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        const float* r0 = x + p * h * w + 2 * oy * w;
+        const float* r1 = r0 + w;
+        float* out = y + (p * oh + oy) * ow;
+        if (argmax == nullptr) {  // same scan order and comparison as below, so the same value (NaN too)
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            float m = r0[2 * ox];
+            m = m < r0[2 * ox + 1] ? r0[2 * ox + 1] : m;
+            m = m < r1[2 * ox] ? r1[2 * ox] : m;
+            out[ox] = m < r1[2 * ox + 1] ? r1[2 * ox + 1] : m;
+          }
+          continue;
+        }
+        int32_t* at = argmax + (p * oh + oy) * ow;
+        const int64_t row0 = 2 * oy * w;
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float m = r0[2 * ox];
+          int64_t i = row0 + 2 * ox;
+          if (r0[2 * ox + 1] > m) m = r0[2 * ox + 1], i = row0 + 2 * ox + 1;
+          if (r1[2 * ox] > m) m = r1[2 * ox], i = row0 + w + 2 * ox;
+          if (r1[2 * ox + 1] > m) m = r1[2 * ox + 1], i = row0 + w + 2 * ox + 1;
+          out[ox] = m;
+          at[ox] = static_cast<int32_t>(i);
+        }
+      }
+    return;
+  }
   for (int64_t p = 0; p < planes; ++p) {
     const float* in = x + p * h * w;
     if (pad == 0) {  // every window lies inside the plane: no bounds checks
@@ -21,7 +50,7 @@ void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes
             }
           const int64_t o = (p * oh + oy) * ow + ox;
           y[o] = in[best_i];
-          argmax[o] = static_cast<int32_t>(best_i);
+          if (argmax != nullptr) argmax[o] = static_cast<int32_t>(best_i);
         }
       continue;
     }
@@ -44,7 +73,7 @@ void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes
         }
         const int64_t o = (p * oh + oy) * ow + ox;
         y[o] = best;
-        argmax[o] = static_cast<int32_t>(best_i);
+        if (argmax != nullptr) argmax[o] = static_cast<int32_t>(best_i);
       }
   }
 }

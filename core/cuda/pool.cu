@@ -25,7 +25,7 @@ __global__ void maxpool2d_forward_kernel(const float* x, float* y, int32_t* argm
       }
     }
     y[o] = best;
-    argmax[o] = static_cast<int32_t>(best_at < 0 ? 0 : best_at);
+    if (argmax != nullptr) argmax[o] = static_cast<int32_t>(best_at < 0 ? 0 : best_at);
   }
 }
 

@@ -76,6 +76,32 @@ TEST(Conv2d, Col2imIsTheAdjointOfIm2col) {
   EXPECT_NEAR(testing::dot(back, x.to_vector<float>()), testing::dot(cols, cols_r.to_vector<float>()), 1e-4);
 }
 
+// im2col against its definition, for the stride-1 "same size" fast path (kernel 1, 3, 5, and a
+// kernel wider than the plane) and the general path.
+TEST(Conv2d, Im2colMatchesItsDefinition) {
+  struct Case { int64_t h, w, k, s, p; };
+  for (const Case& t : {Case{5, 6, 3, 1, 1}, Case{4, 4, 5, 1, 2}, Case{3, 2, 5, 1, 2}, Case{4, 3, 1, 1, 0},
+                        Case{5, 4, 3, 2, 1}, Case{6, 6, 3, 1, 0}}) {
+    const int64_t n = 2, c = 3, oh = (t.h + 2 * t.p - t.k) / t.s + 1, ow = (t.w + 2 * t.p - t.k) / t.s + 1;
+    Generator g = test_gen(9);
+    const std::vector<float> x = Tensor::randn(Shape{n, c, t.h, t.w}, 0, 1, g).to_vector<float>();
+    std::vector<float> cols(static_cast<size_t>(c * t.k * t.k * n * oh * ow), -7.0f);
+    cpu::im2col(x.data(), cols.data(), n, c, t.h, t.w, t.k, t.k, t.s, t.p, oh, ow);
+    for (int64_t ci = 0; ci < c; ++ci)
+      for (int64_t ki = 0; ki < t.k; ++ki)
+        for (int64_t kj = 0; kj < t.k; ++kj)
+          for (int64_t ni = 0; ni < n; ++ni)
+            for (int64_t oy = 0; oy < oh; ++oy)
+              for (int64_t ox = 0; ox < ow; ++ox) {
+                const int64_t iy = oy * t.s - t.p + ki, ix = ox * t.s - t.p + kj;
+                const float want = iy < 0 || iy >= t.h || ix < 0 || ix >= t.w ? 0.0f : x[((ni * c + ci) * t.h + iy) * t.w + ix];
+                const int64_t r = (ci * t.k + ki) * t.k + kj, col = (ni * oh + oy) * ow + ox;
+                ASSERT_EQ(cols[r * n * oh * ow + col], want) << "h " << t.h << " w " << t.w << " k " << t.k << " s " << t.s
+                                                             << " p " << t.p << " row " << r << " col " << col;
+              }
+  }
+}
+
 TEST(Conv2d, WrongChannelsNameTheLayerAndShape) {
   Conv2d conv(1, 32, 3, 1, 1);
   ParameterArena arena;
