@@ -11,7 +11,9 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 #include <unordered_map>
+#include <utility>
 
 #include "core/dispatch.h"
 
@@ -37,6 +39,8 @@ struct Node {
   bool trans_a = false, trans_b = false, keepdims = true;
   float alpha = 1.0f, beta = 1.0f, epsilon = 1e-5f;
   int64_t kernel = 0, stride = 1, pad = 0;  // Conv (kernel 0: from the weight) and MaxPool
+  bool fuse_relu = false;  // Conv, Gemm: apply the Relu that alone reads the output, in place
+  int64_t pool_kernel = 0, pool_stride = 1, pool_pad = 0;  // Conv: a MaxPool fused after it (0: none)
 };
 
 DType dtype_from_onnx(int t, const std::string& what) {
@@ -319,6 +323,7 @@ Tensor run_gemm(const Node& node, const Tensor& a, const Tensor& b, const Tensor
       fail(node.label, ": C of shape ", c->shape().str(), " does not broadcast to ", y.shape().str());
     }
   }
+  if (node.fuse_relu) DTRAIN_DISPATCH(d, relu_forward, y.data<float>(), y.data<float>(), y.numel());
   return y;
 }
 
@@ -338,7 +343,18 @@ Tensor run_matmul(const Node& node, const Tensor& a, const Tensor& b, Device d) 
   return y;
 }
 
-// im2col + GEMM (as Conv2d's forward), in chunks of samples so the column buffer stays bounded.
+// MaxPool output height and width for an [.., h, w] input (the window must fit the padded input).
+std::pair<int64_t, int64_t> pool_dims(const std::string& label, const Shape& x, int64_t k, int64_t s, int64_t p) {
+  const int64_t h = x[x.size() - 2], w = x[x.size() - 1];
+  DTRAIN_CHECK(h + 2 * p >= k && w + 2 * p >= k, label, ": input ", x.str(), " is smaller than the pooling window");
+  DTRAIN_CHECK(h * w <= INT32_MAX, label, ": input plane too large");
+  return {(h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1};
+}
+
+// im2col + GEMM. On the CPU one sample at a time: its columns stay in cache and the GEMM writes
+// the sample's [M, OH*OW] block of Y in place, over Y pre-filled with the bias (beta = 1), with a
+// fused Relu applied while the block is still in cache. On a GPU in chunks of samples (fewer,
+// larger GEMMs), reordered from [M, samples*OH*OW] to NCHW afterwards.
 Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor* b, Device d) {
   check_f32(x, node.label, "X");
   check_f32(w, node.label, "W");
@@ -351,6 +367,29 @@ Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor
   DTRAIN_CHECK(h + 2 * p >= k && wd + 2 * p >= k, node.label, ": input ", x.shape().str(), " is smaller than the kernel");
   const int64_t oh = (h + 2 * p - k) / s + 1, ow = (wd + 2 * p - k) / s + 1, plane = oh * ow, ck = c * k * k;
   if (b) DTRAIN_CHECK(b->ndim() == 1 && b->dim(0) == oc, node.label, ": B must be [", oc, "], got ", b->shape().str());
+  const bool pool = node.pool_kernel > 0;
+  int64_t ph = oh, pw = ow;
+  if (pool) std::tie(ph, pw) = pool_dims(node.label + " (its MaxPool)", Shape{oh, ow}, node.pool_kernel,
+                                          node.pool_stride, node.pool_pad);
+  if (d.is_cpu()) {
+    Tensor y = Tensor::empty(Shape{n, oc, ph, pw}, DType::f32, d);
+    Tensor cols = Tensor::empty(Shape{ck, plane}, DType::f32, d);
+    Tensor conv_out = pool ? Tensor::empty(Shape{oc, plane}, DType::f32, d) : Tensor();  // one sample, in cache
+    const float* bias = b ? b->data<float>() : nullptr;
+    for (int64_t i = 0; i < n; ++i) {
+      float* yi = pool ? conv_out.data<float>() : y.data<float>() + i * oc * plane;
+      if (bias)
+        for (int64_t m = 0; m < oc; ++m) std::fill_n(yi + m * plane, plane, bias[m]);
+      cpu::im2col(x.data<float>() + i * c * h * wd, cols.data<float>(), 1, c, h, wd, k, k, s, p, oh, ow);
+      cpu::gemm(false, false, oc, plane, ck, 1.0f, w.data<float>(), ck, cols.data<float>(), plane, bias ? 1.0f : 0.0f,
+                yi, plane);
+      if (node.fuse_relu) cpu::relu_forward(yi, yi, oc * plane);
+      if (pool)
+        cpu::maxpool2d_forward(yi, y.data<float>() + i * oc * ph * pw, nullptr, oc, oh, ow, node.pool_kernel,
+                               node.pool_stride, node.pool_pad, ph, pw);
+    }
+    return y;
+  }
   Tensor y = Tensor::empty(Shape{n, oc, oh, ow}, DType::f32, d);
   constexpr int64_t kMaxColumnElems = int64_t{1} << 24;  // 64 MiB of f32 columns per chunk
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, kMaxColumnElems / std::max<int64_t>(1, ck * plane)));
@@ -364,20 +403,21 @@ Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor
     DTRAIN_DISPATCH(d, swap_01, y_cn.data<float>(), y.data<float>() + first * oc * plane, oc, m, plane);
   }
   if (b) DTRAIN_DISPATCH(d, add_bias_channels, y.data<float>(), b->data<float>(), n, oc, plane);
-  return y;
+  if (node.fuse_relu) DTRAIN_DISPATCH(d, relu_forward, y.data<float>(), y.data<float>(), y.numel());
+  if (!pool) return y;
+  Tensor pooled = Tensor::empty(Shape{n, oc, ph, pw}, DType::f32, d);
+  DTRAIN_DISPATCH(d, maxpool2d_forward, y.data<float>(), pooled.data<float>(), nullptr, n * oc, oh, ow, node.pool_kernel,
+                  node.pool_stride, node.pool_pad, ph, pw);
+  return pooled;
 }
 
 Tensor run_maxpool(const Node& node, const Tensor& x, Device d) {
   check_f32(x, node.label, "X");
   DTRAIN_CHECK(x.ndim() == 4, node.label, ": expects X [N, C, H, W], got ", x.shape().str());
-  const int64_t k = node.kernel, s = node.stride, p = node.pad, h = x.dim(2), w = x.dim(3);
-  DTRAIN_CHECK(h + 2 * p >= k && w + 2 * p >= k, node.label, ": input ", x.shape().str(), " is smaller than the window");
-  DTRAIN_CHECK(h * w <= INT32_MAX, node.label, ": input plane too large");
-  const int64_t oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+  const auto [oh, ow] = pool_dims(node.label, x.shape(), node.kernel, node.stride, node.pad);
   Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(1), oh, ow}, DType::f32, d);
-  Tensor argmax = Tensor::empty(y.shape(), DType::i32, d);
-  DTRAIN_DISPATCH(d, maxpool2d_forward, x.data<float>(), y.data<float>(), argmax.data<int32_t>(), x.dim(0) * x.dim(1),
-                  h, w, k, s, p, oh, ow);
+  DTRAIN_DISPATCH(d, maxpool2d_forward, x.data<float>(), y.data<float>(), nullptr, x.dim(0) * x.dim(1), x.dim(2),
+                  x.dim(3), node.kernel, node.stride, node.pad, oh, ow);
   return y;
 }
 
@@ -589,6 +629,34 @@ OnnxModel OnnxModel::from_bytes(const std::string& bytes, Device device, const s
     DTRAIN_CHECK(it != slot.end(), what, " is not produced by any node");
     impl->outputs.push_back({vi.name(), dtype_from_onnx(vi.type().tensor_type().elem_type(), what), shape_of(vi, what)});
     impl->output_slots.push_back(it->second);
+  }
+
+  // Fusion: a Relu that alone reads a Conv or Gemm output runs inside that node, in place, and a
+  // MaxPool that alone reads a Conv's (Relu'd) output runs inside the Conv, per sample while the
+  // sample's output is in cache. The absorbed nodes become Identity; graph outputs never fuse.
+  std::vector<int> readers(slot.size(), 0), reader(slot.size(), -1);
+  for (size_t i = 0; i < impl->nodes.size(); ++i)
+    for (int s : impl->nodes[i].in)
+      if (s >= 0) ++readers[s], reader[s] = static_cast<int>(i);
+  for (int s : impl->output_slots) ++readers[s];
+  auto only_reader = [&](int s, Op op) -> Node* {
+    return readers[s] == 1 && impl->nodes[reader[s]].op == op ? &impl->nodes[reader[s]] : nullptr;
+  };
+  for (Node& node : impl->nodes) {
+    if (node.op != Op::Conv && node.op != Op::Gemm) continue;
+    int tail = node.out[0];
+    if (Node* relu = only_reader(tail, Op::Relu)) {
+      node.fuse_relu = true;
+      relu->op = Op::Identity;
+      tail = relu->out[0];
+    }
+    Node* pool = node.op == Op::Conv ? only_reader(tail, Op::MaxPool) : nullptr;
+    if (pool) {
+      node.pool_kernel = pool->kernel;
+      node.pool_stride = pool->stride;
+      node.pool_pad = pool->pad;
+      pool->op = Op::Identity;
+    }
   }
 
   impl->constants.resize(slot.size());
