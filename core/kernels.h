@@ -10,6 +10,7 @@ namespace dtrain::cpu {
 #include "core/kernel_list.inc"
 void set_blas_threads(int threads);  // OpenBLAS threads (process-wide)
 int blas_threads();
+const char* blas_core_name();  // the kernel family OpenBLAS chose for this CPU, e.g. "SkylakeX"
 }  // namespace dtrain::cpu
 
 #if DTRAIN_HAVE_CUDA

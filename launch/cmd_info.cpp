@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "comm/environment.h"
 #include "core/config.h"
@@ -32,7 +33,10 @@ int cmd_info(const std::vector<std::string>& args) {
   std::printf("  nccl:   %s\n", DTRAIN_HAVE_NCCL ? "yes" : "no");
   std::printf("  mpi:    %s\n", mpi_version);
   std::printf("  hdf5:   %u.%u.%u\n", h5maj, h5min, h5rel);
-  std::printf("  blas:   OpenBLAS, %d threads\n", cpu::blas_threads());
+  const char* forced = std::getenv("OPENBLAS_CORETYPE");  // overrides OpenBLAS's own CPU detection
+  std::printf("  blas:   OpenBLAS, %s kernels%s%s%s, %d threads\n", cpu::blas_core_name(),
+              forced ? " (forced by OPENBLAS_CORETYPE=" : "", forced ? forced : "", forced ? ")" : "",
+              cpu::blas_threads());
   const int gpus = gpu::device_count();
   std::printf("gpus:     %d visible\n", gpus);
   for (int i = 0; i < gpus; ++i) std::printf("  cuda:%d  %s\n", i, gpu::device_name(i).c_str());

@@ -3,6 +3,8 @@
 
 #include "core/kernels.h"
 
+extern "C" char* openblas_get_corename(void);
+
 namespace dtrain::cpu {
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -20,5 +22,6 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 
 void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
 int blas_threads() { return openblas_get_num_threads(); }
+const char* blas_core_name() { return openblas_get_corename(); }
 
 }  // namespace dtrain::cpu
