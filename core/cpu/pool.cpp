@@ -23,15 +23,15 @@ void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes
           continue;
         }
         int32_t* at = argmax + (p * oh + oy) * ow;
-        const int64_t row0 = 2 * oy * w;
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          float m = r0[2 * ox];
-          int64_t i = row0 + 2 * ox;
-          if (r0[2 * ox + 1] > m) m = r0[2 * ox + 1], i = row0 + 2 * ox + 1;
-          if (r1[2 * ox] > m) m = r1[2 * ox], i = row0 + w + 2 * ox;
-          if (r1[2 * ox + 1] > m) m = r1[2 * ox + 1], i = row0 + w + 2 * ox + 1;
-          out[ox] = m;
-          at[ox] = static_cast<int32_t>(i);
+        const float* in = x + p * h * w;
+        for (int64_t ox = 0; ox < ow; ++ox) {  // index selects, as below: no data-dependent branches
+          const int64_t i = 2 * oy * w + 2 * ox;
+          int64_t best = i;
+          best = in[i + 1] > in[best] ? i + 1 : best;
+          best = in[i + w] > in[best] ? i + w : best;
+          best = in[i + w + 1] > in[best] ? i + w + 1 : best;
+          out[ox] = in[best];
+          at[ox] = static_cast<int32_t>(best);
         }
       }
     return;
