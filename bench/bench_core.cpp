@@ -44,20 +44,23 @@ struct GemmCall {
 };
 
 // The GEMMs one training step runs, in order: per Linear/Conv2d its forward, dW and dx GEMMs
-// (the shapes core/layers/linear.cpp and conv2d.cpp use).
+// (the shapes core/layers/linear.cpp and conv2d.cpp use); the first layer has no dx GEMM.
 std::vector<GemmCall> step_gemms(const Sequential& net, Shape in) {
   std::vector<GemmCall> calls, backward;
   for (const auto& child : net.children()) {
+    const bool first = &child == &net.children().front();
     const Shape out = child->output_shape(in);
     if (const auto* l = dynamic_cast<const Linear*>(child.get())) {
       const int64_t rows = in.numel() / l->in_features(), i = l->in_features(), o = l->out_features();
       calls.push_back({false, true, rows, o, i, 0.0f});
-      backward.insert(backward.begin(), {{true, false, o, i, rows, 1.0f}, {false, false, rows, i, o, 0.0f}});
+      if (!first) backward.insert(backward.begin(), GemmCall{false, false, rows, i, o, 0.0f});
+      backward.insert(backward.begin(), GemmCall{true, false, o, i, rows, 1.0f});
     } else if (const auto* c = dynamic_cast<const Conv2d*>(child.get())) {
       const int64_t np = out[0] * out[2] * out[3], ck = c->in_channels() * c->kernel() * c->kernel(),
                     oc = c->out_channels();
       calls.push_back({false, false, oc, np, ck, 0.0f});
-      backward.insert(backward.begin(), {{false, true, oc, ck, np, 1.0f}, {true, false, ck, np, oc, 0.0f}});
+      if (!first) backward.insert(backward.begin(), GemmCall{true, false, ck, np, oc, 0.0f});
+      backward.insert(backward.begin(), GemmCall{false, true, oc, ck, np, 1.0f});
     }
     in = out;
   }
@@ -105,6 +108,7 @@ Result bench_train_step(const std::string& type, int64_t batch, int threads, int
     PassContext ctx;
     ctx.dropout_rng = &dropout;
     ctx.arena = &model->arena();
+    ctx.input_grad = false;  // as the trainer: no gradient for the data
     model->arena().zero_grad();
     Tensor logits = model->forward(x, ctx);
     LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(batch));
@@ -181,7 +185,8 @@ int run(int argc, char** argv) {
     std::printf("%s\n", r.json.c_str());
     if (json_file.is_open()) json_file << r.json << "\n";
   }
-  std::printf("\nbench_core (CPU, %d BLAS threads, median of %d after warm-up)\n", threads, reps);
+  std::printf("\nbench_core (CPU, %d BLAS threads, OpenBLAS %s kernels, median of %d after warm-up)\n", threads,
+              cpu::blas_core_name(), reps);
   for (const Result& r : results) std::printf("  %s\n", r.row.c_str());
   return 0;
 }

@@ -65,7 +65,8 @@ int run(int argc, char** argv) {
     }
     std::sort(ms.begin(), ms.end());
     const std::string line = detail::concat("{\"bench\":\"engine\",\"impl\":\"dtrain\",\"model\":\"", path,
-                                            "\",\"batch\":", b, ",\"threads\":", threads, ",\"iters\":", iters,
+                                            "\",\"blas\":\"", cpu::blas_core_name(), "\",\"batch\":", b,
+                                            ",\"threads\":", threads, ",\"iters\":", iters,
                                             ",\"median_ms\":", ms[ms.size() / 2], ",\"p90_ms\":", ms[ms.size() * 9 / 10], "}");
     std::printf("%s\n", line.c_str());
     if (json) json << line << "\n";

@@ -386,6 +386,7 @@ TrainResult Trainer::run() {
   ctx.training = true;
   ctx.dropout_rng = &s.dropout_rng;
   ctx.arena = &arena;
+  ctx.input_grad = false;  // the batch is data: no gradient for it
 
   const auto evaluate_now = [&] {
     if (!s.test_loader) return;

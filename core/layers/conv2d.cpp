@@ -1,7 +1,7 @@
 // Conv2d by batched im2col + one GEMM. With P = OH*OW, CK = C*K*K:
 //   forward:  cols[CK, N*P] = im2col(x); y_cn[OC, N*P] = W[OC, CK] cols; y = swap_01(y_cn) + b
 //   backward: dy_cn = swap_01(dy); dW += dy_cn cols^T; db += sum over N, P of dy;
-//             dcols = W^T dy_cn; dx = col2im(dcols)
+//             dcols = W^T dy_cn; dx = col2im(dcols) (skipped when ctx.input_grad is false)
 #include <string>
 
 #include "core/layers/layer_util.h"
@@ -78,11 +78,14 @@ Tensor Conv2d::backward(const Tensor& dy, PassContext& ctx) {
   DTRAIN_DISPATCH(d, gemm, false, true, out_c_, ck, np, 1.0f, dy_cn.data<float>(), np, cols_.data<float>(), np, 1.0f,
                   weight_->grad.data<float>(), ck);
   if (bias_) DTRAIN_DISPATCH(d, sum_channels, dy.data<float>(), bias_->grad.data<float>(), n, out_c_, oh * ow);
-  Tensor& dcols = layers::workspace(dcols_, Shape{ck, np}, d);
-  DTRAIN_DISPATCH(d, gemm, true, false, ck, np, out_c_, 1.0f, weight_->value.data<float>(), ck, dy_cn.data<float>(),
-                  np, 0.0f, dcols.data<float>(), np);
-  Tensor dx = Tensor::zeros(x_shape_, DType::f32, d);
-  DTRAIN_DISPATCH(d, col2im, dcols.data<float>(), dx.data<float>(), n, in_c_, h, w, k_, k_, stride_, pad_, oh, ow);
+  Tensor dx;
+  if (ctx.input_grad) {
+    Tensor& dcols = layers::workspace(dcols_, Shape{ck, np}, d);
+    DTRAIN_DISPATCH(d, gemm, true, false, ck, np, out_c_, 1.0f, weight_->value.data<float>(), ck, dy_cn.data<float>(),
+                    np, 0.0f, dcols.data<float>(), np);
+    dx = Tensor::zeros(x_shape_, DType::f32, d);
+    DTRAIN_DISPATCH(d, col2im, dcols.data<float>(), dx.data<float>(), n, in_c_, h, w, k_, k_, stride_, pad_, oh, ow);
+  }
   if (bias_) ctx.grad_ready(*bias_);
   ctx.grad_ready(*weight_);
   return dx;

@@ -64,9 +64,12 @@ Tensor Linear::backward(const Tensor& dy, PassContext& ctx) {
   DTRAIN_DISPATCH(d, gemm, true, false, out_, in_, rows, 1.0f, dy.data<float>(), out_, x_.data<float>(), in_, 1.0f,
                   weight_->grad.data<float>(), in_);
   if (bias_) DTRAIN_DISPATCH(d, sum_rows, dy.data<float>(), bias_->grad.data<float>(), rows, out_);
-  Tensor dx = Tensor::empty(x_.shape(), DType::f32, d);
-  DTRAIN_DISPATCH(d, gemm, false, false, rows, in_, out_, 1.0f, dy.data<float>(), out_, weight_->value.data<float>(),
-                  in_, 0.0f, dx.data<float>(), in_);
+  Tensor dx;
+  if (ctx.input_grad) {
+    dx = Tensor::empty(x_.shape(), DType::f32, d);
+    DTRAIN_DISPATCH(d, gemm, false, false, rows, in_, out_, 1.0f, dy.data<float>(), out_, weight_->value.data<float>(),
+                    in_, 0.0f, dx.data<float>(), in_);
+  }
   // Reverse registration order, as the arena lays them out.
   if (bias_) ctx.grad_ready(*bias_);
   ctx.grad_ready(*weight_);

@@ -1,5 +1,6 @@
 // Sequential: forward runs the children in order, backward in reverse (so parameter gradients
 // become ready in reverse registration order).
+#include <iterator>
 #include <string>
 
 #include "core/layers/layers.h"
@@ -30,8 +31,13 @@ Tensor Sequential::forward(const Tensor& x, PassContext& ctx) {
 }
 
 Tensor Sequential::backward(const Tensor& dy, PassContext& ctx) {
+  const bool input_grad = ctx.input_grad;  // only the first child's input is ours
   Tensor g = dy;
-  for (auto it = children_.rbegin(); it != children_.rend(); ++it) g = (*it)->backward(g, ctx);
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    ctx.input_grad = input_grad || std::next(it) != children_.rend();
+    g = (*it)->backward(g, ctx);
+  }
+  ctx.input_grad = input_grad;
   return g;
 }
 

@@ -69,11 +69,21 @@ TEST(Model, CnnRunsForwardAndBackwardOnMnistShapes) {
   EXPECT_EQ(model->parameters().size(), 8u);
   Generator g(RngKey{1, 0, static_cast<uint32_t>(RngPurpose::test)});
   PassContext ctx;
-  Tensor logits = model->forward(Tensor::randn(Shape{3, 1, 28, 28}, 0, 1, g), ctx);
+  const Tensor x = Tensor::randn(Shape{3, 1, 28, 28}, 0, 1, g);
+  Tensor logits = model->forward(x, ctx);
   LossOutput loss = softmax_cross_entropy(logits, Tensor::from_vector<int64_t>({1, 2, 3}, Shape{3}), 1.0f / 3);
   Tensor dx = model->backward(loss.grad, ctx);
   EXPECT_EQ(dx.shape(), (Shape{3, 1, 28, 28}));
   EXPECT_GT(ops::sum_squares(model->arena().grads()), 0.0f);
+
+  // Without the input gradient (as the trainer runs): the same parameter gradients, bit for bit.
+  const std::vector<float> with_dx = model->arena().grads().to_vector<float>();
+  model->arena().zero_grad();
+  ctx.input_grad = false;
+  model->forward(x, ctx);
+  EXPECT_FALSE(model->backward(loss.grad, ctx).defined());
+  EXPECT_FALSE(ctx.input_grad);  // Sequential hands the flag back as it found it
+  EXPECT_EQ(model->arena().grads().to_vector<float>(), with_dx);
 }
 
 TEST(Model, UnknownTypeNamesTheRegisteredOnes) {
