@@ -7,7 +7,8 @@
 #include <mutex>
 #include <new>
 #include <string>
-#include <unordered_map>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "core/gpu.h"
@@ -25,7 +26,9 @@ constexpr int64_t kHugePageMinBytes = int64_t{4} << 20;
 // next allocation of the same size class, so a training step or an inference batch that repeats
 // the previous one's sizes faults no pages and makes no system calls (glibc returns large blocks
 // to the kernel on free, and the kernel zeroes each page again on the next touch). Classes are
-// 4 per power of two (at most 25 % slack), so batches of nearby sizes share blocks. Idle cached
+// 4 per power of two (at most 25 % slack); a request takes the smallest idle block of its class or
+// up to twice its size, so a server warmed up at its largest batch serves smaller ones from the
+// same blocks instead of growing a set per batch size. Idle cached
 // bytes are capped by DTRAIN_HOST_CACHE_MB (default 1024; 0 turns the cache off); a block that
 // would exceed the cap is freed. Sanitizer builds skip the cache so ASan still sees every
 // use-after-free.
@@ -63,14 +66,17 @@ class HostCache {
   }
   bool enabled() const { return cap_ > 0; }
 
-  void* take(int64_t cls) {
+  // An idle block of class `cls` to 2 * `cls` and its class, or {nullptr, 0}.
+  std::pair<void*, int64_t> take(int64_t cls) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(cls);
-    if (it == free_.end() || it->second.empty()) return nullptr;
-    void* p = it->second.back();
-    it->second.pop_back();
-    cached_ -= cls;
-    return p;
+    for (auto it = free_.lower_bound(cls); it != free_.end() && it->first <= 2 * cls; ++it) {
+      if (it->second.empty()) continue;
+      void* p = it->second.back();
+      it->second.pop_back();
+      cached_ -= it->first;
+      return {p, it->first};
+    }
+    return {nullptr, 0};
   }
   void give(void* p, int64_t cls) {
     {
@@ -98,7 +104,7 @@ class HostCache {
 #endif
   }
   std::mutex mu_;
-  std::unordered_map<int64_t, std::vector<void*>> free_;  // size class -> idle blocks
+  std::map<int64_t, std::vector<void*>> free_;  // size class -> idle blocks
   int64_t cached_ = 0, cap_ = 0;
 };
 }  // namespace
@@ -110,9 +116,8 @@ std::shared_ptr<Storage> Storage::allocate(int64_t bytes, Device device) {
   HostCache& cache = HostCache::get();
   if (rounded < kCacheMinBytes || !cache.enabled())
     return std::shared_ptr<Storage>(new Storage(host_alloc(rounded), bytes, device, 0));
-  const int64_t cls = size_class(rounded);
-  void* p = cache.take(cls);
-  if (p == nullptr) p = host_alloc(cls);
+  auto [p, cls] = cache.take(size_class(rounded));
+  if (p == nullptr) p = host_alloc(cls = size_class(rounded));
   return std::shared_ptr<Storage>(new Storage(p, bytes, device, cls));
 }
 

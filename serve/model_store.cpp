@@ -24,8 +24,8 @@ int64_t file_stamp(const fs::path& path) {
   return ec ? 0 : static_cast<int64_t>(t.time_since_epoch().count()) ^ static_cast<int64_t>(size);
 }
 
-// Runs one all-zero row through the model and checks every output has one row.
-void self_check(const ModelVersion& v) {
+// Runs `rows` all-zero rows through the model and checks every output has as many rows.
+void check_rows(const ModelVersion& v, int64_t rows) {
   std::vector<Tensor> inputs;
   for (const TensorInfo& in : v.model.inputs()) {
     DTRAIN_CHECK(!in.shape.empty() && in.shape[0] == -1, "input '", in.name, "' ", shape_str(in.shape),
@@ -34,15 +34,23 @@ void self_check(const ModelVersion& v) {
       DTRAIN_CHECK(in.shape[d] > 0, "input '", in.name, "' ", shape_str(in.shape),
                    " has a dynamic dim besides the batch dim, which batching cannot merge");
     Shape shape;
-    for (int64_t d : in.shape) shape.push_back(d < 0 ? 1 : d);
+    for (int64_t d : in.shape) shape.push_back(d < 0 ? rows : d);
     inputs.push_back(Tensor::zeros(shape, in.dtype));
   }
   const std::vector<Tensor> outputs = v.model.run(inputs);
   DTRAIN_CHECK(outputs.size() == v.model.outputs().size(), "self-check: the model returned ", outputs.size(),
                " outputs, it declares ", v.model.outputs().size());
   for (size_t k = 0; k < outputs.size(); ++k)
-    DTRAIN_CHECK(outputs[k].ndim() >= 1 && outputs[k].dim(0) == 1, "self-check: output '", v.model.outputs()[k].name,
-                 "' has shape ", outputs[k].shape().str(), " for one row");
+    DTRAIN_CHECK(outputs[k].ndim() >= 1 && outputs[k].dim(0) == rows, "self-check: output '",
+                 v.model.outputs()[k].name, "' has shape ", outputs[k].shape().str(), " for ", rows, " rows");
+}
+
+// One row, then max_batch rows. The second run also warms the engine up: its buffers, the
+// largest the batcher will ask for, stay in the host block cache for smaller batches
+// (core/storage.cpp), so resident memory does not grow batch size by batch size under load.
+void self_check(const ModelVersion& v) {
+  check_rows(v, 1);
+  if (v.max_batch > 1) check_rows(v, v.max_batch);
 }
 
 }  // namespace
