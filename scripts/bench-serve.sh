@@ -3,12 +3,16 @@
 # answers for one test image per request at concurrency 1, 16 and 64, with dynamic batching on
 # (--max-queue-delay-us 2000, --max-batch 64) and off (--max-batch 1), in the same run, plus the
 # server's resident memory at the start and end of each mode; then a RSS_SECONDS run at
-# concurrency 64 (batching on) sampling the server's resident memory every 5 s; then the
+# concurrency 64 (batching on) sampling the server's resident memory every 5 s, after
+# WARMUP_SECONDS (environment, default 20) of the same load; then the
 # single-request latency of dtrain's engine (build/bench/bench_engine) against onnxruntime-node
 # (bench/ort_latency.js, from the README test command's npm step) on the same model file, batch 1
 # and 64, one thread each. Writes bench-results/serve.json (JSON lines), a table, and
 # bench-results/serve.png (needs gnuplot). Builds nothing.
 #   scripts/bench-serve.sh [BUILD_DIR=build] [SECONDS=10] [REPO=models] [MODEL=fmnist-cnn or fmnist-mlp] [RSS_SECONDS=60]
+# Environment: WARMUP_SECONDS (20), SERVE_ARGS (extra dtrain-serve options for every run, e.g.
+# "--threads 72": each HTTP thread's first request touches its stack and malloc cache, so resident
+# memory rises until all --threads (default 256) have served once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -37,7 +41,8 @@ trap cleanup EXIT
 start_server() {  # start_server LOG ARGS...: sets server_pid and port
   local log=$1
   shift
-  "$serve" --repo "$repo" --port 0 --poll-seconds 0 "$@" > "$log" 2>&1 &
+  # shellcheck disable=SC2086  # SERVE_ARGS: extra dtrain-serve options, split on spaces
+  "$serve" --repo "$repo" --port 0 --poll-seconds 0 ${SERVE_ARGS:-} "$@" > "$log" 2>&1 &
   server_pid=$!
   port=""
   for _ in $(seq 1 200); do
@@ -108,11 +113,16 @@ for mode in on off; do
   stop_server
 done
 
-# Resident memory under a steady load: sampled every 5 s; flat means max/min within +-10 %.
+# Resident memory under a steady load: the same load first warms the server up for WARMUP_SECONDS
+# (HTTP threads and their malloc arenas reach their working set), then RSS_SECONDS sampled every
+# 5 s; flat means max/min within +-10 %. The idle and after-warm-up figures are reported too.
+warmup_seconds=${WARMUP_SECONDS:-20}
 start_server "$work/serve-rss.log" --max-batch 64 --max-queue-delay-us 2000
-wrk -t 2 -c 64 -d "${rss_seconds}s" --timeout 10s -s "$work/post.lua" "http://127.0.0.1:$port/v2/models/$model/infer" \
-  > "$work/wrk-rss.txt" &
+rss_idle=$(rss_kb)
+wrk -t 2 -c 64 -d "$((warmup_seconds + rss_seconds))s" --timeout 10s -s "$work/post.lua" \
+  "http://127.0.0.1:$port/v2/models/$model/infer" > "$work/wrk-rss.txt" &
 wrk_pid=$!
+sleep "$warmup_seconds"
 samples=""
 for _ in $(seq 1 $((rss_seconds / 5))); do
   sleep 5
@@ -121,10 +131,10 @@ done
 wait "$wrk_pid"
 rss_non2xx=$(sed -n 's/^RESULT //p' "$work/wrk-rss.txt" | sed -E 's/.*"non_2xx":([0-9]+).*/\1/')
 stop_server
-echo "{\"bench\":\"serve_rss_steady\",\"model\":\"$model\",\"seconds\":$rss_seconds,\"rss_kb\":[$samples],\"non_2xx\":${rss_non2xx:-0}}" |
+echo "{\"bench\":\"serve_rss_steady\",\"model\":\"$model\",\"idle_rss_kb\":$rss_idle,\"warmup_s\":$warmup_seconds,\"seconds\":$rss_seconds,\"rss_kb\":[$samples],\"non_2xx\":${rss_non2xx:-0}}" |
   tee -a "$out/serve.json"
-echo "$samples" | tr ',' '\n' | awk 'NR == 1 { lo = hi = $1 } { if ($1 < lo) lo = $1; if ($1 > hi) hi = $1 }
-  END { if (NR) printf "resident memory over the steady run: %d..%d KiB (max/min %.3f)\n", lo, hi, hi / lo }'
+echo "$samples" | tr ',' '\n' | awk -v idle="$rss_idle" -v w="$warmup_seconds" 'NR == 1 { lo = hi = $1 } { if ($1 < lo) lo = $1; if ($1 > hi) hi = $1 }
+  END { if (NR) printf "resident memory: %d KiB idle; over the steady run after %d s of warm-up %d..%d KiB (max/min %.3f)\n", idle, w, lo, hi, hi / lo }'
 
 # dtrain's engine vs onnxruntime-node on the model file the server serves by default (the newest).
 onnx="$repo/$model/$(ls -1 "$repo/$model" | grep -E '^[0-9]+$' | sort -n | tail -n 1)/model.onnx"
