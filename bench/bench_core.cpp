@@ -44,23 +44,25 @@ struct GemmCall {
 };
 
 // The GEMMs one training step runs, in order: per Linear/Conv2d its forward, dW and dx GEMMs
-// (the shapes core/layers/linear.cpp and conv2d.cpp use); the first layer has no dx GEMM.
+// (the shapes core/layers/linear.cpp and conv2d.cpp use); the first of them has no dx GEMM.
 std::vector<GemmCall> step_gemms(const Sequential& net, Shape in) {
   std::vector<GemmCall> calls, backward;
+  bool first = true;
   for (const auto& child : net.children()) {
-    const bool first = &child == &net.children().front();
     const Shape out = child->output_shape(in);
     if (const auto* l = dynamic_cast<const Linear*>(child.get())) {
       const int64_t rows = in.numel() / l->in_features(), i = l->in_features(), o = l->out_features();
       calls.push_back({false, true, rows, o, i, 0.0f});
       if (!first) backward.insert(backward.begin(), GemmCall{false, false, rows, i, o, 0.0f});
       backward.insert(backward.begin(), GemmCall{true, false, o, i, rows, 1.0f});
+      first = false;
     } else if (const auto* c = dynamic_cast<const Conv2d*>(child.get())) {
       const int64_t np = out[0] * out[2] * out[3], ck = c->in_channels() * c->kernel() * c->kernel(),
                     oc = c->out_channels();
       calls.push_back({false, false, oc, np, ck, 0.0f});
       if (!first) backward.insert(backward.begin(), GemmCall{true, false, ck, np, oc, 0.0f});
       backward.insert(backward.begin(), GemmCall{false, true, oc, ck, np, 1.0f});
+      first = false;
     }
     in = out;
   }

@@ -15,8 +15,9 @@ struct PassContext {
   bool training = true;
   Generator* dropout_rng = nullptr;        // stream (seed, rank, RngPurpose::dropout); needed when training
   const ParameterArena* arena = nullptr;   // receives grad_ready; may be null in unit tests
-  // false: the caller drops the gradient with respect to the input (a model's first layer sees
-  // data), so Linear and Conv2d skip computing it and return an undefined tensor.
+  // false: the caller drops the gradient with respect to the input (a model's input is data), so
+  // the first Linear/Conv2d skips computing it and returns an undefined tensor, and Sequential
+  // skips the backward of parameter-free layers before it.
   bool input_grad = true;
   void grad_ready(const Parameter& p) const {
     if (arena) arena->grad_ready(p);

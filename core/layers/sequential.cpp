@@ -1,7 +1,7 @@
 // Sequential: forward runs the children in order, backward in reverse (so parameter gradients
 // become ready in reverse registration order).
-#include <iterator>
 #include <string>
+#include <vector>
 
 #include "core/layers/layers.h"
 
@@ -31,11 +31,21 @@ Tensor Sequential::forward(const Tensor& x, PassContext& ctx) {
 }
 
 Tensor Sequential::backward(const Tensor& dy, PassContext& ctx) {
-  const bool input_grad = ctx.input_grad;  // only the first child's input is ours
+  // Child i's input gradient matters when ours does or when an earlier child has parameters.
+  // Without either, the children before it need no backward at all: stop there (what is
+  // returned then may be undefined, which a caller that set input_grad = false ignores).
+  const bool input_grad = ctx.input_grad;
+  std::vector<char> needed(children_.size());
+  bool any = input_grad;
+  for (size_t i = 0; i < children_.size(); ++i) {
+    needed[i] = any;
+    any = any || !children_[i]->parameters().empty();
+  }
   Tensor g = dy;
-  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
-    ctx.input_grad = input_grad || std::next(it) != children_.rend();
-    g = (*it)->backward(g, ctx);
+  for (size_t i = children_.size(); i-- > 0;) {
+    ctx.input_grad = needed[i] != 0;
+    g = children_[i]->backward(g, ctx);
+    if (!needed[i]) break;
   }
   ctx.input_grad = input_grad;
   return g;

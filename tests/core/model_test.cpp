@@ -86,6 +86,29 @@ TEST(Model, CnnRunsForwardAndBackwardOnMnistShapes) {
   EXPECT_EQ(model->arena().grads().to_vector<float>(), with_dx);
 }
 
+// The mlp starts with a Flatten: without the input gradient its first Linear skips dx and the
+// Flatten's backward is not run; the parameter gradients are the same bit for bit.
+TEST(Model, MlpWithoutInputGradientHasTheSameParameterGradients) {
+  ModelConfig c;
+  c.type = "mlp";
+  auto model = create_model(c);
+  model->build(Device::cpu(), 1);
+  Generator g(RngKey{2, 0, static_cast<uint32_t>(RngPurpose::test)});
+  const Tensor x = Tensor::randn(Shape{5, 1, 28, 28}, 0, 1, g);
+  const Tensor labels = Tensor::from_vector<int64_t>({0, 1, 2, 3, 4}, Shape{5});
+  std::vector<std::vector<float>> grads;
+  for (bool input_grad : {true, false}) {
+    PassContext ctx;
+    ctx.input_grad = input_grad;
+    model->arena().zero_grad();
+    const LossOutput loss = softmax_cross_entropy(model->forward(x, ctx), labels, 1.0f / 5);
+    const Tensor dx = model->backward(loss.grad, ctx);
+    EXPECT_EQ(dx.defined(), input_grad);
+    grads.push_back(model->arena().grads().to_vector<float>());
+  }
+  EXPECT_EQ(grads[0], grads[1]);
+}
+
 TEST(Model, UnknownTypeNamesTheRegisteredOnes) {
   ModelConfig c;
   c.type = "resnet";
