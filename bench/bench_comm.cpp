@@ -14,6 +14,7 @@
 
 #include "comm/mpi_runtime.h"
 #include "comm/param_sync.h"
+#include "core/kernels.h"
 #include "core/ops.h"
 
 namespace dtrain {
@@ -199,6 +200,7 @@ void cnn_step(Bench& b) {
 }  // namespace dtrain
 
 int main(int argc, char** argv) {
+  dtrain::cpu::restart_with_better_blas_kernels(argv);
   using namespace dtrain;
   int64_t max_mib = 256;
   std::string json_path;

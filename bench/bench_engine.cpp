@@ -78,6 +78,7 @@ int run(int argc, char** argv) {
 }  // namespace dtrain
 
 int main(int argc, char** argv) {
+  dtrain::cpu::restart_with_better_blas_kernels(argv);
   try {
     return dtrain::run(argc, argv);
   } catch (const std::exception& e) {

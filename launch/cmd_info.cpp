@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "comm/environment.h"
 #include "core/config.h"
@@ -33,10 +34,16 @@ int cmd_info(const std::vector<std::string>& args) {
   std::printf("  nccl:   %s\n", DTRAIN_HAVE_NCCL ? "yes" : "no");
   std::printf("  mpi:    %s\n", mpi_version);
   std::printf("  hdf5:   %u.%u.%u\n", h5maj, h5min, h5rel);
-  const char* forced = std::getenv("OPENBLAS_CORETYPE");  // overrides OpenBLAS's own CPU detection
-  std::printf("  blas:   OpenBLAS, %s kernels%s%s%s, %d threads\n", cpu::blas_core_name(),
-              forced ? " (forced by OPENBLAS_CORETYPE=" : "", forced ? forced : "", forced ? ")" : "",
-              cpu::blas_threads());
+  // OPENBLAS_CORETYPE overrides OpenBLAS's own CPU detection; dtrain sets it (and restarts) when that
+  // detection fell back to kernels older than the CPU (cpu::restart_with_better_blas_kernels).
+  const char* forced = std::getenv("OPENBLAS_CORETYPE");
+  const char* detected = std::getenv("DTRAIN_BLAS_DETECTED");
+  std::string why;
+  if (forced && detected)
+    why = std::string(" (OpenBLAS picked ") + detected + " for this CPU; dtrain set OPENBLAS_CORETYPE=" + forced + ")";
+  else if (forced)
+    why = std::string(" (forced by OPENBLAS_CORETYPE=") + forced + ")";
+  std::printf("  blas:   OpenBLAS, %s kernels%s, %d threads\n", cpu::blas_core_name(), why.c_str(), cpu::blas_threads());
   const int gpus = gpu::device_count();
   std::printf("gpus:     %d visible\n", gpus);
   for (int i = 0; i < gpus; ++i) std::printf("  cuda:%d  %s\n", i, gpu::device_name(i).c_str());

@@ -6,6 +6,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/kernels.h"
 #include "launch/commands.h"
 
 namespace {
@@ -34,6 +35,7 @@ void usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dtrain::cpu::restart_with_better_blas_kernels(argv);
   if (argc < 2) {
     usage(stderr);
     return 2;

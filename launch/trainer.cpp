@@ -171,7 +171,8 @@ Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const int threads = c.train.threads > 0 ? c.train.threads : std::max(1, cores / std::max(1, comm.local_size()));
     cpu::set_blas_threads(threads);
-    log_info("BLAS threads per rank: {} ({} usable cores, {} ranks on this node)", threads, cores, comm.local_size());
+    log_info("BLAS threads per rank: {} ({} usable cores, {} ranks on this node), OpenBLAS {} kernels", threads, cores,
+             comm.local_size(), cpu::blas_core_name());
   }
 
   // Data first: it fixes the model's input shape and classes.

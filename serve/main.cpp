@@ -23,6 +23,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/kernels.h"
 #include "core/log.h"
 #include "serve/options.h"
 #include "serve/server.h"
@@ -111,6 +112,7 @@ class SignalWatcher {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dtrain::cpu::restart_with_better_blas_kernels(argv);
   const dtrain::serve::ParsedOptions parsed = dtrain::serve::parse_serve_options(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.run) {
     std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);

@@ -1,5 +1,12 @@
 // CPU GEMM through OpenBLAS's cblas interface (row-major).
 #include <cblas.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 
 #include "core/kernels.h"
 
@@ -23,5 +30,47 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
 int blas_threads() { return openblas_get_num_threads(); }
 const char* blas_core_name() { return openblas_get_corename(); }
+
+// 0: SSE only, 1: AVX, 2: AVX2 + FMA, 3: AVX-512 (F, BW, DQ, VL): OpenBLAS's x86-64 kernel tiers.
+int blas_core_tier(const char* name) {
+  if (name == nullptr) return 0;
+  for (const char* n : {"SkylakeX", "Cooperlake", "SapphireRapids"})
+    if (std::strcmp(name, n) == 0) return 3;
+  for (const char* n : {"Haswell", "Zen", "Excavator"})
+    if (std::strcmp(name, n) == 0) return 2;
+  for (const char* n : {"Sandybridge", "Bulldozer", "Piledriver", "Steamroller"})
+    if (std::strcmp(name, n) == 0) return 1;
+  return 0;
+}
+
+const char* blas_cpu_core() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // __builtin_cpu_supports also checks that the OS saves the AVX / AVX-512 registers (XGETBV).
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  if (__builtin_cpu_supports("avx")) return "Sandybridge";
+#endif
+  return nullptr;
+}
+
+const char* blas_better_core() {
+  const char* cpu = blas_cpu_core();
+  return blas_core_tier(cpu) > blas_core_tier(blas_core_name()) ? cpu : nullptr;
+}
+
+void restart_with_better_blas_kernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's (or our earlier) choice stands
+  const char* better = blas_better_core();
+  if (better == nullptr) return;
+  const char* picked = blas_core_name();
+  if (setenv("DTRAIN_BLAS_DETECTED", picked, 1) != 0 || setenv("OPENBLAS_CORETYPE", better, 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  std::fprintf(stderr, "warning: OpenBLAS chose %s kernels for this CPU, which supports %s kernels; restarting with "
+               "OPENBLAS_CORETYPE=%s failed (%s): set it yourself\n", picked, better, better, std::strerror(errno));
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv("DTRAIN_BLAS_DETECTED");
+}
 
 }  // namespace dtrain::cpu

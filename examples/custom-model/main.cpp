@@ -6,10 +6,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/kernels.h"
 #include "launch/commands.h"
 #include "resmlp.h"
 
 int main(int argc, char** argv) {
+  dtrain::cpu::restart_with_better_blas_kernels(argv);
   try {
     resmlp::register_resmlp();
     return dtrain::cmd_train(std::vector<std::string>(argv + 1, argv + argc));

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "data/convert.h"
+#include "core/kernels.h"
 #include "data/dataset.h"
 #include "fmnist_subset.h"
 #include "data/h5.h"
@@ -265,6 +266,52 @@ TEST_F(TrainE2E, ResumingOnAnotherWorldSizeWarnsAndContinues) {
   EXPECT_NE(two.output.find("resuming a 1-rank checkpoint on 2 ranks"), std::string::npos) << two.output;
   EXPECT_NE(two.output.find("not bit-identical"), std::string::npos) << two.output;
   EXPECT_EQ(read_checkpoint_meta(checkpoint_path(dir_ + "/w/ckpt", 20)).world_size, 2);
+}
+
+// `dtrain info`'s output (stdout and stderr) with `env_prefix` ("env -u VAR", "env VAR=x") before it.
+std::string dtrain_info(const std::string& env_prefix) {
+  std::string out;
+  FILE* p = ::popen((env_prefix + " " + dtrain_binary() + " info 2>&1").c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  ::pclose(p);
+  return out;
+}
+
+// The kernel family on `dtrain info`'s "blas:   OpenBLAS, NAME kernels..." line.
+std::string blas_kernels(const std::string& info) {
+  const std::string key = "OpenBLAS, ";
+  const size_t at = info.find(key);
+  if (at == std::string::npos) return "";
+  const size_t end = info.find(" kernels", at);
+  return end == std::string::npos ? "" : info.substr(at + key.size(), end - at - key.size());
+}
+
+// OpenBLAS falls back to SSE kernels on CPU models newer than it knows; dtrain then restarts
+// itself with OPENBLAS_CORETYPE naming the tier the CPU supports.
+TEST(BlasKernels, DtrainRunsKernelsOfTheTierTheCpuSupports) {
+  const std::string info = dtrain_info("env -u OPENBLAS_CORETYPE -u DTRAIN_BLAS_DETECTED");
+  const std::string kernels = blas_kernels(info);
+  ASSERT_FALSE(kernels.empty()) << info;
+  const char* cpu_core = cpu::blas_cpu_core();
+  EXPECT_GE(cpu::blas_core_tier(kernels.c_str()), cpu::blas_core_tier(cpu_core))
+      << "this CPU runs " << (cpu_core ? cpu_core : "SSE") << " kernels\n" << info;
+}
+
+TEST(BlasKernels, AFamilyChosenInOpenblasCoretypeStands) {
+  const std::string info = dtrain_info("env -u DTRAIN_BLAS_DETECTED OPENBLAS_CORETYPE=Prescott");
+  EXPECT_NE(info.find("Prescott kernels (forced by OPENBLAS_CORETYPE=Prescott)"), std::string::npos) << info;
+}
+
+TEST(BlasKernels, TiersOrderTheKernelFamilies) {
+  EXPECT_EQ(cpu::blas_core_tier("Prescott"), 0);
+  EXPECT_EQ(cpu::blas_core_tier(nullptr), 0);
+  EXPECT_EQ(cpu::blas_core_tier("Sandybridge"), 1);
+  EXPECT_EQ(cpu::blas_core_tier("Zen"), 2);
+  EXPECT_EQ(cpu::blas_core_tier("Haswell"), 2);
+  EXPECT_EQ(cpu::blas_core_tier("Cooperlake"), 3);
+  EXPECT_EQ(cpu::blas_core_tier("SkylakeX"), 3);
 }
 
 TEST_F(TrainE2E, ConfigErrorsExitWithUsageCodeNamingTheKey) {
