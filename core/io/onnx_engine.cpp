@@ -351,10 +351,11 @@ std::pair<int64_t, int64_t> pool_dims(const std::string& label, const Shape& x, 
   return {(h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1};
 }
 
-// im2col + GEMM. On the CPU one sample at a time: its columns stay in cache and the GEMM writes
-// the sample's [M, OH*OW] block of Y in place, over Y pre-filled with the bias (beta = 1), with a
-// fused Relu applied while the block is still in cache. On a GPU in chunks of samples (fewer,
-// larger GEMMs), reordered from [M, samples*OH*OW] to NCHW afterwards.
+// im2col + GEMM. On the CPU a few samples at a time, so that their columns and the GEMM's
+// [M, samples*OH*OW] output (pre-filled with the bias, beta = 1) stay in cache while a fused
+// MaxPool and Relu write them to Y in NCHW; the Relu runs after the pool, on a quarter of the
+// values (max and Relu commute). On a GPU in chunks of samples (fewer, larger GEMMs), reordered
+// from [M, samples*OH*OW] to NCHW afterwards.
 Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor* b, Device d) {
   check_f32(x, node.label, "X");
   check_f32(w, node.label, "W");
@@ -372,21 +373,33 @@ Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor
   if (pool) std::tie(ph, pw) = pool_dims(node.label + " (its MaxPool)", Shape{oh, ow}, node.pool_kernel,
                                           node.pool_stride, node.pool_pad);
   if (d.is_cpu()) {
+    constexpr int64_t kGroupCols = int64_t{1} << 17;  // samples in groups of about 512 KiB of columns
+    const int64_t group = std::max<int64_t>(1, std::min<int64_t>(n, kGroupCols / std::max<int64_t>(1, ck * plane)));
     Tensor y = Tensor::empty(Shape{n, oc, ph, pw}, DType::f32, d);
-    Tensor cols = Tensor::empty(Shape{ck, plane}, DType::f32, d);
-    Tensor conv_out = pool ? Tensor::empty(Shape{oc, plane}, DType::f32, d) : Tensor();  // one sample, in cache
+    Tensor cols = Tensor::empty(Shape{ck, group * plane}, DType::f32, d);
+    Tensor yg = Tensor::empty(Shape{oc, group * plane}, DType::f32, d);  // [oc, samples, plane]
     const float* bias = b ? b->data<float>() : nullptr;
-    for (int64_t i = 0; i < n; ++i) {
-      float* yi = pool ? conv_out.data<float>() : y.data<float>() + i * oc * plane;
+    for (int64_t first = 0; first < n; first += group) {
+      const int64_t g = std::min(group, n - first), np = g * plane;
+      float* yc = yg.data<float>();
       if (bias)
-        for (int64_t m = 0; m < oc; ++m) std::fill_n(yi + m * plane, plane, bias[m]);
-      cpu::im2col(x.data<float>() + i * c * h * wd, cols.data<float>(), 1, c, h, wd, k, k, s, p, oh, ow);
-      cpu::gemm(false, false, oc, plane, ck, 1.0f, w.data<float>(), ck, cols.data<float>(), plane, bias ? 1.0f : 0.0f,
-                yi, plane);
-      if (node.fuse_relu) cpu::relu_forward(yi, yi, oc * plane);
-      if (pool)
-        cpu::maxpool2d_forward(yi, y.data<float>() + i * oc * ph * pw, nullptr, oc, oh, ow, node.pool_kernel,
-                               node.pool_stride, node.pool_pad, ph, pw);
+        for (int64_t m = 0; m < oc; ++m) std::fill_n(yc + m * np, np, bias[m]);
+      cpu::im2col(x.data<float>() + first * c * h * wd, cols.data<float>(), g, c, h, wd, k, k, s, p, oh, ow);
+      cpu::gemm(false, false, oc, np, ck, 1.0f, w.data<float>(), ck, cols.data<float>(), np, bias ? 1.0f : 0.0f, yc, np);
+      // Relu commutes with max: with a pool it runs on the (smaller) pooled planes.
+      for (int64_t i = 0; i < g; ++i) {
+        float* out = y.data<float>() + (first + i) * oc * ph * pw;
+        for (int64_t m = 0; m < oc; ++m) {
+          const float* plane_in = yc + m * np + i * plane;
+          float* plane_out = out + m * ph * pw;
+          if (pool)
+            cpu::maxpool2d_forward(plane_in, plane_out, nullptr, 1, oh, ow, node.pool_kernel, node.pool_stride,
+                                   node.pool_pad, ph, pw);
+          else
+            std::copy_n(plane_in, plane, plane_out);
+        }
+        if (node.fuse_relu) cpu::relu_forward(out, out, oc * ph * pw);
+      }
     }
     return y;
   }

@@ -68,6 +68,21 @@ TEST(OnnxExport, EveryImageLayerRoundTripsThroughTheEngineForF32AndU8Inputs) {
   }
 }
 
+// The built-in cnn at Fashion-MNIST size: its Conv nodes (with the fused Relu and MaxPool) run
+// several sample groups per batch, the last one short.
+TEST(OnnxExport, CnnAtFullSizeRoundTripsThroughTheEngine) {
+  ModelConfig c;
+  c.type = "cnn";
+  auto model = create_model(c);
+  model->build(Device::cpu(), 4);
+  const OnnxModel engine = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  Generator g(RngKey{6, 0, static_cast<uint32_t>(RngPurpose::test)});
+  for (int64_t batch : {1, 37}) {
+    const Tensor x = Tensor::randn(test::batch_shape(c, batch), 0.0f, 1.0f, g);
+    expect_matches_reference(*model, engine, x, x, "cnn batch " + std::to_string(batch));
+  }
+}
+
 TEST(OnnxExport, EmbeddingModelTakesInt64IdsAndRoundTrips) {
   auto model = make_test_model(test::tokens_test_config(), 12);
   const ExportedModel exported = export_onnx(*model, ExportOptions{});
