@@ -352,9 +352,8 @@ std::pair<int64_t, int64_t> pool_dims(const std::string& label, const Shape& x, 
 }
 
 // im2col + GEMM. On the CPU a few samples at a time, so that their columns and the GEMM's
-// [M, samples*OH*OW] output (pre-filled with the bias, beta = 1) stay in cache while a fused
-// MaxPool and Relu write them to Y in NCHW; the Relu runs after the pool, on a quarter of the
-// values (max and Relu commute). On a GPU in chunks of samples (fewer, larger GEMMs), reordered
+// [M, samples*OH*OW] output stay in cache while a fused MaxPool writes them to Y in NCHW; the
+// bias and a fused Relu follow on Y's (pooled) planes. On a GPU in chunks of samples (fewer, larger GEMMs), reordered
 // from [M, samples*OH*OW] to NCHW afterwards.
 Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor* b, Device d) {
   check_f32(x, node.label, "X");
@@ -382,11 +381,10 @@ Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor
     for (int64_t first = 0; first < n; first += group) {
       const int64_t g = std::min(group, n - first), np = g * plane;
       float* yc = yg.data<float>();
-      if (bias)
-        for (int64_t m = 0; m < oc; ++m) std::fill_n(yc + m * np, np, bias[m]);
       cpu::im2col(x.data<float>() + first * c * h * wd, cols.data<float>(), g, c, h, wd, k, k, s, p, oh, ow);
-      cpu::gemm(false, false, oc, np, ck, 1.0f, w.data<float>(), ck, cols.data<float>(), np, bias ? 1.0f : 0.0f, yc, np);
-      // Relu commutes with max: with a pool it runs on the (smaller) pooled planes.
+      cpu::gemm(false, false, oc, np, ck, 1.0f, w.data<float>(), ck, cols.data<float>(), np, 0.0f, yc, np);
+      // The bias and the Relu commute with max (rounding is monotonic): with a pool they run on the
+      // pooled planes, a quarter of the values, with the same results.
       for (int64_t i = 0; i < g; ++i) {
         float* out = y.data<float>() + (first + i) * oc * ph * pw;
         for (int64_t m = 0; m < oc; ++m) {
@@ -398,6 +396,7 @@ Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor
           else
             std::copy_n(plane_in, plane, plane_out);
         }
+        if (bias) cpu::add_bias_channels(out, bias, 1, oc, ph * pw);
         if (node.fuse_relu) cpu::relu_forward(out, out, oc * ph * pw);
       }
     }
