@@ -66,7 +66,13 @@ void restart_with_better_blas_kernels(char** argv) {
   if (better == nullptr) return;
   const char* picked = blas_core_name();
   if (setenv("DTRAIN_BLAS_DETECTED", picked, 1) != 0 || setenv("OPENBLAS_CORETYPE", better, 1) != 0) return;
-  execv("/proc/self/exe", argv);
+  // The resolved path, not /proc/self/exe: the process keeps its name (ps, pgrep, top).
+  char self[4096];
+  const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len > 0) {
+    self[len] = '\0';
+    execv(self, argv);
+  }
   std::fprintf(stderr, "warning: OpenBLAS chose %s kernels for this CPU, which supports %s kernels; restarting with "
                "OPENBLAS_CORETYPE=%s failed (%s): set it yourself\n", picked, better, better, std::strerror(errno));
   unsetenv("OPENBLAS_CORETYPE");
