@@ -59,7 +59,7 @@ ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
       ("host", po::value(&o.host)->default_value(o.host), "address to listen on")
       ("port", po::value(&o.port)->default_value(o.port), "TCP port (0: any free port, printed at start)")
       ("threads", po::value(&o.threads)->default_value(o.threads),
-       "HTTP worker threads: connections served at once (an idle keep-alive connection holds one)")
+       "HTTP worker threads at most: connections served at once (an idle keep-alive connection holds one); started as needed")
       ("max-batch", po::value(&o.max_batch)->default_value(o.max_batch),
        "rows per engine run (also the largest request; a model's config.json max_batch_size may lower it)")
       ("max-queue-delay-us", po::value(&o.max_queue_delay_us)->default_value(o.max_queue_delay_us),

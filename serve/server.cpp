@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "serve/infer_request.h"
 #include "serve/model_store.h"
+#include "serve/worker_pool.h"
 
 using nlohmann::json;
 
@@ -75,6 +76,17 @@ bool usable_request_id(const std::string& id) {
 class HttpServer : public httplib::Server {
  public:
   void widen_backlog(int backlog) { ::listen(svr_sock_, backlog); }
+};
+
+// httplib's task queue on a WorkerPool (see worker_pool.h for why not httplib's ThreadPool).
+class PoolQueue : public httplib::TaskQueue {
+ public:
+  explicit PoolQueue(size_t max_threads) : pool_(max_threads) {}
+  void enqueue(std::function<void()> fn) override { pool_.enqueue(std::move(fn)); }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  WorkerPool pool_;
 };
 
 }  // namespace
@@ -234,7 +246,7 @@ struct Server::Impl {
   void setup() {
     const int threads = options.threads;
     // httplib takes ownership of the queue it is handed.
-    http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    http.new_task_queue = [threads] { return new PoolQueue(static_cast<size_t>(threads)); };
     http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
     http.set_keep_alive_max_count(1000);
     http.set_tcp_nodelay(true);
