@@ -7,12 +7,11 @@
 # WARMUP_SECONDS (environment, default 20) of the same load; then the
 # single-request latency of dtrain's engine (build/bench/bench_engine) against onnxruntime-node
 # (bench/ort_latency.js, from the README test command's npm step) on the same model file, batch 1
-# and 64, one thread each. Writes bench-results/serve.json (JSON lines), a table, and
-# bench-results/serve.png (needs gnuplot). Builds nothing.
+# and 64, one thread each, alternated ENGINE_ROUNDS times. Writes bench-results/serve.json (JSON
+# lines), a table, and bench-results/serve.png (needs gnuplot). Builds nothing.
 #   scripts/bench-serve.sh [BUILD_DIR=build] [SECONDS=10] [REPO=models] [MODEL=fmnist-cnn or fmnist-mlp] [RSS_SECONDS=60]
-# Environment: WARMUP_SECONDS (20), SERVE_ARGS (extra dtrain-serve options for every run, e.g.
-# "--threads 72": each HTTP thread's first request touches its stack and malloc cache, so resident
-# memory rises until all --threads (default 256) have served once).
+# Environment: WARMUP_SECONDS (20), ENGINE_ROUNDS (3), SERVE_ARGS (extra dtrain-serve options for
+# every run, e.g. "--threads 64").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -138,15 +137,28 @@ echo "$samples" | tr ',' '\n' | awk -v idle="$rss_idle" -v w="$warmup_seconds" '
 
 # dtrain's engine vs onnxruntime-node on the model file the server serves by default (the newest).
 onnx="$repo/$model/$(ls -1 "$repo/$model" | grep -E '^[0-9]+$' | sort -n | tail -n 1)/model.onnx"
-"$build/bench/bench_engine" "$onnx" --batches 1,64 --iters 200 --threads 1 | tee "$work/engine.json" | tee -a "$out/serve.json"
+# ENGINE_ROUNDS (default 3) alternations of the two, each round's ratio and their median: on a
+# shared VM one run can land in a slow spell that the other escapes.
 node_prefix=${DTRAIN_ORT_NODE_PREFIX:-$build/node}
+rounds=${ENGINE_ROUNDS:-3}
+: > "$work/engine.json"
 if command -v node > /dev/null && [ -f "$node_prefix/node_modules/onnxruntime-node/package.json" ]; then
-  node bench/ort_latency.js "$node_prefix" "$onnx" 1,64 200 1 | tee -a "$work/engine.json" | tee -a "$out/serve.json"
+  for round in $(seq 1 "$rounds"); do
+    { "$build/bench/bench_engine" "$onnx" --batches 1,64 --iters 200 --threads 1
+      node bench/ort_latency.js "$node_prefix" "$onnx" 1,64 200 1; } | sed "s/^{/{\"round\":$round,/" |
+      tee -a "$work/engine.json" | tee -a "$out/serve.json"
+  done
   for b in 1 64; do
-    grep "\"batch\":$b," "$work/engine.json" | sed -E 's/.*"impl":"([a-z]+)".*"median_ms":([0-9.e+-]+).*/\1 \2/' |
-      awk -v b="$b" '{ t[$1] = $2 } END { if (t["onnxruntime"] > 0) printf "engine latency, batch %d: dtrain %.3f ms, onnxruntime %.3f ms (%.2fx)\n", b, t["dtrain"], t["onnxruntime"], t["dtrain"] / t["onnxruntime"] }'
+    grep "\"batch\":$b," "$work/engine.json" |
+      sed -E 's/.*"round":([0-9]+).*"impl":"([a-z]+)".*"median_ms":([0-9.e+-]+).*/\1 \2 \3/' |
+      awk -v b="$b" '{ t[$1, $2] = $3; if ($1 > n) n = $1 }
+        END { line = ""
+              for (r = 1; r <= n; r++) { q[r] = t[r, "dtrain"] / t[r, "onnxruntime"]; line = line sprintf(" %.3f/%.3f", t[r, "dtrain"], t[r, "onnxruntime"]) }
+              for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (q[j] < q[i]) { x = q[i]; q[i] = q[j]; q[j] = x }
+              printf "engine latency, batch %d, dtrain/onnxruntime ms per round:%s; median ratio %.2fx (range %.2f-%.2f)\n", b, line, q[int((n + 1) / 2)], q[1], q[n] }'
   done
 else
+  "$build/bench/bench_engine" "$onnx" --batches 1,64 --iters 200 --threads 1 | tee -a "$out/serve.json"
   echo "bench-serve: onnxruntime-node is not under $node_prefix (the README's test command installs it): no engine comparison"
 fi
 

@@ -11,7 +11,7 @@ build/launch/dtrain info
 echo "== Fashion-MNIST as dtrain datasets (data/fmnist-train.h5, data/fmnist-test.h5)"
 bash scripts/get-data.sh
 build/launch/dtrain data info data/fmnist-test.h5
-echo "== 2-rank data-parallel training of the mlp (configs/fmnist-mlp.ini, under a minute on 2 cores)"
+echo "== 2-rank data-parallel training of the mlp (configs/fmnist-mlp.ini, 40-80 s on 2 cores)"
 mpirun_flags=(-np 2)
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # Open MPI refuses root without these
