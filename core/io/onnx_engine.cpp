@@ -372,8 +372,12 @@ Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor
   if (pool) std::tie(ph, pw) = pool_dims(node.label + " (its MaxPool)", Shape{oh, ow}, node.pool_kernel,
                                           node.pool_stride, node.pool_pad);
   if (d.is_cpu()) {
-    constexpr int64_t kGroupCols = int64_t{1} << 17;  // samples in groups of about 512 KiB of columns
-    const int64_t group = std::max<int64_t>(1, std::min<int64_t>(n, kGroupCols / std::max<int64_t>(1, ck * plane)));
+    // Samples per group: at most ~512 KiB of columns and ~256 KiB of GEMM output, which the pool
+    // then reads back (a first layer has few columns but many output channels).
+    constexpr int64_t kGroupCols = int64_t{1} << 17, kGroupOut = int64_t{1} << 16;  // floats
+    const int64_t group = std::clamp<int64_t>(std::min(kGroupCols / std::max<int64_t>(1, ck * plane),
+                                                       kGroupOut / std::max<int64_t>(1, oc * plane)),
+                                              1, std::max<int64_t>(1, n));
     Tensor y = Tensor::empty(Shape{n, oc, ph, pw}, DType::f32, d);
     Tensor cols = Tensor::empty(Shape{ck, group * plane}, DType::f32, d);
     Tensor yg = Tensor::empty(Shape{oc, group * plane}, DType::f32, d);  // [oc, samples, plane]
