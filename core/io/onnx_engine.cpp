@@ -41,6 +41,7 @@ struct Node {
   int64_t kernel = 0, stride = 1, pad = 0;  // Conv (kernel 0: from the weight) and MaxPool
   bool fuse_relu = false;  // Conv, Gemm: apply the Relu that alone reads the output, in place
   int64_t pool_kernel = 0, pool_stride = 1, pool_pad = 0;  // Conv: a MaxPool fused after it (0: none)
+  Tensor direct_w;  // Conv on the CPU: W packed for cpu::conv2d_direct at load (undefined: im2col + GEMM)
 };
 
 DType dtype_from_onnx(int t, const std::string& what) {
@@ -351,9 +352,9 @@ std::pair<int64_t, int64_t> pool_dims(const std::string& label, const Shape& x, 
   return {(h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1};
 }
 
-// im2col + GEMM. On the CPU a few samples at a time, so that their columns and the GEMM's
-// [M, samples*OH*OW] output stay in cache while a fused MaxPool writes them to Y in NCHW; the
-// bias and a fused Relu follow on Y's (pooled) planes. On a GPU in chunks of samples (fewer, larger GEMMs), reordered
+// On the CPU a few samples at a time, with cpu::conv2d_direct where the load packed W for it,
+// else im2col + GEMM, so that their columns and the [M, samples*OH*OW] output stay in cache while a
+// fused MaxPool writes them to Y in NCHW; the bias and a fused Relu follow on Y's (pooled) planes. On a GPU in chunks of samples (fewer, larger GEMMs), reordered
 // from [M, samples*OH*OW] to NCHW afterwards.
 Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor* b, Device d) {
   check_f32(x, node.label, "X");
@@ -379,20 +380,30 @@ Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor
                                                        kGroupOut / std::max<int64_t>(1, oc * plane)),
                                               1, std::max<int64_t>(1, n));
     Tensor y = Tensor::empty(Shape{n, oc, ph, pw}, DType::f32, d);
-    Tensor cols = Tensor::empty(Shape{ck, group * plane}, DType::f32, d);
-    Tensor yg = Tensor::empty(Shape{oc, group * plane}, DType::f32, d);  // [oc, samples, plane]
+    // The direct convolution (weights packed at load) writes [samples, oc, plane]; im2col + GEMM
+    // writes [oc, samples, plane].
+    const bool direct = node.direct_w.defined();
+    Tensor cols = Tensor::empty(direct ? Shape{c * (h + 2 * p) * (wd + 2 * p)} : Shape{ck, group * plane}, DType::f32, d);
+    Tensor yg = Tensor::empty(Shape{oc, group * plane}, DType::f32, d);
     const float* bias = b ? b->data<float>() : nullptr;
     for (int64_t first = 0; first < n; first += group) {
       const int64_t g = std::min(group, n - first), np = g * plane;
+      const int64_t channel_step = direct ? plane : np, sample_step = direct ? oc * plane : plane;
       float* yc = yg.data<float>();
-      cpu::im2col(x.data<float>() + first * c * h * wd, cols.data<float>(), g, c, h, wd, k, k, s, p, oh, ow);
-      cpu::gemm(false, false, oc, np, ck, 1.0f, w.data<float>(), ck, cols.data<float>(), np, 0.0f, yc, np);
+      if (direct) {
+        for (int64_t i = 0; i < g; ++i)
+          cpu::conv2d_direct(x.data<float>() + (first + i) * c * h * wd, node.direct_w.data<float>(),
+                             yc + i * oc * plane, cols.data<float>(), c, h, wd, oc, k, p);
+      } else {
+        cpu::im2col(x.data<float>() + first * c * h * wd, cols.data<float>(), g, c, h, wd, k, k, s, p, oh, ow);
+        cpu::gemm(false, false, oc, np, ck, 1.0f, w.data<float>(), ck, cols.data<float>(), np, 0.0f, yc, np);
+      }
       // The bias and the Relu commute with max (rounding is monotonic): with a pool they run on the
       // pooled planes, a quarter of the values, with the same results.
       for (int64_t i = 0; i < g; ++i) {
         float* out = y.data<float>() + (first + i) * oc * ph * pw;
         for (int64_t m = 0; m < oc; ++m) {
-          const float* plane_in = yc + m * np + i * plane;
+          const float* plane_in = yc + m * channel_step + i * sample_step;
           float* plane_out = out + m * ph * pw;
           if (pool)
             cpu::maxpool2d_forward(plane_in, plane_out, nullptr, 1, oh, ow, node.pool_kernel, node.pool_stride,
@@ -681,6 +692,18 @@ OnnxModel OnnxModel::from_bytes(const std::string& bytes, Device device, const s
     const Tensor t = to_tensor(c, where + ": constant");
     impl->constants[s] = device.is_cpu() ? t : t.to(device);
   }
+  // CPU Convs with a constant W take the direct convolution where it is faster than im2col +
+  // GEMM: AVX-512, stride 1, and at least 64 taps per output (c k^2; with fewer, as in an image
+  // model's first layer, the scatter of each block to NCHW costs more than it saves).
+  if (device.is_cpu())
+    for (Node& node : impl->nodes) {
+      if (node.op != Op::Conv || node.in.size() < 2) continue;
+      const Tensor& w = impl->constants[node.in[1]];
+      if (!w.defined() || w.dtype() != DType::f32 || w.ndim() != 4 || w.dim(2) != w.dim(3)) continue;
+      if (!cpu::conv2d_direct_available(w.dim(0), node.stride) || w.dim(1) * w.dim(2) * w.dim(3) < 64) continue;
+      node.direct_w = Tensor::empty(w.shape(), DType::f32, device);
+      cpu::conv2d_direct_pack(w.data<float>(), node.direct_w.data<float>(), w.dim(0), w.dim(1), w.dim(2));
+    }
   // Each computed value is dropped after its last reader, unless it is a graph output.
   std::vector<int> last_reader(slot.size(), -1);
   for (size_t i = 0; i < impl->nodes.size(); ++i)
