@@ -8,6 +8,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -695,7 +696,8 @@ OnnxModel OnnxModel::from_bytes(const std::string& bytes, Device device, const s
   // CPU Convs with a constant W take the direct convolution where it is faster than im2col +
   // GEMM: AVX-512, stride 1, and at least 64 taps per output (c k^2; with fewer, as in an image
   // model's first layer, the scatter of each block to NCHW costs more than it saves).
-  if (device.is_cpu())
+  const char* direct_env = std::getenv("DTRAIN_DIRECT_CONV");  // "0": im2col + GEMM everywhere
+  if (device.is_cpu() && !(direct_env && std::string(direct_env) == "0"))
     for (Node& node : impl->nodes) {
       if (node.op != Op::Conv || node.in.size() < 2) continue;
       const Tensor& w = impl->constants[node.in[1]];

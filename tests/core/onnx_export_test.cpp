@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -69,17 +70,22 @@ TEST(OnnxExport, EveryImageLayerRoundTripsThroughTheEngineForF32AndU8Inputs) {
 }
 
 // The built-in cnn at Fashion-MNIST size: its Conv nodes (with the fused Relu and MaxPool) run
-// several sample groups per batch, the last one short.
+// several sample groups per batch, the last one short, with the direct convolution where the CPU
+// has it and with im2col + GEMM (DTRAIN_DIRECT_CONV=0).
 TEST(OnnxExport, CnnAtFullSizeRoundTripsThroughTheEngine) {
   ModelConfig c;
   c.type = "cnn";
   auto model = create_model(c);
   model->build(Device::cpu(), 4);
   const OnnxModel engine = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  ::setenv("DTRAIN_DIRECT_CONV", "0", 1);  // im2col + GEMM for every Conv, whatever the CPU
+  const OnnxModel gemm_engine = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  ::unsetenv("DTRAIN_DIRECT_CONV");
   Generator g(RngKey{6, 0, static_cast<uint32_t>(RngPurpose::test)});
   for (int64_t batch : {1, 37}) {
     const Tensor x = Tensor::randn(test::batch_shape(c, batch), 0.0f, 1.0f, g);
     expect_matches_reference(*model, engine, x, x, "cnn batch " + std::to_string(batch));
+    expect_matches_reference(*model, gemm_engine, x, x, "cnn batch " + std::to_string(batch) + ", no direct Conv");
   }
 }
 
