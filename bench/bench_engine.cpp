@@ -2,7 +2,7 @@
 // exported model, per batch size: median and p90 of `iters` runs after warm-up, on a zero input.
 // scripts/bench-serve.sh runs it beside bench/ort_latency.js (onnxruntime-node, same model, batch
 // sizes and thread count) so the two are compared in one run.
-// Usage: bench_engine MODEL.onnx [--batches 1,64] [--iters 200] [--threads 1] [--json FILE]
+// Usage: bench_engine MODEL.onnx [--batches 1,64] [--iters 200] [--threads 1] [--device cpu|cuda:N] [--json FILE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,11 +18,11 @@ namespace dtrain {
 namespace {
 
 int run(int argc, char** argv) {
-  DTRAIN_CHECK(argc >= 2, "usage: bench_engine MODEL.onnx [--batches 1,64] [--iters 200] [--threads 1] [--json FILE]");
+  DTRAIN_CHECK(argc >= 2, "usage: bench_engine MODEL.onnx [--batches 1,64] [--iters 200] [--threads 1] [--device cpu|cuda:N] [--json FILE]");
   const std::string path = argv[1];
   std::vector<int64_t> batches{1, 64};
   int iters = 200, threads = 1;
-  std::string json_path;
+  std::string json_path, device = "cpu";
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     DTRAIN_CHECK(i + 1 < argc, "bench_engine: ", a, " needs a value");
@@ -39,6 +39,8 @@ int run(int argc, char** argv) {
       iters = std::stoi(v);
     } else if (a == "--threads") {
       threads = std::stoi(v);
+    } else if (a == "--device") {
+      device = v;
     } else if (a == "--json") {
       json_path = v;
     } else {
@@ -47,7 +49,7 @@ int run(int argc, char** argv) {
   }
   DTRAIN_CHECK(iters > 0 && threads > 0, "bench_engine: --iters and --threads must be positive");
   cpu::set_blas_threads(threads);
-  const OnnxModel model = OnnxModel::load(path);
+  const OnnxModel model = OnnxModel::load(path, Device::parse(device));
   DTRAIN_CHECK(model.inputs().size() == 1, "bench_engine: ", path, " has ", model.inputs().size(),
                " inputs; this benchmark feeds one");
   std::ofstream json;
@@ -56,17 +58,24 @@ int run(int argc, char** argv) {
     Shape shape;
     for (int64_t d : model.inputs()[0].shape) shape.push_back(d < 0 ? b : d);
     const Tensor x = Tensor::zeros(shape, model.inputs()[0].dtype);
-    for (int i = 0; i < 10; ++i) model.run({x});
+    // One request as dtrain-serve runs it: a host input in, the outputs back on the host (which
+    // also waits for a GPU to finish).
+    const bool on_host = model.device().is_cpu();
+    auto request = [&] {
+      for (const Tensor& t : model.run({x}))
+        if (!on_host) (void)t.to(Device::cpu());
+    };
+    for (int i = 0; i < 10; ++i) request();
     std::vector<double> ms;
     for (int i = 0; i < iters; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      model.run({x});
+      request();
       ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     std::sort(ms.begin(), ms.end());
     const std::string line = detail::concat("{\"bench\":\"engine\",\"impl\":\"dtrain\",\"model\":\"", path,
                                             "\",\"blas\":\"", cpu::blas_core_name(), "\",\"batch\":", b,
-                                            ",\"threads\":", threads, ",\"iters\":", iters,
+                                            ",\"device\":\"", device, "\",\"threads\":", threads, ",\"iters\":", iters,
                                             ",\"median_ms\":", ms[ms.size() / 2], ",\"p90_ms\":", ms[ms.size() * 9 / 10], "}");
     std::printf("%s\n", line.c_str());
     if (json) json << line << "\n";
