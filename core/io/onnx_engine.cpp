@@ -354,9 +354,9 @@ std::pair<int64_t, int64_t> pool_dims(const std::string& label, const Shape& x, 
 }
 
 // On the CPU a few samples at a time, with cpu::conv2d_direct where the load packed W for it,
-// else im2col + GEMM, so that their columns and the [M, samples*OH*OW] output stay in cache while a
-// fused MaxPool writes them to Y in NCHW; the bias and a fused Relu follow on Y's (pooled) planes. On a GPU in chunks of samples (fewer, larger GEMMs), reordered
-// from [M, samples*OH*OW] to NCHW afterwards.
+// else im2col + GEMM, so that their columns and output stay in cache while a fused MaxPool writes
+// them to Y in NCHW; the bias and a fused Relu follow on Y's (pooled) planes. On a GPU im2col +
+// GEMM in chunks of samples (fewer, larger GEMMs), reordered from [M, samples*OH*OW] to NCHW.
 Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor* b, Device d) {
   check_f32(x, node.label, "X");
   check_f32(w, node.label, "W");
