@@ -10,7 +10,8 @@ namespace dtrain::cpu {
 #include "core/kernel_list.inc"
 // Direct stride-1 convolution (AVX-512; the ONNX engine's CPU Conv where it applies): available
 // when the CPU has AVX-512 and oc % 16 == 0. conv2d_direct_pack reorders w [oc, c, k, k] into
-// wpack [oc / 16, c, k, k, 16]; conv2d_direct writes one sample's y [oc, oh, ow] (no bias) from
+// wpack [oc / V, c, k, k, V] (V = 32 when oc allows, else 16; same size as w); conv2d_direct
+// writes one sample's y [oc, oh, ow] (no bias) from
 // x [c, h, w] with `pad` zeros around, `padded` being scratch of c * (h + 2 pad) * (w + 2 pad).
 bool conv2d_direct_available(int64_t oc, int64_t stride);
 void conv2d_direct_pack(const float* w, float* wpack, int64_t oc, int64_t c, int64_t k);
@@ -23,15 +24,14 @@ const char* blas_core_name();  // the kernel family OpenBLAS chose for this CPU,
 // kernels (Debian 12's 0.3.21 runs SSE3 "Prescott" code on Emerald Rapids, 2-4x slower).
 // blas_cpu_core: the kernel family this CPU's instruction set allows ("SkylakeX" for AVX-512,
 // "Haswell" for AVX2+FMA, "Sandybridge" for AVX, else nullptr); blas_core_tier: 0 (SSE) .. 3
-// (AVX-512) for a family name; blas_better_core: blas_cpu_core() when its tier is above the
-// chosen family's, else nullptr.
+// (AVX-512) for a family name.
 const char* blas_cpu_core();
 int blas_core_tier(const char* name);
-const char* blas_better_core();
 // First thing in main(), before any thread or output: when OPENBLAS_CORETYPE is unset and
-// blas_better_core() names a family, sets OPENBLAS_CORETYPE to it (and DTRAIN_BLAS_DETECTED to
-// the family OpenBLAS picked) and executes the program again, since OpenBLAS reads the variable
-// only while it loads. Returns when there is nothing to do or the exec failed (with a warning).
+// blas_cpu_core()'s tier is above the chosen family's, sets OPENBLAS_CORETYPE to it (and
+// DTRAIN_BLAS_DETECTED to the family OpenBLAS picked) and executes the program again, since
+// OpenBLAS reads the variable only while it loads. Returns when there is nothing to do or the
+// exec failed (with a warning).
 void restart_with_better_blas_kernels(char** argv);
 }  // namespace dtrain::cpu
 

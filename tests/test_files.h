@@ -1,5 +1,9 @@
 #pragma once
-// Helpers the end-to-end tests share: where the built binaries are, and reading a file whole.
+// Helpers the end-to-end tests share: where the built binaries are, reading a file whole, and
+// running a command for its exit code and output.
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +24,23 @@ inline std::string read_text(const std::filesystem::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+struct CommandResult {
+  int exit_code = -1;  // -1: the command did not exit normally (or could not start)
+  std::string output;  // stdout and stderr
+};
+
+// Runs `command` through the shell with stderr folded into stdout.
+inline CommandResult run_command(const std::string& command) {
+  CommandResult r;
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 }  // namespace dtrain::test

@@ -55,15 +55,10 @@ const char* blas_cpu_core() {
   return nullptr;
 }
 
-const char* blas_better_core() {
-  const char* cpu = blas_cpu_core();
-  return blas_core_tier(cpu) > blas_core_tier(blas_core_name()) ? cpu : nullptr;
-}
-
 void restart_with_better_blas_kernels(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's (or our earlier) choice stands
-  const char* better = blas_better_core();
-  if (better == nullptr) return;
+  const char* better = blas_cpu_core();
+  if (blas_core_tier(better) <= blas_core_tier(blas_core_name())) return;
   const char* picked = blas_core_name();
   if (setenv("DTRAIN_BLAS_DETECTED", picked, 1) != 0 || setenv("OPENBLAS_CORETYPE", better, 1) != 0) return;
   // The resolved path, not /proc/self/exe: the process keeps its name (ps, pgrep, top).

@@ -77,9 +77,10 @@ TEST(OnnxExport, CnnAtFullSizeRoundTripsThroughTheEngine) {
   c.type = "cnn";
   auto model = create_model(c);
   model->build(Device::cpu(), 4);
-  const OnnxModel engine = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  const std::string bytes = export_onnx(*model, ExportOptions{}).bytes();
+  const OnnxModel engine = OnnxModel::from_bytes(bytes);
   ::setenv("DTRAIN_DIRECT_CONV", "0", 1);  // im2col + GEMM for every Conv, whatever the CPU
-  const OnnxModel gemm_engine = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  const OnnxModel gemm_engine = OnnxModel::from_bytes(bytes);
   ::unsetenv("DTRAIN_DIRECT_CONV");
   Generator g(RngKey{6, 0, static_cast<uint32_t>(RngPurpose::test)});
   for (int64_t batch : {1, 37}) {

@@ -26,24 +26,13 @@ using test::kFmnist;
 
 std::string dtrain_binary() { return test::built_file("launch/dtrain"); }
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
+using RunResult = test::CommandResult;
 
 // Runs the dtrain binary with `args` (stderr folded into the output).
 RunResult run_dtrain(const std::vector<std::string>& args) {
   std::string cmd = dtrain_binary();
   for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  RunResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_command(cmd);
 }
 
 std::string first_match(const std::string& text, const std::string& pattern) {

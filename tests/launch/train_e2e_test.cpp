@@ -20,6 +20,7 @@
 #include "core/kernels.h"
 #include "data/dataset.h"
 #include "fmnist_subset.h"
+#include "test_files.h"
 #include "data/h5.h"
 #include "launch/checkpoint.h"
 
@@ -30,19 +31,9 @@ namespace {
 
 using test::kFmnist;
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
+using test::read_text;
 
-std::string dtrain_binary() { return env_or("DTRAIN_BINARY_DIR", ".") + "/launch/dtrain"; }
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string dtrain_binary() { return test::built_file("launch/dtrain"); }
 
 
 // Every /params and /optim dataset of two checkpoints, compared bit for bit.
@@ -270,13 +261,7 @@ TEST_F(TrainE2E, ResumingOnAnotherWorldSizeWarnsAndContinues) {
 
 // `dtrain info`'s output (stdout and stderr) with `env_prefix` ("env -u VAR", "env VAR=x") before it.
 std::string dtrain_info(const std::string& env_prefix) {
-  std::string out;
-  FILE* p = ::popen((env_prefix + " " + dtrain_binary() + " info 2>&1").c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  ::pclose(p);
-  return out;
+  return test::run_command(env_prefix + " " + dtrain_binary() + " info").output;
 }
 
 // The kernel family on `dtrain info`'s "blas:   OpenBLAS, NAME kernels..." line.
