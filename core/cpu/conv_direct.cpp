@@ -103,9 +103,17 @@ void conv2d_direct_pack(const float* w, float* wpack, int64_t oc, int64_t c, int
 void conv2d_direct(const float* x, const float* wpack, float* y, float* padded, int64_t c, int64_t h, int64_t wd,
                    int64_t oc, int64_t k, int64_t pad) {
   const int64_t ph = h + 2 * pad, pw = wd + 2 * pad, oh = ph - k + 1, ow = pw - k + 1, plane = oh * ow;
-  std::fill_n(padded, c * ph * pw, 0.0f);
-  for (int64_t ci = 0; ci < c; ++ci)
-    for (int64_t r = 0; r < h; ++r) std::copy_n(x + (ci * h + r) * wd, wd, padded + (ci * ph + r + pad) * pw + pad);
+  for (int64_t ci = 0; ci < c; ++ci) {  // the input inside a zero border (only the border is zeroed)
+    float* plane_in = padded + ci * ph * pw;
+    std::fill_n(plane_in, pad * pw, 0.0f);
+    for (int64_t r = 0; r < h; ++r) {
+      float* row = plane_in + (r + pad) * pw;
+      std::fill_n(row, pad, 0.0f);
+      std::copy_n(x + (ci * h + r) * wd, wd, row + pad);
+      std::fill_n(row + pad + wd, pad, 0.0f);
+    }
+    std::fill_n(plane_in + (pad + h) * pw, pad * pw, 0.0f);
+  }
   const int64_t taps = c * k * k, vectors = vectors_per_block(oc), width = vectors * kLanes;
   // Blocks of equal width along a row: 14 columns are two blocks of 7, not 12 + 2.
   const int64_t blocks = (ow + kMaxPixels - 1) / kMaxPixels, step = (ow + blocks - 1) / blocks;
