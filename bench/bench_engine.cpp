@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/io/onnx_engine.h"
+#include "inference/onnx_engine.h"
 #include "core/kernels.h"
 
 namespace dtrain {

@@ -13,6 +13,11 @@ find_package(spdlog REQUIRED)
 find_package(Protobuf REQUIRED)
 find_package(ONNX REQUIRED CONFIG)
 
+# MPI's C API only: keep Open MPI's deprecated C++ bindings out of C++ translation units.
+add_library(dtrain_mpi INTERFACE)
+target_link_libraries(dtrain_mpi INTERFACE MPI::MPI_C)
+target_compile_definitions(dtrain_mpi INTERFACE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+
 add_library(dtrain_cblas INTERFACE)
 target_include_directories(dtrain_cblas SYSTEM INTERFACE ${DTRAIN_CBLAS_INCLUDE_DIR})
 target_link_libraries(dtrain_cblas INTERFACE ${BLAS_LIBRARIES})

@@ -2,7 +2,7 @@
 include(CMakePackageConfigHelpers)
 set(DTRAIN_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/dtrain)
 
-set(_dtrain_libs dtrain_core dtrain_optim dtrain_comm dtrain_data dtrain_launch dtrain_serve)
+set(_dtrain_libs dtrain_core dtrain_optim dtrain_comm dtrain_data dtrain_export dtrain_inference dtrain_launch dtrain_serve)
 install(TARGETS ${_dtrain_libs} EXPORT dtrainTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dtrain)
@@ -11,7 +11,7 @@ foreach(exe dtrain dtrain-serve)
     install(TARGETS ${exe} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
 endforeach()
-foreach(dir core optim comm data launch serve)
+foreach(dir core optim comm data export inference launch serve)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dtrain/${dir}
     FILES_MATCHING PATTERN "*.h" PATTERN "*.inc" PATTERN "cuda/*.h" EXCLUDE)
 endforeach()

@@ -1,6 +1,6 @@
 #pragma once
-// Declares the kernel interface (core/kernel_list.inc) for each backend. Dispatch by device
-// happens in core/ops.cpp; callers use core/ops.h.
+// Declares the kernel interface (core/kernel_list.inc) for each backend. core/dispatch.h picks
+// one by device (core's own files); users call the validated wrappers in core/ops.h.
 #include <cstdint>
 
 #include "core/config.h"
@@ -8,15 +8,6 @@
 
 namespace dtrain::cpu {
 #include "core/kernel_list.inc"
-// Direct stride-1 convolution (AVX-512; the ONNX engine's CPU Conv where it applies): available
-// when the CPU has AVX-512 and oc % 16 == 0. conv2d_direct_pack reorders w [oc, c, k, k] into
-// wpack [oc / V, c, k, k, V] (V = 32 when oc allows, else 16; same size as w); conv2d_direct
-// writes one sample's y [oc, oh, ow] (no bias) from
-// x [c, h, w] with `pad` zeros around, `padded` being scratch of c * (h + 2 pad) * (w + 2 pad).
-bool conv2d_direct_available(int64_t oc, int64_t stride);
-void conv2d_direct_pack(const float* w, float* wpack, int64_t oc, int64_t c, int64_t k);
-void conv2d_direct(const float* x, const float* wpack, float* y, float* padded, int64_t c, int64_t h, int64_t wd,
-                   int64_t oc, int64_t k, int64_t pad);
 void set_blas_threads(int threads);  // OpenBLAS threads (process-wide)
 int blas_threads();
 const char* blas_core_name();  // the kernel family OpenBLAS chose for this CPU, e.g. "SkylakeX"

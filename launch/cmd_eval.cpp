@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "core/io/onnx_engine.h"
+#include "inference/onnx_engine.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/onnx_eval.h"

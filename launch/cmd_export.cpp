@@ -13,10 +13,10 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "core/io/model_repository.h"
-#include "core/io/onnx_engine.h"
-#include "core/io/onnx_export.h"
-#include "core/io/prune.h"
+#include "export/model_repository.h"
+#include "inference/onnx_engine.h"
+#include "export/onnx_export.h"
+#include "export/prune.h"
 #include "data/dataset.h"
 #include "launch/checkpoint.h"
 #include "launch/cli.h"

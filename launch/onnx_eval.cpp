@@ -16,7 +16,7 @@ OnnxEvalResult evaluate_onnx(const OnnxModel& model, const std::string& data_pat
                " inputs; evaluation on a dataset feeds exactly one");
   const TensorInfo& in = model.inputs()[0];
   DTRAIN_CHECK(in.dtype == info.x_dtype, data_path, ": /x holds ", dtype_name(info.x_dtype), " samples, the model's input '",
-               in.name, "' takes ", kserve_dtype(in.dtype));
+               in.name, "' takes ", dtype_name(in.dtype));
   // Samples fit when they hold the model's per-sample elements: the cnn takes [1, H, W] for a
   // dataset of plain [H, W] images, as the trainer feeds it.
   Shape model_sample;

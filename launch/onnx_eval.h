@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/io/onnx_engine.h"
+#include "inference/onnx_engine.h"
 
 namespace dtrain {
 

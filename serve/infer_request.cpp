@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "serve/kserve_types.h"
 
 using nlohmann::json;
 

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/io/tensor_info.h"
+#include "core/tensor_info.h"
 #include "core/tensor.h"
 
 namespace dtrain::serve {

@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "core/io/model_repository.h"
+#include "core/repository_layout.h"
 #include "core/log.h"
 
 namespace fs = std::filesystem;

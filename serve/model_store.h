@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/io/onnx_engine.h"
+#include "inference/onnx_engine.h"
 #include "serve/batcher.h"
 #include "serve/metrics.h"
 

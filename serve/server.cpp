@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "serve/infer_request.h"
+#include "serve/kserve_types.h"
 #include "serve/model_store.h"
 #include "serve/worker_pool.h"
 

@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <regex>
 
-#include "core/io/onnx_engine.h"
+#include "inference/onnx_engine.h"
 #include "data/convert.h"
 #include "data/dataset.h"
 #include "fmnist_subset.h"

@@ -27,7 +27,7 @@
 #include <thread>
 #include <utility>
 
-#include "core/io/onnx_engine.h"
+#include "inference/onnx_engine.h"
 #include "serve_test_models.h"
 #include "test_files.h"
 

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "core/io/model_repository.h"
-#include "core/io/onnx_export.h"
+#include "export/model_repository.h"
+#include "export/onnx_export.h"
 #include "core/model.h"
 
 namespace dtrain::serve_test {

@@ -3,7 +3,7 @@
 // GEMMs), resolve every node's inputs to value slots and check its attributes. Run: a fresh slot
 // vector per call (constants shared, read-only), nodes executed in file order (ONNX requires
 // topological order; load checks it), each value dropped after its last use.
-#include "core/io/onnx_engine.h"
+#include "inference/onnx_engine.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "core/dispatch.h"
+#include "inference/conv_direct.h"
 
 namespace dtrain {
 
@@ -42,7 +43,7 @@ struct Node {
   int64_t kernel = 0, stride = 1, pad = 0;  // Conv (kernel 0: from the weight) and MaxPool
   bool fuse_relu = false;  // Conv, Gemm: apply the Relu that alone reads the output, in place
   int64_t pool_kernel = 0, pool_stride = 1, pool_pad = 0;  // Conv: a MaxPool fused after it (0: none)
-  Tensor direct_w;  // Conv on the CPU: W packed for cpu::conv2d_direct at load (undefined: im2col + GEMM)
+  Tensor direct_w;  // Conv on the CPU: W packed for inference::conv2d_direct at load (undefined: im2col + GEMM)
 };
 
 DType dtype_from_onnx(int t, const std::string& what) {
@@ -53,6 +54,18 @@ DType dtype_from_onnx(int t, const std::string& what) {
     case onnx::TensorProto_DataType_INT32: return DType::i32;
     default: fail(what, ": element type ", onnx::TensorProto_DataType_Name(t), " is not supported (FLOAT, UINT8, INT64, INT32)");
   }
+}
+
+// The ONNX name of a tensor element type ("FLOAT", "UINT8", "INT64", ...), for messages.
+std::string onnx_type_name(DType t) {
+  switch (t) {
+    case DType::f32: return "FLOAT";
+    case DType::bf16: return "BFLOAT16";
+    case DType::i32: return "INT32";
+    case DType::i64: return "INT64";
+    case DType::u8: return "UINT8";
+  }
+  return "?";
 }
 
 int64_t numel_of(const std::vector<int64_t>& dims) {
@@ -353,7 +366,7 @@ std::pair<int64_t, int64_t> pool_dims(const std::string& label, const Shape& x, 
   return {(h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1};
 }
 
-// On the CPU a few samples at a time, with cpu::conv2d_direct where the load packed W for it,
+// On the CPU a few samples at a time, with inference::conv2d_direct where the load packed W for it,
 // else im2col + GEMM, so that their columns and output stay in cache while a fused MaxPool writes
 // them to Y in NCHW; the bias and a fused Relu follow on Y's (pooled) planes. On a GPU im2col +
 // GEMM in chunks of samples (fewer, larger GEMMs), reordered from [M, samples*OH*OW] to NCHW.
@@ -393,7 +406,7 @@ Tensor run_conv(const Node& node, const Tensor& x, const Tensor& w, const Tensor
       float* yc = yg.data<float>();
       if (direct) {
         for (int64_t i = 0; i < g; ++i)
-          cpu::conv2d_direct(x.data<float>() + (first + i) * c * h * wd, node.direct_w.data<float>(),
+          inference::conv2d_direct(x.data<float>() + (first + i) * c * h * wd, node.direct_w.data<float>(),
                              yc + i * oc * plane, cols.data<float>(), c, h, wd, oc, k, p);
       } else {
         cpu::im2col(x.data<float>() + first * c * h * wd, cols.data<float>(), g, c, h, wd, k, k, s, p, oh, ow);
@@ -702,9 +715,9 @@ OnnxModel OnnxModel::from_bytes(const std::string& bytes, Device device, const s
       if (node.op != Op::Conv || node.in.size() < 2) continue;
       const Tensor& w = impl->constants[node.in[1]];
       if (!w.defined() || w.dtype() != DType::f32 || w.ndim() != 4 || w.dim(2) != w.dim(3)) continue;
-      if (!cpu::conv2d_direct_available(w.dim(0), node.stride) || w.dim(1) * w.dim(2) * w.dim(3) < 64) continue;
+      if (!inference::conv2d_direct_available(w.dim(0), node.stride) || w.dim(1) * w.dim(2) * w.dim(3) < 64) continue;
       node.direct_w = Tensor::empty(w.shape(), DType::f32, device);
-      cpu::conv2d_direct_pack(w.data<float>(), node.direct_w.data<float>(), w.dim(0), w.dim(1), w.dim(2));
+      inference::conv2d_direct_pack(w.data<float>(), node.direct_w.data<float>(), w.dim(0), w.dim(1), w.dim(2));
     }
   // Each computed value is dropped after its last reader, unless it is a graph output.
   std::vector<int> last_reader(slot.size(), -1);
@@ -739,9 +752,9 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
     const Tensor& t = inputs[i];
     bool ok = t.defined() && t.dtype() == info.dtype && t.ndim() == static_cast<int>(info.shape.size());
     for (int k = 0; ok && k < t.ndim(); ++k) ok = info.shape[k] < 0 ? t.dim(k) >= 1 : t.dim(k) == info.shape[k];
-    DTRAIN_CHECK(ok, where, ": input '", info.name, "' expects ", kserve_dtype(info.dtype), " ", shape_str(info.shape),
+    DTRAIN_CHECK(ok, where, ": input '", info.name, "' expects ", onnx_type_name(info.dtype), " ", shape_str(info.shape),
                  " (-1: any size >= 1), got ",
-                 t.defined() ? std::string(kserve_dtype(t.dtype())) + " " + t.shape().str() : std::string("nothing"));
+                 t.defined() ? onnx_type_name(t.dtype()) + " " + t.shape().str() : std::string("nothing"));
     DTRAIN_CHECK(t.is_contiguous(), where, ": input '", info.name, "' must be contiguous");
     values[m.input_slots[i]] = t.device() == m.device ? t : t.to(m.device);
   }

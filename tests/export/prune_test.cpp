@@ -1,5 +1,5 @@
-// core/io/prune: global magnitude pruning of Linear/Conv2d weights.
-#include "core/io/prune.h"
+// export/prune: global magnitude pruning of Linear/Conv2d weights.
+#include "export/prune.h"
 
 #include <gtest/gtest.h>
 

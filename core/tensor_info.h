@@ -1,6 +1,6 @@
 #pragma once
 // TensorInfo: the name, element type and shape of a model input or output as a client sees it
-// (ONNX graph inputs/outputs, config.json, the server's model metadata).
+// (ONNX graph inputs/outputs, a model repository's config.json, the server's model metadata).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,8 +16,6 @@ struct TensorInfo {
   bool operator==(const TensorInfo&) const = default;
 };
 
-// KServe V2 datatype names: "FP32", "UINT8", "INT64", "INT32", "BF16".
-const char* kserve_dtype(DType t);
 // "[-1, 1, 28, 28]"
 std::string shape_str(const std::vector<int64_t>& shape);
 

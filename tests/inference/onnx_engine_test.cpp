@@ -1,6 +1,6 @@
-// core/io/onnx_engine: input validation, unsupported ops, int8 dequantization on load, files,
+// inference/onnx_engine: input validation, unsupported ops, int8 dequantization on load, files,
 // concurrent runs. (Every layer's round trip through export and the engine: onnx_export_test.)
-#include "core/io/onnx_engine.h"
+#include "inference/onnx_engine.h"
 
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
@@ -9,9 +9,9 @@
 #include <fstream>
 #include <thread>
 
-#include "core/io/onnx_export.h"
-#include "core/io/quantize.h"
-#include "tests/core/onnx_test_models.h"
+#include "export/onnx_export.h"
+#include "export/quantize.h"
+#include "tests/export/onnx_test_models.h"
 
 namespace dtrain {
 namespace {
@@ -38,7 +38,7 @@ TEST(OnnxEngine, RejectsInputsOfTheWrongDtypeRankOrDimsNamingTheInput) {
   const OnnxModel m = mlp_engine();
   std::string msg = error_of([&] { m.run({Tensor::zeros(Shape{2, 1, 28, 28})}); });
   EXPECT_NE(msg.find("input 'input' expects UINT8 [-1, 1, 28, 28]"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("got FP32 [2, 1, 28, 28]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("got FLOAT [2, 1, 28, 28]"), std::string::npos) << msg;
   msg = error_of([&] { m.run({Tensor::zeros(Shape{2, 784}, DType::u8)}); });
   EXPECT_NE(msg.find("got UINT8 [2, 784]"), std::string::npos) << msg;
   msg = error_of([&] { m.run({Tensor::zeros(Shape{2, 1, 28, 27}, DType::u8)}); });

@@ -3,8 +3,9 @@
 #include <vector>
 
 #include "core/kernels.h"
+#include "inference/conv_direct.h"
 #include "core/tensor.h"
-#include "gradcheck.h"
+#include "core/gradcheck.h"
 
 namespace dtrain {
 namespace {
@@ -15,7 +16,7 @@ using testing::test_gen;
 // vectors of output channels and balanced blocks along a row, kernel 5 and 1 (the general path),
 // one vector of output channels, rows longer than a block.
 TEST(ConvDirect, MatchesItsDefinition) {
-  if (!cpu::conv2d_direct_available(16, 1)) GTEST_SKIP() << "no AVX-512 on this CPU: the direct convolution is not used";
+  if (!inference::conv2d_direct_available(16, 1)) GTEST_SKIP() << "no AVX-512 on this CPU: the direct convolution is not used";
   struct Case { int64_t c, h, w, oc, k, p; };
   for (const Case& t : {Case{32, 14, 14, 64, 3, 1}, Case{8, 5, 20, 48, 3, 0}, Case{4, 9, 13, 16, 5, 2},
                         Case{16, 6, 7, 32, 1, 0}, Case{3, 28, 28, 32, 3, 1}}) {
@@ -25,8 +26,8 @@ TEST(ConvDirect, MatchesItsDefinition) {
     const std::vector<float> w = Tensor::randn(Shape{t.oc, t.c, t.k, t.k}, 0, 1, g).to_vector<float>();
     std::vector<float> wpack(w.size()), y(static_cast<size_t>(t.oc * oh * ow), -7.0f);
     std::vector<float> padded(static_cast<size_t>(t.c * (t.h + 2 * t.p) * (t.w + 2 * t.p)), -7.0f);
-    cpu::conv2d_direct_pack(w.data(), wpack.data(), t.oc, t.c, t.k);
-    cpu::conv2d_direct(x.data(), wpack.data(), y.data(), padded.data(), t.c, t.h, t.w, t.oc, t.k, t.p);
+    inference::conv2d_direct_pack(w.data(), wpack.data(), t.oc, t.c, t.k);
+    inference::conv2d_direct(x.data(), wpack.data(), y.data(), padded.data(), t.c, t.h, t.w, t.oc, t.k, t.p);
     for (int64_t m = 0; m < t.oc; ++m)
       for (int64_t oy = 0; oy < oh; ++oy)
         for (int64_t ox = 0; ox < ow; ++ox) {

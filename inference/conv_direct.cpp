@@ -1,4 +1,4 @@
-// Direct stride-1 convolution with AVX-512 for the ONNX engine's CPU path (see core/kernels.h):
+// Direct stride-1 convolution with AVX-512 for the ONNX engine's CPU path (see conv_direct.h):
 // 16 or 32 output channels in one or two vectors, a run of up to 12 output pixels of a row in
 // registers, every input channel and tap broadcast from a zero-padded copy of the input; no im2col
 // buffer. On the cnn's 32->64 3x3 layer about 30 % faster than im2col + OpenBLAS SGEMM.
@@ -6,7 +6,7 @@
 #include <array>
 #include <utility>
 
-#include "core/kernels.h"
+#include "inference/conv_direct.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -15,7 +15,7 @@
 #define DTRAIN_HAVE_AVX512_CONV 0
 #endif
 
-namespace dtrain::cpu {
+namespace dtrain::inference {
 
 #if DTRAIN_HAVE_AVX512_CONV
 namespace {
@@ -132,4 +132,4 @@ void conv2d_direct_pack(const float*, float*, int64_t, int64_t, int64_t) {}
 void conv2d_direct(const float*, const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
 #endif
 
-}  // namespace dtrain::cpu
+}  // namespace dtrain::inference

@@ -1,4 +1,4 @@
-#include "core/io/quantize.h"
+#include "export/quantize.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
-// core/io/quantize: symmetric per-channel int8.
-#include "core/io/quantize.h"
+// export/quantize: symmetric per-channel int8.
+#include "export/quantize.h"
 
 #include <gtest/gtest.h>
 

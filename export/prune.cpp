@@ -1,4 +1,4 @@
-#include "core/io/prune.h"
+#include "export/prune.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
 // ONNX export: walks the model's Sequential, emitting one small group of nodes per layer; values
 // and nodes are named by the layer's path ("3/Gemm"), initializers by the parameter's name
 // ("3.weight"). The graph is checked (checker + strict shape inference) before it is returned.
-#include "core/io/onnx_export.h"
+#include "export/onnx_export.h"
 
 #include <onnx/checker.h>
 #include <onnx/defs/schema.h>
@@ -16,7 +16,7 @@
 #include <set>
 
 #include "core/config.h"
-#include "core/io/quantize.h"
+#include "export/quantize.h"
 
 namespace dtrain {
 

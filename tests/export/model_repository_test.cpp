@@ -1,6 +1,6 @@
-// core/io/model_repository: version numbering, never overwriting a version, atomic folders,
+// export/model_repository: version numbering, never overwriting a version, atomic folders,
 // config.json.
-#include "core/io/model_repository.h"
+#include "export/model_repository.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

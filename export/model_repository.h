@@ -1,13 +1,15 @@
 #pragma once
-// The model repository layout the server reads: REPO/NAME/config.json and one folder per version,
-// REPO/NAME/<V>/model.onnx (V = 1, 2, ...). A version folder appears complete or not at all
-// (written under a temporary name, then renamed), and an existing version is never overwritten.
+// Writes the model repository layout the server reads (core/repository_layout.h):
+// REPO/NAME/config.json and one folder per version, REPO/NAME/<V>/model.onnx (V = 1, 2, ...). A
+// version folder appears complete or not at all (written under a temporary name, then renamed),
+// and an existing version is never overwritten.
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "core/io/onnx_export.h"
-#include "core/io/tensor_info.h"
+#include "export/onnx_export.h"
+#include "core/repository_layout.h"
+#include "core/tensor_info.h"
 
 namespace dtrain {
 
@@ -21,9 +23,6 @@ struct RepositoryModelConfig {
 // {"name": ..., "platform": "onnx", "max_batch_size": ..., "inputs": [{"name", "datatype" (KServe
 // V2: FP32, UINT8, INT64), "shape" (-1 = batch)}], "outputs": [...], "labels": [...]}
 std::string model_config_json(const RepositoryModelConfig& config);
-
-// The numeric version folders of REPO/NAME, ascending (empty when there are none).
-std::vector<int64_t> list_model_versions(const std::string& repo, const std::string& name);
 
 // Writes REPO/NAME/<version>/model.onnx and REPO/NAME/config.json. version 0 means one past the
 // newest existing version (1 for a new model). Throws naming the folder when that version already

@@ -1,6 +1,6 @@
-// core/io/onnx_export: every layer type round-trips through export and dtrain's ONNX engine;
+// export/onnx_export: every layer type round-trips through export and dtrain's ONNX engine;
 // the checker and shape inference catch broken graphs; unsupported layers and options are named.
-#include "core/io/onnx_export.h"
+#include "export/onnx_export.h"
 
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
@@ -9,8 +9,8 @@
 #include <cstring>
 #include <map>
 
-#include "core/io/onnx_engine.h"
-#include "tests/core/onnx_test_models.h"
+#include "inference/onnx_engine.h"
+#include "tests/export/onnx_test_models.h"
 
 namespace dtrain {
 namespace {

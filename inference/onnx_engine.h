@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/io/tensor_info.h"
+#include "core/tensor_info.h"
 #include "core/tensor.h"
 
 namespace dtrain {

@@ -1,4 +1,4 @@
-#include "core/io/model_repository.h"
+#include "export/model_repository.h"
 
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/repository_layout.h"
 
 namespace dtrain {
 
@@ -40,19 +41,21 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+// config.json's datatype names are the KServe V2 protocol's, which dtrain-serve also answers with
+// (serve/kserve_types.h; tests/serve checks that the two agree).
+const char* repository_datatype(DType t) {
+  static constexpr const char* kNames[] = {"FP32", "BF16", "INT32", "INT64", "UINT8"};  // DType order
+  return kNames[static_cast<int>(t)];
+}
+
 std::string tensors_json(const std::vector<TensorInfo>& ts) {
   std::string out = "[";
   for (size_t i = 0; i < ts.size(); ++i) {
     out += i ? ",\n    " : "\n    ";
-    out += "{\"name\": " + json_string(ts[i].name) + ", \"datatype\": \"" + kserve_dtype(ts[i].dtype) +
+    out += "{\"name\": " + json_string(ts[i].name) + ", \"datatype\": \"" + repository_datatype(ts[i].dtype) +
            "\", \"shape\": " + shape_str(ts[i].shape) + "}";
   }
   return out + (ts.empty() ? "]" : "\n  ]");
-}
-
-bool is_version_name(const std::string& s) {
-  return !s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-         s[0] != '0';
 }
 
 void check_model_name(const std::string& name) {
@@ -87,20 +90,6 @@ std::string model_config_json(const RepositoryModelConfig& c) {
                     ",\n  \"outputs\": " + tensors_json(c.outputs) + ",\n  \"labels\": [";
   for (size_t i = 0; i < c.labels.size(); ++i) out += (i ? ", " : "") + json_string(c.labels[i]);
   return out + "]\n}\n";
-}
-
-std::vector<int64_t> list_model_versions(const std::string& repo, const std::string& name) {
-  std::vector<int64_t> versions;
-  const fs::path dir = fs::path(repo) / name;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return versions;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string v = e.path().filename().string();
-    if (e.is_directory(ec) && is_version_name(v)) versions.push_back(std::stoll(v));
-  }
-  DTRAIN_CHECK(!ec, "cannot list ", dir.string(), ": ", ec.message());
-  std::sort(versions.begin(), versions.end());
-  return versions;
 }
 
 int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,

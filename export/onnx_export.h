@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/io/tensor_info.h"
+#include "core/tensor_info.h"
 #include "core/model.h"
 
 namespace dtrain {

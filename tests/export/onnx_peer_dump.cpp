@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "core/io/onnx_engine.h"
-#include "core/io/onnx_export.h"
+#include "inference/onnx_engine.h"
+#include "export/onnx_export.h"
 #include "core/model.h"
 #include "data/convert.h"
-#include "tests/core/onnx_test_models.h"
+#include "tests/export/onnx_test_models.h"
 
 namespace {
 
