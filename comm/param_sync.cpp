@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/ops.h"
 
@@ -25,17 +26,6 @@ std::string format_bytes(int64_t bytes) {
   else if (bytes >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024.0);
   else std::snprintf(buf, sizeof buf, "%lld bytes", static_cast<long long>(bytes));
   return buf;
-}
-
-// FNV-1a over raw bytes: the per-parameter checksum.
-uint64_t hash_bytes(const void* data, size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 1099511628211ull;
-  }
-  return h;
 }
 
 }  // namespace
@@ -287,7 +277,7 @@ void ParamSync::check_parameters(int64_t step) {
   for (size_t i = 0; i < params.size(); ++i) {
     const float* p = values.data() + params[i]->offset;
     const int64_t n = params[i]->shape.numel();
-    mine[i].hash = hash_bytes(p, n * sizeof(float));
+    mine[i].hash = fnv1a64(p, n * sizeof(float));
     double s = 0;
     for (int64_t k = 0; k < n; ++k) s += p[k];
     mine[i].sum = s;

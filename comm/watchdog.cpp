@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/clock.h"
+
 namespace dtrain {
 
 Watchdog::Watchdog(double timeout_s, Handler on_timeout) : timeout_s_(timeout_s), on_timeout_(std::move(on_timeout)) {
@@ -24,9 +26,9 @@ void Watchdog::watch(const Work& work, std::string what) {
 }
 
 double Watchdog::wait(const Work& work, const std::string& what) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   if (!work.wait(timeout_s_)) fire(what, timeout_s_);
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return seconds_since(start);
 }
 
 void Watchdog::fire(const std::string& what, double waited_s) {

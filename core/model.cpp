@@ -5,15 +5,6 @@
 
 namespace dtrain {
 
-uint64_t fnv1a64(const std::string& text) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 std::string ModelConfig::canonical() const {
   std::ostringstream os;
   os << "type=" << type << ";input=" << input_shape.str() << ";classes=" << num_classes << ";hidden=";

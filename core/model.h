@@ -55,6 +55,4 @@ std::vector<std::string> registered_models();
 // Builds the network for config.type (throws naming the type and the known ones).
 std::unique_ptr<Model> create_model(const ModelConfig& config);
 
-uint64_t fnv1a64(const std::string& text);  // stable 64-bit hash (config hashes, checksums of names)
-
 }  // namespace dtrain

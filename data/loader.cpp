@@ -9,6 +9,7 @@
 
 #include <sys/mman.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/gpu.h"
 #include "core/rng.h"
@@ -309,7 +310,7 @@ void Loader::prefetch_loop() {
 
 std::optional<Batch> Loader::next() {
   if (epoch_done_) return std::nullopt;
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   std::optional<Batch> b;
   if (options_.prefetch_depth == 0) {
     b = producer_->produce();
@@ -328,7 +329,7 @@ std::optional<Batch> Loader::next() {
     }
     b = std::move(item.batch);
   }
-  wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  wait_s_ += seconds_since(t0);
   if (!b) {
     epoch_done_ = true;
     return std::nullopt;

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "export/model_repository.h"
 #include "inference/onnx_engine.h"
@@ -38,10 +39,6 @@ const char* kExportUsage =
 
 const CommandUsage kExport{"export", kExportUsage};
 int usage_error(const std::string& message) { return kExport.error(message); }
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 std::vector<std::string> parse_labels(const std::string& spec) {
   std::string text = spec;
@@ -110,7 +107,7 @@ int cmd_export(const std::vector<std::string>& args) {
   if (max_batch_size <= 0) return usage_error("--max-batch-size must be positive");
 
   // Read: the meta, the model it describes, then every parameter (checked against the signature).
-  const auto read_begin = std::chrono::steady_clock::now();
+  const auto read_begin = Clock::now();
   const CheckpointMeta meta = read_checkpoint_meta(checkpoint);
   const TrainConfig config = parse_config_text(meta.config, checkpoint + " (config attribute)");
   auto model = create_model(config.model);
@@ -148,7 +145,7 @@ int cmd_export(const std::vector<std::string>& args) {
     options.metadata.emplace_back("pruned_sparsity", number(s.fraction()));
   }
   options.quantize = quantize;
-  const auto export_begin = std::chrono::steady_clock::now();
+  const auto export_begin = Clock::now();
   const ExportedModel exported = export_onnx(*model, options);
   RepositoryModelConfig rc{name, exported.inputs, exported.outputs, max_batch_size, {}};
   rc.labels = labels_spec.empty() ? known_labels(config, data) : parse_labels(labels_spec);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/clock.h"
 #include "core/ops.h"
 #include "data/dataset.h"
 #include "data/h5.h"
@@ -32,7 +33,7 @@ OnnxEvalResult evaluate_onnx(const OnnxModel& model, const std::string& data_pat
   for (size_t i = 0; i < model.outputs().size(); ++i)
     if (model.outputs()[i].name == "class") class_output = i;
 
-  const auto begin = std::chrono::steady_clock::now();
+  const auto begin = Clock::now();
   const h5::File file = h5::File::open(data_path);
   const h5::Dataset x = file.dataset("/x"), y = file.dataset("/y");
   const std::vector<int64_t> labels = y.read_all<int64_t>();
@@ -53,7 +54,7 @@ OnnxEvalResult evaluate_onnx(const OnnxModel& model, const std::string& data_pat
     for (int64_t i = 0; i < n; ++i) r.correct += pred[i] == labels[first + i];
     r.total += n;
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  r.seconds = seconds_since(begin);
   return r;
 }
 

@@ -2,10 +2,11 @@
 // A Chrome-trace recorder (chrome://tracing, ui.perfetto.dev): complete ("X") events with
 // microsecond timestamps relative to an origin taken right after a barrier, one process per rank,
 // thread 0 for compute (forward, backward, optimizer, data wait), thread 1 for communication.
-#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "core/clock.h"
 
 namespace dtrain {
 
@@ -13,7 +14,6 @@ class Communicator;
 
 class TraceRecorder {
  public:
-  using Clock = std::chrono::steady_clock;
   enum Lane : int { compute = 0, comm = 1 };
 
   TraceRecorder() = default;  // disabled: span() does nothing

@@ -10,6 +10,7 @@
 #include "comm/communicator.h"
 #include "comm/environment.h"
 #include "comm/param_sync.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -52,10 +53,6 @@ void request_stop() { g_stop_signal = SIGTERM; }
 // ---- setup --------------------------------------------------------------------------------
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 Device choose_device(const std::string& text, const LaunchEnv& env) {
   const Device requested = Device::parse(text);
