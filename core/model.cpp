@@ -14,7 +14,8 @@ std::string ModelConfig::canonical() const {
   return os.str();
 }
 
-Model::Model(ModelConfig config, std::unique_ptr<Sequential> net) : config_(std::move(config)), net_(std::move(net)) {
+Model::Model(ModelConfig config, std::unique_ptr<Sequential> net, InputLayout input_layout)
+    : config_(std::move(config)), net_(std::move(net)), input_layout_(input_layout) {
   DTRAIN_CHECK(net_ != nullptr, "model '", config_.type, "': builder returned no network");
 }
 
@@ -76,47 +77,57 @@ std::unique_ptr<Sequential> build_cnn(const ModelConfig& c) {
   return net;
 }
 
+struct Registered {
+  ModelBuilder build;
+  InputLayout input_layout;
+};
+
 struct Registry {
-  std::mutex mu;  // guards builders
-  std::map<std::string, ModelBuilder> builders{{"mlp", build_mlp}, {"cnn", build_cnn}};
+  std::mutex mu;  // guards models
+  std::map<std::string, Registered> models{{"mlp", {build_mlp, InputLayout::features}},
+                                           {"cnn", {build_cnn, InputLayout::images}}};
 };
 Registry& registry() {
   static Registry r;
   return r;
 }
 
-}  // namespace
-
-void register_model(const std::string& type, ModelBuilder builder) {
+// The registration of `type`, or an error naming it and the registered ones.
+Registered find_model(const std::string& type) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
-  DTRAIN_CHECK(!r.builders.count(type), "model type '", type, "' is already registered");
-  r.builders[type] = std::move(builder);
+  auto it = r.models.find(type);
+  if (it == r.models.end()) {
+    std::string known;
+    for (const auto& [k, v] : r.models) known += (known.empty() ? "" : ", ") + k;
+    fail("model.type: unknown model '", type, "' (registered: ", known, ")");
+  }
+  return it->second;
+}
+
+}  // namespace
+
+void register_model(const std::string& type, ModelBuilder builder, InputLayout input_layout) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  DTRAIN_CHECK(!r.models.count(type), "model type '", type, "' is already registered");
+  r.models[type] = {std::move(builder), input_layout};
 }
 
 std::vector<std::string> registered_models() {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   std::vector<std::string> names;
-  for (const auto& [k, v] : r.builders) names.push_back(k);
+  for (const auto& [k, v] : r.models) names.push_back(k);
   return names;
 }
 
+InputLayout model_input_layout(const std::string& type) { return find_model(type).input_layout; }
+
 std::unique_ptr<Model> create_model(const ModelConfig& config) {
-  ModelBuilder builder;
-  {
-    Registry& r = registry();
-    std::lock_guard<std::mutex> lock(r.mu);
-    auto it = r.builders.find(config.type);
-    if (it == r.builders.end()) {
-      std::string known;
-      for (const auto& [k, v] : r.builders) known += (known.empty() ? "" : ", ") + k;
-      fail("model.type: unknown model '", config.type, "' (registered: ", known, ")");
-    }
-    builder = it->second;
-  }
+  const Registered model = find_model(config.type);
   DTRAIN_CHECK(config.num_classes > 0, "model.num_classes must be positive, got ", config.num_classes);
-  return std::make_unique<Model>(config, builder(config));
+  return std::make_unique<Model>(config, model.build(config), model.input_layout);
 }
 
 }  // namespace dtrain

@@ -12,6 +12,14 @@
 
 namespace dtrain {
 
+// What a model's input is, as its builder declares it: the trainer shapes batches by it and the
+// exporter types the ONNX input by it.
+enum class InputLayout {
+  features,  // the samples as the dataset stores them (f32, or u8 scaled in the graph)
+  images,    // [C, H, W]; a dataset of plain [H, W] images is fed as [1, H, W]
+  tokens,    // integer ids (INT64 in an exported model)
+};
+
 struct ModelConfig {
   std::string type = "mlp";
   Shape input_shape{1, 28, 28};          // per sample, without the batch dim
@@ -26,7 +34,7 @@ struct ModelConfig {
 
 class Model {
  public:
-  Model(ModelConfig config, std::unique_ptr<Sequential> net);
+  Model(ModelConfig config, std::unique_ptr<Sequential> net, InputLayout input_layout = InputLayout::features);
   // Registers the parameters and allocates the arenas on `device`; init uses
   // the stream (seed, rank 0, RngPurpose::init) so every rank starts identical.
   void build(Device device, uint64_t seed);
@@ -34,6 +42,7 @@ class Model {
   Tensor backward(const Tensor& dy, PassContext& ctx) { return net_->backward(dy, ctx); }
 
   const ModelConfig& config() const { return config_; }
+  InputLayout input_layout() const { return input_layout_; }
   Sequential& net() { return *net_; }
   ParameterArena& arena() { return arena_; }
   const std::vector<Parameter*>& parameters() const { return arena_.parameters(); }
@@ -44,14 +53,18 @@ class Model {
  private:
   ModelConfig config_;
   std::unique_ptr<Sequential> net_;
+  InputLayout input_layout_;
   ParameterArena arena_;
 };
 
 using ModelBuilder = std::function<std::unique_ptr<Sequential>(const ModelConfig&)>;
 
-// The model registry: "mlp" and "cnn" are built in; users add their own before creating.
-void register_model(const std::string& type, ModelBuilder builder);
+// The model registry: "mlp" (features) and "cnn" (images) are built in; users add their own before
+// creating. The builder declares its input layout with it.
+void register_model(const std::string& type, ModelBuilder builder, InputLayout input_layout = InputLayout::features);
 std::vector<std::string> registered_models();
+// The input layout registered for `type` (throws naming the type and the known ones).
+InputLayout model_input_layout(const std::string& type);
 // Builds the network for config.type (throws naming the type and the known ones).
 std::unique_ptr<Model> create_model(const ModelConfig& config);
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/arena.h"
+#include "core/onnx_graph.h"
 #include "core/tensor.h"
 
 namespace dtrain {
@@ -39,6 +40,11 @@ class Module {
   virtual Tensor backward(const Tensor& dy, PassContext& ctx) = 0;
   // This module's own parameters, in registration order (empty before registration).
   virtual std::vector<Parameter*> parameters() const { return {}; }
+  // Maps the inference forward onto ONNX nodes reading value `x` of shape `input` (dim 0 is the
+  // batch) and returns the output value; `path` names the layer ("3", "2.1"; "" for the root).
+  // The default throws naming the layer and its type: a layer is exportable once it says how.
+  virtual std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                              const std::string& path) const;
 };
 
 }  // namespace dtrain

@@ -1,6 +1,7 @@
-// ONNX export: walks the model's Sequential, emitting one small group of nodes per layer; values
-// and nodes are named by the layer's path ("3/Gemm"), initializers by the parameter's name
-// ("3.weight"). The graph is checked (checker + strict shape inference) before it is returned.
+// ONNX export: each layer maps itself onto nodes (Module::to_onnx) through GraphWriter, this
+// file's OnnxGraph; values and nodes are named by the layer's path ("3/Gemm"), initializers by the
+// parameter's name ("3.weight"). The graph is checked (checker + strict shape inference) before it
+// is returned.
 #include "export/onnx_export.h"
 
 #include <onnx/checker.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <variant>
 
 #include "core/config.h"
 #include "export/quantize.h"
@@ -69,15 +71,15 @@ struct DeferredData {
   std::shared_ptr<const void> owner;
 };
 
-class GraphWriter {
+class GraphWriter final : public OnnxGraph {
  public:
   GraphWriter(onnx::GraphProto* graph, bool int8) : g_(graph), int8_(int8) {}
   // Initializers at least this large are deferred rather than copied into the proto.
   static constexpr size_t kDeferBytes = 64 * 1024;
   std::vector<DeferredData>& deferred() { return deferred_; }
 
-  onnx::NodeProto* node(const std::string& op, const std::string& name, const std::vector<std::string>& inputs,
-                        const std::vector<std::string>& outputs) {
+  onnx::NodeProto* named_node(const std::string& op, const std::string& name, const std::vector<std::string>& inputs,
+                              const std::vector<std::string>& outputs) {
     onnx::NodeProto* n = g_->add_node();
     n->set_op_type(op);
     n->set_name(name);
@@ -86,9 +88,12 @@ class GraphWriter {
     return n;
   }
   // One-output node whose output is named like the node.
-  std::string op(const std::string& op_type, const std::string& path, const std::vector<std::string>& inputs) {
-    const std::string name = path + "/" + op_type + suffix(path + "/" + op_type);
-    node(op_type, name, inputs, {name});
+  std::string node(const std::string& op_type, const std::string& path, const std::vector<std::string>& inputs,
+                   const std::vector<OnnxAttr>& attrs = {}) override {
+    const std::string base = (path.empty() ? "net" : path) + "/" + op_type;
+    const std::string name = base + suffix(base);
+    onnx::NodeProto* n = named_node(op_type, name, inputs, {name});
+    for (const OnnxAttr& a : attrs) std::visit([&](const auto& v) { attr(n, a.name, v); }, a.value);
     return name;
   }
 
@@ -110,7 +115,6 @@ class GraphWriter {
     a->set_type(onnx::AttributeProto_AttributeType_INTS);
     for (int64_t x : v) a->add_ints(x);
   }
-  onnx::NodeProto* last() { return g_->mutable_node(g_->node_size() - 1); }
 
   // `owner` keeps `data` alive; with one, a large initializer is deferred: the proto gets a
   // one-byte placeholder (the checker reads no raw_data lengths) that the file never contains.
@@ -129,7 +133,7 @@ class GraphWriter {
     return t;
   }
   // A shared f32 scalar constant (rank 0).
-  std::string scalar(const std::string& name, float value) {
+  std::string scalar(const std::string& name, float value) override {
     if (!scalars_.count(name)) {
       initializer(name, onnx::TensorProto_DataType_FLOAT, {}, &value, sizeof value);
       scalars_.insert(name);
@@ -138,7 +142,7 @@ class GraphWriter {
   }
 
   // A parameter that is never quantized (biases, LayerNorm), as an f32 initializer under its name.
-  std::string weight_bias(const Parameter& p) {
+  std::string param(const Parameter& p) override {
     const Tensor host = host_values(p);
     std::vector<int64_t> dims(p.shape.begin(), p.shape.end());
     initializer(p.name, onnx::TensorProto_DataType_FLOAT, dims, host.data<float>(), host.nbytes(),
@@ -149,7 +153,8 @@ class GraphWriter {
   // A weight as an f32 value named `name`: an f32 initializer, or with int8 an int8 initializer
   // with per-channel scales (channels = dim 0 of the parameter) read through DequantizeLinear.
   // `transpose` stores a 2-D weight as [in, out] (for MatMul), its channels then along axis 1.
-  std::string weight(const Parameter& p, const std::string& name, bool transpose = false) {
+  std::string weight(const Parameter& p, bool transpose) override {
+    const std::string name = transpose ? p.name + "_t" : p.name;
     const Tensor host = host_values(p);
     DTRAIN_CHECK(transpose ? p.shape.size() == 2 : p.shape.size() >= 1, "ONNX export: parameter ", p.name,
                  " has shape ", p.shape.str());
@@ -180,7 +185,7 @@ class GraphWriter {
     initializer(name + "_quantized", onnx::TensorProto_DataType_INT8, dims, values->data(), values->size(), values);
     initializer(name + "_scale", onnx::TensorProto_DataType_FLOAT, {rows}, q.scales.data(), q.scales.size() * 4);
     initializer(name + "_zero_point", onnx::TensorProto_DataType_INT8, {rows}, zero.data(), zero.size());
-    onnx::NodeProto* dq = node("DequantizeLinear", name + "/DequantizeLinear",
+    onnx::NodeProto* dq = named_node("DequantizeLinear", name + "/DequantizeLinear",
                                {name + "_quantized", name + "_scale", name + "_zero_point"}, {name});
     attr(dq, "axis", static_cast<int64_t>(transpose ? 1 : 0));
     return name;
@@ -199,87 +204,6 @@ class GraphWriter {
   std::set<std::string> scalars_;
   std::vector<DeferredData> deferred_;
 };
-
-const char* kSupportedLayers = "Linear, ReLU, GELU, Conv2d, MaxPool2d, Flatten, Dropout, LayerNorm, Embedding, Sequential";
-
-std::string path_of(const std::string& prefix) {
-  return prefix.empty() ? "net" : prefix.substr(0, prefix.size() - 1);
-}
-
-// Emits `m` applied to value `x` of shape `shape` (batch 1 stands for N); returns the output value
-// and updates `shape`.
-std::string emit(GraphWriter& gw, const Module& m, const std::string& prefix, const std::string& x, Shape& shape) {
-  const std::string path = path_of(prefix);
-  if (auto* s = dynamic_cast<const Sequential*>(&m)) {
-    std::string v = x;
-    for (size_t i = 0; i < s->children().size(); ++i)
-      v = emit(gw, *s->children()[i], prefix + std::to_string(i) + ".", v, shape);
-    return v;
-  }
-  const Shape out = m.output_shape(shape);
-  std::string y;
-  if (auto* l = dynamic_cast<const Linear*>(&m)) {
-    if (shape.size() == 2) {
-      std::vector<std::string> in{x, gw.weight(*l->weight(), l->weight()->name)};
-      if (l->bias()) in.push_back(gw.weight_bias(*l->bias()));
-      y = gw.op("Gemm", path, in);
-      GraphWriter::attr(gw.last(), "transB", int64_t{1});
-    } else {  // [N, ..., in]: MatMul with the transposed weight, then the bias over the last dim
-      y = gw.op("MatMul", path, {x, gw.weight(*l->weight(), l->weight()->name + "_t", true)});
-      if (l->bias()) y = gw.op("Add", path, {y, gw.weight_bias(*l->bias())});
-    }
-  } else if (dynamic_cast<const ReLU*>(&m)) {
-    y = gw.op("Relu", path, {x});
-  } else if (dynamic_cast<const GELU*>(&m)) {
-    // 0.5 x (1 + erf(x / sqrt 2)), in the order the CPU kernel computes it
-    const std::string a = gw.op("Mul", path, {x, gw.scalar("gelu_inv_sqrt2", 0.70710678118654752440f)});
-    const std::string e = gw.op("Erf", path, {a});
-    const std::string one_plus = gw.op("Add", path, {e, gw.scalar("gelu_one", 1.0f)});
-    const std::string half_x = gw.op("Mul", path, {x, gw.scalar("gelu_half", 0.5f)});
-    y = gw.op("Mul", path, {half_x, one_plus});
-  } else if (auto* c = dynamic_cast<const Conv2d*>(&m)) {
-    std::vector<std::string> in{x, gw.weight(*c->weight(), c->weight()->name)};
-    if (c->bias()) in.push_back(gw.weight_bias(*c->bias()));
-    y = gw.op("Conv", path, in);
-    onnx::NodeProto* n = gw.last();
-    const int64_t k = c->kernel(), s = c->stride(), p = c->padding();
-    GraphWriter::attr(n, "kernel_shape", std::vector<int64_t>{k, k});
-    GraphWriter::attr(n, "strides", std::vector<int64_t>{s, s});
-    GraphWriter::attr(n, "pads", std::vector<int64_t>{p, p, p, p});
-  } else if (auto* mp = dynamic_cast<const MaxPool2d*>(&m)) {
-    y = gw.op("MaxPool", path, {x});
-    onnx::NodeProto* n = gw.last();
-    const int64_t k = mp->kernel(), s = mp->stride(), p = mp->padding();
-    GraphWriter::attr(n, "kernel_shape", std::vector<int64_t>{k, k});
-    GraphWriter::attr(n, "strides", std::vector<int64_t>{s, s});
-    GraphWriter::attr(n, "pads", std::vector<int64_t>{p, p, p, p});
-  } else if (dynamic_cast<const Flatten*>(&m)) {
-    y = gw.op("Flatten", path, {x});
-    GraphWriter::attr(gw.last(), "axis", int64_t{1});
-  } else if (dynamic_cast<const Dropout*>(&m)) {
-    y = x;  // identity at inference
-  } else if (auto* ln = dynamic_cast<const LayerNorm*>(&m)) {
-    y = gw.op("LayerNormalization", path, {x, gw.weight_bias(*ln->weight()), gw.weight_bias(*ln->bias())});
-    GraphWriter::attr(gw.last(), "axis", int64_t{-1});
-    GraphWriter::attr(gw.last(), "epsilon", ln->eps());
-  } else if (auto* em = dynamic_cast<const Embedding*>(&m)) {
-    y = gw.op("Gather", path, {gw.weight(*em->weight(), em->weight()->name), x});
-    GraphWriter::attr(gw.last(), "axis", int64_t{0});
-  } else {
-    fail("ONNX export: layer '", path, "' of type '", m.type(), "' has no ONNX mapping (supported: ", kSupportedLayers,
-         ")");
-  }
-  shape = out;
-  return y;
-}
-
-const Module& first_leaf(const Module& m) {
-  if (auto* s = dynamic_cast<const Sequential*>(&m)) {
-    DTRAIN_CHECK(!s->children().empty(), "ONNX export: the model's network is empty");
-    return first_leaf(*s->children().front());
-  }
-  return m;
-}
 
 // check_model, then strict shape inference on a copy whose large initializers carry no data
 // (inference reads their types and dims only; this keeps a 100 MB model from being copied).
@@ -358,14 +282,14 @@ ExportedModel export_onnx(Model& model, const ExportOptions& options) {
   DTRAIN_CHECK(options.quantize == "none" || options.quantize == "int8", "ONNX export: quantize '", options.quantize,
                "' is not supported (none or int8)");
   const ModelConfig& config = model.config();
-  const bool takes_ids = dynamic_cast<const Embedding*>(&first_leaf(model.net())) != nullptr;
+  const bool takes_ids = model.input_layout() == InputLayout::tokens;
 
   int input_type = onnx::TensorProto_DataType_FLOAT;
   DType input_dtype = DType::f32;
   if (takes_ids) {
     DTRAIN_CHECK(options.input_dtype != "u8" && options.x_scale == 1.0 && options.x_shift == 0.0,
-                 "ONNX export: the model starts with an Embedding, so its input is INT64 ids; input_dtype u8 and "
-                 "input normalisation do not apply");
+                 "ONNX export: the model '", config.type, "' takes token ids, so its input is INT64; input_dtype "
+                 "u8 and input normalisation do not apply");
     input_type = onnx::TensorProto_DataType_INT64;
     input_dtype = DType::i64;
   } else if (options.input_dtype == "u8") {
@@ -398,19 +322,19 @@ ExportedModel export_onnx(Model& model, const ExportOptions& options) {
   // Normalisation: the model sees x * x_scale + x_shift, as dtrain's loader feeds it.
   std::string x = "input";
   if (input_dtype == DType::u8) {
-    x = gw.op("Cast", "input", {x});
-    GraphWriter::attr(gw.last(), "to", int64_t{onnx::TensorProto_DataType_FLOAT});
+    x = gw.node("Cast", "input", {x}, {{"to", int64_t{onnx::TensorProto_DataType_FLOAT}}});
   }
   if (options.x_scale != 1.0)
-    x = gw.op("Mul", "input", {x, gw.scalar("input_scale", static_cast<float>(options.x_scale))});
+    x = gw.node("Mul", "input", {x, gw.scalar("input_scale", static_cast<float>(options.x_scale))});
   if (options.x_shift != 0.0)
-    x = gw.op("Add", "input", {x, gw.scalar("input_shift", static_cast<float>(options.x_shift))});
+    x = gw.node("Add", "input", {x, gw.scalar("input_shift", static_cast<float>(options.x_shift))});
 
-  const std::string logits = emit(gw, model.net(), "", x, shape);
+  const std::string logits = model.net().to_onnx(gw, x, shape, "");
+  shape = model.net().output_shape(shape);
   DTRAIN_CHECK(shape.size() >= 2, "ONNX export: the model's output ", shape.str(), " has no class dim");
-  onnx::NodeProto* sm = gw.node("Softmax", "probabilities/Softmax", {logits}, {"probabilities"});
+  onnx::NodeProto* sm = gw.named_node("Softmax", "probabilities/Softmax", {logits}, {"probabilities"});
   GraphWriter::attr(sm, "axis", int64_t{-1});
-  onnx::NodeProto* am = gw.node("ArgMax", "class/ArgMax", {logits}, {"class"});
+  onnx::NodeProto* am = gw.named_node("ArgMax", "class/ArgMax", {logits}, {"class"});
   GraphWriter::attr(am, "axis", int64_t{-1});
   GraphWriter::attr(am, "keepdims", int64_t{0});
   set_type(g->add_output(), onnx::TensorProto_DataType_FLOAT, shape);

@@ -12,4 +12,9 @@ int cmd_train(const std::vector<std::string>& args);
 int cmd_export(const std::vector<std::string>& args);  // checkpoint -> ONNX model repository version
 int cmd_eval(const std::vector<std::string>& args);    // accuracy of an ONNX model on a dataset
 
+// The whole `dtrain` command line (the commands above, --help, --version) for main(): a program
+// that registers its own models first and then calls this is a complete dtrain for them
+// (examples/custom-model).
+int run_dtrain_cli(int argc, char** argv);
+
 }  // namespace dtrain

@@ -67,12 +67,13 @@ Device choose_device(const std::string& text, const LaunchEnv& env) {
 }
 
 // The model's per-sample input shape from the data: the sample shape, with a channel dim added
-// for the cnn when the samples are plain [H, W] images. An explicit model.input_shape must hold
-// the same number of elements.
+// for a model of images when the samples are plain [H, W] images. An explicit model.input_shape
+// must hold the same number of elements.
 Shape resolve_input_shape(const ModelConfig& model, const data::DatasetInfo& train) {
   const Shape& sample = train.sample_shape;
   if (model.input_shape.empty()) {
-    if (model.type == "cnn" && sample.size() == 2) return Shape{1, sample[0], sample[1]};
+    if (model_input_layout(model.type) == InputLayout::images && sample.size() == 2)
+      return Shape{1, sample[0], sample[1]};
     return sample;
   }
   DTRAIN_CHECK(model.input_shape.numel() == sample.numel(), "config key model.input_shape: ",

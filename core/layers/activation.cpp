@@ -42,4 +42,18 @@ Tensor GELU::backward(const Tensor& dy, PassContext& ctx) {
   return dx;
 }
 
+std::string ReLU::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  (void)input;
+  return g.node("Relu", path, {x});
+}
+
+// ONNX (opset 17 has no Gelu): 0.5 x (1 + erf(x / sqrt 2)), in the order the CPU kernel computes it.
+std::string GELU::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  (void)input;
+  const std::string a = g.node("Mul", path, {x, g.scalar("gelu_inv_sqrt2", 0.70710678118654752440f)});
+  const std::string one_plus = g.node("Add", path, {g.node("Erf", path, {a}), g.scalar("gelu_one", 1.0f)});
+  const std::string half_x = g.node("Mul", path, {x, g.scalar("gelu_half", 0.5f)});
+  return g.node("Mul", path, {half_x, one_plus});
+}
+
 }  // namespace dtrain

@@ -91,4 +91,14 @@ Tensor Conv2d::backward(const Tensor& dy, PassContext& ctx) {
   return dx;
 }
 
+std::string Conv2d::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  (void)input;
+  std::vector<std::string> in{x, g.weight(*weight_)};
+  if (bias_) in.push_back(g.param(*bias_));
+  return g.node("Conv", path, in,
+                {{"kernel_shape", std::vector<int64_t>{k_, k_}},
+                 {"strides", std::vector<int64_t>{stride_, stride_}},
+                 {"pads", std::vector<int64_t>{pad_, pad_, pad_, pad_}}});
+}
+
 }  // namespace dtrain

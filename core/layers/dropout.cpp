@@ -42,4 +42,12 @@ Tensor Dropout::backward(const Tensor& dy, PassContext& ctx) {
   return dx;
 }
 
+// ONNX: nothing, dropout is the identity at inference.
+std::string Dropout::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  (void)g;
+  (void)input;
+  (void)path;
+  return x;
+}
+
 }  // namespace dtrain

@@ -59,4 +59,10 @@ Tensor Embedding::backward(const Tensor& dy, PassContext& ctx) {
   return Tensor();
 }
 
+// ONNX: Gather of the ids' rows of the table.
+std::string Embedding::to_onnx(OnnxGraph& g, const std::string& ids, const Shape& input, const std::string& path) const {
+  (void)input;
+  return g.node("Gather", path, {g.weight(*weight_), ids}, {{"axis", int64_t{0}}});
+}
+
 }  // namespace dtrain

@@ -25,4 +25,9 @@ Tensor Flatten::backward(const Tensor& dy, PassContext& ctx) {
   return dy.view(x_shape_);
 }
 
+std::string Flatten::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  (void)input;
+  return g.node("Flatten", path, {x}, {{"axis", int64_t{1}}});
+}
+
 }  // namespace dtrain

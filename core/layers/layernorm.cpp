@@ -64,4 +64,10 @@ Tensor LayerNorm::backward(const Tensor& dy, PassContext& ctx) {
   return dx;
 }
 
+std::string LayerNorm::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  (void)input;
+  return g.node("LayerNormalization", path, {x, g.param(*weight_), g.param(*bias_)},
+                {{"axis", int64_t{-1}}, {"epsilon", eps_}});
+}
+
 }  // namespace dtrain

@@ -17,6 +17,7 @@ class Linear : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
@@ -37,6 +38,7 @@ class ReLU : public Module {
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
 
  private:
   Tensor x_;
@@ -49,6 +51,7 @@ class GELU : public Module {
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
 
  private:
   Tensor x_;
@@ -64,6 +67,7 @@ class Conv2d : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   int64_t in_channels() const { return in_c_; }
   int64_t out_channels() const { return out_c_; }
@@ -90,6 +94,7 @@ class MaxPool2d : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
   int64_t kernel() const { return k_; }
   int64_t stride() const { return stride_; }
   int64_t padding() const { return pad_; }
@@ -107,6 +112,7 @@ class Flatten : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
 
  private:
   Shape x_shape_;
@@ -120,6 +126,7 @@ class Dropout : public Module {
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
   float p() const { return p_; }
 
  private:
@@ -136,6 +143,7 @@ class LayerNorm : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   int64_t dim() const { return dim_; }
   float eps() const { return eps_; }
@@ -159,6 +167,7 @@ class Embedding : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& ids, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   int64_t vocab() const { return vocab_; }
   int64_t dim() const { return dim_; }
@@ -184,6 +193,7 @@ class Sequential : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   const std::vector<std::unique_ptr<Module>>& children() const { return children_; }
 

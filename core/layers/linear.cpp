@@ -76,4 +76,15 @@ Tensor Linear::backward(const Tensor& dy, PassContext& ctx) {
   return dx;
 }
 
+// ONNX: Gemm (transB) on a 2-D input; otherwise MatMul with the transposed weight and an Add.
+std::string Linear::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  if (input.size() == 2) {
+    std::vector<std::string> in{x, g.weight(*weight_)};
+    if (bias_) in.push_back(g.param(*bias_));
+    return g.node("Gemm", path, in, {{"transB", int64_t{1}}});
+  }
+  std::string y = g.node("MatMul", path, {x, g.weight(*weight_, /*transpose=*/true)});
+  return bias_ ? g.node("Add", path, {y, g.param(*bias_)}) : y;
+}
+
 }  // namespace dtrain

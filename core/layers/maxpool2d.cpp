@@ -52,4 +52,12 @@ Tensor MaxPool2d::backward(const Tensor& dy, PassContext& ctx) {
   return dx;
 }
 
+std::string MaxPool2d::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  (void)input;
+  return g.node("MaxPool", path, {x},
+                {{"kernel_shape", std::vector<int64_t>{k_, k_}},
+                 {"strides", std::vector<int64_t>{stride_, stride_}},
+                 {"pads", std::vector<int64_t>{pad_, pad_, pad_, pad_}}});
+}
+
 }  // namespace dtrain

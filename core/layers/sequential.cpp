@@ -58,4 +58,15 @@ std::vector<Parameter*> Sequential::parameters() const {
   return ps;
 }
 
+// ONNX: the children's mappings in order; child i is named "<path>.i" ("i" at the root).
+std::string Sequential::to_onnx(OnnxGraph& g, const std::string& x, const Shape& input, const std::string& path) const {
+  std::string y = x;
+  Shape shape = input;
+  for (size_t i = 0; i < children_.size(); ++i) {
+    y = children_[i]->to_onnx(g, y, shape, path.empty() ? std::to_string(i) : path + "." + std::to_string(i));
+    shape = children_[i]->output_shape(shape);
+  }
+  return y;
+}
+
 }  // namespace dtrain

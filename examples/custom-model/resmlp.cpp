@@ -23,6 +23,7 @@ using dtrain::Tensor;
 
 // y = x + body(x);  dx = dy + body'(dy).  The body must keep the shape of its input.
 // Parameters are the body's, so checkpoints and ParamSync see them like any built-in layer's.
+// ONNX: the body's nodes, then an Add of the input and the body's output.
 class Residual : public Module {
  public:
   explicit Residual(std::unique_ptr<Sequential> body) : body_(std::move(body)) {}
@@ -40,6 +41,10 @@ class Residual : public Module {
     return dtrain::ops::add(dy, body_->backward(dy, ctx));
   }
   std::vector<Parameter*> parameters() const override { return body_->parameters(); }
+  std::string to_onnx(dtrain::OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override {
+    return graph.node("Add", path, {x, body_->to_onnx(graph, x, input, path)});
+  }
 
  private:
   std::unique_ptr<Sequential> body_;

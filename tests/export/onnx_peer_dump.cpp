@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@
 #include "export/onnx_export.h"
 #include "core/model.h"
 #include "data/convert.h"
+#include "data/dataset.h"
+#include "data/h5.h"
 #include "tests/export/onnx_test_models.h"
 
 namespace {
@@ -76,14 +79,12 @@ std::string run_batches(const OnnxModel& engine, const Tensor& all, int64_t coun
          tag + ".bin\", \"probabilities\": \"probabilities_" + tag + ".f32\", \"class\": \"class_" + tag + ".i64\"}";
 }
 
-// Exports `model`, runs it at batch 1 (up to kBatch1Samples) and 37 (all samples), and returns
-// its cases.json entry.
-std::string dump_case(Model& model, const ExportOptions& options, const std::string& name, const Tensor& samples,
-                      const fs::path& out) {
-  const ExportedModel exported = export_onnx(model, options);
+// Runs the model file `bytes` at batch 1 (up to kBatch1Samples) and 37 (all samples), and
+// returns its cases.json entry.
+std::string dump_case(const std::string& bytes, const std::string& quantize, const std::string& name,
+                      const Tensor& samples, const fs::path& out) {
   const fs::path dir = out / name;
   fs::create_directories(dir);
-  const std::string bytes = exported.bytes();
   write_raw(dir / "model.onnx", bytes.data(), bytes.size());
   const OnnxModel engine = OnnxModel::from_bytes(bytes);
   const int64_t n = samples.dim(0), n1 = std::min(n, kBatch1Samples);
@@ -93,22 +94,53 @@ std::string dump_case(Model& model, const ExportOptions& options, const std::str
   for (int i = 1; i < samples.ndim(); ++i) shape += ", " + std::to_string(samples.dim(i));
   std::printf("onnx_peer_dump: %s: %zu bytes, ran %lld samples at batch 1 and %lld at batch 37\n", name.c_str(),
               bytes.size(), static_cast<long long>(n1), static_cast<long long>(n));
-  return "  {\"name\": \"" + name + "\", \"quantize\": \"" + options.quantize + "\", \"dir\": \"" + name +
+  return "  {\"name\": \"" + name + "\", \"quantize\": \"" + quantize + "\", \"dir\": \"" + name +
          "\", \"input_type\": \"" + ort_type(samples.dtype()) + "\", \"sample_shape\": [" +
          (shape.empty() ? "" : shape.substr(2)) + "], \"bytes\": " + std::to_string(bytes.size()) +
          ", \"runs\": [" + b1 + ", " + b37 + "]}";
+}
+
+std::string dump_case(Model& model, const ExportOptions& options, const std::string& name, const Tensor& samples,
+                      const fs::path& out) {
+  return dump_case(export_onnx(model, options).bytes(), options.quantize, name, samples, out);
+}
+
+void write_cases(const fs::path& out, const std::vector<std::string>& cases) {
+  std::string joined;
+  for (const auto& c : cases) joined += (joined.empty() ? "" : ",\n") + c;
+  std::ofstream(out / "cases.json") << "[\n" << joined << "\n]\n";
+}
+
+// An exported file (e.g. a model repository's) on the samples of a dataset's /x, as one case.
+int dump_file(const fs::path& out, const std::string& model_path, const std::string& data_path,
+              const std::string& quantize) {
+  std::ifstream in(model_path, std::ios::binary);
+  DTRAIN_CHECK(in.good(), "cannot read ", model_path);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const data::DatasetInfo info = data::inspect_dataset(data_path);
+  const h5::File file = h5::File::open(data_path);
+  Shape shape{info.size};
+  for (int64_t d : info.sample_shape) shape.push_back(d);
+  Tensor x = Tensor::empty(shape, info.x_dtype);
+  file.dataset("/x").read_rows_raw(h5::native_type(info.x_dtype), x.raw_data(), static_cast<size_t>(x.numel()), 0,
+                                   info.size);
+  write_cases(out, {dump_case(bytes, quantize, "file", x, out)});
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: onnx_peer_dump OUT_DIR [IDX_IMAGES]\n");
+    std::fprintf(stderr, "usage: onnx_peer_dump OUT_DIR [IDX_IMAGES]\n"
+                         "       onnx_peer_dump OUT_DIR --model MODEL.onnx --data DATASET.h5 [--quantize none|int8]\n");
     return 2;
   }
   try {
     const fs::path out = argv[1];
     fs::create_directories(out);
+    if (argc >= 6 && std::string(argv[2]) == "--model" && std::string(argv[4]) == "--data")
+      return dump_file(out, argv[3], argv[5], argc >= 8 && std::string(argv[6]) == "--quantize" ? argv[7] : "none");
     std::string source;
     const std::vector<uint8_t> images = load_images(argc > 2 ? argv[2] : "", source);
     const int64_t available = static_cast<int64_t>(images.size()) / kPixels;
@@ -141,9 +173,7 @@ int main(int argc, char** argv) {
     ExportOptions int8;
     int8.quantize = "int8";
     cases.push_back(dump_case(*tokens, int8, "every_layer_tokens_int8", ids, out));
-    std::string joined;
-    for (const auto& c : cases) joined += (joined.empty() ? "" : ",\n") + c;
-    std::ofstream(out / "cases.json") << "[\n" << joined << "\n]\n";
+    write_cases(out, cases);
     std::printf("onnx_peer_dump: mlp/cnn inputs from %s\n", source.c_str());
     return 0;
   } catch (const std::exception& e) {

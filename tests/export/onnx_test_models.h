@@ -37,7 +37,7 @@ inline void register_onnx_test_models() {
       net->emplace<Embedding>(20, 8).emplace<LayerNorm>(8).emplace<Linear>(8, 6).emplace<GELU>();
       net->emplace<Flatten>().emplace<Linear>(6 * c.input_shape[0], c.num_classes);
       return net;
-    });
+    }, InputLayout::tokens);
   });
 }
 
