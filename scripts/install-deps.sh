@@ -17,6 +17,7 @@ pkgs=(
   nlohmann-json3-dev                  # dtrain-serve's KServe V2 JSON requests and responses
   gnuplot-nox bc                      # scripts/bench-comm.sh plots; tests/comm/expect_failure.sh timing
   wrk                                 # scripts/bench-serve.sh load generator
+  curl                                # the quickstart's query, the custom-model e2e test
   dataset-fashion-mnist               # scripts/get-data.sh: Fashion-MNIST IDX files
 )
 # Node.js and npm run the onnxruntime peer check (label e2e). A machine that already has them keeps
