@@ -1,10 +1,9 @@
 #pragma once
 // dtrain's own ONNX engine (used by `dtrain eval` and dtrain-serve): loads a model file, folds
 // its constant subgraphs (DequantizeLinear of int8 weights) into f32 tensors on the target device,
-// and runs the graph's nodes in order on core's kernels. Supported ops: those dtrain's exporter
-// writes (Cast, Mul, Add, Erf, Relu, Gemm, MatMul, Conv, MaxPool, Flatten, LayerNormalization,
-// Gather, Softmax, ArgMax, DequantizeLinear on initializers, Identity); anything else is an error
-// at load naming the op and the node.
+// fuses a Relu (and, after a Conv, a MaxPool) into the node it follows, and runs the graph's nodes in
+// order on core's kernels. The ops it runs are those dtrain's exporter writes, one entry each in
+// inference/onnx_ops.cpp's table; anything else is an error at load naming the op and the node.
 #include <map>
 #include <memory>
 #include <string>
