@@ -81,33 +81,52 @@ std::string Communicator::host() const {
   return name;
 }
 
+namespace {
+
+// The backends, one entry each: comm.backend's values besides "auto", what --help says of them, and
+// their factories (comm/backends.h).
+struct Registered {
+  const char* name;
+  const char* summary;
+  std::unique_ptr<Communicator> (*make)(const CommOptions&);
+};
+
+const Registered kBackends[] = {
+    {"mpi", "MPI collectives on host buffers (one progress thread owns every MPI call)", make_mpi_communicator},
+    {"nccl", "NCCL collectives on GPU buffers, on their own CUDA stream (needs train.device=cuda)",
+     make_nccl_communicator},
+    {"single", "a world of one process, no MPI", make_single_communicator},
+};
+
+const Registered* find_backend(const std::string& name) {
+  for (const Registered& b : kBackends)
+    if (name == b.name) return &b;
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> registered_backends() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Registered& b : kBackends) out.emplace_back(b.name, b.summary);
+  return out;
+}
+
 std::string resolve_backend(const CommOptions& options) {
   const std::string& b = options.backend;
-  DTRAIN_CHECK(b == "auto" || b == "mpi" || b == "nccl" || b == "single", "comm.backend: unknown backend '", b,
-               "' (expected auto, mpi, nccl or single)");
-  if (b != "auto") return b;
+  if (b != "auto") {
+    if (find_backend(b)) return b;
+    std::string known = "auto";
+    for (const Registered& r : kBackends) known.append(", ").append(r.name);
+    fail("comm.backend: unknown backend '", b, "' (expected ", known, ")");
+  }
   if (options.model_device.is_cuda() && DTRAIN_HAVE_NCCL) return "nccl";
   if (detect_launch_env().under_mpi) return "mpi";
   return "single";
 }
 
 std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
-  const std::string backend = resolve_backend(options);
-  std::unique_ptr<Communicator> comm;
-  if (backend == "mpi") {
-    comm = make_mpi_communicator();
-  } else if (backend == "nccl") {
-    DTRAIN_CHECK(!options.model_device.is_cpu() || options.backend != "nccl",
-                 "comm.backend=nccl needs the model on a GPU (device=cuda), got device=cpu");
-    comm = make_nccl_communicator(options.model_device.is_cuda() && options.gpu < 0 && options.model_device.index > 0
-                                      ? options.model_device.index
-                                      : options.gpu);
-  } else {
-    const LaunchEnv env = detect_launch_env();
-    DTRAIN_CHECK(env.world == 1, "comm.backend=single in a launch of ", env.world, " processes (", env.launcher,
-                 "); use mpi or nccl");
-    comm = make_single_communicator(options.model_device);
-  }
+  std::unique_ptr<Communicator> comm = find_backend(resolve_backend(options))->make(options);
   if (options.log_world) describe_world(*comm, true);
   return comm;
 }

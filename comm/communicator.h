@@ -1,7 +1,7 @@
 #pragma once
 // Communicator: rank/size plus asynchronous collectives (broadcast, allreduce, allgather, barrier)
-// that return a Work handle. Backends: "mpi" (CPU buffers, one progress thread owns every MPI
-// call), "nccl" (GPU buffers, its own CUDA stream), "single" (a world of one, no MPI), and "auto".
+// that return a Work handle. The backends are one table in comm/communicator.cpp
+// (registered_backends()); "auto" picks one for the build, the launch and the model's device.
 //
 // Every rank must issue the same collectives in the same order. Buffers must stay alive and
 // untouched until the Work is done (each Work also keeps its tensors' storage alive).
@@ -88,7 +88,7 @@ class Communicator {
 };
 
 struct CommOptions {
-  std::string backend = "auto";       // auto | mpi | nccl | single
+  std::string backend = "auto";       // auto or a registered backend (registered_backends())
   Device model_device = Device::cpu();  // auto picks nccl for a CUDA model when NCCL is built
   int gpu = -1;                       // nccl: pinned GPU; -1 = local rank modulo visible GPUs
   bool log_world = true;              // rank 0 logs world size, ranks per node, backend and devices
@@ -96,8 +96,11 @@ struct CommOptions {
 
 // Creates the communicator (collective: every rank of the launch calls it).
 std::unique_ptr<Communicator> make_communicator(const CommOptions& options = {});
-// Resolves "auto" to a concrete backend name for this build, launch and model device.
+// Resolves "auto" to a concrete backend name for this build, launch and model device; throws naming
+// comm.backend and the registered backends for an unknown name.
 std::string resolve_backend(const CommOptions& options);
+// The registered backends (comm/communicator.cpp's table), in table order: name and a one-line summary.
+std::vector<std::pair<std::string, std::string>> registered_backends();
 // Collective: every rank's string (no NUL bytes), in rank order, on every rank.
 std::vector<std::string> allgather_strings(Communicator& comm, const std::string& mine);
 // Gathers one line per rank ("rank 1 on node-a: mpi cpu") to every rank; rank 0 logs it.

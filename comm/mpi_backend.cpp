@@ -290,6 +290,9 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator() { return std::make_unique<MpiCommunicator>(); }
+std::unique_ptr<Communicator> make_mpi_communicator(const CommOptions& options) {
+  (void)options;
+  return std::make_unique<MpiCommunicator>();
+}
 
 }  // namespace dtrain

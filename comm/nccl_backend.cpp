@@ -191,14 +191,20 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(int gpu) { return std::make_unique<NcclCommunicator>(gpu); }
+std::unique_ptr<Communicator> make_nccl_communicator(const CommOptions& options) {
+  DTRAIN_CHECK(options.model_device.is_cuda() || options.backend != "nccl",
+               "comm.backend=nccl needs the model on a GPU (device=cuda), got device=cpu");
+  const Device& model = options.model_device;
+  return std::make_unique<NcclCommunicator>(model.is_cuda() && options.gpu < 0 && model.index > 0 ? model.index
+                                                                                                  : options.gpu);
+}
 
 }  // namespace dtrain
 
 #else  // !DTRAIN_HAVE_NCCL
 
 namespace dtrain {
-std::unique_ptr<Communicator> make_nccl_communicator(int) {
+std::unique_ptr<Communicator> make_nccl_communicator(const CommOptions&) {
   fail("comm.backend=nccl: this build of dtrain has no NCCL (configure with -DDTRAIN_CUDA=ON and NCCL installed)");
 }
 }  // namespace dtrain

@@ -1,5 +1,6 @@
 // The "single" backend: a world of one process; every collective is complete on return.
 #include "comm/backends.h"
+#include "comm/environment.h"
 
 namespace dtrain {
 namespace {
@@ -38,8 +39,11 @@ class SingleCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_single_communicator(Device device) {
-  return std::make_unique<SingleCommunicator>(device);
+std::unique_ptr<Communicator> make_single_communicator(const CommOptions& options) {
+  const LaunchEnv env = detect_launch_env();
+  DTRAIN_CHECK(env.world == 1, "comm.backend=single in a launch of ", env.world, " processes (", env.launcher,
+               "); use mpi or nccl");
+  return std::make_unique<SingleCommunicator>(options.model_device);
 }
 
 }  // namespace dtrain

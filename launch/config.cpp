@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "comm/communicator.h"
 #include "core/error.h"
 
 namespace po = boost::program_options;
@@ -82,30 +83,30 @@ std::vector<int64_t> parse_int_list(const std::string& key, const std::string& t
 // Typed key registration: the member is the single source of the default and the value.
 class KeyTable {
  public:
-  void add(const char* name, const char* help, std::string* v) {
+  void add(const char* name, const std::string& help, std::string* v) {
     keys_.push_back({name, help, [v] { return *v; }, [v](const std::string& t) { *v = trim(t); }});
   }
-  void add(const char* name, const char* help, bool* v) {
+  void add(const char* name, const std::string& help, bool* v) {
     keys_.push_back({name, help, [v] { return std::string(*v ? "true" : "false"); },
                      [v, name](const std::string& t) { *v = parse_bool(name, t); }});
   }
-  void add(const char* name, const char* help, int* v) {
+  void add(const char* name, const std::string& help, int* v) {
     keys_.push_back({name, help, [v] { return std::to_string(*v); },
                      [v, name](const std::string& t) { *v = parse_number<int>(name, t, "an integer"); }});
   }
-  void add(const char* name, const char* help, int64_t* v) {
+  void add(const char* name, const std::string& help, int64_t* v) {
     keys_.push_back({name, help, [v] { return std::to_string(*v); },
                      [v, name](const std::string& t) { *v = parse_number<int64_t>(name, t, "an integer"); }});
   }
-  void add(const char* name, const char* help, uint64_t* v) {
+  void add(const char* name, const std::string& help, uint64_t* v) {
     keys_.push_back({name, help, [v] { return std::to_string(*v); },
                      [v, name](const std::string& t) { *v = parse_number<uint64_t>(name, t, "a non-negative integer"); }});
   }
-  void add(const char* name, const char* help, double* v) {
+  void add(const char* name, const std::string& help, double* v) {
     keys_.push_back({name, help, [v] { return format_double(*v); },
                      [v, name](const std::string& t) { *v = parse_number<double>(name, t, "a number"); }});
   }
-  void add(const char* name, const char* help, float* v) {
+  void add(const char* name, const std::string& help, float* v) {
     keys_.push_back({name, help, [v] { return format_double(*v); },
                      [v, name](const std::string& t) { *v = parse_number<float>(name, t, "a number"); }});
   }
@@ -116,10 +117,27 @@ class KeyTable {
   std::vector<Key> keys_;
 };
 
+using Registry = std::vector<std::pair<std::string, std::string>>;  // name, summary
+
+// "sgd | adam | adamw | rmsprop"
+std::string names_of(const Registry& registry) {
+  std::string list;
+  for (const auto& [name, summary] : registry) list.append(list.empty() ? "" : " | ").append(name);
+  return list;
+}
+
+void check_registered(const char* key, const std::string& value, const Registry& registry, const char* also = "") {
+  for (const auto& [name, summary] : registry)
+    if (value == name) return;
+  fail("config key ", key, ": '", value, "' is not one of ", also, names_of(registry));
+}
+
 KeyTable key_table(TrainConfig& c) {
   KeyTable t;
   ModelConfig& m = c.model;
-  t.add("model.type", "registered model: mlp | cnn | a user-registered type", &m.type);
+  std::string models;
+  for (const std::string& name : registered_models()) models.append(models.empty() ? "" : " | ").append(name);
+  t.add("model.type", "a registered model: " + models, &m.type);
   t.add({"model.hidden", "mlp: hidden layer sizes, comma-separated", [&m] { return join_ints(m.hidden); },
          [&m](const std::string& s) { m.hidden = parse_int_list("model.hidden", s); }});
   t.add("model.dropout", "dropout probability after each hidden activation", &m.dropout);
@@ -162,7 +180,7 @@ KeyTable key_table(TrainConfig& c) {
 
   OptimizerConfig& o = c.optim;
   ScheduleConfig& s = c.schedule;
-  t.add("optim.type", "sgd | adam | adamw | rmsprop", &o.type);
+  t.add("optim.type", names_of(registered_optimizers()), &o.type);
   t.add("optim.lr", "base learning rate", &o.lr);
   t.add("optim.momentum", "sgd, rmsprop: momentum", &o.momentum);
   t.add("optim.nesterov", "sgd: Nesterov momentum", &o.nesterov);
@@ -195,7 +213,7 @@ KeyTable key_table(TrainConfig& c) {
   t.add("train.threads", "BLAS threads per rank (0: cores on the node / ranks on the node)", &r.threads);
 
   CommSection& k = c.comm;
-  t.add("comm.backend", "auto | mpi | nccl | single", &k.backend);
+  t.add("comm.backend", "auto | " + names_of(registered_backends()), &k.backend);
   t.add("comm.bucket_mb", "gradient bucket size (MiB)", &k.bucket_mb);
   t.add("comm.first_bucket_mb", "first gradient bucket size (MiB)", &k.first_bucket_mb);
   t.add("comm.timeout_s", "watchdog: a collective not done after this many seconds aborts the job", &k.timeout_s);
@@ -258,6 +276,22 @@ void check_one_of(const char* key, const std::string& value, std::initializer_li
   fail("config key ", key, ": '", value, "' is not one of ", list);
 }
 
+// The optimizers and backends with what each is, for --help.
+std::string registries_help() {
+  std::string out;
+  for (const auto& [title, registry] : {std::pair{"optimizers (optim.type)", registered_optimizers()},
+                                        std::pair{"communication backends (comm.backend; auto picks one)",
+                                                  registered_backends()}}) {
+    out.append(title).append(":\n");
+    for (const auto& [name, summary] : registry) {
+      char line[256];
+      std::snprintf(line, sizeof line, "  %-9s %s\n", name.c_str(), summary.c_str());
+      out += line;
+    }
+  }
+  return out;
+}
+
 const char* kTrainUsage =
     "usage: dtrain train --config FILE.ini [--section.key=value ...] [--resume auto|PATH|none] [--trace FILE]\n\n"
     "Trains a model data-parallel across the ranks of the launch (mpirun, srun, or one process).\n"
@@ -311,7 +345,7 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
   }
   if (cli.count("help")) {
     std::ostringstream help;
-    help << kTrainUsage << "\n" << general << "\n" << keys;
+    help << kTrainUsage << "\n" << general << "\n" << keys << "\n" << registries_help();
     out.help = true;
     out.help_text = help.str();
     return out;
@@ -349,7 +383,7 @@ void validate(const TrainConfig& c) {
   DTRAIN_CHECK(c.data.prefetch >= 0, "config key data.prefetch: must be >= 0");
   DTRAIN_CHECK(c.data.augment_crop_padding >= 0, "config key data.augment_crop_padding: must be >= 0");
 
-  check_one_of("optim.type", c.optim.type, {"sgd", "adam", "adamw", "rmsprop"});
+  check_registered("optim.type", c.optim.type, registered_optimizers());
   DTRAIN_CHECK(c.optim.lr > 0, "config key optim.lr: must be > 0, got ", c.optim.lr);
   DTRAIN_CHECK(c.optim.momentum >= 0 && c.optim.momentum < 1, "config key optim.momentum: must be in [0, 1)");
   DTRAIN_CHECK(c.optim.weight_decay >= 0, "config key optim.weight_decay: must be >= 0");
@@ -377,7 +411,7 @@ void validate(const TrainConfig& c) {
     fail("config key train.device: '", c.train.device, "' is not cpu, cuda or cuda:N");
   }
 
-  check_one_of("comm.backend", c.comm.backend, {"auto", "mpi", "nccl", "single"});
+  if (c.comm.backend != "auto") check_registered("comm.backend", c.comm.backend, registered_backends(), "auto | ");
   DTRAIN_CHECK(c.comm.bucket_mb > 0, "config key comm.bucket_mb: must be > 0");
   DTRAIN_CHECK(c.comm.first_bucket_mb > 0, "config key comm.first_bucket_mb: must be > 0");
   DTRAIN_CHECK(c.comm.timeout_s > 0, "config key comm.timeout_s: must be > 0");

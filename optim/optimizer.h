@@ -12,7 +12,7 @@
 namespace dtrain {
 
 struct OptimizerConfig {
-  std::string type = "sgd";  // sgd | adam | adamw | rmsprop
+  std::string type = "sgd";  // a registered optimizer (registered_optimizers())
   float lr = 0.1f;
   float momentum = 0.9f;      // sgd, rmsprop
   bool nesterov = false;      // sgd
@@ -43,8 +43,10 @@ class Optimizer {
   std::vector<std::pair<std::string, Tensor>> slots_;
 };
 
-// Builds the optimizer named by config.type (throws naming optim.type and the known ones).
+// Builds the optimizer named by config.type (throws naming optim.type and the registered ones).
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, const ParameterArena& arena);
+// The registered optimizers (optim/optimizers.cpp's table), in table order: name and a one-line summary.
+std::vector<std::pair<std::string, std::string>> registered_optimizers();
 
 // Scales the gradient arena so its global L2 norm is at most max_norm (no-op when max_norm <= 0).
 // Returns the norm before clipping. Run it after the all-reduce so every rank clips identically.

@@ -1,21 +1,14 @@
 // CUDA optimizer updates: one grid-stride kernel per optimizer over the flat arenas; the math
-// mirrors core/cpu/optim.cpp line for line.
-#include "core/cuda/check.h"
-#include "core/kernels.h"
+// mirrors the CPU loops in optim/optimizers.cpp line for line.
+#include "core/cuda/launch.cuh"
+#include "optim/kernels.h"
 
 namespace dtrain::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 ? (b > 0 ? b : 1) : 65535);
-}
-
 __global__ void sgd_kernel(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, bool nesterov,
                            float weight_decay) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  DTRAIN_GRID_STRIDE(i, n) {
     float d = g[i] + weight_decay * p[i];
     if (buf) {
       buf[i] = momentum * buf[i] + d;
@@ -27,8 +20,7 @@ __global__ void sgd_kernel(float* p, const float* g, float* buf, int64_t n, floa
 
 __global__ void adam_kernel(float* p, const float* g, float* m, float* v, int64_t n, float beta1, float beta2,
                             float eps, float decay, float l2, float step, float inv_sqrt_bias2) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  DTRAIN_GRID_STRIDE(i, n) {
     const float d = g[i] + l2 * p[i];
     m[i] = beta1 * m[i] + (1.0f - beta1) * d;
     v[i] = beta2 * v[i] + (1.0f - beta2) * d * d;
@@ -38,8 +30,7 @@ __global__ void adam_kernel(float* p, const float* g, float* m, float* v, int64_
 
 __global__ void rmsprop_kernel(float* p, const float* g, float* sq, float* buf, int64_t n, float lr, float alpha,
                                float eps, float weight_decay, float momentum) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  DTRAIN_GRID_STRIDE(i, n) {
     const float d = g[i] + weight_decay * p[i];
     sq[i] = alpha * sq[i] + (1.0f - alpha) * d * d;
     float u = d / (sqrtf(sq[i]) + eps);
@@ -57,7 +48,7 @@ void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float m
               float weight_decay) {
   if (n == 0) return;
   sgd_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(p, g, buf, n, lr, momentum, nesterov, weight_decay);
-  DTRAIN_CUDA_CHECK(cudaGetLastError());
+  DTRAIN_CUDA_CHECK_LAUNCH();
 }
 
 void adam_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
@@ -67,7 +58,7 @@ void adam_step(float* p, const float* g, float* m, float* v, int64_t n, float lr
   const float l2 = decoupled ? 0.0f : weight_decay;
   adam_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(p, g, m, v, n, beta1, beta2, eps, decay, l2,
                                                                  lr / bias1, 1.0f / sqrtf(bias2));
-  DTRAIN_CUDA_CHECK(cudaGetLastError());
+  DTRAIN_CUDA_CHECK_LAUNCH();
 }
 
 void rmsprop_step(float* p, const float* g, float* sq, float* buf, int64_t n, float lr, float alpha, float eps,
@@ -75,7 +66,7 @@ void rmsprop_step(float* p, const float* g, float* sq, float* buf, int64_t n, fl
   if (n == 0) return;
   rmsprop_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(p, g, sq, buf, n, lr, alpha, eps, weight_decay,
                                                                    momentum);
-  DTRAIN_CUDA_CHECK(cudaGetLastError());
+  DTRAIN_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace dtrain::cuda

@@ -1,0 +1,167 @@
+// The optimizers dtrain ships: their CPU update kernels, their classes and the one table that
+// registers them (make_optimizer, config validation and --help read it). A new optimizer is its
+// kernel declared in optim/kernel_list.inc, its CPU loop, class and table entry here, and its CUDA
+// kernel in optim/optimizers.cu.
+#include <cmath>
+
+#include "core/dispatch.h"
+#include "optim/kernels.h"
+#include "optim/optimizer.h"
+
+namespace dtrain {
+
+// ---- the CPU update kernels (optim/kernel_list.inc; optimizers.cu mirrors them on the GPU), one
+// pass over the flat arenas, written so the compiler vectorises them
+
+namespace cpu {
+
+// g' = g + wd p; buf = momentum buf + g'; step = nesterov ? g' + momentum buf : buf; p -= lr step
+void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, bool nesterov,
+              float weight_decay) {
+  for (int64_t i = 0; i < n; ++i) {
+    float d = g[i] + weight_decay * p[i];
+    if (buf) {
+      buf[i] = momentum * buf[i] + d;
+      d = nesterov ? d + momentum * buf[i] : buf[i];
+    }
+    p[i] -= lr * d;
+  }
+}
+
+// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m / bias1) / (sqrt(v / bias2) + eps)
+void adam_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
+               float weight_decay, bool decoupled, float bias1, float bias2) {
+  const float decay = decoupled ? 1.0f - lr * weight_decay : 1.0f;
+  const float l2 = decoupled ? 0.0f : weight_decay;
+  const float inv_sqrt_bias2 = 1.0f / std::sqrt(bias2);
+  const float step = lr / bias1;
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = g[i] + l2 * p[i];
+    m[i] = beta1 * m[i] + (1.0f - beta1) * d;
+    v[i] = beta2 * v[i] + (1.0f - beta2) * d * d;
+    p[i] = p[i] * decay - step * m[i] / (std::sqrt(v[i]) * inv_sqrt_bias2 + eps);
+  }
+}
+
+// sq = a sq + (1-a) g^2; u = g / (sqrt(sq) + eps); buf = momentum buf + u (if momentum); p -= lr (buf or u)
+void rmsprop_step(float* p, const float* g, float* sq, float* buf, int64_t n, float lr, float alpha, float eps,
+                  float weight_decay, float momentum) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = g[i] + weight_decay * p[i];
+    sq[i] = alpha * sq[i] + (1.0f - alpha) * d * d;
+    float u = d / (std::sqrt(sq[i]) + eps);
+    if (buf) {
+      buf[i] = momentum * buf[i] + u;
+      u = buf[i];
+    }
+    p[i] -= lr * u;
+  }
+}
+
+}  // namespace cpu
+
+// ---- the optimizers, each a fused kernel call over the whole arena
+
+namespace {
+
+// PyTorch's SGD: g += wd p; buf = momentum buf + g; p -= lr (nesterov ? g + momentum buf : buf).
+class Sgd : public Optimizer {
+ public:
+  Sgd(const OptimizerConfig& c, const ParameterArena& arena)
+      : Optimizer(c, arena, c.momentum > 0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{}) {
+    DTRAIN_CHECK(c.momentum >= 0 && c.momentum < 1, "optim.momentum must be in [0, 1), got ", c.momentum);
+    DTRAIN_CHECK(!c.nesterov || c.momentum > 0, "optim.nesterov needs optim.momentum > 0");
+  }
+  void step(ParameterArena& a, float lr) override {
+    float* buf = config_.momentum > 0 ? slot(0).data<float>() : nullptr;
+    DTRAIN_DISPATCH(a.device(), sgd_step, a.values().data<float>(), a.grads().data<float>(), buf, a.numel(), lr,
+                    config_.momentum, config_.nesterov, config_.weight_decay);
+    ++steps_;
+  }
+};
+
+// Adam (L2 in the gradient) and AdamW (decoupled decay), with bias correction.
+class Adam : public Optimizer {
+ public:
+  Adam(const OptimizerConfig& c, const ParameterArena& arena, bool decoupled = false)
+      : Optimizer(c, arena, {"exp_avg", "exp_avg_sq"}), decoupled_(decoupled) {
+    DTRAIN_CHECK(c.beta1 >= 0 && c.beta1 < 1, "optim.beta1 must be in [0, 1), got ", c.beta1);
+    DTRAIN_CHECK(c.beta2 >= 0 && c.beta2 < 1, "optim.beta2 must be in [0, 1), got ", c.beta2);
+    DTRAIN_CHECK(c.eps > 0, "optim.eps must be positive, got ", c.eps);
+  }
+  void step(ParameterArena& a, float lr) override {
+    const double t = static_cast<double>(steps_ + 1);
+    const float bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta1), t));
+    const float bias2 = static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta2), t));
+    DTRAIN_DISPATCH(a.device(), adam_step, a.values().data<float>(), a.grads().data<float>(), slot(0).data<float>(),
+                    slot(1).data<float>(), a.numel(), lr, config_.beta1, config_.beta2, config_.eps,
+                    config_.weight_decay, decoupled_, bias1, bias2);
+    ++steps_;
+  }
+
+ private:
+  bool decoupled_;
+};
+
+class AdamW : public Adam {
+ public:
+  AdamW(const OptimizerConfig& c, const ParameterArena& arena) : Adam(c, arena, true) {}
+};
+
+// PyTorch's RMSprop (not centered): sq = alpha sq + (1-alpha) g^2; p -= lr g / (sqrt(sq) + eps).
+class RmsProp : public Optimizer {
+ public:
+  RmsProp(const OptimizerConfig& c, const ParameterArena& arena)
+      : Optimizer(c, arena, c.momentum > 0 ? std::vector<std::string>{"square_avg", "momentum"}
+                                           : std::vector<std::string>{"square_avg"}) {
+    DTRAIN_CHECK(c.alpha >= 0 && c.alpha < 1, "optim.alpha must be in [0, 1), got ", c.alpha);
+    DTRAIN_CHECK(c.momentum >= 0 && c.momentum < 1, "optim.momentum must be in [0, 1), got ", c.momentum);
+    DTRAIN_CHECK(c.eps > 0, "optim.eps must be positive, got ", c.eps);
+  }
+  void step(ParameterArena& a, float lr) override {
+    float* buf = config_.momentum > 0 ? slot(1).data<float>() : nullptr;
+    DTRAIN_DISPATCH(a.device(), rmsprop_step, a.values().data<float>(), a.grads().data<float>(),
+                    slot(0).data<float>(), buf, a.numel(), lr, config_.alpha, config_.eps, config_.weight_decay,
+                    config_.momentum);
+    ++steps_;
+  }
+};
+
+// ---- the registry: optim.type names, what --help says of them, and their factories
+
+template <typename T>
+std::unique_ptr<Optimizer> make(const OptimizerConfig& c, const ParameterArena& arena) {
+  return std::make_unique<T>(c, arena);
+}
+
+struct Registered {
+  const char* name;
+  const char* summary;
+  std::unique_ptr<Optimizer> (*make)(const OptimizerConfig&, const ParameterArena&);
+};
+
+const Registered kOptimizers[] = {
+    {"sgd", "SGD with momentum (optim.momentum) and Nesterov (optim.nesterov)", make<Sgd>},
+    {"adam", "Adam, weight decay as L2 in the gradient", make<Adam>},
+    {"adamw", "AdamW, decoupled weight decay", make<AdamW>},
+    {"rmsprop", "RMSprop (not centered), optional momentum", make<RmsProp>},
+};
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> registered_optimizers() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Registered& r : kOptimizers) out.emplace_back(r.name, r.summary);
+  return out;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, const ParameterArena& arena) {
+  std::string known;
+  for (const Registered& r : kOptimizers) {
+    if (c.type == r.name) return r.make(c, arena);
+    known.append(known.empty() ? "" : ", ").append(r.name);
+  }
+  fail("optim.type: unknown optimizer '", c.type, "' (registered: ", known, ")");
+}
+
+}  // namespace dtrain
