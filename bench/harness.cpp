@@ -15,6 +15,15 @@ bool parse(const std::string& text, T& value) {
   return !text.empty() && ec == std::errc() && stop == end;
 }
 
+// The option's value as a T, or fallback when the option is not given (text is null).
+template <typename T>
+T parse_option(const std::string& option, const std::string* text, T fallback, const char* expected) {
+  if (!text) return fallback;
+  T parsed{};
+  if (!parse(*text, parsed)) throw UsageError(option + " takes " + expected + ", got '" + *text + "'");
+  return parsed;
+}
+
 std::string quoted(std::string_view text) {
   std::string out = "\"";
   for (const char c : text) {
@@ -65,11 +74,7 @@ std::string Args::text(const std::string& option, const std::string& fallback) c
 }
 
 int64_t Args::integer(const std::string& option, int64_t fallback) const {
-  const std::string* text = value(option);
-  if (!text) return fallback;
-  int64_t parsed = 0;
-  if (!parse(*text, parsed)) throw UsageError(option + " takes an integer, got '" + *text + "'");
-  return parsed;
+  return parse_option(option, value(option), fallback, "an integer");
 }
 
 int64_t Args::positive_integer(const std::string& option, int64_t fallback) const {
@@ -79,11 +84,7 @@ int64_t Args::positive_integer(const std::string& option, int64_t fallback) cons
 }
 
 double Args::number(const std::string& option, double fallback) const {
-  const std::string* text = value(option);
-  if (!text) return fallback;
-  double parsed = 0;
-  if (!parse(*text, parsed)) throw UsageError(option + " takes a number, got '" + *text + "'");
-  return parsed;
+  return parse_option(option, value(option), fallback, "a number");
 }
 
 std::vector<int64_t> Args::positive_integers(const std::string& option, const std::vector<int64_t>& fallback) const {
