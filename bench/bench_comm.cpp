@@ -5,13 +5,12 @@
 // Prints one JSON line per measurement (rank 0) and a table.
 #include <mpi.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
+#include "bench/harness.h"
 #include "comm/mpi_runtime.h"
 #include "comm/param_sync.h"
 #include "core/kernels.h"
@@ -20,17 +19,19 @@
 namespace dtrain {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+const bench::Program kProgram{.name = "bench_comm",
+                              .usage = "usage: mpiexec -n N bench_comm [--max-mib 256] [--json FILE]",
+                              .options = {"--max-mib", "--json"}};
 
+// The communicator and, on rank 0, where the JSON lines go (stdout and the appended --json FILE).
 struct Bench {
-  Communicator& comm;
-  std::ofstream json;
-  void emit(const std::string& line) {
-    if (comm.rank() != 0) return;
-    std::printf("%s\n", line.c_str());
-    if (json) json << line << "\n";
+  Bench(Communicator& c, const std::string& json_path)
+      : comm(c), json(c.rank() == 0 ? json_path : "", bench::JsonOutput::Mode::append) {}
+  void emit(const bench::JsonLine& line) {
+    if (comm.rank() == 0) json.emit(line);
   }
+  Communicator& comm;
+  bench::JsonOutput json;
 };
 
 // Median-free simple timing: the slowest rank's mean over `iters` (max-reduced across ranks).
@@ -82,9 +83,13 @@ std::unique_ptr<ParameterArena> make_arena(const std::vector<int64_t>& sizes) {
 void bandwidth(Bench& b, int64_t max_bytes) {
   const int n = b.comm.size();
   const double bus = 2.0 * (n - 1) / n;
-  if (b.comm.rank() == 0)
-    std::fprintf(stderr, "\n%10s %12s %12s %12s %12s %8s\n", "bytes", "mpi algbw", "mpi busbw", "dtrain algbw",
-                 "dtrain busbw", "ratio");
+  const bench::Table table({{"bytes", 10}, {"mpi algbw", 12}, {"mpi busbw", 12}, {"dtrain algbw", 12},
+                            {"dtrain busbw", 12}, {"ratio", 8}},
+                           stderr);
+  if (b.comm.rank() == 0) {
+    std::fprintf(stderr, "\n");
+    table.print_header();
+  }
   for (int64_t bytes = 4096; bytes <= max_bytes; bytes *= 4) {
     const int64_t numel = bytes / 4;
     const int iters = static_cast<int>(std::clamp<int64_t>((int64_t{512} << 20) / bytes, 3, 200));
@@ -98,13 +103,14 @@ void bandwidth(Bench& b, int64_t max_bytes) {
       t_ps = max_over_ranks(b.comm, time_param_sync(sync, *arena, iters));
     }
     const double alg_mpi = bytes / t_mpi / 1e9, alg_ps = bytes / t_ps / 1e9;
-    b.emit(detail::concat("{\"bench\":\"allreduce\",\"ranks\":", n, ",\"bytes\":", bytes, ",\"iters\":", iters,
-                          ",\"mpi_time_s\":", t_mpi, ",\"mpi_algbw_gbs\":", alg_mpi, ",\"mpi_busbw_gbs\":",
-                          alg_mpi * bus, ",\"dtrain_time_s\":", t_ps, ",\"dtrain_algbw_gbs\":", alg_ps,
-                          ",\"dtrain_busbw_gbs\":", alg_ps * bus, ",\"ratio\":", alg_ps / alg_mpi, "}"));
+    bench::JsonLine line("allreduce");
+    line.add("ranks", n).add("bytes", bytes).add("iters", iters);
+    line.add("mpi_time_s", t_mpi).add("mpi_algbw_gbs", alg_mpi).add("mpi_busbw_gbs", alg_mpi * bus);
+    line.add("dtrain_time_s", t_ps).add("dtrain_algbw_gbs", alg_ps).add("dtrain_busbw_gbs", alg_ps * bus);
+    b.emit(line.add("ratio", alg_ps / alg_mpi));
     if (b.comm.rank() == 0)
-      std::fprintf(stderr, "%10lld %12.3f %12.3f %12.3f %12.3f %8.3f\n", static_cast<long long>(bytes), alg_mpi,
-                   alg_mpi * bus, alg_ps, alg_ps * bus, alg_ps / alg_mpi);
+      table.print_row({std::to_string(bytes), bench::fixed(alg_mpi, 3), bench::fixed(alg_mpi * bus, 3),
+                       bench::fixed(alg_ps, 3), bench::fixed(alg_ps * bus, 3), bench::fixed(alg_ps / alg_mpi, 3)});
   }
 }
 
@@ -136,10 +142,10 @@ void small_tensors(Bench& b) {
   const auto t0 = Clock::now();
   for (int i = 0; i < kIters; ++i) per_tensor();
   const double t_each = max_over_ranks(b.comm, seconds_since(t0) / kIters);
-  b.emit(detail::concat("{\"bench\":\"small_tensors\",\"ranks\":", b.comm.size(), ",\"tensors\":", kTensors,
-                        ",\"floats_each\":", kNumel, ",\"bucketed_s\":", t_bucketed, ",\"bucketed_256k_s\":", t_bucketed_small,
-                        ",\"per_tensor_s\":", t_each, ",\"speedup\":", t_each / t_bucketed,
-                        ",\"speedup_256k\":", t_each / t_bucketed_small, "}"));
+  bench::JsonLine line("small_tensors");
+  line.add("ranks", b.comm.size()).add("tensors", kTensors).add("floats_each", kNumel);
+  line.add("bucketed_s", t_bucketed).add("bucketed_256k_s", t_bucketed_small).add("per_tensor_s", t_each);
+  b.emit(line.add("speedup", t_each / t_bucketed).add("speedup_256k", t_each / t_bucketed_small));
   if (b.comm.rank() == 0)
     std::fprintf(stderr,
                  "\n200 x 10k floats: bucketed (1/25 MiB) %.3f ms, bucketed (256 KiB) %.3f ms, one all-reduce per "
@@ -187,13 +193,26 @@ void cnn_step(Bench& b) {
     exposed_s += sync.last_stats().exposed_s;
   }
   const double fraction = exposed_s / std::max(comm_s, 1e-12);
-  b.emit(detail::concat("{\"bench\":\"cnn_step_overlap\",\"ranks\":", b.comm.size(), ",\"params\":", arena.numel(),
-                        ",\"buckets\":", sync.buckets().size(), ",\"backward_s\":", backward_s / kIters,
-                        ",\"comm_s\":", comm_s / kIters, ",\"exposed_s\":", exposed_s / kIters,
-                        ",\"exposed_fraction\":", fraction, "}"));
+  bench::JsonLine line("cnn_step_overlap");
+  line.add("ranks", b.comm.size()).add("params", arena.numel()).add("buckets", sync.buckets().size());
+  line.add("backward_s", backward_s / kIters).add("comm_s", comm_s / kIters).add("exposed_s", exposed_s / kIters);
+  b.emit(line.add("exposed_fraction", fraction));
   if (b.comm.rank() == 0)
     std::fprintf(stderr, "CNN step: backward %.2f ms, comm %.2f ms, exposed %.2f ms (%.0f%% of comm)\n",
                  backward_s / kIters * 1e3, comm_s / kIters * 1e3, exposed_s / kIters * 1e3, 100 * fraction);
+}
+
+void run(const bench::Args& args) {
+  const int64_t max_mib = args.integer("--max-mib", 256);
+  const std::string json_path = args.text("--json", "");
+  run_or_abort([&] {
+    auto comm = make_communicator(CommOptions{.backend = "mpi", .log_world = false});
+    Bench b(*comm, json_path);
+    bandwidth(b, max_mib << 20);
+    small_tensors(b);
+    cnn_step(b);
+    return 0;
+  });
 }
 
 }  // namespace
@@ -201,20 +220,5 @@ void cnn_step(Bench& b) {
 
 int main(int argc, char** argv) {
   dtrain::cpu::restart_with_better_blas_kernels(argv);
-  using namespace dtrain;
-  int64_t max_mib = 256;
-  std::string json_path;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--max-mib") == 0) max_mib = std::atoll(argv[i + 1]);
-    else if (std::strcmp(argv[i], "--json") == 0) json_path = argv[i + 1];
-  }
-  return run_or_abort([&] {
-    auto comm = make_communicator(CommOptions{.backend = "mpi", .log_world = false});
-    Bench b{*comm, {}};
-    if (comm->rank() == 0 && !json_path.empty()) b.json.open(json_path, std::ios::app);
-    bandwidth(b, max_mib << 20);
-    small_tensors(b);
-    cnn_step(b);
-    return 0;
-  });
+  return dtrain::bench::run_main(dtrain::kProgram, argc, argv, dtrain::run);
 }

@@ -4,14 +4,11 @@
 //                against the time of the identical GEMM calls (same shapes, same order) run alone
 // Usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
+#include "bench/harness.h"
 #include "core/kernels.h"
 #include "core/loss.h"
 #include "core/model.h"
@@ -20,22 +17,10 @@
 namespace dtrain {
 namespace {
 
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Median wall time of `reps` runs of fn after `warmup` unmeasured ones.
-double median_ms(const std::function<void()>& fn, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const double start = now_ms();
-    fn();
-    t.push_back(now_ms() - start);
-  }
-  std::sort(t.begin(), t.end());
-  return t.size() % 2 ? t[t.size() / 2] : 0.5 * (t[t.size() / 2 - 1] + t[t.size() / 2]);
-}
+const bench::Program kProgram{
+    .name = "bench_core",
+    .usage = "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn]",
+    .options = {"--threads", "--json", "--reps", "--only"}};
 
 struct GemmCall {
   bool trans_a, trans_b;
@@ -77,19 +62,38 @@ double gemm_flops(const std::vector<GemmCall>& calls) {
 }
 
 struct Result {
-  std::string json, row;
+  bench::JsonLine json;
+  std::string row;
 };
 
 Result bench_sgemm(int64_t n, int threads, int reps) {
   Generator g(RngKey{1, 0, static_cast<uint32_t>(RngPurpose::test)});
   Tensor a = Tensor::randn(Shape{n, n}, 0, 1, g), b = Tensor::randn(Shape{n, n}, 0, 1, g), c = Tensor::zeros(Shape{n, n});
-  const double ms = median_ms([&] { ops::gemm(a, false, b, false, c); }, 1, n >= 2048 ? std::max(3, reps / 2) : reps);
+  const double ms =
+      bench::median(bench::sample_ms([&] { ops::gemm(a, false, b, false, c); }, 1, n >= 2048 ? std::max(3, reps / 2) : reps));
   const double gflops = 2.0 * n * n * n / (ms * 1e6);
-  char json[256], row[256];
-  std::snprintf(json, sizeof json, R"({"bench":"sgemm","n":%ld,"threads":%d,"median_ms":%.3f,"gflops":%.2f})",
-                static_cast<long>(n), threads, ms, gflops);
+  char row[256];
   std::snprintf(row, sizeof row, "sgemm %5ld^3          %10.3f ms  %8.2f GFLOP/s", static_cast<long>(n), ms, gflops);
-  return {json, row};
+  return {bench::JsonLine("sgemm").add("n", n).add("threads", threads).add("median_ms", ms, 3).add("gflops", gflops, 2),
+          row};
+}
+
+// Median time of `reps` runs of the same GEMMs as `calls` alone, on buffers of the same sizes.
+double time_gemms_alone(const std::vector<GemmCall>& calls, Generator& g, int reps) {
+  std::vector<Tensor> as, bs, cs;
+  for (const GemmCall& c : calls) {
+    as.push_back(Tensor::randn(Shape{c.m * c.k}, 0, 1, g));
+    bs.push_back(Tensor::randn(Shape{c.k * c.n}, 0, 1, g));
+    cs.push_back(Tensor::zeros(Shape{c.m * c.n}));
+  }
+  const auto gemms = [&] {
+    for (size_t i = 0; i < calls.size(); ++i) {
+      const GemmCall& c = calls[i];
+      cpu::gemm(c.trans_a, c.trans_b, c.m, c.n, c.k, 1.0f, as[i].data<float>(), c.trans_a ? c.m : c.k,
+                bs[i].data<float>(), c.trans_b ? c.k : c.n, c.beta, cs[i].data<float>(), c.n);
+    }
+  };
+  return bench::median(bench::sample_ms(gemms, 2, reps));
 }
 
 Result bench_train_step(const std::string& type, int64_t batch, int threads, int reps) {
@@ -117,59 +121,28 @@ Result bench_train_step(const std::string& type, int64_t batch, int threads, int
     model->backward(loss.grad, ctx);
     ops::axpy(-0.01f, model->arena().grads(), model->arena().values());
   };
-  const double step_ms = median_ms(step, 2, reps);
-
-  // The same GEMMs alone, on buffers of the same sizes.
+  const double step_ms = bench::median(bench::sample_ms(step, 2, reps));
   const std::vector<GemmCall> calls = step_gemms(model->net(), in);
-  std::vector<Tensor> as, bs, cs;
-  for (const GemmCall& c : calls) {
-    as.push_back(Tensor::randn(Shape{c.m * c.k}, 0, 1, g));
-    bs.push_back(Tensor::randn(Shape{c.k * c.n}, 0, 1, g));
-    cs.push_back(Tensor::zeros(Shape{c.m * c.n}));
-  }
-  const auto gemms = [&] {
-    for (size_t i = 0; i < calls.size(); ++i) {
-      const GemmCall& c = calls[i];
-      cpu::gemm(c.trans_a, c.trans_b, c.m, c.n, c.k, 1.0f, as[i].data<float>(), c.trans_a ? c.m : c.k,
-                bs[i].data<float>(), c.trans_b ? c.k : c.n, c.beta, cs[i].data<float>(), c.n);
-    }
-  };
-  const double gemm_ms = median_ms(gemms, 2, reps);
+  const double gemm_ms = time_gemms_alone(calls, g, reps);
   const double samples_per_s = batch / (step_ms * 1e-3), ratio = step_ms / gemm_ms;
   const double gflops = gemm_flops(calls) / (gemm_ms * 1e6);
-  char json[512], row[256];
-  std::snprintf(json, sizeof json,
-                R"({"bench":"train_step","model":"%s","batch":%ld,"threads":%d,"step_ms":%.3f,)"
-                R"("samples_per_s":%.1f,"gemm_ms":%.3f,"gemm_calls":%zu,"gemm_gflops":%.2f,"step_over_gemm":%.3f})",
-                type.c_str(), static_cast<long>(batch), threads, step_ms, samples_per_s, gemm_ms, calls.size(), gflops,
-                ratio);
+  bench::JsonLine json("train_step");
+  json.add("model", type).add("batch", batch).add("threads", threads).add("step_ms", step_ms, 3);
+  json.add("samples_per_s", samples_per_s, 1).add("gemm_ms", gemm_ms, 3).add("gemm_calls", calls.size());
+  json.add("gemm_gflops", gflops, 2).add("step_over_gemm", ratio, 3);
+  char row[256];
   std::snprintf(row, sizeof row, "step %-4s b%-4ld %10.3f ms  %9.1f samples/s  gemm alone %8.3f ms  step/gemm %.2f",
                 type.c_str(), static_cast<long>(batch), step_ms, samples_per_s, gemm_ms, ratio);
   return {json, row};
 }
 
-int run(int argc, char** argv) {
-  int threads = 1, reps = 10;
-  std::string json_path, only;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (a == "--threads" && has_value) {
-      threads = std::atoi(argv[++i]);
-    } else if (a == "--json" && has_value) {
-      json_path = argv[++i];
-    } else if (a == "--reps" && has_value) {
-      reps = std::atoi(argv[++i]);
-    } else if (a == "--only" && has_value) {
-      only = argv[++i];
-      DTRAIN_CHECK(only == "sgemm" || only == "mlp" || only == "cnn", "bench_core: --only must be sgemm, mlp or cnn, got '",
-                   only, "'");
-    } else {
-      std::fprintf(stderr, "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn]\n");
-      return a == "--help" || a == "-h" ? 0 : 2;
-    }
-  }
-  DTRAIN_CHECK(threads > 0 && reps > 0, "bench_core: --threads and --reps must be positive");
+void run(const bench::Args& args) {
+  const int threads = static_cast<int>(args.positive_integer("--threads", 1));
+  const int reps = static_cast<int>(args.positive_integer("--reps", 10));
+  const std::string only = args.text("--only", "");
+  if (!only.empty() && only != "sgemm" && only != "mlp" && only != "cnn")
+    throw bench::UsageError("--only must be sgemm, mlp or cnn, got '" + only + "'");
+  bench::JsonOutput json(args.text("--json", ""), bench::JsonOutput::Mode::truncate);
   cpu::set_blas_threads(threads);
 
   std::vector<Result> results;
@@ -178,19 +151,10 @@ int run(int argc, char** argv) {
   for (const char* type : {"mlp", "cnn"})
     if (only.empty() || only == type) results.push_back(bench_train_step(type, 256, threads, reps));
 
-  std::ofstream json_file;
-  if (!json_path.empty()) {
-    json_file.open(json_path);
-    DTRAIN_CHECK(json_file.good(), "bench_core: cannot write --json file '", json_path, "'");
-  }
-  for (const Result& r : results) {
-    std::printf("%s\n", r.json.c_str());
-    if (json_file.is_open()) json_file << r.json << "\n";
-  }
+  for (const Result& r : results) json.emit(r.json);
   std::printf("\nbench_core (CPU, %d BLAS threads, OpenBLAS %s kernels, median of %d after warm-up)\n", threads,
               cpu::blas_core_name(), reps);
   for (const Result& r : results) std::printf("  %s\n", r.row.c_str());
-  return 0;
 }
 
 }  // namespace
@@ -198,10 +162,5 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   dtrain::cpu::restart_with_better_blas_kernels(argv);
-  try {
-    return dtrain::run(argc, argv);
-  } catch (const dtrain::Error& e) {
-    std::fprintf(stderr, "bench_core: %s\n", e.what());
-    return 1;
-  }
+  return dtrain::bench::run_main(dtrain::kProgram, argc, argv, dtrain::run);
 }
