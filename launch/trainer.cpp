@@ -23,6 +23,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "launch/checkpoint.h"
+#include "launch/collective_wait.h"
 #include "launch/metrics.h"
 #include "launch/trace.h"
 #include "optim/optimizer.h"
@@ -132,9 +133,7 @@ Tensor Trainer::State::input(const data::Batch& b) const {
 }
 
 void Trainer::State::wait_collective(const Work& work, const char* what) const {
-  // The same watchdog rule as ParamSync's: never hang, end the whole job with the reason.
-  if (!work.wait(config.comm.timeout_s))
-    abort_job(detail::concat("watchdog: ", what, " not finished after ", config.comm.timeout_s, " s (comm.timeout_s)"));
+  wait_or_abort(work, config.comm.timeout_s, what);
 }
 
 Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
