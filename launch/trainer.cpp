@@ -97,29 +97,52 @@ data::LoaderOptions loader_options(const TrainConfig& c, Device device, bool tra
 }  // namespace
 
 struct Trainer::State {
-  TrainConfig config;
-  LaunchEnv env;
-  Device device;
-  std::unique_ptr<Communicator> comm;
-  data::DatasetInfo train_info;
-  std::unique_ptr<Model> model;
-  std::unique_ptr<Optimizer> optimizer;
-  std::unique_ptr<ParamSync> sync;
-  std::unique_ptr<data::Loader> train_loader, test_loader;
-  Generator dropout_rng;
-  ScheduleConfig schedule;  // total_steps resolved
-  int64_t step = 0, epoch = 0;
-  int64_t steps_per_epoch = 0, total_steps = 0;
-  int64_t last_checkpoint_step = -1, last_eval_step = -1;
-  std::string last_checkpoint;
-  EvalResult last_eval;
-  TraceRecorder trace;
-  std::unique_ptr<MetricsLog> metrics;
-  std::unique_ptr<Progress> progress;
+  // Where this rank runs and how it talks to the others.
+  struct Runtime {
+    LaunchEnv env;
+    Device device;
+    std::unique_ptr<Communicator> comm;
+  };
+  struct Datasets {
+    data::DatasetInfo train_info;
+    std::unique_ptr<data::Loader> train_loader;
+    std::unique_ptr<data::Loader> test_loader;  // null without data.test
+  };
+  // The model and what trains it.
+  struct Learner {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Optimizer> optimizer;
+    std::unique_ptr<ParamSync> sync;
+    ScheduleConfig lr_schedule;  // total_steps resolved
+    Generator dropout_rng;
+  };
+  // Where the run stands; a resume restores step and epoch.
+  struct Position {
+    int64_t step = 0;   // optimizer steps done
+    int64_t epoch = 0;  // 0-based
+    int64_t steps_per_epoch = 0, total_steps = 0;
+  };
+  // What the run reports and leaves behind.
+  struct Outputs {
+    TraceRecorder trace;
+    std::unique_ptr<MetricsLog> metrics;  // rank 0 only
+    std::unique_ptr<Progress> progress;
+    std::string last_checkpoint;
+    int64_t last_checkpoint_step = -1;
+    EvalResult last_eval;
+    int64_t last_eval_step = -1;
+  };
 
-  bool rank0() const { return comm->rank() == 0; }
+  TrainConfig config;
+  Runtime runtime;
+  Datasets datasets;
+  Learner learner;
+  Position position;
+  Outputs outputs;
+
+  bool rank0() const { return runtime.comm->rank() == 0; }
   Tensor input(const data::Batch& b) const;
-  Tensor labels(const data::Batch& b) const { return device.is_cpu() ? b.y : b.y.to(device); }
+  Tensor labels(const data::Batch& b) const { return runtime.device.is_cpu() ? b.y : b.y.to(runtime.device); }
   void resume();
   void save_checkpoint();
   void wait_collective(const Work& work, const char* what) const;
@@ -127,9 +150,9 @@ struct Trainer::State {
 
 Tensor Trainer::State::input(const data::Batch& b) const {
   Shape shape{b.size()};
-  for (int64_t d : model->config().input_shape) shape.push_back(d);
+  for (int64_t d : learner.model->config().input_shape) shape.push_back(d);
   Tensor x = b.x.view(shape);
-  return device.is_cpu() ? x : x.to(device);
+  return runtime.device.is_cpu() ? x : x.to(runtime.device);
 }
 
 void Trainer::State::wait_collective(const Work& work, const char* what) const {
@@ -140,26 +163,26 @@ Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
   State& s = *s_;
   s.config = std::move(config);
   TrainConfig& c = s.config;
-  s.env = detect_launch_env();
-  s.device = choose_device(c.train.device, s.env);
-  if (s.device.is_cuda()) gpu::set_device(s.device.index);
+  s.runtime.env = detect_launch_env();
+  s.runtime.device = choose_device(c.train.device, s.runtime.env);
+  if (s.runtime.device.is_cuda()) gpu::set_device(s.runtime.device.index);
 
   CommOptions comm_options;
   comm_options.backend = c.comm.backend;
-  comm_options.model_device = s.device;
-  comm_options.gpu = s.device.is_cuda() ? s.device.index : -1;
+  comm_options.model_device = s.runtime.device;
+  comm_options.gpu = s.runtime.device.is_cuda() ? s.runtime.device.index : -1;
   comm_options.log_world = false;
-  s.comm = make_communicator(comm_options);
-  Communicator& comm = *s.comm;
+  s.runtime.comm = make_communicator(comm_options);
+  Communicator& comm = *s.runtime.comm;
   init_logging(comm.rank(), comm.size(), c.log.all_ranks);
   spdlog::set_level(comm.rank() == 0 || c.log.all_ranks ? spdlog::level::from_str(c.log.level) : spdlog::level::warn);
   log_info("dtrain {} train: config {}, launcher {}", DTRAIN_VERSION, c.source.empty() ? "(none)" : c.source,
-           s.env.launcher);
+           s.runtime.env.launcher);
   describe_world(comm, true);
 
   // BLAS threads: the cores this rank may run on (its affinity mask, so a launcher's binding or a
   // Slurm cpuset is respected) shared among the ranks on the node, unless configured.
-  if (s.device.is_cpu()) {
+  if (s.runtime.device.is_cpu()) {
     cpu_set_t mask;
     CPU_ZERO(&mask);
     const int cores = sched_getaffinity(0, sizeof(mask), &mask) == 0
@@ -172,75 +195,75 @@ Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
   }
 
   // Data first: it fixes the model's input shape and classes.
-  s.train_info = data::inspect_dataset(c.data.train);
-  c.model.input_shape = resolve_input_shape(c.model, s.train_info);
-  if (c.model.num_classes == 0) c.model.num_classes = s.train_info.num_classes;
-  DTRAIN_CHECK(c.model.num_classes >= s.train_info.num_classes, "config key model.num_classes: ",
-               c.model.num_classes, " is less than the ", s.train_info.num_classes, " classes of ", c.data.train);
-  s.train_loader = std::make_unique<data::Loader>(c.data.train, comm.rank(), comm.size(), loader_options(c, s.device, true));
+  s.datasets.train_info = data::inspect_dataset(c.data.train);
+  c.model.input_shape = resolve_input_shape(c.model, s.datasets.train_info);
+  if (c.model.num_classes == 0) c.model.num_classes = s.datasets.train_info.num_classes;
+  DTRAIN_CHECK(c.model.num_classes >= s.datasets.train_info.num_classes, "config key model.num_classes: ",
+               c.model.num_classes, " is less than the ", s.datasets.train_info.num_classes, " classes of ", c.data.train);
+  s.datasets.train_loader = std::make_unique<data::Loader>(c.data.train, comm.rank(), comm.size(), loader_options(c, s.runtime.device, true));
   if (!c.data.test.empty()) {
-    s.test_loader = std::make_unique<data::Loader>(c.data.test, comm.rank(), comm.size(), loader_options(c, s.device, false));
-    const data::DatasetInfo& test = s.test_loader->info();
-    DTRAIN_CHECK(test.sample_shape == s.train_info.sample_shape, "config key data.test: samples of ", c.data.test,
-                 " are ", test.sample_shape.str(), ", the training data's are ", s.train_info.sample_shape.str());
+    s.datasets.test_loader = std::make_unique<data::Loader>(c.data.test, comm.rank(), comm.size(), loader_options(c, s.runtime.device, false));
+    const data::DatasetInfo& test = s.datasets.test_loader->info();
+    DTRAIN_CHECK(test.sample_shape == s.datasets.train_info.sample_shape, "config key data.test: samples of ", c.data.test,
+                 " are ", test.sample_shape.str(), ", the training data's are ", s.datasets.train_info.sample_shape.str());
     DTRAIN_CHECK(test.num_classes <= c.model.num_classes, "config key data.test: ", c.data.test, " has ",
                  test.num_classes, " classes, the model ", c.model.num_classes);
   }
 
-  s.model = create_model(c.model);
-  s.model->build(s.device, c.train.seed);
-  s.optimizer = make_optimizer(c.optim, s.model->arena());
+  s.learner.model = create_model(c.model);
+  s.learner.model->build(s.runtime.device, c.train.seed);
+  s.learner.optimizer = make_optimizer(c.optim, s.learner.model->arena());
   ParamSyncOptions sync_options;
   sync_options.bucket_bytes = static_cast<int64_t>(c.comm.bucket_mb * (1 << 20));
   sync_options.first_bucket_bytes = static_cast<int64_t>(c.comm.first_bucket_mb * (1 << 20));
   sync_options.timeout_s = c.comm.timeout_s;
   sync_options.check_every_steps = c.comm.check_every;
   sync_options.compress_bf16 = c.comm.compress == "bf16";
-  sync_options.signature = s.model->signature();
-  s.sync = std::make_unique<ParamSync>(comm, s.model->arena(), sync_options);
-  s.sync->verify_signature();
-  s.dropout_rng = Generator(RngKey{c.train.seed, static_cast<uint32_t>(comm.rank()), static_cast<uint32_t>(RngPurpose::dropout)});
+  sync_options.signature = s.learner.model->signature();
+  s.learner.sync = std::make_unique<ParamSync>(comm, s.learner.model->arena(), sync_options);
+  s.learner.sync->verify_signature();
+  s.learner.dropout_rng = Generator(RngKey{c.train.seed, static_cast<uint32_t>(comm.rank()), static_cast<uint32_t>(RngPurpose::dropout)});
 
-  const int64_t micro_batches = (s.train_loader->samples_per_epoch() + c.train.batch_size - 1) / c.train.batch_size;
-  s.steps_per_epoch = (micro_batches + c.train.accumulation - 1) / c.train.accumulation;
-  DTRAIN_CHECK(s.steps_per_epoch > 0, "data.train: ", c.data.train, " has no samples");
-  s.total_steps = c.train.max_steps > 0 ? c.train.max_steps : c.train.epochs * s.steps_per_epoch;
-  s.schedule = c.schedule;
-  if (s.schedule.total_steps == 0) s.schedule.total_steps = s.total_steps;
+  const int64_t micro_batches = (s.datasets.train_loader->samples_per_epoch() + c.train.batch_size - 1) / c.train.batch_size;
+  s.position.steps_per_epoch = (micro_batches + c.train.accumulation - 1) / c.train.accumulation;
+  DTRAIN_CHECK(s.position.steps_per_epoch > 0, "data.train: ", c.data.train, " has no samples");
+  s.position.total_steps = c.train.max_steps > 0 ? c.train.max_steps : c.train.epochs * s.position.steps_per_epoch;
+  s.learner.lr_schedule = c.schedule;
+  if (s.learner.lr_schedule.total_steps == 0) s.learner.lr_schedule.total_steps = s.position.total_steps;
 
-  int64_t params = s.model->arena().numel();
+  int64_t params = s.learner.model->arena().numel();
   log_info("model {}: {} parameters ({:.1f} MiB) on {}, {} gradient bucket(s); optimizer {}, lr {}", c.model.type,
-           params, params * 4.0 / (1 << 20), s.device.str(), s.sync->buckets().size(), c.optim.type, c.optim.lr);
+           params, params * 4.0 / (1 << 20), s.runtime.device.str(), s.learner.sync->buckets().size(), c.optim.type, c.optim.lr);
   log_info("data {}: {} samples, {} per rank per epoch, batch {} x {} rank(s) x {} micro-step(s) = {} per step, "
-           "{} steps per epoch", c.data.train, s.train_info.size, s.train_loader->samples_per_epoch(),
+           "{} steps per epoch", c.data.train, s.datasets.train_info.size, s.datasets.train_loader->samples_per_epoch(),
            c.train.batch_size, comm.size(), c.train.accumulation,
-           c.train.batch_size * comm.size() * c.train.accumulation, s.steps_per_epoch);
+           c.train.batch_size * comm.size() * c.train.accumulation, s.position.steps_per_epoch);
 
   s.resume();
   std::vector<Tensor> extra;
-  for (auto& [name, slot] : s.optimizer->slots()) extra.push_back(*slot);
-  s.sync->broadcast_parameters(extra);
+  for (auto& [name, slot] : s.learner.optimizer->slots()) extra.push_back(*slot);
+  s.learner.sync->broadcast_parameters(extra);
 
   if (s.rank0()) {
     ensure_directory(c.log.dir);
     write_file_atomic(c.log.dir + "/config.ini", to_ini(c));
-    s.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
+    s.outputs.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
   }
   // mpirun gives every rank a pseudo-terminal even when its own output goes to a file, so "auto"
   // draws a bar only for a single process on a terminal.
-  const std::string progress = c.log.progress == "auto" && s.env.launcher != "single" ? "lines" : c.log.progress;
-  s.progress = std::make_unique<Progress>(progress, s.rank0());
+  const std::string progress = c.log.progress == "auto" && s.runtime.env.launcher != "single" ? "lines" : c.log.progress;
+  s.outputs.progress = std::make_unique<Progress>(progress, s.rank0());
   if (!c.log.trace.empty()) {
     s.wait_collective(comm.barrier(), "barrier before the trace starts");
-    s.trace = TraceRecorder(comm.rank(), Clock::now());
+    s.outputs.trace = TraceRecorder(comm.rank(), Clock::now());
   }
 }
 
 Trainer::~Trainer() = default;
 
 const TrainConfig& Trainer::config() const { return s_->config; }
-Model& Trainer::model() { return *s_->model; }
-Communicator& Trainer::communicator() { return *s_->comm; }
+Model& Trainer::model() { return *s_->learner.model; }
+Communicator& Trainer::communicator() { return *s_->runtime.comm; }
 
 // ---- resume and checkpoints ---------------------------------------------------------------
 
@@ -251,88 +274,89 @@ void Trainer::State::resume() {
   if (how == "auto") {
     // Rank 0 chooses, so every rank loads the same file even if a newer one appears meanwhile.
     const std::string found = rank0() ? find_resumable_checkpoint(config.checkpoint_dir()) : std::string();
-    path = allgather_strings(*comm, found)[0];
+    path = allgather_strings(*runtime.comm, found)[0];
     if (path.empty()) {
       log_info("resume auto: no readable checkpoint in {}; starting from step 0", config.checkpoint_dir());
       return;
     }
   }
-  const CheckpointMeta meta = load_checkpoint(path, model->arena(), optimizer.get(), model->signature());
-  step = meta.step;
-  epoch = meta.epoch;
-  last_checkpoint_step = step;
-  last_checkpoint = path;
-  if (meta.test_accuracy >= 0) last_eval = {meta.test_loss, meta.test_accuracy, 0};
+  const CheckpointMeta meta =
+      load_checkpoint(path, learner.model->arena(), learner.optimizer.get(), learner.model->signature());
+  position.step = meta.step;
+  position.epoch = meta.epoch;
+  outputs.last_checkpoint_step = position.step;
+  outputs.last_checkpoint = path;
+  if (meta.test_accuracy >= 0) outputs.last_eval = {meta.test_loss, meta.test_accuracy, 0};
   data::SamplerState sampler = meta.sampler;
-  const int world = comm->size(), rank = comm->rank();
+  const int world = runtime.comm->size(), rank = runtime.comm->rank();
   if (meta.world_size == world) {
-    dropout_rng.set_offset(meta.rng_offsets.at(rank));
+    learner.dropout_rng.set_offset(meta.rng_offsets.at(rank));
   } else {
     // Same global position in the epoch, resharded; dropout streams cannot carry over.
-    sampler.position = std::min(sampler.position * meta.world_size / world, train_loader->samples_per_epoch());
+    sampler.position = std::min(sampler.position * meta.world_size / world, datasets.train_loader->samples_per_epoch());
     if (rank0())
       log_warn("resuming a {}-rank checkpoint on {} ranks: the sampler reshards epoch {} at sample {} of each rank, "
                "dropout streams restart; the run is not bit-identical to an uninterrupted one",
                meta.world_size, world, sampler.epoch, sampler.position);
   }
-  train_loader->restore(sampler);
-  log_info("resumed from {} at step {} (epoch {}, sample {} of the epoch on each rank)", path, step, epoch + 1,
-           sampler.position);
-  if (step >= total_steps)
-    log_warn("the checkpoint is at step {}, the configured run ends at step {}: nothing left to train", step,
-             total_steps);
+  datasets.train_loader->restore(sampler);
+  log_info("resumed from {} at step {} (epoch {}, sample {} of the epoch on each rank)", path, position.step,
+           position.epoch + 1, sampler.position);
+  if (position.step >= position.total_steps)
+    log_warn("the checkpoint is at step {}, the configured run ends at step {}: nothing left to train", position.step,
+             position.total_steps);
 }
 
 void Trainer::State::save_checkpoint() {
   // Every rank's dropout stream offset, for rank 0 to store.
-  Tensor offset = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(dropout_rng.offset())}, Shape{1},
-                                      comm->device());
-  Tensor all = Tensor::zeros(Shape{comm->size()}, DType::i64, comm->device());
-  wait_collective(comm->allgather(offset, all), "allgather of the RNG offsets for a checkpoint");
-  last_checkpoint_step = step;
+  Tensor offset = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(learner.dropout_rng.offset())},
+                                      Shape{1}, runtime.comm->device());
+  Tensor all = Tensor::zeros(Shape{runtime.comm->size()}, DType::i64, runtime.comm->device());
+  wait_collective(runtime.comm->allgather(offset, all), "allgather of the RNG offsets for a checkpoint");
+  outputs.last_checkpoint_step = position.step;
   if (!rank0()) return;
   const auto begin = Clock::now();
   CheckpointMeta meta;
-  meta.step = step;
-  meta.epoch = epoch;
-  meta.world_size = comm->size();
-  meta.sampler = train_loader->state();
+  meta.step = position.step;
+  meta.epoch = position.epoch;
+  meta.world_size = runtime.comm->size();
+  meta.sampler = datasets.train_loader->state();
   for (int64_t o : all.to_vector<int64_t>()) meta.rng_offsets.push_back(static_cast<uint64_t>(o));
   meta.optimizer_type = config.optim.type;
-  meta.optimizer_steps = optimizer->steps();
+  meta.optimizer_steps = learner.optimizer->steps();
   meta.config = to_ini(config);
-  meta.signature = model->signature();
+  meta.signature = learner.model->signature();
   meta.dtrain_version = DTRAIN_VERSION;
-  meta.test_accuracy = last_eval.accuracy;
-  meta.test_loss = last_eval.loss;
-  meta.input_dtype = dtype_name(train_info.x_dtype);
-  meta.x_scale = train_info.x_scale;
-  meta.x_shift = train_info.x_shift;
-  const std::string path = checkpoint_path(config.checkpoint_dir(), step);
-  const int64_t bytes = write_checkpoint(path, model->arena(), optimizer.get(), meta);
+  meta.test_accuracy = outputs.last_eval.accuracy;
+  meta.test_loss = outputs.last_eval.loss;
+  meta.input_dtype = dtype_name(datasets.train_info.x_dtype);
+  meta.x_scale = datasets.train_info.x_scale;
+  meta.x_shift = datasets.train_info.x_shift;
+  const std::string path = checkpoint_path(config.checkpoint_dir(), position.step);
+  const int64_t bytes = write_checkpoint(path, learner.model->arena(), learner.optimizer.get(), meta);
   prune_checkpoints(config.checkpoint_dir(), config.checkpoint.keep_last);
-  last_checkpoint = path;
+  outputs.last_checkpoint = path;
   const double secs = seconds_since(begin);
-  trace.span("checkpoint", begin, Clock::now(), TraceRecorder::compute, step);
-  progress->message(detail::concat("checkpoint ", path, " (", bytes >> 20, " MiB in ", secs, " s)"));
+  outputs.trace.span("checkpoint", begin, Clock::now(), TraceRecorder::compute, position.step);
+  outputs.progress->message(detail::concat("checkpoint ", path, " (", bytes >> 20, " MiB in ", secs, " s)"));
 }
 
 // ---- evaluation ---------------------------------------------------------------------------
 
 EvalResult Trainer::evaluate() {
   State& s = *s_;
-  DTRAIN_CHECK(s.test_loader, "evaluate: no test data (data.test is empty)");
+  DTRAIN_CHECK(s.datasets.test_loader, "evaluate: no test data (data.test is empty)");
   const auto begin = Clock::now();
-  data::Loader& loader = *s.test_loader;
+  data::Loader& loader = *s.datasets.test_loader;
   loader.set_epoch(0);
-  const int world = s.comm->size(), rank = s.comm->rank();
+  const int world = s.runtime.comm->size(), rank = s.runtime.comm->rank();
   const int64_t n = loader.info().size;
   PassContext ctx;
   ctx.training = false;
   double loss_sum = 0;
   int64_t correct = 0, counted = 0, k = 0;
   while (std::optional<data::Batch> b = loader.next()) {
-    const Tensor logits = s.model->forward(s.input(*b), ctx);
+    const Tensor logits = s.learner.model->forward(s.input(*b), ctx);
     const LossOutput loss = softmax_cross_entropy(logits, s.labels(*b), 1.0f);
     const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
     const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
@@ -346,16 +370,16 @@ EvalResult Trainer::evaluate() {
       correct += predicted[i] == y[i];
     }
   }
-  Tensor counts = Tensor::from_vector(std::vector<int64_t>{correct, counted}, Shape{2}, s.comm->device());
-  Tensor losses = Tensor::from_vector(std::vector<float>{static_cast<float>(loss_sum)}, Shape{1}, s.comm->device());
-  s.wait_collective(s.comm->allreduce(counts, ReduceOp::sum), "allreduce of the evaluation counts");
-  s.wait_collective(s.comm->allreduce(losses, ReduceOp::sum), "allreduce of the evaluation loss");
+  Tensor counts = Tensor::from_vector(std::vector<int64_t>{correct, counted}, Shape{2}, s.runtime.comm->device());
+  Tensor losses = Tensor::from_vector(std::vector<float>{static_cast<float>(loss_sum)}, Shape{1}, s.runtime.comm->device());
+  s.wait_collective(s.runtime.comm->allreduce(counts, ReduceOp::sum), "allreduce of the evaluation counts");
+  s.wait_collective(s.runtime.comm->allreduce(losses, ReduceOp::sum), "allreduce of the evaluation loss");
   const std::vector<int64_t> total = counts.to_vector<int64_t>();
   EvalResult result;
   result.samples = total[1];
   result.accuracy = total[1] > 0 ? static_cast<double>(total[0]) / static_cast<double>(total[1]) : 0.0;
   result.loss = total[1] > 0 ? losses.to_vector<float>()[0] / static_cast<double>(total[1]) : 0.0;
-  s.trace.span("evaluate", begin, Clock::now(), TraceRecorder::compute, s.step);
+  s.outputs.trace.span("evaluate", begin, Clock::now(), TraceRecorder::compute, s.position.step);
   return result;
 }
 
@@ -364,12 +388,12 @@ EvalResult Trainer::evaluate() {
 TrainResult Trainer::run() {
   State& s = *s_;
   const TrainConfig& c = s.config;
-  Communicator& comm = *s.comm;
-  ParameterArena& arena = s.model->arena();
-  data::Loader& loader = *s.train_loader;
+  Communicator& comm = *s.runtime.comm;
+  ParameterArena& arena = s.learner.model->arena();
+  data::Loader& loader = *s.datasets.train_loader;
   const int world = comm.size();
-  const int64_t epochs_total = (s.total_steps + s.steps_per_epoch - 1) / s.steps_per_epoch;
-  const int64_t start_step = s.step;
+  const int64_t epochs_total = (s.position.total_steps + s.position.steps_per_epoch - 1) / s.position.steps_per_epoch;
+  const int64_t start_step = s.position.step;
 
   TrainResult result;
   const auto run_begin = Clock::now();
@@ -381,27 +405,27 @@ TrainResult Trainer::run() {
 
   PassContext ctx;
   ctx.training = true;
-  ctx.dropout_rng = &s.dropout_rng;
+  ctx.dropout_rng = &s.learner.dropout_rng;
   ctx.arena = &arena;
   ctx.input_grad = false;  // the batch is data: no gradient for it
 
   const auto evaluate_now = [&] {
-    if (!s.test_loader) return;
-    s.last_eval = evaluate();
-    s.last_eval_step = s.step;
-    s.progress->message(detail::concat("eval step ", s.step, " epoch ", s.epoch + 1, ": test loss ",
-                                       s.last_eval.loss, ", test accuracy ", s.last_eval.accuracy, " (",
-                                       s.last_eval.samples, " samples)"));
-    if (s.metrics)
-      s.metrics->record(JsonObject().add("type", "eval").add("step", s.step).add("epoch", s.epoch + 1)
-                            .add("test_loss", s.last_eval.loss).add("test_accuracy", s.last_eval.accuracy)
-                            .add("samples", s.last_eval.samples).add("time_s", seconds_since(run_begin)));
+    if (!s.datasets.test_loader) return;
+    s.outputs.last_eval = evaluate();
+    s.outputs.last_eval_step = s.position.step;
+    s.outputs.progress->message(detail::concat("eval step ", s.position.step, " epoch ", s.position.epoch + 1, ": test loss ",
+                                       s.outputs.last_eval.loss, ", test accuracy ", s.outputs.last_eval.accuracy, " (",
+                                       s.outputs.last_eval.samples, " samples)"));
+    if (s.outputs.metrics)
+      s.outputs.metrics->record(JsonObject().add("type", "eval").add("step", s.position.step).add("epoch", s.position.epoch + 1)
+                            .add("test_loss", s.outputs.last_eval.loss).add("test_accuracy", s.outputs.last_eval.accuracy)
+                            .add("samples", s.outputs.last_eval.samples).add("time_s", seconds_since(run_begin)));
   };
 
-  while (s.step < s.total_steps) {
+  while (s.position.step < s.position.total_steps) {
     if (loader.state().position >= loader.samples_per_epoch()) {
-      ++s.epoch;
-      loader.set_epoch(s.epoch);
+      ++s.position.epoch;
+      loader.set_epoch(s.position.epoch);
     }
     // Every rank votes on stopping; the vote travels while the step computes.
     stop_flag.copy_from(Tensor::from_vector(std::vector<int32_t>{stop_requested() ? 1 : 0}, Shape{1}));
@@ -414,24 +438,24 @@ TrainResult Trainer::run() {
       DTRAIN_CHECK(batch, "internal: the loader ran out of samples inside a step");
       const bool last = micro + 1 == c.train.accumulation || loader.state().position >= loader.samples_per_epoch();
       const auto t1 = Clock::now();
-      s.trace.span("data wait", t0, t1, TraceRecorder::compute, s.step);
+      s.outputs.trace.span("data wait", t0, t1, TraceRecorder::compute, s.position.step);
       const Tensor x = s.input(*batch), y = s.labels(*batch);
       const int64_t b = batch->size();
-      const Tensor logits = s.model->forward(x, ctx);
+      const Tensor logits = s.learner.model->forward(x, ctx);
       const LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(b));
       const auto t2 = Clock::now();
-      s.trace.span("forward", t1, t2, TraceRecorder::compute, s.step);
-      s.sync->begin_backward(last, b);
-      s.model->backward(loss.grad, ctx);
+      s.outputs.trace.span("forward", t1, t2, TraceRecorder::compute, s.position.step);
+      s.learner.sync->begin_backward(last, b);
+      s.learner.model->backward(loss.grad, ctx);
       const auto t3 = Clock::now();
-      s.trace.span("backward", t2, t3, TraceRecorder::compute, s.step);
-      s.sync->finish_backward();
+      s.outputs.trace.span("backward", t2, t3, TraceRecorder::compute, s.position.step);
+      s.learner.sync->finish_backward();
       if (last) {
         const auto t4 = Clock::now();
-        s.trace.span("allreduce wait", t3, t4, TraceRecorder::compute, s.step);
-        for (const SyncStats::Span& span : s.sync->last_stats().collectives)
-          s.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, s.step);
-        window_comm += s.sync->last_stats().comm_s;
+        s.outputs.trace.span("allreduce wait", t3, t4, TraceRecorder::compute, s.position.step);
+        for (const SyncStats::Span& span : s.learner.sync->last_stats().collectives)
+          s.outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, s.position.step);
+        window_comm += s.learner.sync->last_stats().comm_s;
       }
       // Training loss and accuracy of this rank's samples (averaged over ranks when logged).
       const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
@@ -447,31 +471,31 @@ TrainResult Trainer::run() {
 
     const auto t5 = Clock::now();
     if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm);
-    const float lr = learning_rate(s.schedule, c.optim.lr, s.step);
-    s.optimizer->step(arena, lr);
-    ++s.step;
+    const float lr = learning_rate(s.learner.lr_schedule, c.optim.lr, s.position.step);
+    s.learner.optimizer->step(arena, lr);
+    ++s.position.step;
     ++window_steps;
-    s.sync->after_step(s.step);
-    s.trace.span("optimizer", t5, Clock::now(), TraceRecorder::compute, s.step - 1);
+    s.learner.sync->after_step(s.position.step);
+    s.outputs.trace.span("optimizer", t5, Clock::now(), TraceRecorder::compute, s.position.step - 1);
     s.wait_collective(stop_vote, "allreduce of the stop vote");
     const bool signalled = world > 1 ? stop_flag.to_vector<int32_t>()[0] != 0 : stop_requested();
-    const bool stop = signalled || (c.train.stop_at_step > 0 && s.step >= c.train.stop_at_step);
+    const bool stop = signalled || (c.train.stop_at_step > 0 && s.position.step >= c.train.stop_at_step);
 
     const bool epoch_end = loader.state().position >= loader.samples_per_epoch();
     ProgressStatus status;
-    status.epoch = s.epoch;
+    status.epoch = s.position.epoch;
     status.epochs = epochs_total;
-    status.step = s.step;
-    status.total_steps = s.total_steps;
+    status.step = s.position.step;
+    status.total_steps = s.position.total_steps;
     status.lr = lr;
     const double elapsed = seconds_since(run_begin);
-    status.eta_s = elapsed / static_cast<double>(s.step - start_step) * static_cast<double>(s.total_steps - s.step);
+    status.eta_s = elapsed / static_cast<double>(s.position.step - start_step) * static_cast<double>(s.position.total_steps - s.position.step);
     status.loss = window_samples ? window_loss / static_cast<double>(window_samples) : 0;
     status.accuracy = window_samples ? static_cast<double>(window_correct) / static_cast<double>(window_samples) : 0;
     status.samples_per_s = static_cast<double>(window_samples * world) / std::max(1e-9, seconds_since(window_begin));
-    s.progress->update(status);
+    s.outputs.progress->update(status);
 
-    if (s.step % c.train.log_every == 0 || s.step == s.total_steps || stop) {
+    if (s.position.step % c.train.log_every == 0 || s.position.step == s.position.total_steps || stop) {
       // Global means over the window: one small all-reduce on the log interval.
       Tensor sums = Tensor::from_vector(std::vector<float>{static_cast<float>(window_loss),
                                                            static_cast<float>(window_correct),
@@ -484,9 +508,9 @@ TrainResult Trainer::run() {
       status.loss = g[2] > 0 ? g[0] / g[2] : 0;
       status.accuracy = g[2] > 0 ? g[1] / g[2] : 0;
       status.samples_per_s = g[2] / std::max(1e-9, window_s);
-      s.progress->report(status, window_comm, data_wait);
-      if (s.metrics)
-        s.metrics->record(JsonObject().add("type", "train").add("step", s.step).add("epoch", s.epoch + 1)
+      s.outputs.progress->report(status, window_comm, data_wait);
+      if (s.outputs.metrics)
+        s.outputs.metrics->record(JsonObject().add("type", "train").add("step", s.position.step).add("epoch", s.position.epoch + 1)
                               .add("loss", status.loss).add("accuracy", status.accuracy).add("lr", lr)
                               .add("samples_per_s", status.samples_per_s).add("comm_s", window_comm)
                               .add("data_wait_s", data_wait).add("steps", window_steps).add("time_s", elapsed));
@@ -496,31 +520,31 @@ TrainResult Trainer::run() {
       wait_mark = loader.wait_seconds();
     }
 
-    if ((c.train.eval_every > 0 && s.step % c.train.eval_every == 0) || (c.train.eval_every == 0 && epoch_end))
+    if ((c.train.eval_every > 0 && s.position.step % c.train.eval_every == 0) || (c.train.eval_every == 0 && epoch_end))
       evaluate_now();
-    if (c.checkpoint.every > 0 && s.step % c.checkpoint.every == 0) s.save_checkpoint();
+    if (c.checkpoint.every > 0 && s.position.step % c.checkpoint.every == 0) s.save_checkpoint();
     if (stop) {
       result.interrupted = true;
-      s.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)" : "train.stop_at_step reached",
-                                         ": stopping after step ", s.step, " of ", s.total_steps));
+      s.outputs.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)" : "train.stop_at_step reached",
+                                         ": stopping after step ", s.position.step, " of ", s.position.total_steps));
       break;
     }
   }
 
-  if (!result.interrupted && s.last_eval_step != s.step && s.step > start_step) evaluate_now();
-  if (s.last_checkpoint_step != s.step) s.save_checkpoint();
-  s.progress->finish();
+  if (!result.interrupted && s.outputs.last_eval_step != s.position.step && s.position.step > start_step) evaluate_now();
+  if (s.outputs.last_checkpoint_step != s.position.step) s.save_checkpoint();
+  s.outputs.progress->finish();
   result.seconds = seconds_since(run_begin);
-  if (s.trace.enabled()) s.trace.write(comm, c.log.trace);
-  result.steps = s.step;
-  result.epoch = s.epoch;
-  result.test = s.last_eval;
-  result.checkpoint = s.last_checkpoint;
-  const int64_t done = s.step - start_step;
+  if (s.outputs.trace.enabled()) s.outputs.trace.write(comm, c.log.trace);
+  result.steps = s.position.step;
+  result.epoch = s.position.epoch;
+  result.test = s.outputs.last_eval;
+  result.checkpoint = s.outputs.last_checkpoint;
+  const int64_t done = s.position.step - start_step;
   log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} samples/s){}",
-           result.interrupted ? "stopped" : "finished", s.step, done, result.seconds,
+           result.interrupted ? "stopped" : "finished", s.position.step, done, result.seconds,
            done > 0 ? static_cast<double>(done * c.train.batch_size * c.train.accumulation * world) / result.seconds : 0.0,
-           s.last_eval.samples > 0 ? detail::concat(": test accuracy ", s.last_eval.accuracy, ", test loss ", s.last_eval.loss)
+           s.outputs.last_eval.samples > 0 ? detail::concat(": test accuracy ", s.outputs.last_eval.accuracy, ", test loss ", s.outputs.last_eval.loss)
                                    : std::string());
   return result;
 }
