@@ -94,6 +94,20 @@ data::LoaderOptions loader_options(const TrainConfig& c, Device device, bool tra
   return o;
 }
 
+// BLAS threads: the cores this rank may run on (its affinity mask, so a launcher's binding or a
+// Slurm cpuset is respected) shared among the ranks on the node, unless configured.
+void set_blas_threads_per_rank(int configured, int ranks_on_node) {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  const int cores = sched_getaffinity(0, sizeof(mask), &mask) == 0
+                        ? std::max(1, CPU_COUNT(&mask))
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = configured > 0 ? configured : std::max(1, cores / std::max(1, ranks_on_node));
+  cpu::set_blas_threads(threads);
+  log_info("BLAS threads per rank: {} ({} usable cores, {} ranks on this node), OpenBLAS {} kernels", threads, cores,
+           ranks_on_node, cpu::blas_core_name());
+}
+
 }  // namespace
 
 struct Trainer::State {
@@ -140,11 +154,20 @@ struct Trainer::State {
   Position position;
   Outputs outputs;
 
+  // Setup, in this order.
+  void start_runtime();
+  void open_data();
+  void build_learner();
+  void plan_steps();
+  void resume();
+  void broadcast_parameters();
+  void open_outputs();
+
+  void save_checkpoint();
+
   bool rank0() const { return runtime.comm->rank() == 0; }
   Tensor input(const data::Batch& b) const;
   Tensor labels(const data::Batch& b) const { return runtime.device.is_cpu() ? b.y : b.y.to(runtime.device); }
-  void resume();
-  void save_checkpoint();
   void wait_collective(const Work& work, const char* what) const;
 };
 
@@ -159,104 +182,126 @@ void Trainer::State::wait_collective(const Work& work, const char* what) const {
   wait_or_abort(work, config.comm.timeout_s, what);
 }
 
-Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
-  State& s = *s_;
-  s.config = std::move(config);
-  TrainConfig& c = s.config;
-  s.runtime.env = detect_launch_env();
-  s.runtime.device = choose_device(c.train.device, s.runtime.env);
-  if (s.runtime.device.is_cuda()) gpu::set_device(s.runtime.device.index);
+// ---- setup steps --------------------------------------------------------------------------
+
+void Trainer::State::start_runtime() {
+  const TrainConfig& c = config;
+  runtime.env = detect_launch_env();
+  runtime.device = choose_device(c.train.device, runtime.env);
+  if (runtime.device.is_cuda()) gpu::set_device(runtime.device.index);
 
   CommOptions comm_options;
   comm_options.backend = c.comm.backend;
-  comm_options.model_device = s.runtime.device;
-  comm_options.gpu = s.runtime.device.is_cuda() ? s.runtime.device.index : -1;
+  comm_options.model_device = runtime.device;
+  comm_options.gpu = runtime.device.is_cuda() ? runtime.device.index : -1;
   comm_options.log_world = false;
-  s.runtime.comm = make_communicator(comm_options);
-  Communicator& comm = *s.runtime.comm;
+  runtime.comm = make_communicator(comm_options);
+  Communicator& comm = *runtime.comm;
   init_logging(comm.rank(), comm.size(), c.log.all_ranks);
   spdlog::set_level(comm.rank() == 0 || c.log.all_ranks ? spdlog::level::from_str(c.log.level) : spdlog::level::warn);
   log_info("dtrain {} train: config {}, launcher {}", DTRAIN_VERSION, c.source.empty() ? "(none)" : c.source,
-           s.runtime.env.launcher);
+           runtime.env.launcher);
   describe_world(comm, true);
+  if (runtime.device.is_cpu()) set_blas_threads_per_rank(c.train.threads, comm.local_size());
+}
 
-  // BLAS threads: the cores this rank may run on (its affinity mask, so a launcher's binding or a
-  // Slurm cpuset is respected) shared among the ranks on the node, unless configured.
-  if (s.runtime.device.is_cpu()) {
-    cpu_set_t mask;
-    CPU_ZERO(&mask);
-    const int cores = sched_getaffinity(0, sizeof(mask), &mask) == 0
-                          ? std::max(1, CPU_COUNT(&mask))
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int threads = c.train.threads > 0 ? c.train.threads : std::max(1, cores / std::max(1, comm.local_size()));
-    cpu::set_blas_threads(threads);
-    log_info("BLAS threads per rank: {} ({} usable cores, {} ranks on this node), OpenBLAS {} kernels", threads, cores,
-             comm.local_size(), cpu::blas_core_name());
-  }
+// The data comes before the model: it fixes the model's input shape and classes.
+void Trainer::State::open_data() {
+  TrainConfig& c = config;
+  const Communicator& comm = *runtime.comm;
+  datasets.train_info = data::inspect_dataset(c.data.train);
+  const data::DatasetInfo& train = datasets.train_info;
+  c.model.input_shape = resolve_input_shape(c.model, train);
+  if (c.model.num_classes == 0) c.model.num_classes = train.num_classes;
+  DTRAIN_CHECK(c.model.num_classes >= train.num_classes, "config key model.num_classes: ", c.model.num_classes,
+               " is less than the ", train.num_classes, " classes of ", c.data.train);
+  datasets.train_loader =
+      std::make_unique<data::Loader>(c.data.train, comm.rank(), comm.size(), loader_options(c, runtime.device, true));
+  if (c.data.test.empty()) return;
+  datasets.test_loader =
+      std::make_unique<data::Loader>(c.data.test, comm.rank(), comm.size(), loader_options(c, runtime.device, false));
+  const data::DatasetInfo& test = datasets.test_loader->info();
+  DTRAIN_CHECK(test.sample_shape == train.sample_shape, "config key data.test: samples of ", c.data.test, " are ",
+               test.sample_shape.str(), ", the training data's are ", train.sample_shape.str());
+  DTRAIN_CHECK(test.num_classes <= c.model.num_classes, "config key data.test: ", c.data.test, " has ",
+               test.num_classes, " classes, the model ", c.model.num_classes);
+}
 
-  // Data first: it fixes the model's input shape and classes.
-  s.datasets.train_info = data::inspect_dataset(c.data.train);
-  c.model.input_shape = resolve_input_shape(c.model, s.datasets.train_info);
-  if (c.model.num_classes == 0) c.model.num_classes = s.datasets.train_info.num_classes;
-  DTRAIN_CHECK(c.model.num_classes >= s.datasets.train_info.num_classes, "config key model.num_classes: ",
-               c.model.num_classes, " is less than the ", s.datasets.train_info.num_classes, " classes of ", c.data.train);
-  s.datasets.train_loader = std::make_unique<data::Loader>(c.data.train, comm.rank(), comm.size(), loader_options(c, s.runtime.device, true));
-  if (!c.data.test.empty()) {
-    s.datasets.test_loader = std::make_unique<data::Loader>(c.data.test, comm.rank(), comm.size(), loader_options(c, s.runtime.device, false));
-    const data::DatasetInfo& test = s.datasets.test_loader->info();
-    DTRAIN_CHECK(test.sample_shape == s.datasets.train_info.sample_shape, "config key data.test: samples of ", c.data.test,
-                 " are ", test.sample_shape.str(), ", the training data's are ", s.datasets.train_info.sample_shape.str());
-    DTRAIN_CHECK(test.num_classes <= c.model.num_classes, "config key data.test: ", c.data.test, " has ",
-                 test.num_classes, " classes, the model ", c.model.num_classes);
-  }
-
-  s.learner.model = create_model(c.model);
-  s.learner.model->build(s.runtime.device, c.train.seed);
-  s.learner.optimizer = make_optimizer(c.optim, s.learner.model->arena());
+void Trainer::State::build_learner() {
+  const TrainConfig& c = config;
+  Communicator& comm = *runtime.comm;
+  learner.model = create_model(c.model);
+  learner.model->build(runtime.device, c.train.seed);
+  learner.optimizer = make_optimizer(c.optim, learner.model->arena());
   ParamSyncOptions sync_options;
   sync_options.bucket_bytes = static_cast<int64_t>(c.comm.bucket_mb * (1 << 20));
   sync_options.first_bucket_bytes = static_cast<int64_t>(c.comm.first_bucket_mb * (1 << 20));
   sync_options.timeout_s = c.comm.timeout_s;
   sync_options.check_every_steps = c.comm.check_every;
   sync_options.compress_bf16 = c.comm.compress == "bf16";
-  sync_options.signature = s.learner.model->signature();
-  s.learner.sync = std::make_unique<ParamSync>(comm, s.learner.model->arena(), sync_options);
-  s.learner.sync->verify_signature();
-  s.learner.dropout_rng = Generator(RngKey{c.train.seed, static_cast<uint32_t>(comm.rank()), static_cast<uint32_t>(RngPurpose::dropout)});
+  sync_options.signature = learner.model->signature();
+  learner.sync = std::make_unique<ParamSync>(comm, learner.model->arena(), sync_options);
+  learner.sync->verify_signature();
+  learner.dropout_rng =
+      Generator(RngKey{c.train.seed, static_cast<uint32_t>(comm.rank()), static_cast<uint32_t>(RngPurpose::dropout)});
+}
 
-  const int64_t micro_batches = (s.datasets.train_loader->samples_per_epoch() + c.train.batch_size - 1) / c.train.batch_size;
-  s.position.steps_per_epoch = (micro_batches + c.train.accumulation - 1) / c.train.accumulation;
-  DTRAIN_CHECK(s.position.steps_per_epoch > 0, "data.train: ", c.data.train, " has no samples");
-  s.position.total_steps = c.train.max_steps > 0 ? c.train.max_steps : c.train.epochs * s.position.steps_per_epoch;
-  s.learner.lr_schedule = c.schedule;
-  if (s.learner.lr_schedule.total_steps == 0) s.learner.lr_schedule.total_steps = s.position.total_steps;
+// Steps per epoch and in all (train.max_steps or train.epochs), the schedule's length, and the
+// log lines that describe the model and the data per step.
+void Trainer::State::plan_steps() {
+  const TrainConfig& c = config;
+  const int64_t samples_per_epoch = datasets.train_loader->samples_per_epoch();
+  const int64_t micro_batches = (samples_per_epoch + c.train.batch_size - 1) / c.train.batch_size;
+  position.steps_per_epoch = (micro_batches + c.train.accumulation - 1) / c.train.accumulation;
+  DTRAIN_CHECK(position.steps_per_epoch > 0, "data.train: ", c.data.train, " has no samples");
+  position.total_steps = c.train.max_steps > 0 ? c.train.max_steps : c.train.epochs * position.steps_per_epoch;
+  learner.lr_schedule = c.schedule;
+  if (learner.lr_schedule.total_steps == 0) learner.lr_schedule.total_steps = position.total_steps;
 
-  int64_t params = s.learner.model->arena().numel();
+  const int64_t params = learner.model->arena().numel();
+  const int world = runtime.comm->size();
   log_info("model {}: {} parameters ({:.1f} MiB) on {}, {} gradient bucket(s); optimizer {}, lr {}", c.model.type,
-           params, params * 4.0 / (1 << 20), s.runtime.device.str(), s.learner.sync->buckets().size(), c.optim.type, c.optim.lr);
+           params, params * 4.0 / (1 << 20), runtime.device.str(), learner.sync->buckets().size(), c.optim.type,
+           c.optim.lr);
   log_info("data {}: {} samples, {} per rank per epoch, batch {} x {} rank(s) x {} micro-step(s) = {} per step, "
-           "{} steps per epoch", c.data.train, s.datasets.train_info.size, s.datasets.train_loader->samples_per_epoch(),
-           c.train.batch_size, comm.size(), c.train.accumulation,
-           c.train.batch_size * comm.size() * c.train.accumulation, s.position.steps_per_epoch);
+           "{} steps per epoch", c.data.train, datasets.train_info.size, samples_per_epoch, c.train.batch_size, world,
+           c.train.accumulation, c.train.batch_size * world * c.train.accumulation, position.steps_per_epoch);
+}
 
-  s.resume();
+// Every rank starts from rank 0's parameters and optimizer slots.
+void Trainer::State::broadcast_parameters() {
   std::vector<Tensor> extra;
-  for (auto& [name, slot] : s.learner.optimizer->slots()) extra.push_back(*slot);
-  s.learner.sync->broadcast_parameters(extra);
+  for (auto& [name, slot] : learner.optimizer->slots()) extra.push_back(*slot);
+  learner.sync->broadcast_parameters(extra);
+}
 
-  if (s.rank0()) {
+void Trainer::State::open_outputs() {
+  const TrainConfig& c = config;
+  if (rank0()) {
     ensure_directory(c.log.dir);
     write_file_atomic(c.log.dir + "/config.ini", to_ini(c));
-    s.outputs.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
+    outputs.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
   }
   // mpirun gives every rank a pseudo-terminal even when its own output goes to a file, so "auto"
   // draws a bar only for a single process on a terminal.
-  const std::string progress = c.log.progress == "auto" && s.runtime.env.launcher != "single" ? "lines" : c.log.progress;
-  s.outputs.progress = std::make_unique<Progress>(progress, s.rank0());
+  const std::string progress = c.log.progress == "auto" && runtime.env.launcher != "single" ? "lines" : c.log.progress;
+  outputs.progress = std::make_unique<Progress>(progress, rank0());
   if (!c.log.trace.empty()) {
-    s.wait_collective(comm.barrier(), "barrier before the trace starts");
-    s.outputs.trace = TraceRecorder(comm.rank(), Clock::now());
+    wait_collective(runtime.comm->barrier(), "barrier before the trace starts");
+    outputs.trace = TraceRecorder(runtime.comm->rank(), Clock::now());
   }
+}
+
+Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
+  State& s = *s_;
+  s.config = std::move(config);
+  s.start_runtime();
+  s.open_data();
+  s.build_learner();
+  s.plan_steps();
+  s.resume();
+  s.broadcast_parameters();
+  s.open_outputs();
 }
 
 Trainer::~Trainer() = default;
