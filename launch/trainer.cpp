@@ -24,6 +24,7 @@
 #include "data/loader.h"
 #include "launch/checkpoint.h"
 #include "launch/collective_wait.h"
+#include "launch/log_window.h"
 #include "launch/metrics.h"
 #include "launch/trace.h"
 #include "optim/optimizer.h"
@@ -442,10 +443,8 @@ TrainResult Trainer::run() {
 
   TrainResult result;
   const auto run_begin = Clock::now();
-  auto window_begin = run_begin;
-  double window_loss = 0, window_comm = 0;
-  int64_t window_correct = 0, window_samples = 0, window_steps = 0;
-  double wait_mark = loader.wait_seconds();
+  LogWindow window(comm, c.comm.timeout_s, *s.outputs.progress, s.outputs.metrics.get(), run_begin,
+                   loader.wait_seconds());
   Tensor stop_flag = Tensor::zeros(Shape{1}, DType::i32, comm.device());
 
   PassContext ctx;
@@ -476,6 +475,7 @@ TrainResult Trainer::run() {
     stop_flag.copy_from(Tensor::from_vector(std::vector<int32_t>{stop_requested() ? 1 : 0}, Shape{1}));
     const Work stop_vote = world > 1 ? comm.allreduce(stop_flag, ReduceOp::max) : Work::done("stop vote");
 
+    StepStats stats;
     arena.zero_grad();
     for (int micro = 0; micro < c.train.accumulation; ++micro) {
       const auto t0 = Clock::now();
@@ -500,17 +500,16 @@ TrainResult Trainer::run() {
         s.outputs.trace.span("allreduce wait", t3, t4, TraceRecorder::compute, s.position.step);
         for (const SyncStats::Span& span : s.learner.sync->last_stats().collectives)
           s.outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, s.position.step);
-        window_comm += s.learner.sync->last_stats().comm_s;
+        stats.comm_s = s.learner.sync->last_stats().comm_s;
       }
       // Training loss and accuracy of this rank's samples (averaged over ranks when logged).
       const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
       const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
       const int64_t* labels = batch->y.data<int64_t>();
       for (int64_t i = 0; i < b; ++i) {
-        window_loss += per_sample[i];
-        window_correct += predicted[i] == labels[i];
+        stats.sample_losses.push_back(per_sample[i]);
+        stats.correct += predicted[i] == labels[i];
       }
-      window_samples += b;
       if (last) break;
     }
 
@@ -519,7 +518,7 @@ TrainResult Trainer::run() {
     const float lr = learning_rate(s.learner.lr_schedule, c.optim.lr, s.position.step);
     s.learner.optimizer->step(arena, lr);
     ++s.position.step;
-    ++window_steps;
+    window.add(stats);
     s.learner.sync->after_step(s.position.step);
     s.outputs.trace.span("optimizer", t5, Clock::now(), TraceRecorder::compute, s.position.step - 1);
     s.wait_collective(stop_vote, "allreduce of the stop vote");
@@ -535,35 +534,10 @@ TrainResult Trainer::run() {
     status.lr = lr;
     const double elapsed = seconds_since(run_begin);
     status.eta_s = elapsed / static_cast<double>(s.position.step - start_step) * static_cast<double>(s.position.total_steps - s.position.step);
-    status.loss = window_samples ? window_loss / static_cast<double>(window_samples) : 0;
-    status.accuracy = window_samples ? static_cast<double>(window_correct) / static_cast<double>(window_samples) : 0;
-    status.samples_per_s = static_cast<double>(window_samples * world) / std::max(1e-9, seconds_since(window_begin));
-    s.outputs.progress->update(status);
+    window.update(status);
 
-    if (s.position.step % c.train.log_every == 0 || s.position.step == s.position.total_steps || stop) {
-      // Global means over the window: one small all-reduce on the log interval.
-      Tensor sums = Tensor::from_vector(std::vector<float>{static_cast<float>(window_loss),
-                                                           static_cast<float>(window_correct),
-                                                           static_cast<float>(window_samples)},
-                                        Shape{3}, comm.device());
-      s.wait_collective(comm.allreduce(sums, ReduceOp::sum), "allreduce of the training loss");
-      const std::vector<float> g = sums.to_vector<float>();
-      const double window_s = seconds_since(window_begin);
-      const double data_wait = loader.wait_seconds() - wait_mark;
-      status.loss = g[2] > 0 ? g[0] / g[2] : 0;
-      status.accuracy = g[2] > 0 ? g[1] / g[2] : 0;
-      status.samples_per_s = g[2] / std::max(1e-9, window_s);
-      s.outputs.progress->report(status, window_comm, data_wait);
-      if (s.outputs.metrics)
-        s.outputs.metrics->record(JsonObject().add("type", "train").add("step", s.position.step).add("epoch", s.position.epoch + 1)
-                              .add("loss", status.loss).add("accuracy", status.accuracy).add("lr", lr)
-                              .add("samples_per_s", status.samples_per_s).add("comm_s", window_comm)
-                              .add("data_wait_s", data_wait).add("steps", window_steps).add("time_s", elapsed));
-      window_begin = Clock::now();
-      window_loss = window_comm = 0;
-      window_correct = window_samples = window_steps = 0;
-      wait_mark = loader.wait_seconds();
-    }
+    if (s.position.step % c.train.log_every == 0 || s.position.step == s.position.total_steps || stop)
+      window.report(status, elapsed, loader.wait_seconds());
 
     if ((c.train.eval_every > 0 && s.position.step % c.train.eval_every == 0) || (c.train.eval_every == 0 && epoch_end))
       evaluate_now();
