@@ -164,7 +164,15 @@ struct Trainer::State {
   void broadcast_parameters();
   void open_outputs();
 
+  bool epoch_done() const;
+  void start_epoch_if_done();
+  StepStats train_step();
+  bool micro_step(PassContext& ctx, bool last_of_accumulation, StepStats& stats);
+  ProgressStatus progress_status(float lr, double elapsed_s, int64_t start_step) const;
+  EvalResult evaluate();
+  void evaluate_and_report(Clock::time_point run_begin);
   void save_checkpoint();
+  TrainResult finish_run(bool interrupted, int64_t start_step, Clock::time_point run_begin);
 
   bool rank0() const { return runtime.comm->rank() == 0; }
   Tensor input(const data::Batch& b) const;
@@ -389,21 +397,21 @@ void Trainer::State::save_checkpoint() {
 
 // ---- evaluation ---------------------------------------------------------------------------
 
-EvalResult Trainer::evaluate() {
-  State& s = *s_;
-  DTRAIN_CHECK(s.datasets.test_loader, "evaluate: no test data (data.test is empty)");
+EvalResult Trainer::State::evaluate() {
+  DTRAIN_CHECK(datasets.test_loader, "evaluate: no test data (data.test is empty)");
   const auto begin = Clock::now();
-  data::Loader& loader = *s.datasets.test_loader;
+  data::Loader& loader = *datasets.test_loader;
+  Communicator& comm = *runtime.comm;
   loader.set_epoch(0);
-  const int world = s.runtime.comm->size(), rank = s.runtime.comm->rank();
+  const int world = comm.size(), rank = comm.rank();
   const int64_t n = loader.info().size;
   PassContext ctx;
   ctx.training = false;
   double loss_sum = 0;
   int64_t correct = 0, counted = 0, k = 0;
   while (std::optional<data::Batch> b = loader.next()) {
-    const Tensor logits = s.learner.model->forward(s.input(*b), ctx);
-    const LossOutput loss = softmax_cross_entropy(logits, s.labels(*b), 1.0f);
+    const Tensor logits = learner.model->forward(input(*b), ctx);
+    const LossOutput loss = softmax_cross_entropy(logits, labels(*b), 1.0f);
     const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
     const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
     const int64_t* y = b->y.data<int64_t>();
@@ -416,155 +424,236 @@ EvalResult Trainer::evaluate() {
       correct += predicted[i] == y[i];
     }
   }
-  Tensor counts = Tensor::from_vector(std::vector<int64_t>{correct, counted}, Shape{2}, s.runtime.comm->device());
-  Tensor losses = Tensor::from_vector(std::vector<float>{static_cast<float>(loss_sum)}, Shape{1}, s.runtime.comm->device());
-  s.wait_collective(s.runtime.comm->allreduce(counts, ReduceOp::sum), "allreduce of the evaluation counts");
-  s.wait_collective(s.runtime.comm->allreduce(losses, ReduceOp::sum), "allreduce of the evaluation loss");
+  Tensor counts = Tensor::from_vector(std::vector<int64_t>{correct, counted}, Shape{2}, comm.device());
+  Tensor losses = Tensor::from_vector(std::vector<float>{static_cast<float>(loss_sum)}, Shape{1}, comm.device());
+  wait_collective(comm.allreduce(counts, ReduceOp::sum), "allreduce of the evaluation counts");
+  wait_collective(comm.allreduce(losses, ReduceOp::sum), "allreduce of the evaluation loss");
   const std::vector<int64_t> total = counts.to_vector<int64_t>();
   EvalResult result;
   result.samples = total[1];
   result.accuracy = total[1] > 0 ? static_cast<double>(total[0]) / static_cast<double>(total[1]) : 0.0;
   result.loss = total[1] > 0 ? losses.to_vector<float>()[0] / static_cast<double>(total[1]) : 0.0;
-  s.outputs.trace.span("evaluate", begin, Clock::now(), TraceRecorder::compute, s.position.step);
+  outputs.trace.span("evaluate", begin, Clock::now(), TraceRecorder::compute, position.step);
   return result;
+}
+
+EvalResult Trainer::evaluate() { return s_->evaluate(); }
+
+// Without test data: nothing. Otherwise a progress message and a metrics.jsonl "eval" record.
+void Trainer::State::evaluate_and_report(Clock::time_point run_begin) {
+  if (!datasets.test_loader) return;
+  outputs.last_eval = evaluate();
+  const EvalResult& eval = outputs.last_eval;
+  outputs.last_eval_step = position.step;
+  outputs.progress->message(detail::concat("eval step ", position.step, " epoch ", position.epoch + 1, ": test loss ",
+                                           eval.loss, ", test accuracy ", eval.accuracy, " (", eval.samples,
+                                           " samples)"));
+  if (outputs.metrics)
+    outputs.metrics->record(JsonObject().add("type", "eval").add("step", position.step).add("epoch", position.epoch + 1)
+                                .add("test_loss", eval.loss).add("test_accuracy", eval.accuracy)
+                                .add("samples", eval.samples).add("time_s", seconds_since(run_begin)));
+}
+
+// ---- the training step --------------------------------------------------------------------
+
+namespace {
+
+// This rank's per-sample training losses and hits (averaged over ranks when logged).
+void count_samples(const data::Batch& batch, const LossOutput& loss, const Tensor& logits, StepStats& stats) {
+  const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
+  const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
+  const int64_t* labels = batch.y.data<int64_t>();
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    stats.sample_losses.push_back(per_sample[i]);
+    stats.correct += predicted[i] == labels[i];
+  }
+}
+
+}  // namespace
+
+bool Trainer::State::epoch_done() const {
+  return datasets.train_loader->state().position >= datasets.train_loader->samples_per_epoch();
+}
+
+void Trainer::State::start_epoch_if_done() {
+  if (!epoch_done()) return;
+  ++position.epoch;
+  datasets.train_loader->set_epoch(position.epoch);
+}
+
+// One optimizer step on this rank: the step's micro-batches (fewer at an epoch's end), with
+// ParamSync all-reducing the gradients as backward produces them; then clipping, the scheduled
+// learning rate and the optimizer.
+StepStats Trainer::State::train_step() {
+  const TrainConfig& c = config;
+  ParameterArena& arena = learner.model->arena();
+  PassContext ctx;
+  ctx.training = true;
+  ctx.dropout_rng = &learner.dropout_rng;
+  ctx.arena = &arena;
+  ctx.input_grad = false;  // the batch is data: no gradient for it
+
+  StepStats stats;
+  arena.zero_grad();
+  for (int micro = 0; micro < c.train.accumulation; ++micro)
+    if (micro_step(ctx, micro + 1 == c.train.accumulation, stats)) break;
+
+  const auto begin = Clock::now();
+  if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm);
+  stats.lr = learning_rate(learner.lr_schedule, c.optim.lr, position.step);
+  learner.optimizer->step(arena, stats.lr);
+  ++position.step;
+  learner.sync->after_step(position.step);
+  outputs.trace.span("optimizer", begin, Clock::now(), TraceRecorder::compute, position.step - 1);
+  return stats;
+}
+
+// Forward, loss and backward of one micro-batch; the step's last one (the accumulation's or the
+// epoch's) lets ParamSync finish the all-reduces. Returns whether it was the last.
+bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, StepStats& stats) {
+  const int64_t step = position.step;
+  const auto t0 = Clock::now();
+  std::optional<data::Batch> batch = datasets.train_loader->next();
+  DTRAIN_CHECK(batch, "internal: the loader ran out of samples inside a step");
+  const bool last = last_of_accumulation || epoch_done();
+  const auto t1 = Clock::now();
+  outputs.trace.span("data wait", t0, t1, TraceRecorder::compute, step);
+  const Tensor x = input(*batch), y = labels(*batch);
+  const int64_t b = batch->size();
+  const Tensor logits = learner.model->forward(x, ctx);
+  const LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(b));
+  const auto t2 = Clock::now();
+  outputs.trace.span("forward", t1, t2, TraceRecorder::compute, step);
+  learner.sync->begin_backward(last, b);
+  learner.model->backward(loss.grad, ctx);
+  const auto t3 = Clock::now();
+  outputs.trace.span("backward", t2, t3, TraceRecorder::compute, step);
+  learner.sync->finish_backward();
+  if (last) {
+    outputs.trace.span("allreduce wait", t3, Clock::now(), TraceRecorder::compute, step);
+    for (const SyncStats::Span& span : learner.sync->last_stats().collectives)
+      outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, step);
+    stats.comm_s = learner.sync->last_stats().comm_s;
+  }
+  count_samples(*batch, loss, logits, stats);
+  return last;
 }
 
 // ---- the training loop --------------------------------------------------------------------
 
+namespace {
+
+// What follows the step that brought the count to `step`.
+bool log_due(const TrainConfig& c, int64_t step, int64_t total_steps, bool stopping) {
+  return step % c.train.log_every == 0 || step == total_steps || stopping;
+}
+bool evaluation_due(const TrainConfig& c, int64_t step, bool epoch_end) {
+  return (c.train.eval_every > 0 && step % c.train.eval_every == 0) || (c.train.eval_every == 0 && epoch_end);
+}
+bool checkpoint_due(const TrainConfig& c, int64_t step) {
+  return c.checkpoint.every > 0 && step % c.checkpoint.every == 0;
+}
+bool stop_step_reached(const TrainConfig& c, int64_t step) {
+  return c.train.stop_at_step > 0 && step >= c.train.stop_at_step;
+}
+
+// Every rank votes on stopping at the start of a step; the vote (an all-reduce of the votes'
+// maximum) travels while the step computes.
+class StopVote {
+ public:
+  StopVote(Communicator& comm, double timeout_s)
+      : comm_(comm), timeout_s_(timeout_s), flag_(Tensor::zeros(Shape{1}, DType::i32, comm.device())) {}
+  void start() {
+    flag_.copy_from(Tensor::from_vector(std::vector<int32_t>{stop_requested() ? 1 : 0}, Shape{1}));
+    vote_ = comm_.size() > 1 ? comm_.allreduce(flag_, ReduceOp::max) : Work::done("stop vote");
+  }
+  // Whether a rank voted to stop (a single process: whether a stop is requested by now).
+  bool finish() const {
+    wait_or_abort(vote_, timeout_s_, "allreduce of the stop vote");
+    return comm_.size() > 1 ? flag_.to_vector<int32_t>()[0] != 0 : stop_requested();
+  }
+
+ private:
+  Communicator& comm_;
+  double timeout_s_;
+  Tensor flag_;
+  Work vote_;
+};
+
+}  // namespace
+
+// Where the run stands after a step, for the progress display (the log window adds the statistics).
+ProgressStatus Trainer::State::progress_status(float lr, double elapsed_s, int64_t start_step) const {
+  ProgressStatus status;
+  status.epoch = position.epoch;
+  status.epochs = (position.total_steps + position.steps_per_epoch - 1) / position.steps_per_epoch;
+  status.step = position.step;
+  status.total_steps = position.total_steps;
+  status.lr = lr;
+  status.eta_s = elapsed_s / static_cast<double>(position.step - start_step) *
+                 static_cast<double>(position.total_steps - position.step);
+  return status;
+}
+
 TrainResult Trainer::run() {
   State& s = *s_;
   const TrainConfig& c = s.config;
-  Communicator& comm = *s.runtime.comm;
-  ParameterArena& arena = s.learner.model->arena();
-  data::Loader& loader = *s.datasets.train_loader;
-  const int world = comm.size();
-  const int64_t epochs_total = (s.position.total_steps + s.position.steps_per_epoch - 1) / s.position.steps_per_epoch;
-  const int64_t start_step = s.position.step;
-
-  TrainResult result;
+  const State::Position& at = s.position;
+  const data::Loader& loader = *s.datasets.train_loader;
+  const int64_t start_step = at.step;
   const auto run_begin = Clock::now();
-  LogWindow window(comm, c.comm.timeout_s, *s.outputs.progress, s.outputs.metrics.get(), run_begin,
+  LogWindow window(*s.runtime.comm, c.comm.timeout_s, *s.outputs.progress, s.outputs.metrics.get(), run_begin,
                    loader.wait_seconds());
-  Tensor stop_flag = Tensor::zeros(Shape{1}, DType::i32, comm.device());
-
-  PassContext ctx;
-  ctx.training = true;
-  ctx.dropout_rng = &s.learner.dropout_rng;
-  ctx.arena = &arena;
-  ctx.input_grad = false;  // the batch is data: no gradient for it
-
-  const auto evaluate_now = [&] {
-    if (!s.datasets.test_loader) return;
-    s.outputs.last_eval = evaluate();
-    s.outputs.last_eval_step = s.position.step;
-    s.outputs.progress->message(detail::concat("eval step ", s.position.step, " epoch ", s.position.epoch + 1, ": test loss ",
-                                       s.outputs.last_eval.loss, ", test accuracy ", s.outputs.last_eval.accuracy, " (",
-                                       s.outputs.last_eval.samples, " samples)"));
-    if (s.outputs.metrics)
-      s.outputs.metrics->record(JsonObject().add("type", "eval").add("step", s.position.step).add("epoch", s.position.epoch + 1)
-                            .add("test_loss", s.outputs.last_eval.loss).add("test_accuracy", s.outputs.last_eval.accuracy)
-                            .add("samples", s.outputs.last_eval.samples).add("time_s", seconds_since(run_begin)));
-  };
-
-  while (s.position.step < s.position.total_steps) {
-    if (loader.state().position >= loader.samples_per_epoch()) {
-      ++s.position.epoch;
-      loader.set_epoch(s.position.epoch);
-    }
-    // Every rank votes on stopping; the vote travels while the step computes.
-    stop_flag.copy_from(Tensor::from_vector(std::vector<int32_t>{stop_requested() ? 1 : 0}, Shape{1}));
-    const Work stop_vote = world > 1 ? comm.allreduce(stop_flag, ReduceOp::max) : Work::done("stop vote");
-
-    StepStats stats;
-    arena.zero_grad();
-    for (int micro = 0; micro < c.train.accumulation; ++micro) {
-      const auto t0 = Clock::now();
-      std::optional<data::Batch> batch = loader.next();
-      DTRAIN_CHECK(batch, "internal: the loader ran out of samples inside a step");
-      const bool last = micro + 1 == c.train.accumulation || loader.state().position >= loader.samples_per_epoch();
-      const auto t1 = Clock::now();
-      s.outputs.trace.span("data wait", t0, t1, TraceRecorder::compute, s.position.step);
-      const Tensor x = s.input(*batch), y = s.labels(*batch);
-      const int64_t b = batch->size();
-      const Tensor logits = s.learner.model->forward(x, ctx);
-      const LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(b));
-      const auto t2 = Clock::now();
-      s.outputs.trace.span("forward", t1, t2, TraceRecorder::compute, s.position.step);
-      s.learner.sync->begin_backward(last, b);
-      s.learner.model->backward(loss.grad, ctx);
-      const auto t3 = Clock::now();
-      s.outputs.trace.span("backward", t2, t3, TraceRecorder::compute, s.position.step);
-      s.learner.sync->finish_backward();
-      if (last) {
-        const auto t4 = Clock::now();
-        s.outputs.trace.span("allreduce wait", t3, t4, TraceRecorder::compute, s.position.step);
-        for (const SyncStats::Span& span : s.learner.sync->last_stats().collectives)
-          s.outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, s.position.step);
-        stats.comm_s = s.learner.sync->last_stats().comm_s;
-      }
-      // Training loss and accuracy of this rank's samples (averaged over ranks when logged).
-      const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
-      const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
-      const int64_t* labels = batch->y.data<int64_t>();
-      for (int64_t i = 0; i < b; ++i) {
-        stats.sample_losses.push_back(per_sample[i]);
-        stats.correct += predicted[i] == labels[i];
-      }
-      if (last) break;
-    }
-
-    const auto t5 = Clock::now();
-    if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm);
-    const float lr = learning_rate(s.learner.lr_schedule, c.optim.lr, s.position.step);
-    s.learner.optimizer->step(arena, lr);
-    ++s.position.step;
+  StopVote stop_vote(*s.runtime.comm, c.comm.timeout_s);
+  bool interrupted = false;
+  while (at.step < at.total_steps) {
+    s.start_epoch_if_done();
+    stop_vote.start();
+    const StepStats stats = s.train_step();
     window.add(stats);
-    s.learner.sync->after_step(s.position.step);
-    s.outputs.trace.span("optimizer", t5, Clock::now(), TraceRecorder::compute, s.position.step - 1);
-    s.wait_collective(stop_vote, "allreduce of the stop vote");
-    const bool signalled = world > 1 ? stop_flag.to_vector<int32_t>()[0] != 0 : stop_requested();
-    const bool stop = signalled || (c.train.stop_at_step > 0 && s.position.step >= c.train.stop_at_step);
-
-    const bool epoch_end = loader.state().position >= loader.samples_per_epoch();
-    ProgressStatus status;
-    status.epoch = s.position.epoch;
-    status.epochs = epochs_total;
-    status.step = s.position.step;
-    status.total_steps = s.position.total_steps;
-    status.lr = lr;
+    const bool signalled = stop_vote.finish();
+    const bool stop = signalled || stop_step_reached(c, at.step);
+    const bool epoch_end = s.epoch_done();
     const double elapsed = seconds_since(run_begin);
-    status.eta_s = elapsed / static_cast<double>(s.position.step - start_step) * static_cast<double>(s.position.total_steps - s.position.step);
+    const ProgressStatus status = s.progress_status(stats.lr, elapsed, start_step);
     window.update(status);
-
-    if (s.position.step % c.train.log_every == 0 || s.position.step == s.position.total_steps || stop)
-      window.report(status, elapsed, loader.wait_seconds());
-
-    if ((c.train.eval_every > 0 && s.position.step % c.train.eval_every == 0) || (c.train.eval_every == 0 && epoch_end))
-      evaluate_now();
-    if (c.checkpoint.every > 0 && s.position.step % c.checkpoint.every == 0) s.save_checkpoint();
+    if (log_due(c, at.step, at.total_steps, stop)) window.report(status, elapsed, loader.wait_seconds());
+    if (evaluation_due(c, at.step, epoch_end)) s.evaluate_and_report(run_begin);
+    if (checkpoint_due(c, at.step)) s.save_checkpoint();
     if (stop) {
-      result.interrupted = true;
-      s.outputs.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)" : "train.stop_at_step reached",
-                                         ": stopping after step ", s.position.step, " of ", s.position.total_steps));
+      interrupted = true;
+      s.outputs.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)"
+                                                           : "train.stop_at_step reached",
+                                                 ": stopping after step ", at.step, " of ", at.total_steps));
       break;
     }
   }
+  return s.finish_run(interrupted, start_step, run_begin);
+}
 
-  if (!result.interrupted && s.outputs.last_eval_step != s.position.step && s.position.step > start_step) evaluate_now();
-  if (s.outputs.last_checkpoint_step != s.position.step) s.save_checkpoint();
-  s.outputs.progress->finish();
+// After the loop: the last evaluation and checkpoint unless the last step made them, the trace
+// file, and the summary line.
+TrainResult Trainer::State::finish_run(bool interrupted, int64_t start_step, Clock::time_point run_begin) {
+  if (!interrupted && outputs.last_eval_step != position.step && position.step > start_step)
+    evaluate_and_report(run_begin);
+  if (outputs.last_checkpoint_step != position.step) save_checkpoint();
+  outputs.progress->finish();
+  TrainResult result;
+  result.interrupted = interrupted;
   result.seconds = seconds_since(run_begin);
-  if (s.outputs.trace.enabled()) s.outputs.trace.write(comm, c.log.trace);
-  result.steps = s.position.step;
-  result.epoch = s.position.epoch;
-  result.test = s.outputs.last_eval;
-  result.checkpoint = s.outputs.last_checkpoint;
-  const int64_t done = s.position.step - start_step;
-  log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} samples/s){}",
-           result.interrupted ? "stopped" : "finished", s.position.step, done, result.seconds,
-           done > 0 ? static_cast<double>(done * c.train.batch_size * c.train.accumulation * world) / result.seconds : 0.0,
-           s.outputs.last_eval.samples > 0 ? detail::concat(": test accuracy ", s.outputs.last_eval.accuracy, ", test loss ", s.outputs.last_eval.loss)
-                                   : std::string());
+  if (outputs.trace.enabled()) outputs.trace.write(*runtime.comm, config.log.trace);
+  result.steps = position.step;
+  result.epoch = position.epoch;
+  result.test = outputs.last_eval;
+  result.checkpoint = outputs.last_checkpoint;
+  const int64_t done = position.step - start_step;
+  const int64_t samples_per_step = config.train.batch_size * config.train.accumulation * runtime.comm->size();
+  log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} samples/s){}", interrupted ? "stopped" : "finished",
+           position.step, done, result.seconds,
+           done > 0 ? static_cast<double>(done * samples_per_step) / result.seconds : 0.0,
+           outputs.last_eval.samples > 0
+               ? detail::concat(": test accuracy ", outputs.last_eval.accuracy, ", test loss ", outputs.last_eval.loss)
+               : std::string());
   return result;
 }
 
