@@ -23,6 +23,8 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "launch/checkpoint.h"
+#include "launch/collective_wait.h"
+#include "launch/log_window.h"
 #include "launch/metrics.h"
 #include "launch/trace.h"
 #include "optim/optimizer.h"
@@ -94,155 +96,229 @@ data::LoaderOptions loader_options(const TrainConfig& c, Device device, bool tra
   return o;
 }
 
+// BLAS threads: the cores this rank may run on (its affinity mask, so a launcher's binding or a
+// Slurm cpuset is respected) shared among the ranks on the node, unless configured.
+void set_blas_threads_per_rank(int configured, int ranks_on_node) {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  const int cores = sched_getaffinity(0, sizeof(mask), &mask) == 0
+                        ? std::max(1, CPU_COUNT(&mask))
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = configured > 0 ? configured : std::max(1, cores / std::max(1, ranks_on_node));
+  cpu::set_blas_threads(threads);
+  log_info("BLAS threads per rank: {} ({} usable cores, {} ranks on this node), OpenBLAS {} kernels", threads, cores,
+           ranks_on_node, cpu::blas_core_name());
+}
+
 }  // namespace
 
 struct Trainer::State {
-  TrainConfig config;
-  LaunchEnv env;
-  Device device;
-  std::unique_ptr<Communicator> comm;
-  data::DatasetInfo train_info;
-  std::unique_ptr<Model> model;
-  std::unique_ptr<Optimizer> optimizer;
-  std::unique_ptr<ParamSync> sync;
-  std::unique_ptr<data::Loader> train_loader, test_loader;
-  Generator dropout_rng;
-  ScheduleConfig schedule;  // total_steps resolved
-  int64_t step = 0, epoch = 0;
-  int64_t steps_per_epoch = 0, total_steps = 0;
-  int64_t last_checkpoint_step = -1, last_eval_step = -1;
-  std::string last_checkpoint;
-  EvalResult last_eval;
-  TraceRecorder trace;
-  std::unique_ptr<MetricsLog> metrics;
-  std::unique_ptr<Progress> progress;
+  // Where this rank runs and how it talks to the others.
+  struct Runtime {
+    LaunchEnv env;
+    Device device;
+    std::unique_ptr<Communicator> comm;
+  };
+  struct Datasets {
+    data::DatasetInfo train_info;
+    std::unique_ptr<data::Loader> train_loader;
+    std::unique_ptr<data::Loader> test_loader;  // null without data.test
+  };
+  // The model and what trains it.
+  struct Learner {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Optimizer> optimizer;
+    std::unique_ptr<ParamSync> sync;
+    ScheduleConfig lr_schedule;  // total_steps resolved
+    Generator dropout_rng;
+  };
+  // Where the run stands; a resume restores step and epoch.
+  struct Position {
+    int64_t step = 0;   // optimizer steps done
+    int64_t epoch = 0;  // 0-based
+    int64_t steps_per_epoch = 0, total_steps = 0;
+  };
+  // What the run reports and leaves behind.
+  struct Outputs {
+    TraceRecorder trace;
+    std::unique_ptr<MetricsLog> metrics;  // rank 0 only
+    std::unique_ptr<Progress> progress;
+    std::string last_checkpoint;
+    int64_t last_checkpoint_step = -1;
+    EvalResult last_eval;
+    int64_t last_eval_step = -1;
+  };
 
-  bool rank0() const { return comm->rank() == 0; }
-  Tensor input(const data::Batch& b) const;
-  Tensor labels(const data::Batch& b) const { return device.is_cpu() ? b.y : b.y.to(device); }
+  TrainConfig config;
+  Runtime runtime;
+  Datasets datasets;
+  Learner learner;
+  Position position;
+  Outputs outputs;
+
+  // Setup, in this order.
+  void start_runtime();
+  void open_data();
+  void build_learner();
+  void plan_steps();
   void resume();
+  void broadcast_parameters();
+  void open_outputs();
+
+  bool epoch_done() const;
+  void start_epoch_if_done();
+  StepStats train_step();
+  bool micro_step(PassContext& ctx, bool last_of_accumulation, StepStats& stats);
+  ProgressStatus progress_status(float lr, double elapsed_s, int64_t start_step) const;
+  EvalResult evaluate();
+  void evaluate_and_report(Clock::time_point run_begin);
   void save_checkpoint();
+  TrainResult finish_run(bool interrupted, int64_t start_step, Clock::time_point run_begin);
+
+  bool rank0() const { return runtime.comm->rank() == 0; }
+  Tensor input(const data::Batch& b) const;
+  Tensor labels(const data::Batch& b) const { return runtime.device.is_cpu() ? b.y : b.y.to(runtime.device); }
   void wait_collective(const Work& work, const char* what) const;
 };
 
 Tensor Trainer::State::input(const data::Batch& b) const {
   Shape shape{b.size()};
-  for (int64_t d : model->config().input_shape) shape.push_back(d);
+  for (int64_t d : learner.model->config().input_shape) shape.push_back(d);
   Tensor x = b.x.view(shape);
-  return device.is_cpu() ? x : x.to(device);
+  return runtime.device.is_cpu() ? x : x.to(runtime.device);
 }
 
 void Trainer::State::wait_collective(const Work& work, const char* what) const {
-  // The same watchdog rule as ParamSync's: never hang, end the whole job with the reason.
-  if (!work.wait(config.comm.timeout_s))
-    abort_job(detail::concat("watchdog: ", what, " not finished after ", config.comm.timeout_s, " s (comm.timeout_s)"));
+  wait_or_abort(work, config.comm.timeout_s, what);
 }
 
-Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
-  State& s = *s_;
-  s.config = std::move(config);
-  TrainConfig& c = s.config;
-  s.env = detect_launch_env();
-  s.device = choose_device(c.train.device, s.env);
-  if (s.device.is_cuda()) gpu::set_device(s.device.index);
+// ---- setup steps --------------------------------------------------------------------------
+
+void Trainer::State::start_runtime() {
+  const TrainConfig& c = config;
+  runtime.env = detect_launch_env();
+  runtime.device = choose_device(c.train.device, runtime.env);
+  if (runtime.device.is_cuda()) gpu::set_device(runtime.device.index);
 
   CommOptions comm_options;
   comm_options.backend = c.comm.backend;
-  comm_options.model_device = s.device;
-  comm_options.gpu = s.device.is_cuda() ? s.device.index : -1;
+  comm_options.model_device = runtime.device;
+  comm_options.gpu = runtime.device.is_cuda() ? runtime.device.index : -1;
   comm_options.log_world = false;
-  s.comm = make_communicator(comm_options);
-  Communicator& comm = *s.comm;
+  runtime.comm = make_communicator(comm_options);
+  Communicator& comm = *runtime.comm;
   init_logging(comm.rank(), comm.size(), c.log.all_ranks);
   spdlog::set_level(comm.rank() == 0 || c.log.all_ranks ? spdlog::level::from_str(c.log.level) : spdlog::level::warn);
   log_info("dtrain {} train: config {}, launcher {}", DTRAIN_VERSION, c.source.empty() ? "(none)" : c.source,
-           s.env.launcher);
+           runtime.env.launcher);
   describe_world(comm, true);
+  if (runtime.device.is_cpu()) set_blas_threads_per_rank(c.train.threads, comm.local_size());
+}
 
-  // BLAS threads: the cores this rank may run on (its affinity mask, so a launcher's binding or a
-  // Slurm cpuset is respected) shared among the ranks on the node, unless configured.
-  if (s.device.is_cpu()) {
-    cpu_set_t mask;
-    CPU_ZERO(&mask);
-    const int cores = sched_getaffinity(0, sizeof(mask), &mask) == 0
-                          ? std::max(1, CPU_COUNT(&mask))
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int threads = c.train.threads > 0 ? c.train.threads : std::max(1, cores / std::max(1, comm.local_size()));
-    cpu::set_blas_threads(threads);
-    log_info("BLAS threads per rank: {} ({} usable cores, {} ranks on this node), OpenBLAS {} kernels", threads, cores,
-             comm.local_size(), cpu::blas_core_name());
-  }
+// The data comes before the model: it fixes the model's input shape and classes.
+void Trainer::State::open_data() {
+  TrainConfig& c = config;
+  const Communicator& comm = *runtime.comm;
+  datasets.train_info = data::inspect_dataset(c.data.train);
+  const data::DatasetInfo& train = datasets.train_info;
+  c.model.input_shape = resolve_input_shape(c.model, train);
+  if (c.model.num_classes == 0) c.model.num_classes = train.num_classes;
+  DTRAIN_CHECK(c.model.num_classes >= train.num_classes, "config key model.num_classes: ", c.model.num_classes,
+               " is less than the ", train.num_classes, " classes of ", c.data.train);
+  datasets.train_loader =
+      std::make_unique<data::Loader>(c.data.train, comm.rank(), comm.size(), loader_options(c, runtime.device, true));
+  if (c.data.test.empty()) return;
+  datasets.test_loader =
+      std::make_unique<data::Loader>(c.data.test, comm.rank(), comm.size(), loader_options(c, runtime.device, false));
+  const data::DatasetInfo& test = datasets.test_loader->info();
+  DTRAIN_CHECK(test.sample_shape == train.sample_shape, "config key data.test: samples of ", c.data.test, " are ",
+               test.sample_shape.str(), ", the training data's are ", train.sample_shape.str());
+  DTRAIN_CHECK(test.num_classes <= c.model.num_classes, "config key data.test: ", c.data.test, " has ",
+               test.num_classes, " classes, the model ", c.model.num_classes);
+}
 
-  // Data first: it fixes the model's input shape and classes.
-  s.train_info = data::inspect_dataset(c.data.train);
-  c.model.input_shape = resolve_input_shape(c.model, s.train_info);
-  if (c.model.num_classes == 0) c.model.num_classes = s.train_info.num_classes;
-  DTRAIN_CHECK(c.model.num_classes >= s.train_info.num_classes, "config key model.num_classes: ",
-               c.model.num_classes, " is less than the ", s.train_info.num_classes, " classes of ", c.data.train);
-  s.train_loader = std::make_unique<data::Loader>(c.data.train, comm.rank(), comm.size(), loader_options(c, s.device, true));
-  if (!c.data.test.empty()) {
-    s.test_loader = std::make_unique<data::Loader>(c.data.test, comm.rank(), comm.size(), loader_options(c, s.device, false));
-    const data::DatasetInfo& test = s.test_loader->info();
-    DTRAIN_CHECK(test.sample_shape == s.train_info.sample_shape, "config key data.test: samples of ", c.data.test,
-                 " are ", test.sample_shape.str(), ", the training data's are ", s.train_info.sample_shape.str());
-    DTRAIN_CHECK(test.num_classes <= c.model.num_classes, "config key data.test: ", c.data.test, " has ",
-                 test.num_classes, " classes, the model ", c.model.num_classes);
-  }
-
-  s.model = create_model(c.model);
-  s.model->build(s.device, c.train.seed);
-  s.optimizer = make_optimizer(c.optim, s.model->arena());
+void Trainer::State::build_learner() {
+  const TrainConfig& c = config;
+  Communicator& comm = *runtime.comm;
+  learner.model = create_model(c.model);
+  learner.model->build(runtime.device, c.train.seed);
+  learner.optimizer = make_optimizer(c.optim, learner.model->arena());
   ParamSyncOptions sync_options;
   sync_options.bucket_bytes = static_cast<int64_t>(c.comm.bucket_mb * (1 << 20));
   sync_options.first_bucket_bytes = static_cast<int64_t>(c.comm.first_bucket_mb * (1 << 20));
   sync_options.timeout_s = c.comm.timeout_s;
   sync_options.check_every_steps = c.comm.check_every;
   sync_options.compress_bf16 = c.comm.compress == "bf16";
-  sync_options.signature = s.model->signature();
-  s.sync = std::make_unique<ParamSync>(comm, s.model->arena(), sync_options);
-  s.sync->verify_signature();
-  s.dropout_rng = Generator(RngKey{c.train.seed, static_cast<uint32_t>(comm.rank()), static_cast<uint32_t>(RngPurpose::dropout)});
+  sync_options.signature = learner.model->signature();
+  learner.sync = std::make_unique<ParamSync>(comm, learner.model->arena(), sync_options);
+  learner.sync->verify_signature();
+  learner.dropout_rng =
+      Generator(RngKey{c.train.seed, static_cast<uint32_t>(comm.rank()), static_cast<uint32_t>(RngPurpose::dropout)});
+}
 
-  const int64_t micro_batches = (s.train_loader->samples_per_epoch() + c.train.batch_size - 1) / c.train.batch_size;
-  s.steps_per_epoch = (micro_batches + c.train.accumulation - 1) / c.train.accumulation;
-  DTRAIN_CHECK(s.steps_per_epoch > 0, "data.train: ", c.data.train, " has no samples");
-  s.total_steps = c.train.max_steps > 0 ? c.train.max_steps : c.train.epochs * s.steps_per_epoch;
-  s.schedule = c.schedule;
-  if (s.schedule.total_steps == 0) s.schedule.total_steps = s.total_steps;
+// Steps per epoch and in all (train.max_steps or train.epochs), the schedule's length, and the
+// log lines that describe the model and the data per step.
+void Trainer::State::plan_steps() {
+  const TrainConfig& c = config;
+  const int64_t samples_per_epoch = datasets.train_loader->samples_per_epoch();
+  const int64_t micro_batches = (samples_per_epoch + c.train.batch_size - 1) / c.train.batch_size;
+  position.steps_per_epoch = (micro_batches + c.train.accumulation - 1) / c.train.accumulation;
+  DTRAIN_CHECK(position.steps_per_epoch > 0, "data.train: ", c.data.train, " has no samples");
+  position.total_steps = c.train.max_steps > 0 ? c.train.max_steps : c.train.epochs * position.steps_per_epoch;
+  learner.lr_schedule = c.schedule;
+  if (learner.lr_schedule.total_steps == 0) learner.lr_schedule.total_steps = position.total_steps;
 
-  int64_t params = s.model->arena().numel();
+  const int64_t params = learner.model->arena().numel();
+  const int world = runtime.comm->size();
   log_info("model {}: {} parameters ({:.1f} MiB) on {}, {} gradient bucket(s); optimizer {}, lr {}", c.model.type,
-           params, params * 4.0 / (1 << 20), s.device.str(), s.sync->buckets().size(), c.optim.type, c.optim.lr);
+           params, params * 4.0 / (1 << 20), runtime.device.str(), learner.sync->buckets().size(), c.optim.type,
+           c.optim.lr);
   log_info("data {}: {} samples, {} per rank per epoch, batch {} x {} rank(s) x {} micro-step(s) = {} per step, "
-           "{} steps per epoch", c.data.train, s.train_info.size, s.train_loader->samples_per_epoch(),
-           c.train.batch_size, comm.size(), c.train.accumulation,
-           c.train.batch_size * comm.size() * c.train.accumulation, s.steps_per_epoch);
+           "{} steps per epoch", c.data.train, datasets.train_info.size, samples_per_epoch, c.train.batch_size, world,
+           c.train.accumulation, c.train.batch_size * world * c.train.accumulation, position.steps_per_epoch);
+}
 
-  s.resume();
+// Every rank starts from rank 0's parameters and optimizer slots.
+void Trainer::State::broadcast_parameters() {
   std::vector<Tensor> extra;
-  for (auto& [name, slot] : s.optimizer->slots()) extra.push_back(*slot);
-  s.sync->broadcast_parameters(extra);
+  for (auto& [name, slot] : learner.optimizer->slots()) extra.push_back(*slot);
+  learner.sync->broadcast_parameters(extra);
+}
 
-  if (s.rank0()) {
+void Trainer::State::open_outputs() {
+  const TrainConfig& c = config;
+  if (rank0()) {
     ensure_directory(c.log.dir);
     write_file_atomic(c.log.dir + "/config.ini", to_ini(c));
-    s.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
+    outputs.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
   }
   // mpirun gives every rank a pseudo-terminal even when its own output goes to a file, so "auto"
   // draws a bar only for a single process on a terminal.
-  const std::string progress = c.log.progress == "auto" && s.env.launcher != "single" ? "lines" : c.log.progress;
-  s.progress = std::make_unique<Progress>(progress, s.rank0());
+  const std::string progress = c.log.progress == "auto" && runtime.env.launcher != "single" ? "lines" : c.log.progress;
+  outputs.progress = std::make_unique<Progress>(progress, rank0());
   if (!c.log.trace.empty()) {
-    s.wait_collective(comm.barrier(), "barrier before the trace starts");
-    s.trace = TraceRecorder(comm.rank(), Clock::now());
+    wait_collective(runtime.comm->barrier(), "barrier before the trace starts");
+    outputs.trace = TraceRecorder(runtime.comm->rank(), Clock::now());
   }
+}
+
+Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
+  State& s = *s_;
+  s.config = std::move(config);
+  s.start_runtime();
+  s.open_data();
+  s.build_learner();
+  s.plan_steps();
+  s.resume();
+  s.broadcast_parameters();
+  s.open_outputs();
 }
 
 Trainer::~Trainer() = default;
 
 const TrainConfig& Trainer::config() const { return s_->config; }
-Model& Trainer::model() { return *s_->model; }
-Communicator& Trainer::communicator() { return *s_->comm; }
+Model& Trainer::model() { return *s_->learner.model; }
+Communicator& Trainer::communicator() { return *s_->runtime.comm; }
 
 // ---- resume and checkpoints ---------------------------------------------------------------
 
@@ -253,89 +329,90 @@ void Trainer::State::resume() {
   if (how == "auto") {
     // Rank 0 chooses, so every rank loads the same file even if a newer one appears meanwhile.
     const std::string found = rank0() ? find_resumable_checkpoint(config.checkpoint_dir()) : std::string();
-    path = allgather_strings(*comm, found)[0];
+    path = allgather_strings(*runtime.comm, found)[0];
     if (path.empty()) {
       log_info("resume auto: no readable checkpoint in {}; starting from step 0", config.checkpoint_dir());
       return;
     }
   }
-  const CheckpointMeta meta = load_checkpoint(path, model->arena(), optimizer.get(), model->signature());
-  step = meta.step;
-  epoch = meta.epoch;
-  last_checkpoint_step = step;
-  last_checkpoint = path;
-  if (meta.test_accuracy >= 0) last_eval = {meta.test_loss, meta.test_accuracy, 0};
+  const CheckpointMeta meta =
+      load_checkpoint(path, learner.model->arena(), learner.optimizer.get(), learner.model->signature());
+  position.step = meta.step;
+  position.epoch = meta.epoch;
+  outputs.last_checkpoint_step = position.step;
+  outputs.last_checkpoint = path;
+  if (meta.test_accuracy >= 0) outputs.last_eval = {meta.test_loss, meta.test_accuracy, 0};
   data::SamplerState sampler = meta.sampler;
-  const int world = comm->size(), rank = comm->rank();
+  const int world = runtime.comm->size(), rank = runtime.comm->rank();
   if (meta.world_size == world) {
-    dropout_rng.set_offset(meta.rng_offsets.at(rank));
+    learner.dropout_rng.set_offset(meta.rng_offsets.at(rank));
   } else {
     // Same global position in the epoch, resharded; dropout streams cannot carry over.
-    sampler.position = std::min(sampler.position * meta.world_size / world, train_loader->samples_per_epoch());
+    sampler.position = std::min(sampler.position * meta.world_size / world, datasets.train_loader->samples_per_epoch());
     if (rank0())
       log_warn("resuming a {}-rank checkpoint on {} ranks: the sampler reshards epoch {} at sample {} of each rank, "
                "dropout streams restart; the run is not bit-identical to an uninterrupted one",
                meta.world_size, world, sampler.epoch, sampler.position);
   }
-  train_loader->restore(sampler);
-  log_info("resumed from {} at step {} (epoch {}, sample {} of the epoch on each rank)", path, step, epoch + 1,
-           sampler.position);
-  if (step >= total_steps)
-    log_warn("the checkpoint is at step {}, the configured run ends at step {}: nothing left to train", step,
-             total_steps);
+  datasets.train_loader->restore(sampler);
+  log_info("resumed from {} at step {} (epoch {}, sample {} of the epoch on each rank)", path, position.step,
+           position.epoch + 1, sampler.position);
+  if (position.step >= position.total_steps)
+    log_warn("the checkpoint is at step {}, the configured run ends at step {}: nothing left to train", position.step,
+             position.total_steps);
 }
 
 void Trainer::State::save_checkpoint() {
   // Every rank's dropout stream offset, for rank 0 to store.
-  Tensor offset = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(dropout_rng.offset())}, Shape{1},
-                                      comm->device());
-  Tensor all = Tensor::zeros(Shape{comm->size()}, DType::i64, comm->device());
-  wait_collective(comm->allgather(offset, all), "allgather of the RNG offsets for a checkpoint");
-  last_checkpoint_step = step;
+  Tensor offset = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(learner.dropout_rng.offset())},
+                                      Shape{1}, runtime.comm->device());
+  Tensor all = Tensor::zeros(Shape{runtime.comm->size()}, DType::i64, runtime.comm->device());
+  wait_collective(runtime.comm->allgather(offset, all), "allgather of the RNG offsets for a checkpoint");
+  outputs.last_checkpoint_step = position.step;
   if (!rank0()) return;
   const auto begin = Clock::now();
   CheckpointMeta meta;
-  meta.step = step;
-  meta.epoch = epoch;
-  meta.world_size = comm->size();
-  meta.sampler = train_loader->state();
+  meta.step = position.step;
+  meta.epoch = position.epoch;
+  meta.world_size = runtime.comm->size();
+  meta.sampler = datasets.train_loader->state();
   for (int64_t o : all.to_vector<int64_t>()) meta.rng_offsets.push_back(static_cast<uint64_t>(o));
   meta.optimizer_type = config.optim.type;
-  meta.optimizer_steps = optimizer->steps();
+  meta.optimizer_steps = learner.optimizer->steps();
   meta.config = to_ini(config);
-  meta.signature = model->signature();
+  meta.signature = learner.model->signature();
   meta.dtrain_version = DTRAIN_VERSION;
-  meta.test_accuracy = last_eval.accuracy;
-  meta.test_loss = last_eval.loss;
-  meta.input_dtype = dtype_name(train_info.x_dtype);
-  meta.x_scale = train_info.x_scale;
-  meta.x_shift = train_info.x_shift;
-  const std::string path = checkpoint_path(config.checkpoint_dir(), step);
-  const int64_t bytes = write_checkpoint(path, model->arena(), optimizer.get(), meta);
+  meta.test_accuracy = outputs.last_eval.accuracy;
+  meta.test_loss = outputs.last_eval.loss;
+  meta.input_dtype = dtype_name(datasets.train_info.x_dtype);
+  meta.x_scale = datasets.train_info.x_scale;
+  meta.x_shift = datasets.train_info.x_shift;
+  const std::string path = checkpoint_path(config.checkpoint_dir(), position.step);
+  const int64_t bytes = write_checkpoint(path, learner.model->arena(), learner.optimizer.get(), meta);
   prune_checkpoints(config.checkpoint_dir(), config.checkpoint.keep_last);
-  last_checkpoint = path;
+  outputs.last_checkpoint = path;
   const double secs = seconds_since(begin);
-  trace.span("checkpoint", begin, Clock::now(), TraceRecorder::compute, step);
-  progress->message(detail::concat("checkpoint ", path, " (", bytes >> 20, " MiB in ", secs, " s)"));
+  outputs.trace.span("checkpoint", begin, Clock::now(), TraceRecorder::compute, position.step);
+  outputs.progress->message(detail::concat("checkpoint ", path, " (", bytes >> 20, " MiB in ", secs, " s)"));
 }
 
 // ---- evaluation ---------------------------------------------------------------------------
 
-EvalResult Trainer::evaluate() {
-  State& s = *s_;
-  DTRAIN_CHECK(s.test_loader, "evaluate: no test data (data.test is empty)");
+EvalResult Trainer::State::evaluate() {
+  DTRAIN_CHECK(datasets.test_loader, "evaluate: no test data (data.test is empty)");
   const auto begin = Clock::now();
-  data::Loader& loader = *s.test_loader;
+  data::Loader& loader = *datasets.test_loader;
+  Communicator& comm = *runtime.comm;
   loader.set_epoch(0);
-  const int world = s.comm->size(), rank = s.comm->rank();
+  const int world = comm.size(), rank = comm.rank();
   const int64_t n = loader.info().size;
   PassContext ctx;
   ctx.training = false;
   double loss_sum = 0;
   int64_t correct = 0, counted = 0, k = 0;
   while (std::optional<data::Batch> b = loader.next()) {
-    const Tensor logits = s.model->forward(s.input(*b), ctx);
-    const LossOutput loss = softmax_cross_entropy(logits, s.labels(*b), 1.0f);
+    const Tensor logits = learner.model->forward(input(*b), ctx);
+    const LossOutput loss = softmax_cross_entropy(logits, labels(*b), 1.0f);
     const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
     const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
     const int64_t* y = b->y.data<int64_t>();
@@ -348,182 +425,236 @@ EvalResult Trainer::evaluate() {
       correct += predicted[i] == y[i];
     }
   }
-  Tensor counts = Tensor::from_vector(std::vector<int64_t>{correct, counted}, Shape{2}, s.comm->device());
-  Tensor losses = Tensor::from_vector(std::vector<float>{static_cast<float>(loss_sum)}, Shape{1}, s.comm->device());
-  s.wait_collective(s.comm->allreduce(counts, ReduceOp::sum), "allreduce of the evaluation counts");
-  s.wait_collective(s.comm->allreduce(losses, ReduceOp::sum), "allreduce of the evaluation loss");
+  Tensor counts = Tensor::from_vector(std::vector<int64_t>{correct, counted}, Shape{2}, comm.device());
+  Tensor losses = Tensor::from_vector(std::vector<float>{static_cast<float>(loss_sum)}, Shape{1}, comm.device());
+  wait_collective(comm.allreduce(counts, ReduceOp::sum), "allreduce of the evaluation counts");
+  wait_collective(comm.allreduce(losses, ReduceOp::sum), "allreduce of the evaluation loss");
   const std::vector<int64_t> total = counts.to_vector<int64_t>();
   EvalResult result;
   result.samples = total[1];
   result.accuracy = total[1] > 0 ? static_cast<double>(total[0]) / static_cast<double>(total[1]) : 0.0;
   result.loss = total[1] > 0 ? losses.to_vector<float>()[0] / static_cast<double>(total[1]) : 0.0;
-  s.trace.span("evaluate", begin, Clock::now(), TraceRecorder::compute, s.step);
+  outputs.trace.span("evaluate", begin, Clock::now(), TraceRecorder::compute, position.step);
   return result;
+}
+
+EvalResult Trainer::evaluate() { return s_->evaluate(); }
+
+// Without test data: nothing. Otherwise a progress message and a metrics.jsonl "eval" record.
+void Trainer::State::evaluate_and_report(Clock::time_point run_begin) {
+  if (!datasets.test_loader) return;
+  outputs.last_eval = evaluate();
+  const EvalResult& eval = outputs.last_eval;
+  outputs.last_eval_step = position.step;
+  outputs.progress->message(detail::concat("eval step ", position.step, " epoch ", position.epoch + 1, ": test loss ",
+                                           eval.loss, ", test accuracy ", eval.accuracy, " (", eval.samples,
+                                           " samples)"));
+  if (outputs.metrics)
+    outputs.metrics->record(JsonObject().add("type", "eval").add("step", position.step).add("epoch", position.epoch + 1)
+                                .add("test_loss", eval.loss).add("test_accuracy", eval.accuracy)
+                                .add("samples", eval.samples).add("time_s", seconds_since(run_begin)));
+}
+
+// ---- the training step --------------------------------------------------------------------
+
+namespace {
+
+// This rank's per-sample training losses and hits (averaged over ranks when logged).
+void count_samples(const data::Batch& batch, const LossOutput& loss, const Tensor& logits, StepStats& stats) {
+  const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
+  const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
+  const int64_t* labels = batch.y.data<int64_t>();
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    stats.sample_losses.push_back(per_sample[i]);
+    stats.correct += predicted[i] == labels[i];
+  }
+}
+
+}  // namespace
+
+bool Trainer::State::epoch_done() const {
+  return datasets.train_loader->state().position >= datasets.train_loader->samples_per_epoch();
+}
+
+void Trainer::State::start_epoch_if_done() {
+  if (!epoch_done()) return;
+  ++position.epoch;
+  datasets.train_loader->set_epoch(position.epoch);
+}
+
+// One optimizer step on this rank: the step's micro-batches (fewer at an epoch's end), with
+// ParamSync all-reducing the gradients as backward produces them; then clipping, the scheduled
+// learning rate and the optimizer.
+StepStats Trainer::State::train_step() {
+  const TrainConfig& c = config;
+  ParameterArena& arena = learner.model->arena();
+  PassContext ctx;
+  ctx.training = true;
+  ctx.dropout_rng = &learner.dropout_rng;
+  ctx.arena = &arena;
+  ctx.input_grad = false;  // the batch is data: no gradient for it
+
+  StepStats stats;
+  arena.zero_grad();
+  for (int micro = 0; micro < c.train.accumulation; ++micro)
+    if (micro_step(ctx, micro + 1 == c.train.accumulation, stats)) break;
+
+  const auto begin = Clock::now();
+  if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm);
+  stats.lr = learning_rate(learner.lr_schedule, c.optim.lr, position.step);
+  learner.optimizer->step(arena, stats.lr);
+  ++position.step;
+  learner.sync->after_step(position.step);
+  outputs.trace.span("optimizer", begin, Clock::now(), TraceRecorder::compute, position.step - 1);
+  return stats;
+}
+
+// Forward, loss and backward of one micro-batch; the step's last one (the accumulation's or the
+// epoch's) lets ParamSync finish the all-reduces. Returns whether it was the last.
+bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, StepStats& stats) {
+  const int64_t step = position.step;
+  const auto t0 = Clock::now();
+  std::optional<data::Batch> batch = datasets.train_loader->next();
+  DTRAIN_CHECK(batch, "internal: the loader ran out of samples inside a step");
+  const bool last = last_of_accumulation || epoch_done();
+  const auto t1 = Clock::now();
+  outputs.trace.span("data wait", t0, t1, TraceRecorder::compute, step);
+  const Tensor x = input(*batch), y = labels(*batch);
+  const int64_t b = batch->size();
+  const Tensor logits = learner.model->forward(x, ctx);
+  const LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(b));
+  const auto t2 = Clock::now();
+  outputs.trace.span("forward", t1, t2, TraceRecorder::compute, step);
+  learner.sync->begin_backward(last, b);
+  learner.model->backward(loss.grad, ctx);
+  const auto t3 = Clock::now();
+  outputs.trace.span("backward", t2, t3, TraceRecorder::compute, step);
+  learner.sync->finish_backward();
+  if (last) {
+    outputs.trace.span("allreduce wait", t3, Clock::now(), TraceRecorder::compute, step);
+    for (const SyncStats::Span& span : learner.sync->last_stats().collectives)
+      outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, step);
+    stats.comm_s = learner.sync->last_stats().comm_s;
+  }
+  count_samples(*batch, loss, logits, stats);
+  return last;
 }
 
 // ---- the training loop --------------------------------------------------------------------
 
+namespace {
+
+// What follows the step that brought the count to `step`.
+bool log_due(const TrainConfig& c, int64_t step, int64_t total_steps, bool stopping) {
+  return step % c.train.log_every == 0 || step == total_steps || stopping;
+}
+bool evaluation_due(const TrainConfig& c, int64_t step, bool epoch_end) {
+  return (c.train.eval_every > 0 && step % c.train.eval_every == 0) || (c.train.eval_every == 0 && epoch_end);
+}
+bool checkpoint_due(const TrainConfig& c, int64_t step) {
+  return c.checkpoint.every > 0 && step % c.checkpoint.every == 0;
+}
+bool stop_step_reached(const TrainConfig& c, int64_t step) {
+  return c.train.stop_at_step > 0 && step >= c.train.stop_at_step;
+}
+
+// Every rank votes on stopping at the start of a step; the vote (an all-reduce of the votes'
+// maximum) travels while the step computes.
+class StopVote {
+ public:
+  StopVote(Communicator& comm, double timeout_s)
+      : comm_(comm), timeout_s_(timeout_s), flag_(Tensor::zeros(Shape{1}, DType::i32, comm.device())) {}
+  void start() {
+    flag_.copy_from(Tensor::from_vector(std::vector<int32_t>{stop_requested() ? 1 : 0}, Shape{1}));
+    vote_ = comm_.size() > 1 ? comm_.allreduce(flag_, ReduceOp::max) : Work::done("stop vote");
+  }
+  // Whether a rank voted to stop (a single process: whether a stop is requested by now).
+  bool finish() const {
+    wait_or_abort(vote_, timeout_s_, "allreduce of the stop vote");
+    return comm_.size() > 1 ? flag_.to_vector<int32_t>()[0] != 0 : stop_requested();
+  }
+
+ private:
+  Communicator& comm_;
+  double timeout_s_;
+  Tensor flag_;
+  Work vote_;
+};
+
+}  // namespace
+
+// Where the run stands after a step, for the progress display (the log window adds the statistics).
+ProgressStatus Trainer::State::progress_status(float lr, double elapsed_s, int64_t start_step) const {
+  ProgressStatus status;
+  status.epoch = position.epoch;
+  status.epochs = (position.total_steps + position.steps_per_epoch - 1) / position.steps_per_epoch;
+  status.step = position.step;
+  status.total_steps = position.total_steps;
+  status.lr = lr;
+  status.eta_s = elapsed_s / static_cast<double>(position.step - start_step) *
+                 static_cast<double>(position.total_steps - position.step);
+  return status;
+}
+
 TrainResult Trainer::run() {
   State& s = *s_;
   const TrainConfig& c = s.config;
-  Communicator& comm = *s.comm;
-  ParameterArena& arena = s.model->arena();
-  data::Loader& loader = *s.train_loader;
-  const int world = comm.size();
-  const int64_t epochs_total = (s.total_steps + s.steps_per_epoch - 1) / s.steps_per_epoch;
-  const int64_t start_step = s.step;
-
-  TrainResult result;
+  const State::Position& at = s.position;
+  const data::Loader& loader = *s.datasets.train_loader;
+  const int64_t start_step = at.step;
   const auto run_begin = Clock::now();
-  auto window_begin = run_begin;
-  double window_loss = 0, window_comm = 0;
-  int64_t window_correct = 0, window_samples = 0, window_steps = 0;
-  double wait_mark = loader.wait_seconds();
-  Tensor stop_flag = Tensor::zeros(Shape{1}, DType::i32, comm.device());
-
-  PassContext ctx;
-  ctx.training = true;
-  ctx.dropout_rng = &s.dropout_rng;
-  ctx.arena = &arena;
-  ctx.input_grad = false;  // the batch is data: no gradient for it
-
-  const auto evaluate_now = [&] {
-    if (!s.test_loader) return;
-    s.last_eval = evaluate();
-    s.last_eval_step = s.step;
-    s.progress->message(detail::concat("eval step ", s.step, " epoch ", s.epoch + 1, ": test loss ",
-                                       s.last_eval.loss, ", test accuracy ", s.last_eval.accuracy, " (",
-                                       s.last_eval.samples, " samples)"));
-    if (s.metrics)
-      s.metrics->record(JsonObject().add("type", "eval").add("step", s.step).add("epoch", s.epoch + 1)
-                            .add("test_loss", s.last_eval.loss).add("test_accuracy", s.last_eval.accuracy)
-                            .add("samples", s.last_eval.samples).add("time_s", seconds_since(run_begin)));
-  };
-
-  while (s.step < s.total_steps) {
-    if (loader.state().position >= loader.samples_per_epoch()) {
-      ++s.epoch;
-      loader.set_epoch(s.epoch);
-    }
-    // Every rank votes on stopping; the vote travels while the step computes.
-    stop_flag.copy_from(Tensor::from_vector(std::vector<int32_t>{stop_requested() ? 1 : 0}, Shape{1}));
-    const Work stop_vote = world > 1 ? comm.allreduce(stop_flag, ReduceOp::max) : Work::done("stop vote");
-
-    arena.zero_grad();
-    for (int micro = 0; micro < c.train.accumulation; ++micro) {
-      const auto t0 = Clock::now();
-      std::optional<data::Batch> batch = loader.next();
-      DTRAIN_CHECK(batch, "internal: the loader ran out of samples inside a step");
-      const bool last = micro + 1 == c.train.accumulation || loader.state().position >= loader.samples_per_epoch();
-      const auto t1 = Clock::now();
-      s.trace.span("data wait", t0, t1, TraceRecorder::compute, s.step);
-      const Tensor x = s.input(*batch), y = s.labels(*batch);
-      const int64_t b = batch->size();
-      const Tensor logits = s.model->forward(x, ctx);
-      const LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(b));
-      const auto t2 = Clock::now();
-      s.trace.span("forward", t1, t2, TraceRecorder::compute, s.step);
-      s.sync->begin_backward(last, b);
-      s.model->backward(loss.grad, ctx);
-      const auto t3 = Clock::now();
-      s.trace.span("backward", t2, t3, TraceRecorder::compute, s.step);
-      s.sync->finish_backward();
-      if (last) {
-        const auto t4 = Clock::now();
-        s.trace.span("allreduce wait", t3, t4, TraceRecorder::compute, s.step);
-        for (const SyncStats::Span& span : s.sync->last_stats().collectives)
-          s.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, s.step);
-        window_comm += s.sync->last_stats().comm_s;
-      }
-      // Training loss and accuracy of this rank's samples (averaged over ranks when logged).
-      const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
-      const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
-      const int64_t* labels = batch->y.data<int64_t>();
-      for (int64_t i = 0; i < b; ++i) {
-        window_loss += per_sample[i];
-        window_correct += predicted[i] == labels[i];
-      }
-      window_samples += b;
-      if (last) break;
-    }
-
-    const auto t5 = Clock::now();
-    if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm);
-    const float lr = learning_rate(s.schedule, c.optim.lr, s.step);
-    s.optimizer->step(arena, lr);
-    ++s.step;
-    ++window_steps;
-    s.sync->after_step(s.step);
-    s.trace.span("optimizer", t5, Clock::now(), TraceRecorder::compute, s.step - 1);
-    s.wait_collective(stop_vote, "allreduce of the stop vote");
-    const bool signalled = world > 1 ? stop_flag.to_vector<int32_t>()[0] != 0 : stop_requested();
-    const bool stop = signalled || (c.train.stop_at_step > 0 && s.step >= c.train.stop_at_step);
-
-    const bool epoch_end = loader.state().position >= loader.samples_per_epoch();
-    ProgressStatus status;
-    status.epoch = s.epoch;
-    status.epochs = epochs_total;
-    status.step = s.step;
-    status.total_steps = s.total_steps;
-    status.lr = lr;
+  LogWindow window(*s.runtime.comm, c.comm.timeout_s, *s.outputs.progress, s.outputs.metrics.get(), run_begin,
+                   loader.wait_seconds());
+  StopVote stop_vote(*s.runtime.comm, c.comm.timeout_s);
+  bool interrupted = false;
+  while (at.step < at.total_steps) {
+    s.start_epoch_if_done();
+    stop_vote.start();
+    const StepStats stats = s.train_step();
+    window.add(stats);
+    const bool signalled = stop_vote.finish();
+    const bool stop = signalled || stop_step_reached(c, at.step);
+    const bool epoch_end = s.epoch_done();
     const double elapsed = seconds_since(run_begin);
-    status.eta_s = elapsed / static_cast<double>(s.step - start_step) * static_cast<double>(s.total_steps - s.step);
-    status.loss = window_samples ? window_loss / static_cast<double>(window_samples) : 0;
-    status.accuracy = window_samples ? static_cast<double>(window_correct) / static_cast<double>(window_samples) : 0;
-    status.samples_per_s = static_cast<double>(window_samples * world) / std::max(1e-9, seconds_since(window_begin));
-    s.progress->update(status);
-
-    if (s.step % c.train.log_every == 0 || s.step == s.total_steps || stop) {
-      // Global means over the window: one small all-reduce on the log interval.
-      Tensor sums = Tensor::from_vector(std::vector<float>{static_cast<float>(window_loss),
-                                                           static_cast<float>(window_correct),
-                                                           static_cast<float>(window_samples)},
-                                        Shape{3}, comm.device());
-      s.wait_collective(comm.allreduce(sums, ReduceOp::sum), "allreduce of the training loss");
-      const std::vector<float> g = sums.to_vector<float>();
-      const double window_s = seconds_since(window_begin);
-      const double data_wait = loader.wait_seconds() - wait_mark;
-      status.loss = g[2] > 0 ? g[0] / g[2] : 0;
-      status.accuracy = g[2] > 0 ? g[1] / g[2] : 0;
-      status.samples_per_s = g[2] / std::max(1e-9, window_s);
-      s.progress->report(status, window_comm, data_wait);
-      if (s.metrics)
-        s.metrics->record(JsonObject().add("type", "train").add("step", s.step).add("epoch", s.epoch + 1)
-                              .add("loss", status.loss).add("accuracy", status.accuracy).add("lr", lr)
-                              .add("samples_per_s", status.samples_per_s).add("comm_s", window_comm)
-                              .add("data_wait_s", data_wait).add("steps", window_steps).add("time_s", elapsed));
-      window_begin = Clock::now();
-      window_loss = window_comm = 0;
-      window_correct = window_samples = window_steps = 0;
-      wait_mark = loader.wait_seconds();
-    }
-
-    if ((c.train.eval_every > 0 && s.step % c.train.eval_every == 0) || (c.train.eval_every == 0 && epoch_end))
-      evaluate_now();
-    if (c.checkpoint.every > 0 && s.step % c.checkpoint.every == 0) s.save_checkpoint();
+    const ProgressStatus status = s.progress_status(stats.lr, elapsed, start_step);
+    window.update(status);
+    if (log_due(c, at.step, at.total_steps, stop)) window.report(status, elapsed, loader.wait_seconds());
+    if (evaluation_due(c, at.step, epoch_end)) s.evaluate_and_report(run_begin);
+    if (checkpoint_due(c, at.step)) s.save_checkpoint();
     if (stop) {
-      result.interrupted = true;
-      s.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)" : "train.stop_at_step reached",
-                                         ": stopping after step ", s.step, " of ", s.total_steps));
+      interrupted = true;
+      s.outputs.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)"
+                                                           : "train.stop_at_step reached",
+                                                 ": stopping after step ", at.step, " of ", at.total_steps));
       break;
     }
   }
+  return s.finish_run(interrupted, start_step, run_begin);
+}
 
-  if (!result.interrupted && s.last_eval_step != s.step && s.step > start_step) evaluate_now();
-  if (s.last_checkpoint_step != s.step) s.save_checkpoint();
-  s.progress->finish();
+// After the loop: the last evaluation and checkpoint unless the last step made them, the trace
+// file, and the summary line.
+TrainResult Trainer::State::finish_run(bool interrupted, int64_t start_step, Clock::time_point run_begin) {
+  if (!interrupted && outputs.last_eval_step != position.step && position.step > start_step)
+    evaluate_and_report(run_begin);
+  if (outputs.last_checkpoint_step != position.step) save_checkpoint();
+  outputs.progress->finish();
+  TrainResult result;
+  result.interrupted = interrupted;
   result.seconds = seconds_since(run_begin);
-  if (s.trace.enabled()) s.trace.write(comm, c.log.trace);
-  result.steps = s.step;
-  result.epoch = s.epoch;
-  result.test = s.last_eval;
-  result.checkpoint = s.last_checkpoint;
-  const int64_t done = s.step - start_step;
-  log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} samples/s){}",
-           result.interrupted ? "stopped" : "finished", s.step, done, result.seconds,
-           done > 0 ? static_cast<double>(done * c.train.batch_size * c.train.accumulation * world) / result.seconds : 0.0,
-           s.last_eval.samples > 0 ? detail::concat(": test accuracy ", s.last_eval.accuracy, ", test loss ", s.last_eval.loss)
-                                   : std::string());
+  if (outputs.trace.enabled()) outputs.trace.write(*runtime.comm, config.log.trace);
+  result.steps = position.step;
+  result.epoch = position.epoch;
+  result.test = outputs.last_eval;
+  result.checkpoint = outputs.last_checkpoint;
+  const int64_t done = position.step - start_step;
+  const int64_t samples_per_step = config.train.batch_size * config.train.accumulation * runtime.comm->size();
+  log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} samples/s){}", interrupted ? "stopped" : "finished",
+           position.step, done, result.seconds,
+           done > 0 ? static_cast<double>(done * samples_per_step) / result.seconds : 0.0,
+           outputs.last_eval.samples > 0
+               ? detail::concat(": test accuracy ", outputs.last_eval.accuracy, ", test loss ", outputs.last_eval.loss)
+               : std::string());
   return result;
 }
 
