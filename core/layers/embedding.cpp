@@ -1,10 +1,31 @@
 // Embedding: y[i, :] = W[ids[i], :]; dW[ids[i], :] += dy[i, :]. Ids get no gradient.
+#include <algorithm>
 #include <string>
 
 #include "core/layers/layer_util.h"
 #include "core/layers/layers.h"
 
 namespace dtrain {
+
+// ---- its CPU kernels (declared in core/kernel_list.inc; core/cuda/embedding.cu has the CUDA ones)
+// The lookup and its scatter-add gradient.
+namespace cpu {
+
+void embedding_forward(const int64_t* ids, const float* table, float* y, int64_t n, int64_t dim) {
+  for (int64_t i = 0; i < n; ++i) std::copy_n(table + ids[i] * dim, dim, y + i * dim);
+}
+
+void embedding_backward(const int64_t* ids, const float* dy, float* dtable, int64_t n, int64_t dim) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = dtable + ids[i] * dim;
+    const float* g = dy + i * dim;
+    for (int64_t j = 0; j < dim; ++j) row[j] += g[j];
+  }
+}
+
+}  // namespace cpu
+
+// ---- the layer
 
 namespace {
 std::string describe(const Embedding& m) {
