@@ -4,9 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <thread>
 
 #include "core/hash.h"
 #include "core/log.h"
@@ -14,11 +12,6 @@
 
 namespace dtrain {
 namespace {
-
-int stall_rank_from_env() {
-  const char* v = std::getenv("DTRAIN_TEST_STALL_RANK");
-  return v && *v ? std::atoi(v) : -1;
-}
 
 std::string format_bytes(int64_t bytes) {
   char buf[32];
@@ -34,8 +27,7 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
     : comm_(comm),
       arena_(arena),
       options_(std::move(options)),
-      watchdog_(options_.timeout_s, [this](const std::string& what, double waited) { on_timeout(what, waited); }),
-      stall_rank_(stall_rank_from_env()) {
+      watchdog_(options_.timeout_s, [this](const std::string& what, double waited) { on_timeout(what, waited); }) {
   DTRAIN_CHECK(arena_.allocated(), "ParamSync: the parameter arena must be allocated (build the model first)");
   DTRAIN_CHECK(options_.bucket_bytes > 0 && options_.first_bucket_bytes > 0, "comm.bucket_bytes and ",
                "comm.first_bucket_bytes must be positive, got ", options_.bucket_bytes, " and ",
@@ -207,12 +199,6 @@ void ParamSync::launch_ready_buckets() {
 }
 
 void ParamSync::launch(size_t b) {
-  if (comm_.rank() == stall_rank_) {
-    std::fprintf(stderr, "[rank %d] DTRAIN_TEST_STALL_RANK: sleeping instead of the %s\n", comm_.rank(),
-                 bucket_name(b).c_str());
-    std::this_thread::sleep_for(std::chrono::duration<double>(options_.timeout_s * 3 + 30));
-    fail("DTRAIN_TEST_STALL_RANK: rank ", comm_.rank(), " was not aborted by the watchdog");
-  }
   const Bucket& bk = buckets_[b];
   Tensor grads = arena_.grads().flat_range(bk.begin, bk.numel);
   if (samples_mode_ && samples_unit_ != 1 && bk.numel > 0) ops::scale(grads, static_cast<float>(samples_unit_));

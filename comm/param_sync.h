@@ -19,9 +19,7 @@
 // per-micro-batch mean loss.
 //
 // Watchdog: a collective not done within timeout_s prints "[rank r] watchdog: <op, bucket> not
-// finished after <s> s" and aborts the job. Test hook: the environment variable
-// DTRAIN_TEST_STALL_RANK=r makes rank r sleep instead of starting its first gradient bucket
-// (simulates a rank that stops calling collectives).
+// finished after <s> s" and aborts the job.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -124,7 +122,6 @@ class ParamSync {
     Tensor wire;  // the buffer on the wire when it is not the arena view (bf16 or staged)
   };
   std::vector<InFlight> in_flight_;
-  int stall_rank_ = -1;
   SyncStats stats_;
 };
 
