@@ -4,36 +4,43 @@
 #include "core/kernels.h"
 
 namespace dtrain::cpu {
+namespace {
 
-// m = max_j x_j, s = sum_j exp(x_j - m): y_j = exp(x_j - m) / s
+struct RowMaxSum {
+  float max, sum;
+};
+
+// The numerically stable part of a softmax over one row: m = max_j z_j, p_j = exp(z_j - m),
+// s = sum_j p_j; the caller normalises p.
+RowMaxSum exp_shifted_row(const float* z, float* p, int64_t cols) {
+  float m = z[0];
+  for (int64_t j = 1; j < cols; ++j) m = z[j] > m ? z[j] : m;
+  float s = 0.0f;
+  for (int64_t j = 0; j < cols; ++j) {
+    p[j] = std::exp(z[j] - m);
+    s += p[j];
+  }
+  return {m, s};
+}
+
+}  // namespace
+
+// y_j = exp(x_j - m) / s
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* z = x + r * cols;
     float* p = y + r * cols;
-    float m = z[0];
-    for (int64_t j = 1; j < cols; ++j) m = z[j] > m ? z[j] : m;
-    float s = 0.0f;
-    for (int64_t j = 0; j < cols; ++j) {
-      p[j] = std::exp(z[j] - m);
-      s += p[j];
-    }
+    const float s = exp_shifted_row(x + r * cols, p, cols).sum;
     for (int64_t j = 0; j < cols; ++j) p[j] /= s;
   }
 }
 
-// m = max_j z_j, s = sum_j exp(z_j - m): p_j = exp(z_j - m) / s, loss = log s + m - z_label
+// p_j = exp(z_j - m) / s, loss = log s + m - z_label
 void softmax_xent_forward(const float* logits, const int64_t* labels, float* probs, float* losses, int64_t rows,
                           int64_t classes) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* z = logits + r * classes;
     float* p = probs + r * classes;
-    float m = z[0];
-    for (int64_t j = 1; j < classes; ++j) m = z[j] > m ? z[j] : m;
-    float s = 0.0f;
-    for (int64_t j = 0; j < classes; ++j) {
-      p[j] = std::exp(z[j] - m);
-      s += p[j];
-    }
+    const auto [m, s] = exp_shifted_row(z, p, classes);
     const float inv = 1.0f / s;
     for (int64_t j = 0; j < classes; ++j) p[j] *= inv;
     losses[r] = std::log(s) + m - z[labels[r]];

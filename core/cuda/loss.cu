@@ -11,33 +11,33 @@ namespace {
 
 constexpr int kRowThreads = 128;
 
+struct RowMaxSum {
+  float max, sum;
+};
+
+// One row's softmax by the whole block: p_j = exp(z_j - m) / s with m = max_j z_j and
+// s = sum_j exp(z_j - m); returns m and s to every thread.
+__device__ RowMaxSum softmax_row(const float* z, float* p, int64_t cols) {
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, z[j]);
+  m = block_max(m);
+  float s = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += expf(z[j] - m);
+  s = block_sum(s);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) p[j] = expf(z[j] - m) / s;
+  return {m, s};
+}
+
 __global__ void softmax_rows_kernel(const float* x, float* y, int64_t rows, int64_t cols) {
-  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* z = x + r * cols;
-    float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, z[j]);
-    m = block_max(m);
-    float s = 0.0f;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += expf(z[j] - m);
-    s = block_sum(s);
-    float* p = y + r * cols;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) p[j] = expf(z[j] - m) / s;
-  }
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) softmax_row(x + r * cols, y + r * cols, cols);
 }
 
 __global__ void softmax_xent_forward_kernel(const float* logits, const int64_t* labels, float* probs, float* losses,
                                             int64_t rows, int64_t classes) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* z = logits + r * classes;
-    float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < classes; j += blockDim.x) m = fmaxf(m, z[j]);
-    m = block_max(m);
-    float s = 0.0f;
-    for (int64_t j = threadIdx.x; j < classes; j += blockDim.x) s += expf(z[j] - m);
-    s = block_sum(s);
-    float* p = probs + r * classes;
-    for (int64_t j = threadIdx.x; j < classes; j += blockDim.x) p[j] = expf(z[j] - m) / s;
-    if (threadIdx.x == 0) losses[r] = logf(s) - (z[labels[r]] - m);
+    const RowMaxSum row = softmax_row(z, probs + r * classes, classes);
+    if (threadIdx.x == 0) losses[r] = logf(row.sum) - (z[labels[r]] - row.max);
   }
 }
 
