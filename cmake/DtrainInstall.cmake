@@ -3,19 +3,17 @@ include(CMakePackageConfigHelpers)
 set(DTRAIN_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/dtrain)
 
 set(_dtrain_libs dtrain_core dtrain_optim dtrain_comm dtrain_data dtrain_export dtrain_inference dtrain_launch dtrain_serve)
+# Each library's public headers (its FILE_SET HEADERS) go to include/dtrain/<folder>/.
 install(TARGETS ${_dtrain_libs} EXPORT dtrainTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dtrain
+  FILE_SET generated_headers DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dtrain
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dtrain)
 foreach(exe dtrain dtrain-serve)
   if(TARGET ${exe})
     install(TARGETS ${exe} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
 endforeach()
-foreach(dir core optim comm data export inference launch serve)
-  install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dtrain/${dir}
-    FILES_MATCHING PATTERN "*.h" PATTERN "*.inc" PATTERN "cuda/*.h" EXCLUDE)
-endforeach()
-install(FILES ${PROJECT_BINARY_DIR}/include/core/config.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dtrain/core)
 install(EXPORT dtrainTargets NAMESPACE dtrain:: DESTINATION ${DTRAIN_CMAKE_DIR})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/dtrainConfig.cmake.in
   ${PROJECT_BINARY_DIR}/dtrainConfig.cmake INSTALL_DESTINATION ${DTRAIN_CMAKE_DIR})

@@ -24,6 +24,16 @@ phase() { echo "== [${SECONDS}s] $*"; }
 phase "install $build into $work/prefix"
 cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
 
+phase "the package installs public headers only"
+for internal in core/layers/layer_util.h core/cuda/check.h comm/backends.h comm/mpi_runtime.h inference/onnx_ops.h \
+                optim/kernels.h launch/log_window.h serve/model_store.h; do
+  [ ! -e "$work/prefix/include/dtrain/$internal" ] || fail "internal header $internal was installed"
+done
+for public in core/tensor.h core/config.h core/layers/layers.h launch/commands.h export/onnx_export.h \
+              inference/onnx_engine.h serve/server.h; do
+  [ -f "$work/prefix/include/dtrain/$public" ] || fail "public header $public was not installed"
+done
+
 phase "configure and build examples/custom-model against the installed package"
 cmake -S "$src/examples/custom-model" -B "$work/build" ${CMAKE_GENERATOR:+-G "$CMAKE_GENERATOR"} \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/prefix" ${CXX:+-DCMAKE_CXX_COMPILER="$CXX"} \
