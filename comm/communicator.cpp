@@ -170,8 +170,9 @@ std::vector<std::string> describe_world(Communicator& comm, bool log) {
 
 void abort_job(const std::string& message, int code) noexcept {
   int rank = 0;
-  if (MpiRuntime::active()) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  else {
+  if (MpiRuntime::active()) {
+    rank = MpiRuntime::instance().world_rank();  // cached at init: only the progress thread calls MPI
+  } else {
     try {
       rank = detect_launch_env().rank;
     } catch (...) {  // a malformed launcher variable must not stop the message from being printed

@@ -276,61 +276,49 @@ std::string ExportedModel::bytes() const {
   return out;
 }
 
-ExportedModel export_onnx(Model& model, const ExportOptions& options) {
-  DTRAIN_CHECK(options.opset >= kMinOpset && options.opset <= kMaxOpset, "ONNX export: opset ", options.opset,
-               " is not supported (", kMinOpset, "..", kMaxOpset, ")");
-  DTRAIN_CHECK(options.quantize == "none" || options.quantize == "int8", "ONNX export: quantize '", options.quantize,
-               "' is not supported (none or int8)");
-  const ModelConfig& config = model.config();
-  const bool takes_ids = model.input_layout() == InputLayout::tokens;
+namespace {
 
-  int input_type = onnx::TensorProto_DataType_FLOAT;
-  DType input_dtype = DType::f32;
-  if (takes_ids) {
+// The graph input's element type: INT64 ids for a model of tokens, else f32 or u8 as asked.
+DType input_dtype_of(const Model& model, const ExportOptions& options) {
+  if (model.input_layout() == InputLayout::tokens) {
     DTRAIN_CHECK(options.input_dtype != "u8" && options.x_scale == 1.0 && options.x_shift == 0.0,
-                 "ONNX export: the model '", config.type, "' takes token ids, so its input is INT64; input_dtype "
-                 "u8 and input normalisation do not apply");
-    input_type = onnx::TensorProto_DataType_INT64;
-    input_dtype = DType::i64;
-  } else if (options.input_dtype == "u8") {
-    input_type = onnx::TensorProto_DataType_UINT8;
-    input_dtype = DType::u8;
-  } else {
-    DTRAIN_CHECK(options.input_dtype == "f32", "ONNX export: input_dtype '", options.input_dtype,
-                 "' is not supported (f32 or u8)");
+                 "ONNX export: the model '", model.config().type, "' takes token ids, so its input is INT64; "
+                 "input_dtype u8 and input normalisation do not apply");
+    return DType::i64;
   }
+  if (options.input_dtype == "u8") return DType::u8;
+  DTRAIN_CHECK(options.input_dtype == "f32", "ONNX export: input_dtype '", options.input_dtype,
+               "' is not supported (f32 or u8)");
+  return DType::f32;
+}
 
-  onnx::ModelProto proto;
-  proto.set_ir_version(kIrVersion);
-  proto.set_producer_name("dtrain");
-  proto.set_producer_version(DTRAIN_VERSION);
-  proto.set_model_version(1);
-  auto* opset = proto.add_opset_import();
-  opset->set_domain("");
-  opset->set_version(options.opset);
-  onnx::GraphProto* g = proto.mutable_graph();
-  g->set_name(config.type);
-  GraphWriter gw(g, options.quantize == "int8");
+int onnx_type(DType t) {
+  switch (t) {
+    case DType::i64: return onnx::TensorProto_DataType_INT64;
+    case DType::u8: return onnx::TensorProto_DataType_UINT8;
+    default: return onnx::TensorProto_DataType_FLOAT;
+  }
+}
 
-  Shape shape{1};
-  for (int64_t d : config.input_shape) shape.push_back(d);
-  set_type(g->add_input(), input_type, shape);
+// The graph input "input" and the normalisation the model sees, x * x_scale + x_shift, as dtrain's
+// loader feeds it; returns the value the network reads.
+std::string add_input(GraphWriter& gw, onnx::GraphProto* g, DType dtype, const Shape& shape,
+                      const ExportOptions& options, ExportedModel& result) {
+  set_type(g->add_input(), onnx_type(dtype), shape);
   g->mutable_input(0)->set_name("input");
-  ExportedModel result;
-  result.inputs.push_back({"input", input_dtype, client_shape(shape)});
-
-  // Normalisation: the model sees x * x_scale + x_shift, as dtrain's loader feeds it.
+  result.inputs.push_back({"input", dtype, client_shape(shape)});
   std::string x = "input";
-  if (input_dtype == DType::u8) {
-    x = gw.node("Cast", "input", {x}, {{"to", int64_t{onnx::TensorProto_DataType_FLOAT}}});
-  }
+  if (dtype == DType::u8) x = gw.node("Cast", "input", {x}, {{"to", int64_t{onnx::TensorProto_DataType_FLOAT}}});
   if (options.x_scale != 1.0)
     x = gw.node("Mul", "input", {x, gw.scalar("input_scale", static_cast<float>(options.x_scale))});
   if (options.x_shift != 0.0)
     x = gw.node("Add", "input", {x, gw.scalar("input_shift", static_cast<float>(options.x_shift))});
+  return x;
+}
 
-  const std::string logits = model.net().to_onnx(gw, x, shape, "");
-  shape = model.net().output_shape(shape);
+// "probabilities" (softmax over the last dim of the logits) and "class" (their argmax, INT64).
+void add_outputs(GraphWriter& gw, onnx::GraphProto* g, const std::string& logits, const Shape& shape,
+                 ExportedModel& result) {
   DTRAIN_CHECK(shape.size() >= 2, "ONNX export: the model's output ", shape.str(), " has no class dim");
   onnx::NodeProto* sm = gw.named_node("Softmax", "probabilities/Softmax", {logits}, {"probabilities"});
   GraphWriter::attr(sm, "axis", int64_t{-1});
@@ -345,14 +333,16 @@ ExportedModel export_onnx(Model& model, const ExportOptions& options) {
   g->mutable_output(1)->set_name("class");
   result.outputs.push_back({"probabilities", DType::f32, client_shape(shape)});
   result.outputs.push_back({"class", DType::i64, client_shape(class_shape)});
+}
 
-  std::vector<std::pair<std::string, std::string>> meta{
-      {"dtrain_version", DTRAIN_VERSION},
-      {"model", config.canonical()},
-      {"input_dtype", dtype_name(input_dtype)},
-      {"x_scale", number(options.x_scale)},
-      {"x_shift", number(options.x_shift)},
-      {"quantize", options.quantize}};
+// The exporter's metadata_props, then the caller's (a caller's key replaces the exporter's).
+void add_metadata(onnx::ModelProto& proto, const Model& model, DType input_dtype, const ExportOptions& options) {
+  std::vector<std::pair<std::string, std::string>> meta{{"dtrain_version", DTRAIN_VERSION},
+                                                        {"model", model.config().canonical()},
+                                                        {"input_dtype", dtype_name(input_dtype)},
+                                                        {"x_scale", number(options.x_scale)},
+                                                        {"x_shift", number(options.x_shift)},
+                                                        {"quantize", options.quantize}};
   for (const auto& [k, v] : options.metadata) {
     auto it = std::find_if(meta.begin(), meta.end(), [&](const auto& kv) { return kv.first == k; });
     if (it != meta.end())
@@ -365,11 +355,13 @@ ExportedModel export_onnx(Model& model, const ExportOptions& options) {
     p->set_key(k);
     p->set_value(v);
   }
+}
 
-  check_model_proto(proto);
-  // The skeleton without the deferred initializers' placeholders, then each of them spliced in.
+// The file as parts: the serialized skeleton without the deferred initializers' placeholders, then
+// each of them spliced in from where its data lives.
+void serialize(onnx::ModelProto& proto, GraphWriter& gw, ExportedModel& result) {
   std::map<std::string, onnx::TensorProto> deferred_meta;
-  auto* inits = g->mutable_initializer();
+  auto* inits = proto.mutable_graph()->mutable_initializer();
   for (const DeferredData& d : gw.deferred()) {
     for (int i = 0; i < inits->size(); ++i)
       if (inits->Get(i).name() == d.name) {
@@ -393,6 +385,37 @@ ExportedModel export_onnx(Model& model, const ExportOptions& options) {
   }
   DTRAIN_CHECK(result.size() < (int64_t{2} << 30), "ONNX export: the model is ", result.size(),
                " bytes, over protobuf's 2 GiB limit");
+}
+
+}  // namespace
+
+ExportedModel export_onnx(Model& model, const ExportOptions& options) {
+  DTRAIN_CHECK(options.opset >= kMinOpset && options.opset <= kMaxOpset, "ONNX export: opset ", options.opset,
+               " is not supported (", kMinOpset, "..", kMaxOpset, ")");
+  DTRAIN_CHECK(options.quantize == "none" || options.quantize == "int8", "ONNX export: quantize '", options.quantize,
+               "' is not supported (none or int8)");
+  const DType input_dtype = input_dtype_of(model, options);
+  onnx::ModelProto proto;
+  proto.set_ir_version(kIrVersion);
+  proto.set_producer_name("dtrain");
+  proto.set_producer_version(DTRAIN_VERSION);
+  proto.set_model_version(1);
+  auto* opset = proto.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(options.opset);
+  onnx::GraphProto* g = proto.mutable_graph();
+  g->set_name(model.config().type);
+  GraphWriter gw(g, options.quantize == "int8");
+
+  ExportedModel result;
+  Shape shape{1};  // batch 1 stands for the dynamic N
+  for (int64_t d : model.config().input_shape) shape.push_back(d);
+  const std::string x = add_input(gw, g, input_dtype, shape, options, result);
+  const std::string logits = model.net().to_onnx(gw, x, shape, "");
+  add_outputs(gw, g, logits, model.net().output_shape(shape), result);
+  add_metadata(proto, model, input_dtype, options);
+  check_model_proto(proto);
+  serialize(proto, gw, result);
   return result;
 }
 

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/config.h"
+#include "core/fs.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "data/h5.h"
@@ -157,18 +158,31 @@ void read_every_dataset(const h5::Group& g, std::vector<std::byte>& buffer) {
   }
 }
 
+// The root attributes. The writer stamps what it knows better than the caller: its version, and the
+// optimizer's own type and step count when one is given.
+void write_meta_attrs(h5::File& f, const CheckpointMeta& meta, const Optimizer* optimizer) {
+  set_root_attr(f, "step", meta.step);
+  set_root_attr(f, "epoch", meta.epoch);
+  set_root_attr(f, "world_size", static_cast<int64_t>(meta.world_size));
+  set_root_attr(f, "optimizer_type", optimizer ? optimizer->config().type : meta.optimizer_type);
+  set_root_attr(f, "optimizer_steps", optimizer ? optimizer->steps() : meta.optimizer_steps);
+  set_root_attr(f, "config", meta.config);
+  set_root_attr(f, "signature", join_lines(meta.signature));
+  set_root_attr(f, "dtrain_version", std::string(DTRAIN_VERSION));
+  set_root_attr(f, "test_accuracy", meta.test_accuracy);
+  set_root_attr(f, "test_loss", meta.test_loss);
+  set_root_attr(f, "input_dtype", meta.input_dtype);
+  set_root_attr(f, "x_scale", meta.x_scale);
+  set_root_attr(f, "x_shift", meta.x_shift);
+}
+
 void write_checkpoint_file(const std::string& path, const ParameterArena& arena, const Optimizer* optimizer,
                            const CheckpointMeta& meta) {
   DTRAIN_CHECK(arena.allocated(), "the model's parameters are not allocated");
   DTRAIN_CHECK(meta.world_size >= 1 && meta.rng_offsets.size() == static_cast<size_t>(meta.world_size),
                "meta has ", meta.rng_offsets.size(), " rng offsets for world_size ", meta.world_size,
                ", expected one per rank");
-  const fs::path parent = fs::path(path).parent_path();
-  if (!parent.empty()) {
-    std::error_code ec;
-    fs::create_directories(parent, ec);
-    DTRAIN_CHECK(!ec, "cannot create directory ", parent.string(), ": ", ec.message());
-  }
+  ensure_directory(fs::path(path).parent_path().string());
 
   // Host views of every tensor, taken before the HDF5 lock: on the CPU these are the arena's own
   // memory (written without a copy); a GPU arena is copied to the host once here.
@@ -203,21 +217,7 @@ void write_checkpoint_file(const std::string& path, const ParameterArena& arena,
   const std::vector<int64_t> sampler{meta.sampler.epoch, meta.sampler.position};
   f.create_dataset("/sampler", DType::i64, Shape{2}).write(std::span<const int64_t>(sampler));
 
-  // The writer stamps what it knows better than the caller: its version, and the optimizer's own
-  // type and step count when one is given.
-  set_root_attr(f, "step", meta.step);
-  set_root_attr(f, "epoch", meta.epoch);
-  set_root_attr(f, "world_size", static_cast<int64_t>(meta.world_size));
-  set_root_attr(f, "optimizer_type", optimizer ? optimizer->config().type : meta.optimizer_type);
-  set_root_attr(f, "optimizer_steps", optimizer ? optimizer->steps() : meta.optimizer_steps);
-  set_root_attr(f, "config", meta.config);
-  set_root_attr(f, "signature", join_lines(meta.signature));
-  set_root_attr(f, "dtrain_version", std::string(DTRAIN_VERSION));
-  set_root_attr(f, "test_accuracy", meta.test_accuracy);
-  set_root_attr(f, "test_loss", meta.test_loss);
-  set_root_attr(f, "input_dtype", meta.input_dtype);
-  set_root_attr(f, "x_scale", meta.x_scale);
-  set_root_attr(f, "x_shift", meta.x_shift);
+  write_meta_attrs(f, meta, optimizer);
   f.close();
   guard.unlock();  // the fsync and rename need no HDF5: let a loader thread go on meanwhile
   out.commit();

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "core/clock.h"
@@ -79,58 +80,93 @@ std::string number(double v) {
 
 }  // namespace
 
-int cmd_export(const std::vector<std::string>& args) {
-  std::string checkpoint, repo, name, quantize = "none", data, labels_spec;
+namespace {
+
+struct ExportArgs {
+  std::string checkpoint, repo, name, quantize = "none", data, labels;
   int64_t version = 0, max_batch_size = 64;
   int opset = 17;
   double prune = 0;
+  bool data_given = false;
+};
+
+// Parses and checks the options; returns an exit code when the command must stop (help, usage error).
+std::optional<int> parse_export_args(const std::vector<std::string>& args, ExportArgs& a) {
   po::options_description opts("dtrain export options");
   opts.add_options()
       ("help,h", "show this help")
-      ("checkpoint", po::value(&checkpoint), "checkpoint file (step-N.h5) to export")
-      ("repo", po::value(&repo), "model repository directory")
-      ("name", po::value(&name), "model name (a folder in the repository)")
-      ("version", po::value(&version)->default_value(0), "version to write (0: one past the newest)")
-      ("quantize", po::value(&quantize)->default_value("none"), "none | int8 (per-channel symmetric int8 weights)")
-      ("prune", po::value(&prune)->default_value(0.0), "global magnitude pruning of weight matrices, fraction in [0, 1)")
-      ("opset", po::value(&opset)->default_value(17), "ONNX opset (13..17)")
-      ("data", po::value(&data), "test set for the accuracy report (default: the config's data.test; none: skip)")
-      ("labels", po::value(&labels_spec), "class labels for config.json: A,B,... or @FILE (one per line); "
-                                          "default: Fashion-MNIST's names for Fashion-MNIST data, else none")
-      ("max-batch-size", po::value(&max_batch_size)->default_value(64), "config.json max_batch_size (server batching)");
+      ("checkpoint", po::value(&a.checkpoint), "checkpoint file (step-N.h5) to export")
+      ("repo", po::value(&a.repo), "model repository directory")
+      ("name", po::value(&a.name), "model name (a folder in the repository)")
+      ("version", po::value(&a.version)->default_value(0), "version to write (0: one past the newest)")
+      ("quantize", po::value(&a.quantize)->default_value("none"), "none | int8 (per-channel symmetric int8 weights)")
+      ("prune", po::value(&a.prune)->default_value(0.0), "global magnitude pruning of weight matrices, fraction in [0, 1)")
+      ("opset", po::value(&a.opset)->default_value(17), "ONNX opset (13..17)")
+      ("data", po::value(&a.data), "test set for the accuracy report (default: the config's data.test; none: skip)")
+      ("labels", po::value(&a.labels), "class labels for config.json: A,B,... or @FILE (one per line); "
+                                       "default: Fashion-MNIST's names for Fashion-MNIST data, else none")
+      ("max-batch-size", po::value(&a.max_batch_size)->default_value(64), "config.json max_batch_size (server batching)");
   po::variables_map vm;
-  if (const auto stop = parse_command_options(kExport, args, opts, vm)) return *stop;
-  if (checkpoint.empty() || repo.empty() || name.empty()) return usage_error("--checkpoint, --repo and --name are required");
-  if (version < 0) return usage_error("--version must be positive (or 0 for the next one)");
-  if (quantize != "none" && quantize != "int8") return usage_error("--quantize must be none or int8");
-  if (!(prune >= 0 && prune < 1)) return usage_error("--prune must be in [0, 1)");
-  if (max_batch_size <= 0) return usage_error("--max-batch-size must be positive");
+  if (const auto stop = parse_command_options(kExport, args, opts, vm)) return stop;
+  a.data_given = vm.count("data") > 0;
+  if (a.checkpoint.empty() || a.repo.empty() || a.name.empty())
+    return usage_error("--checkpoint, --repo and --name are required");
+  if (a.version < 0) return usage_error("--version must be positive (or 0 for the next one)");
+  if (a.quantize != "none" && a.quantize != "int8") return usage_error("--quantize must be none or int8");
+  if (!(a.prune >= 0 && a.prune < 1)) return usage_error("--prune must be in [0, 1)");
+  if (a.max_batch_size <= 0) return usage_error("--max-batch-size must be positive");
+  return std::nullopt;
+}
 
-  // Read: the meta, the model it describes, then every parameter (checked against the signature).
-  const auto read_begin = Clock::now();
-  const CheckpointMeta meta = read_checkpoint_meta(checkpoint);
-  const TrainConfig config = parse_config_text(meta.config, checkpoint + " (config attribute)");
-  auto model = create_model(config.model);
-  model->build(Device::cpu(), 0);
-  load_checkpoint(checkpoint, model->arena(), nullptr, model->signature());
-  const double read_s = seconds_since(read_begin);
-
-  if (!vm.count("data")) data = config.data.test;
-  if (data == "none" || (!vm.count("data") && !std::filesystem::exists(data))) data.clear();
-
+// The exporter's options from the checkpoint: the input as the dataset stores it, its
+// normalisation, and the run's step, config and test accuracy as metadata.
+ExportOptions export_options(const ExportArgs& a, const CheckpointMeta& meta) {
   ExportOptions options;
-  options.opset = opset;
+  options.opset = a.opset;
   options.input_dtype = meta.input_dtype;
   options.x_scale = meta.x_scale;
   options.x_shift = meta.x_shift;
   options.metadata = {{"step", std::to_string(meta.step)},
                       {"config", meta.config},
-                      {"checkpoint", checkpoint},
+                      {"checkpoint", a.checkpoint},
                       {"trained_with", meta.dtrain_version}};
   if (meta.test_accuracy >= 0) options.metadata.emplace_back("test_accuracy", number(meta.test_accuracy));
+  return options;
+}
+
+// Accuracy of the written model on `data`, and of the f32 unpruned baseline when there is one.
+void report_accuracy(const ExportedModel& exported, const std::string& path, const std::string& baseline,
+                     const std::string& data) {
+  const OnnxEvalResult now = evaluate_onnx(OnnxModel::from_bytes(exported.bytes(), Device::cpu(), path), data);
+  std::printf("test accuracy (dtrain ONNX engine, %s): %.4f", data.c_str(), now.accuracy());
+  if (!baseline.empty()) {
+    const OnnxEvalResult before = evaluate_onnx(OnnxModel::from_bytes(baseline, Device::cpu(), "f32 baseline"), data);
+    std::printf(" vs %.4f f32 unpruned (change %+.2f points)", before.accuracy(),
+                100 * (now.accuracy() - before.accuracy()));
+  }
+  std::printf("\n");
+}
+
+}  // namespace
+
+int cmd_export(const std::vector<std::string>& args) {
+  ExportArgs a;
+  if (const auto stop = parse_export_args(args, a)) return *stop;
+
+  // Read: the meta, the model it describes, then every parameter (checked against the signature).
+  const auto read_begin = Clock::now();
+  const CheckpointMeta meta = read_checkpoint_meta(a.checkpoint);
+  const TrainConfig config = parse_config_text(meta.config, a.checkpoint + " (config attribute)");
+  auto model = create_model(config.model);
+  model->build(Device::cpu(), 0);
+  load_checkpoint(a.checkpoint, model->arena(), nullptr, model->signature());
+  const double read_s = seconds_since(read_begin);
+  std::string data = a.data_given ? a.data : config.data.test;
+  if (data == "none" || (!a.data_given && !std::filesystem::exists(data))) data.clear();
 
   // The unpruned f32 model is the baseline for the size ratio and the accuracy change.
-  const bool transformed = prune > 0 || quantize != "none";
+  ExportOptions options = export_options(a, meta);
+  const bool transformed = a.prune > 0 || a.quantize != "none";
   int64_t baseline_size = 0;
   std::string baseline;  // bytes, only when the accuracy is evaluated (taken before pruning changes the weights)
   if (transformed) {
@@ -138,40 +174,31 @@ int cmd_export(const std::vector<std::string>& args) {
     baseline_size = b.size();
     if (!data.empty()) baseline = b.bytes();
   }
-  if (prune > 0) {
-    const Sparsity s = prune_global_magnitude(*model, prune);
+  if (a.prune > 0) {
+    const Sparsity s = prune_global_magnitude(*model, a.prune);
     std::printf("pruned: %.2f%% of %lld weight-matrix entries are zero\n", 100 * s.fraction(),
                 static_cast<long long>(s.weights));
     options.metadata.emplace_back("pruned_sparsity", number(s.fraction()));
   }
-  options.quantize = quantize;
+  options.quantize = a.quantize;
   const auto export_begin = Clock::now();
   const ExportedModel exported = export_onnx(*model, options);
-  RepositoryModelConfig rc{name, exported.inputs, exported.outputs, max_batch_size, {}};
-  rc.labels = labels_spec.empty() ? known_labels(config, data) : parse_labels(labels_spec);
+  RepositoryModelConfig rc{a.name, exported.inputs, exported.outputs, a.max_batch_size, {}};
+  rc.labels = a.labels.empty() ? known_labels(config, data) : parse_labels(a.labels);
   if (!rc.labels.empty() && config.model.num_classes > 0)
     DTRAIN_CHECK(static_cast<int64_t>(rc.labels.size()) == config.model.num_classes, "--labels: ", rc.labels.size(),
                  " labels for a model with ", config.model.num_classes, " classes");
-  const int64_t written = write_model_version(repo, rc, version, exported);
+  const int64_t written = write_model_version(a.repo, rc, a.version, exported);
   const double export_s = seconds_since(export_begin);
-  const std::string path = (std::filesystem::path(repo) / name / std::to_string(written) / "model.onnx").string();
+  const std::string path = (std::filesystem::path(a.repo) / a.name / std::to_string(written) / "model.onnx").string();
   std::printf("exported %s (%lld bytes, opset %d, quantize %s) in %.3f s; checkpoint read %.3f s (ratio %.2f)\n",
-              path.c_str(), static_cast<long long>(exported.size()), opset, quantize.c_str(), export_s, read_s,
+              path.c_str(), static_cast<long long>(exported.size()), a.opset, a.quantize.c_str(), export_s, read_s,
               read_s > 0 ? export_s / read_s : 0.0);
   if (transformed)
     std::printf("size: %lld bytes vs %lld f32 unpruned (ratio %.3f)\n", static_cast<long long>(exported.size()),
                 static_cast<long long>(baseline_size),
                 static_cast<double>(exported.size()) / static_cast<double>(baseline_size));
-  if (!data.empty()) {
-    const OnnxEvalResult now = evaluate_onnx(OnnxModel::from_bytes(exported.bytes(), Device::cpu(), path), data);
-    std::printf("test accuracy (dtrain ONNX engine, %s): %.4f", data.c_str(), now.accuracy());
-    if (transformed) {
-      const OnnxEvalResult before = evaluate_onnx(OnnxModel::from_bytes(baseline, Device::cpu(), "f32 baseline"), data);
-      std::printf(" vs %.4f f32 unpruned (change %+.2f points)", before.accuracy(),
-                  100 * (now.accuracy() - before.accuracy()));
-    }
-    std::printf("\n");
-  }
+  if (!data.empty()) report_accuracy(exported, path, transformed ? baseline : std::string(), data);
   return 0;
 }
 

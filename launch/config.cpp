@@ -132,7 +132,8 @@ void check_registered(const char* key, const std::string& value, const Registry&
   fail("config key ", key, ": '", value, "' is not one of ", also, names_of(registry));
 }
 
-KeyTable key_table(TrainConfig& c) {
+// The key table: one line per key, read top to bottom like the INI file it describes.
+KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a declarative table
   KeyTable t;
   ModelConfig& m = c.model;
   std::string models;
@@ -364,7 +365,9 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
   return out;
 }
 
-void validate(const TrainConfig& c) {
+namespace {
+
+void validate_model(const TrainConfig& c) {
   check_one_of("model.activation", c.model.activation, {"relu", "gelu"});
   DTRAIN_CHECK(c.model.dropout >= 0 && c.model.dropout < 1, "config key model.dropout: ", c.model.dropout,
                " is not in [0, 1)");
@@ -377,12 +380,16 @@ void validate(const TrainConfig& c) {
     for (const auto& m : models) list.append(list.empty() ? "" : " | ").append(m);
     fail("config key model.type: '", c.model.type, "' is not a registered model (", list, ")");
   }
+}
 
+void validate_data(const TrainConfig& c) {
   DTRAIN_CHECK(!c.data.train.empty(), "config key data.train: a training dataset file is required");
   DTRAIN_CHECK(c.data.max_memory_mb > 0, "config key data.max_memory_mb: must be > 0");
   DTRAIN_CHECK(c.data.prefetch >= 0, "config key data.prefetch: must be >= 0");
   DTRAIN_CHECK(c.data.augment_crop_padding >= 0, "config key data.augment_crop_padding: must be >= 0");
+}
 
+void validate_optim(const TrainConfig& c) {
   check_registered("optim.type", c.optim.type, registered_optimizers());
   DTRAIN_CHECK(c.optim.lr > 0, "config key optim.lr: must be > 0, got ", c.optim.lr);
   DTRAIN_CHECK(c.optim.momentum >= 0 && c.optim.momentum < 1, "config key optim.momentum: must be in [0, 1)");
@@ -396,7 +403,9 @@ void validate(const TrainConfig& c) {
   DTRAIN_CHECK(c.schedule.warmup_steps >= 0, "config key optim.warmup_steps: must be >= 0");
   DTRAIN_CHECK(c.schedule.step_size > 0, "config key optim.step_size: must be > 0");
   DTRAIN_CHECK(c.schedule.total_steps >= 0, "config key optim.total_steps: must be >= 0");
+}
 
+void validate_train(const TrainConfig& c) {
   DTRAIN_CHECK(c.train.epochs >= 1 || c.train.max_steps > 0, "config key train.epochs: must be >= 1");
   DTRAIN_CHECK(c.train.max_steps >= 0, "config key train.max_steps: must be >= 0");
   DTRAIN_CHECK(c.train.stop_at_step >= 0, "config key train.stop_at_step: must be >= 0");
@@ -410,14 +419,18 @@ void validate(const TrainConfig& c) {
   } catch (const Error&) {
     fail("config key train.device: '", c.train.device, "' is not cpu, cuda or cuda:N");
   }
+}
 
+void validate_comm(const TrainConfig& c) {
   if (c.comm.backend != "auto") check_registered("comm.backend", c.comm.backend, registered_backends(), "auto | ");
   DTRAIN_CHECK(c.comm.bucket_mb > 0, "config key comm.bucket_mb: must be > 0");
   DTRAIN_CHECK(c.comm.first_bucket_mb > 0, "config key comm.first_bucket_mb: must be > 0");
   DTRAIN_CHECK(c.comm.timeout_s > 0, "config key comm.timeout_s: must be > 0");
   DTRAIN_CHECK(c.comm.check_every >= 0, "config key comm.check_every: must be >= 0");
   check_one_of("comm.compress", c.comm.compress, {"none", "bf16"});
+}
 
+void validate_checkpoint_and_log(const TrainConfig& c) {
   DTRAIN_CHECK(c.checkpoint.every >= 0, "config key checkpoint.every: must be >= 0");
   DTRAIN_CHECK(c.checkpoint.keep_last >= 0, "config key checkpoint.keep_last: must be >= 0");
   DTRAIN_CHECK(!c.checkpoint.resume.empty(), "config key checkpoint.resume: none, auto or a checkpoint path");
@@ -425,6 +438,17 @@ void validate(const TrainConfig& c) {
   DTRAIN_CHECK(!c.log.dir.empty(), "config key log.dir: a directory is required");
   check_one_of("log.progress", c.log.progress, {"auto", "bar", "lines", "none"});
   check_one_of("log.level", c.log.level, {"trace", "debug", "info", "warn", "error"});
+}
+
+}  // namespace
+
+void validate(const TrainConfig& c) {
+  validate_model(c);
+  validate_data(c);
+  validate_optim(c);
+  validate_train(c);
+  validate_comm(c);
+  validate_checkpoint_and_log(c);
 }
 
 std::string to_ini(const TrainConfig& config) {

@@ -114,9 +114,8 @@ std::shared_ptr<const ModelVersion> ModelStore::load(const std::string& model, i
   return v;
 }
 
-void ModelStore::scan() {
-  std::lock_guard<std::mutex> scan_lock(scan_mutex_);
-  // What the repository holds now: model -> version -> model.onnx stamp.
+// What the repository holds now: model -> version -> model.onnx stamp.
+std::map<std::string, std::map<int64_t, int64_t>> ModelStore::list_repository() const {
   std::map<std::string, std::map<int64_t, int64_t>> present;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(options_.repo, ec)) {
@@ -129,6 +128,12 @@ void ModelStore::scan() {
     }
   }
   if (ec && !scanned_) log_warn("cannot list the model repository {}: {}", options_.repo, ec.message());
+  return present;
+}
+
+void ModelStore::scan() {
+  std::lock_guard<std::mutex> scan_lock(scan_mutex_);
+  auto present = list_repository();
 
   std::vector<std::shared_ptr<const ModelVersion>> unloaded;  // released after the lock
   std::vector<std::pair<std::string, int64_t>> to_load;

@@ -73,6 +73,7 @@ class ModelStore {
   std::vector<VersionGauges> gauges() const;
 
  private:
+  std::map<std::string, std::map<int64_t, int64_t>> list_repository() const;
   struct Failed {
     std::string reason;
     int64_t file_stamp = 0;  // retried when the file changes

@@ -49,10 +49,10 @@ std::vector<std::string> read_api_keys(const std::string& path) {
   return keys;
 }
 
-ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
-  ParsedOptions r;
-  ServeOptions& o = r.options;
-  std::string max_body = "8MiB", config_file;
+namespace {
+
+// The option table: every key with its default (the option struct's) and what it does.
+po::options_description option_table(ServeOptions& o, std::string& max_body) {
   po::options_description keys("dtrain-serve options (also as KEY = VALUE lines in --config FILE.ini)");
   keys.add_options()
       ("repo", po::value(&o.repo), "model repository written by `dtrain export` (required)")
@@ -73,6 +73,43 @@ ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
        "on SIGTERM/SIGINT, how long in-flight requests may take before the server exits anyway")
       ("device", po::value(&o.device)->default_value(o.device), "cpu | cuda | cuda:N")
       ("log-format", po::value(&o.log_format)->default_value(o.log_format), "log lines: text | json (one JSON object per line)");
+  return keys;
+}
+
+// Range checks of the parsed values; throws po::error naming the option.
+void check_values(ServeOptions& o, const std::string& max_body) {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw po::error(what);
+  };
+  require(!o.repo.empty(), "the option '--repo' is required");
+  require(o.port >= 0 && o.port <= 65535, "the option '--port' must be 0..65535");
+  require(o.threads >= 1 && o.threads <= 4096, "the option '--threads' must be 1..4096");
+  require(o.max_batch >= 1 && o.max_batch <= 1 << 20, "the option '--max-batch' must be at least 1");
+  require(o.max_queue_delay_us >= 0 && o.max_queue_delay_us <= 10'000'000,
+          "the option '--max-queue-delay-us' must be 0..10000000");
+  require(o.instances >= 1 && o.instances <= 256, "the option '--instances' must be 1..256");
+  require(o.poll_seconds >= 0, "the option '--poll-seconds' must not be negative");
+  require(o.log_format == "text" || o.log_format == "json", "the option '--log-format' must be text or json");
+  require(o.drain_seconds > 0, "the option '--drain-seconds' must be positive");
+  try {
+    Device::parse(o.device);
+  } catch (const Error& e) {
+    throw po::error(std::string("the option '--device': ") + e.what());
+  }
+  try {
+    o.max_body_bytes = parse_byte_size(max_body);
+  } catch (const Error& e) {
+    throw po::error(std::string("the option '--max-body-bytes': ") + e.what());
+  }
+}
+
+}  // namespace
+
+ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
+  ParsedOptions r;
+  ServeOptions& o = r.options;
+  std::string max_body = "8MiB", config_file;
+  const po::options_description keys = option_table(o, max_body);
   po::options_description cli("dtrain-serve");
   cli.add_options()("help,h", "show this help")("config", po::value(&config_file), "INI file with the keys below");
   cli.add(keys);
@@ -92,29 +129,7 @@ ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
       r.message = os.str();
       return r;
     }
-    auto require = [](bool ok, const std::string& what) {
-      if (!ok) throw po::error(what);
-    };
-    require(!o.repo.empty(), "the option '--repo' is required");
-    require(o.port >= 0 && o.port <= 65535, "the option '--port' must be 0..65535");
-    require(o.threads >= 1 && o.threads <= 4096, "the option '--threads' must be 1..4096");
-    require(o.max_batch >= 1 && o.max_batch <= 1 << 20, "the option '--max-batch' must be at least 1");
-    require(o.max_queue_delay_us >= 0 && o.max_queue_delay_us <= 10'000'000,
-            "the option '--max-queue-delay-us' must be 0..10000000");
-    require(o.instances >= 1 && o.instances <= 256, "the option '--instances' must be 1..256");
-    require(o.poll_seconds >= 0, "the option '--poll-seconds' must not be negative");
-    require(o.log_format == "text" || o.log_format == "json", "the option '--log-format' must be text or json");
-    require(o.drain_seconds > 0, "the option '--drain-seconds' must be positive");
-    try {
-      Device::parse(o.device);
-    } catch (const Error& e) {
-      throw po::error(std::string("the option '--device': ") + e.what());
-    }
-    try {
-      o.max_body_bytes = parse_byte_size(max_body);
-    } catch (const Error& e) {
-      throw po::error(std::string("the option '--max-body-bytes': ") + e.what());
-    }
+    check_values(o, max_body);
   } catch (const po::error& e) {
     r.exit_code = 2;
     r.message = std::string("dtrain-serve: ") + e.what() + " (dtrain-serve --help lists the options)\n";

@@ -11,37 +11,44 @@ namespace dtrain {
 // Planes [n*c, h, w]; padding never wins the max.
 namespace cpu {
 
+namespace {
+
+// The common 2x2, stride-2 pool without padding: two input rows per output row.
+void maxpool2x2_forward(const float* x, float* y, int32_t* argmax, int64_t planes, int64_t h, int64_t w, int64_t oh,
+                        int64_t ow) {
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const float* r0 = x + p * h * w + 2 * oy * w;
+      const float* r1 = r0 + w;
+      float* out = y + (p * oh + oy) * ow;
+      if (argmax == nullptr) {  // same scan order and comparison as below, so the same value (NaN too)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float m = r0[2 * ox];
+          m = m < r0[2 * ox + 1] ? r0[2 * ox + 1] : m;
+          m = m < r1[2 * ox] ? r1[2 * ox] : m;
+          out[ox] = m < r1[2 * ox + 1] ? r1[2 * ox + 1] : m;
+        }
+        continue;
+      }
+      int32_t* at = argmax + (p * oh + oy) * ow;
+      const float* in = x + p * h * w;
+      for (int64_t ox = 0; ox < ow; ++ox) {  // index selects, as below: no data-dependent branches
+        const int64_t i = 2 * oy * w + 2 * ox;
+        int64_t best = i;
+        best = in[i + 1] > in[best] ? i + 1 : best;
+        best = in[i + w] > in[best] ? i + w : best;
+        best = in[i + w + 1] > in[best] ? i + w + 1 : best;
+        out[ox] = in[best];
+        at[ox] = static_cast<int32_t>(best);
+      }
+    }
+}
+
+}  // namespace
+
 void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes, int64_t h, int64_t w, int64_t k,
                        int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
-  if (k == 2 && stride == 2 && pad == 0) {  // the common 2x2 pool: two input rows per output row
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t oy = 0; oy < oh; ++oy) {
-        const float* r0 = x + p * h * w + 2 * oy * w;
-        const float* r1 = r0 + w;
-        float* out = y + (p * oh + oy) * ow;
-        if (argmax == nullptr) {  // same scan order and comparison as below, so the same value (NaN too)
-          for (int64_t ox = 0; ox < ow; ++ox) {
-            float m = r0[2 * ox];
-            m = m < r0[2 * ox + 1] ? r0[2 * ox + 1] : m;
-            m = m < r1[2 * ox] ? r1[2 * ox] : m;
-            out[ox] = m < r1[2 * ox + 1] ? r1[2 * ox + 1] : m;
-          }
-          continue;
-        }
-        int32_t* at = argmax + (p * oh + oy) * ow;
-        const float* in = x + p * h * w;
-        for (int64_t ox = 0; ox < ow; ++ox) {  // index selects, as below: no data-dependent branches
-          const int64_t i = 2 * oy * w + 2 * ox;
-          int64_t best = i;
-          best = in[i + 1] > in[best] ? i + 1 : best;
-          best = in[i + w] > in[best] ? i + w : best;
-          best = in[i + w + 1] > in[best] ? i + w + 1 : best;
-          out[ox] = in[best];
-          at[ox] = static_cast<int32_t>(best);
-        }
-      }
-    return;
-  }
+  if (k == 2 && stride == 2 && pad == 0) return maxpool2x2_forward(x, y, argmax, planes, h, w, oh, ow);
   for (int64_t p = 0; p < planes; ++p) {
     const float* in = x + p * h * w;
     if (pad == 0) {  // every window lies inside the plane: no bounds checks
