@@ -30,10 +30,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const bench::Program kProgram{
-    .name = "bench_ckpt",
-    .usage = "usage: bench_ckpt [--dir DIR] [--reps R] [--hidden 8192,4096] [--json FILE]",
-    .options = {"--dir", "--reps", "--hidden", "--json"}};
+const bench::Program kProgram{.name = "bench_ckpt",
+                              .usage = "usage: bench_ckpt [--dir DIR] [--reps R] [--hidden 8192,4096] [--json FILE]",
+                              .options = {"--dir", "--reps", "--hidden", "--json"}};
 
 // A fresh directory DIR/bench_ckpt.XXXXXX, removed with its contents on destruction.
 class ScratchDir {
@@ -173,8 +172,12 @@ Summary summarize(const std::vector<Measurement>& measured) {
 void emit_json(const std::vector<Measurement>& measured, const Summary& s, int64_t bytes, double param_mb, int reps,
                bench::JsonOutput& json) {
   for (const Measurement& m : measured)
-    json.emit(bench::JsonLine("ckpt").add("op", m.op).add("rep", m.rep).add("bytes", bytes).add("ms", m.ms, 3).add(
-        "mb_per_s", mb_per_s(bytes, m.ms), 1));
+    json.emit(bench::JsonLine("ckpt")
+                  .add("op", m.op)
+                  .add("rep", m.rep)
+                  .add("bytes", bytes)
+                  .add("ms", m.ms, 3)
+                  .add("mb_per_s", mb_per_s(bytes, m.ms), 1));
   bench::JsonLine line("ckpt_summary");
   line.add("bytes", bytes).add("param_mb", param_mb, 1).add("slots", 1).add("reps", reps);
   for (const std::string op : {"write", "read"}) {

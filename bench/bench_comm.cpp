@@ -83,9 +83,9 @@ std::unique_ptr<ParameterArena> make_arena(const std::vector<int64_t>& sizes) {
 void bandwidth(Bench& b, int64_t max_bytes) {
   const int n = b.comm.size();
   const double bus = 2.0 * (n - 1) / n;
-  const bench::Table table({{"bytes", 10}, {"mpi algbw", 12}, {"mpi busbw", 12}, {"dtrain algbw", 12},
-                            {"dtrain busbw", 12}, {"ratio", 8}},
-                           stderr);
+  const bench::Table table(
+      {{"bytes", 10}, {"mpi algbw", 12}, {"mpi busbw", 12}, {"dtrain algbw", 12}, {"dtrain busbw", 12}, {"ratio", 8}},
+      stderr);
   if (b.comm.rank() == 0) {
     std::fprintf(stderr, "\n");
     table.print_header();
@@ -150,7 +150,8 @@ void small_tensors(Bench& b) {
     std::fprintf(stderr,
                  "\n200 x 10k floats: bucketed (1/25 MiB) %.3f ms, bucketed (256 KiB) %.3f ms, one all-reduce per "
                  "tensor %.3f ms, speedup %.1fx / %.1fx\n",
-                 t_bucketed * 1e3, t_bucketed_small * 1e3, t_each * 1e3, t_each / t_bucketed, t_each / t_bucketed_small);
+                 t_bucketed * 1e3, t_bucketed_small * 1e3, t_each * 1e3, t_each / t_bucketed,
+                 t_each / t_bucketed_small);
 }
 
 // A CNN-shaped step (conv weights as GEMMs, then two linear layers): backward computes each
@@ -182,7 +183,7 @@ void cnn_step(Bench& b) {
     sync.begin_backward();
     for (int i = static_cast<int>(layers.size()) - 1; i >= 0; --i) {
       ops::gemm(dy[i], true, x[i], false, w[i]->grad, 1.0f, 1.0f);  // dW = dy^T x
-      Tensor dx = ops::matmul(dy[i], w[i]->value);                   // dx = dy W (the input gradient)
+      Tensor dx = ops::matmul(dy[i], w[i]->value);                  // dx = dy W (the input gradient)
       arena.grad_ready(*w[i]);
     }
     const double bwd = seconds_since(t0);

@@ -68,9 +68,10 @@ struct Result {
 
 Result bench_sgemm(int64_t n, int threads, int reps) {
   Generator g(RngKey{1, 0, static_cast<uint32_t>(RngPurpose::test)});
-  Tensor a = Tensor::randn(Shape{n, n}, 0, 1, g), b = Tensor::randn(Shape{n, n}, 0, 1, g), c = Tensor::zeros(Shape{n, n});
-  const double ms =
-      bench::median(bench::sample_ms([&] { ops::gemm(a, false, b, false, c); }, 1, n >= 2048 ? std::max(3, reps / 2) : reps));
+  Tensor a = Tensor::randn(Shape{n, n}, 0, 1, g), b = Tensor::randn(Shape{n, n}, 0, 1, g),
+         c = Tensor::zeros(Shape{n, n});
+  const double ms = bench::median(
+      bench::sample_ms([&] { ops::gemm(a, false, b, false, c); }, 1, n >= 2048 ? std::max(3, reps / 2) : reps));
   const double gflops = 2.0 * n * n * n / (ms * 1e6);
   char row[256];
   std::snprintf(row, sizeof row, "sgemm %5ld^3          %10.3f ms  %8.2f GFLOP/s", static_cast<long>(n), ms, gflops);

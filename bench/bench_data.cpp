@@ -42,8 +42,7 @@ double run_epoch(data::Loader& loader, int64_t epoch, double step_ms, int64_t& s
     samples += b->size();
     if (step_ms > 0) {
       const auto s0 = Clock::now();
-      while (seconds_since(s0) * 1e3 < step_ms) {
-      }
+      while (seconds_since(s0) * 1e3 < step_ms) {}
     }
   }
   if (sink == 12345.678f) std::printf(" ");
@@ -124,10 +123,11 @@ void report(const Setup& setup, const std::vector<Row>& rows) {
   for (const Row& r : rows)
     table.print_row({r.name, bench::fixed(r.samples_per_s, 0), bench::fixed(r.mb_per_s, 1),
                      bench::fixed(r.mb_per_s / cat_mb_per_s, 2, "x"), bench::fixed(r.wait_pct, 2, "%")});
-  std::printf("(file %.1f MB, batch %lld, %d epochs (cold = epoch 0 of a new Loader, reading the file; warm = the "
-              "rest),\n rank 0 of %d, best of 3; MB/s counts /x bytes as stored; data wait = time next() blocked / "
-              "wall time)\n",
-              setup.file_mb, static_cast<long long>(setup.batch), setup.epochs, setup.world);
+  std::printf(
+      "(file %.1f MB, batch %lld, %d epochs (cold = epoch 0 of a new Loader, reading the file; warm = the "
+      "rest),\n rank 0 of %d, best of 3; MB/s counts /x bytes as stored; data wait = time next() blocked / "
+      "wall time)\n",
+      setup.file_mb, static_cast<long long>(setup.batch), setup.epochs, setup.world);
 }
 
 void run(const bench::Args& args) {

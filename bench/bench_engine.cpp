@@ -15,8 +15,9 @@ namespace {
 
 const bench::Program kProgram{
     .name = "bench_engine",
-    .usage = "usage: bench_engine MODEL.onnx [--batches 1,64] [--iters 200] [--threads 1] [--device cpu|cuda:N] "
-             "[--json FILE]",
+    .usage =
+        "usage: bench_engine MODEL.onnx [--batches 1,64] [--iters 200] [--threads 1] [--device cpu|cuda:N] "
+        "[--json FILE]",
     .options = {"--batches", "--iters", "--threads", "--device", "--json"},
     .positional = {"MODEL.onnx"},
     .required = 1};

@@ -71,10 +71,10 @@ class Communicator {
   virtual std::string backend() const = 0;  // "mpi", "nccl", "single"
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual int local_rank() const = 0;   // rank among the processes on this node
-  virtual int local_size() const = 0;   // processes on this node
-  virtual Device device() const = 0;    // where collective buffers must live
-  virtual std::string host() const;     // this node's name
+  virtual int local_rank() const = 0;  // rank among the processes on this node
+  virtual int local_size() const = 0;  // processes on this node
+  virtual Device device() const = 0;   // where collective buffers must live
+  virtual std::string host() const;    // this node's name
 
   // Copies `t` from `root` to every rank (in place).
   virtual Work broadcast(Tensor t, int root) = 0;
@@ -88,10 +88,10 @@ class Communicator {
 };
 
 struct CommOptions {
-  std::string backend = "auto";       // auto or a registered backend (registered_backends())
+  std::string backend = "auto";         // auto or a registered backend (registered_backends())
   Device model_device = Device::cpu();  // auto picks nccl for a CUDA model when NCCL is built
-  int gpu = -1;                       // nccl: pinned GPU; -1 = local rank modulo visible GPUs
-  bool log_world = true;              // rank 0 logs world size, ranks per node, backend and devices
+  int gpu = -1;                         // nccl: pinned GPU; -1 = local rank modulo visible GPUs
+  bool log_world = true;                // rank 0 logs world size, ranks per node, backend and devices
 };
 
 // Creates the communicator (collective: every rank of the launch calls it).

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
-#include <future>
 #include <cstring>
+#include <future>
 
 #include "comm/backends.h"
 #include "comm/mpi_runtime.h"
@@ -196,8 +196,7 @@ class MpiCommunicator final : public Communicator {
         MPI_Comm_free(&node_);
         MPI_Comm_free(&comm_);
       });
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 
   std::string backend() const override { return "mpi"; }
@@ -229,8 +228,7 @@ class MpiCommunicator final : public Communicator {
     DTRAIN_CHECK(t.dtype() != DType::u8 || op == ReduceOp::max, "allreduce: u8 supports max only");
     MPI_Op mop = op == ReduceOp::max ? MPI_MAX : MPI_SUM;
     if (t.dtype() == DType::bf16) mop = op == ReduceOp::max ? rt_.bf16_max() : rt_.bf16_sum();
-    return rt_.submit(describe(detail::concat("allreduce(", reduce_op_name(op), ")").c_str(), t),
-                      [this, t, op, mop] {
+    return rt_.submit(describe(detail::concat("allreduce(", reduce_op_name(op), ")").c_str(), t), [this, t, op, mop] {
       char* p = static_cast<char*>(t.raw_data());
       const int64_t esize = dtype_size(t.dtype());
       for (int64_t done = 0; done < t.numel(); done += kMaxChunk) {
@@ -244,13 +242,13 @@ class MpiCommunicator final : public Communicator {
   Work allgather(Tensor in, Tensor out) override {
     check_buffer(in, "allgather");
     check_buffer(out, "allgather");
-    DTRAIN_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "allgather: output has ",
-                 out.numel(), " ", dtype_name(out.dtype()), ", expected ", in.numel() * size_, " ",
-                 dtype_name(in.dtype()), " (", size_, " ranks x ", in.numel(), ")");
+    DTRAIN_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "allgather: output has ", out.numel(),
+                 " ", dtype_name(out.dtype()), ", expected ", in.numel() * size_, " ", dtype_name(in.dtype()), " (",
+                 size_, " ranks x ", in.numel(), ")");
     DTRAIN_CHECK(in.numel() <= INT_MAX, "allgather: ", in.numel(), " elements per rank exceed MPI's int count");
     return rt_.submit(describe("allgather", in), [this, in, out] {
-      DTRAIN_MPI_CHECK(MPI_Allgather(in.raw_data(), static_cast<int>(in.numel()), mpi_type(in.dtype()),
-                                     out.raw_data(), static_cast<int>(in.numel()), mpi_type(in.dtype()), comm_));
+      DTRAIN_MPI_CHECK(MPI_Allgather(in.raw_data(), static_cast<int>(in.numel()), mpi_type(in.dtype()), out.raw_data(),
+                                     static_cast<int>(in.numel()), mpi_type(in.dtype()), comm_));
     });
   }
 

@@ -17,9 +17,9 @@
 #include "comm/communicator.h"
 
 // Checks an MPI return code and throws dtrain::Error naming the call and MPI's own message.
-#define DTRAIN_MPI_CHECK(call)                                                                   \
-  do {                                                                                           \
-    const int dtrain_mpi_rc_ = (call);                                                           \
+#define DTRAIN_MPI_CHECK(call)                                                                                \
+  do {                                                                                                        \
+    const int dtrain_mpi_rc_ = (call);                                                                        \
     if (dtrain_mpi_rc_ != MPI_SUCCESS) ::dtrain::detail::mpi_fail(#call, dtrain_mpi_rc_, __FILE__, __LINE__); \
   } while (0)
 

@@ -17,12 +17,12 @@
 #include "core/cuda/check.h"
 #include "core/gpu.h"
 
-#define DTRAIN_NCCL_CHECK(call)                                                                 \
-  do {                                                                                          \
-    const ncclResult_t dtrain_nccl_rc_ = (call);                                                \
-    if (dtrain_nccl_rc_ != ncclSuccess)                                                         \
-      ::dtrain::fail("NCCL error in ", #call, " (", __FILE__, ":", __LINE__, "): ",             \
-                     ncclGetErrorString(dtrain_nccl_rc_));                                      \
+#define DTRAIN_NCCL_CHECK(call)                                              \
+  do {                                                                       \
+    const ncclResult_t dtrain_nccl_rc_ = (call);                             \
+    if (dtrain_nccl_rc_ != ncclSuccess)                                      \
+      ::dtrain::fail("NCCL error in ", #call, " (", __FILE__, ":", __LINE__, \
+                     "): ", ncclGetErrorString(dtrain_nccl_rc_));            \
   } while (0)
 
 namespace dtrain {
@@ -56,8 +56,9 @@ class NcclWorkState final : public WorkState {
     if (WorkState::is_done()) return true;
     const cudaError_t rc = cudaEventQuery(event_);
     if (rc == cudaErrorNotReady) return false;
-    complete(rc == cudaSuccess ? std::string{} : std::string("CUDA error while waiting for ") + description() + ": " +
-                                                     cudaGetErrorString(rc));
+    complete(rc == cudaSuccess
+                 ? std::string{}
+                 : std::string("CUDA error while waiting for ") + description() + ": " + cudaGetErrorString(rc));
     keep_.clear();
     return true;
   }
@@ -142,8 +143,8 @@ class NcclCommunicator final : public Communicator {
   Work allgather(Tensor in, Tensor out) override {
     check_buffer(in, "allgather");
     check_buffer(out, "allgather");
-    DTRAIN_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "allgather: output has ",
-                 out.numel(), " elements, expected ", in.numel() * size_);
+    DTRAIN_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "allgather: output has ", out.numel(),
+                 " elements, expected ", in.numel() * size_);
     return launch("allgather", {in, out}, [&](cudaStream_t s) {
       DTRAIN_NCCL_CHECK(ncclAllGather(in.raw_data(), out.raw_data(), in.numel(), nccl_type(in.dtype()), comm_, s));
     });

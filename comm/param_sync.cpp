@@ -15,9 +15,12 @@ namespace {
 
 std::string format_bytes(int64_t bytes) {
   char buf[32];
-  if (bytes >= (int64_t{1} << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
-  else if (bytes >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024.0);
-  else std::snprintf(buf, sizeof buf, "%lld bytes", static_cast<long long>(bytes));
+  if (bytes >= (int64_t{1} << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  else if (bytes >= 1024)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024.0);
+  else
+    std::snprintf(buf, sizeof buf, "%lld bytes", static_cast<long long>(bytes));
   return buf;
 }
 
@@ -55,9 +58,9 @@ ParamSync::~ParamSync() { arena_.set_grad_ready_hook(nullptr); }
 std::string ParamSync::bucket_name(size_t b) const {
   const Bucket& bk = buckets_[b];
   const auto& params = arena_.parameters();
-  return detail::concat("allreduce of gradient bucket ", b + 1, "/", buckets_.size(), " (",
-                        format_bytes(bk.numel * 4), ", parameters '", params[bk.params.front()]->name, "'..'",
-                        params[bk.params.back()]->name, "')");
+  return detail::concat("allreduce of gradient bucket ", b + 1, "/", buckets_.size(), " (", format_bytes(bk.numel * 4),
+                        ", parameters '", params[bk.params.front()]->name, "'..'", params[bk.params.back()]->name,
+                        "')");
 }
 
 void ParamSync::on_timeout(const std::string& what, double waited_s) {
@@ -79,8 +82,7 @@ std::vector<std::string> ParamSync::signature_lines() const {
 namespace {
 
 // Broadcasts a string from `root` (length, then bytes) through tensors on the communicator's device.
-std::string broadcast_string(Communicator& comm, Watchdog& dog, const std::string& text, int root,
-                             const char* what) {
+std::string broadcast_string(Communicator& comm, Watchdog& dog, const std::string& text, int root, const char* what) {
   Tensor len = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(text.size())}, Shape{1}, comm.device());
   dog.wait(comm.broadcast(len, root), detail::concat("broadcast of the length of ", what));
   const int64_t n = len.to_vector<int64_t>()[0];
@@ -127,8 +129,8 @@ void ParamSync::verify_signature() {
     const std::string theirs = broadcast_string(
         comm_, watchdog_, i < mine.size() ? mine[i] : "(no entry: signature ends)", r, "a signature entry");
     const std::string ours = i < root.size() ? root[i] : "(no entry: signature ends)";
-    fail("model signature differs between rank 0 and rank ", r, " at entry ", i, ": rank 0 has '", ours, "', rank ",
-         r, " has '", theirs, "' (every rank must build the same model from the same config)");
+    fail("model signature differs between rank 0 and rank ", r, " at entry ", i, ": rank 0 has '", ours, "', rank ", r,
+         " has '", theirs, "' (every rank must build the same model from the same config)");
   }
 }
 
@@ -146,8 +148,8 @@ void ParamSync::broadcast_parameters(std::span<const Tensor> extra) {
   };
   bcast(arena_.values(), detail::concat("broadcast of the parameters (", format_bytes(arena_.values().nbytes()), ")"));
   for (size_t i = 0; i < extra.size(); ++i)
-    bcast(extra[i], detail::concat("broadcast of optimizer state tensor ", i, " (", format_bytes(extra[i].nbytes()),
-                                   ")"));
+    bcast(extra[i],
+          detail::concat("broadcast of optimizer state tensor ", i, " (", format_bytes(extra[i].nbytes()), ")"));
 }
 
 // ---- (3)-(5) buckets, averaging, accumulation -------------------------------------------
@@ -282,8 +284,8 @@ void ParamSync::check_parameters(int64_t step) {
       Entry e{};
       std::memcpy(&e, gathered.data() + r * bytes + i * sizeof(Entry), sizeof(Entry));
       if (e.hash != root.hash)
-        fail("parameters diverged across ranks at step ", step, ": '", params[i]->name, "' differs between rank 0 (sum ",
-             root.sum, ") and rank ", r, " (sum ", e.sum,
+        fail("parameters diverged across ranks at step ", step, ": '", params[i]->name,
+             "' differs between rank 0 (sum ", root.sum, ") and rank ", r, " (sum ", e.sum,
              "); every rank must see identical averaged gradients (check data sharding, seeds and "
              "non-deterministic kernels)");
     }

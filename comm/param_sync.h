@@ -52,8 +52,8 @@ struct Bucket {
 
 // Timings of the last synchronised step.
 struct SyncStats {
-  double comm_s = 0;           // sum of the bucket all-reduce durations
-  double exposed_s = 0;        // time finish_backward waited for communication
+  double comm_s = 0;                // sum of the bucket all-reduce durations
+  double exposed_s = 0;             // time finish_backward waited for communication
   int buckets_during_backward = 0;  // buckets launched by grad_ready before finish_backward
   struct Span {
     std::string name;  // "allreduce of bucket 2 (..)"
@@ -109,14 +109,14 @@ class ParamSync {
   bool in_backward_ = false;
   bool sync_ = false;
   int micro_steps_ = 0;
-  int64_t samples_unit_ = 0;      // arena grads = sum_k samples_k * grad_k / samples_unit_
-  int64_t local_samples_ = 0;     // this rank's samples over the micro-steps
+  int64_t samples_unit_ = 0;   // arena grads = sum_k samples_k * grad_k / samples_unit_
+  int64_t local_samples_ = 0;  // this rank's samples over the micro-steps
   bool samples_mode_ = false;
-  Tensor sample_count_;           // i64 [1] on comm.device(), all-reduced on the sync step
+  Tensor sample_count_;  // i64 [1] on comm.device(), all-reduced on the sync step
   Work sample_work_;
-  std::vector<int> pending_;      // per bucket: parameters not yet ready
-  std::vector<char> marked_;      // per parameter: grad_ready seen this pass
-  size_t next_launch_ = 0;        // buckets launch strictly in order
+  std::vector<int> pending_;  // per bucket: parameters not yet ready
+  std::vector<char> marked_;  // per parameter: grad_ready seen this pass
+  size_t next_launch_ = 0;    // buckets launch strictly in order
   struct InFlight {
     Work work;
     Tensor wire;  // the buffer on the wire when it is not the arena view (bf16 or staged)

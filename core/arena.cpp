@@ -2,8 +2,7 @@
 
 namespace dtrain {
 
-Parameter& ParameterArena::add(std::string name, const Shape& shape,
-                               std::function<void(Tensor&, Generator&)> init) {
+Parameter& ParameterArena::add(std::string name, const Shape& shape, std::function<void(Tensor&, Generator&)> init) {
   DTRAIN_CHECK(!allocated(), "parameter '", name, "' registered after the arena was allocated");
   for (const Parameter* p : ordered_) DTRAIN_CHECK(p->name != name, "parameter '", name, "' registered twice");
   Parameter& p = storage_.emplace_back();

@@ -31,9 +31,9 @@ class ParameterArena {
   bool allocated() const { return values_.defined(); }
 
   const std::vector<Parameter*>& parameters() const { return ordered_; }  // registration order
-  Parameter& find(const std::string& name);  // throws naming the parameter
-  Tensor& values() { return values_; }  // flat 1-D
-  Tensor& grads() { return grads_; }    // flat 1-D
+  Parameter& find(const std::string& name);                               // throws naming the parameter
+  Tensor& values() { return values_; }                                    // flat 1-D
+  Tensor& grads() { return grads_; }                                      // flat 1-D
   int64_t numel() const { return numel_; }
   Device device() const { return values_.device(); }
   void zero_grad();

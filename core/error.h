@@ -1,9 +1,9 @@
 #pragma once
 // One exception type for the whole project. Messages say what failed, where
 // (file, key, rank, tensor name) and what was expected.
+#include <sstream>
 #include <stdexcept>
 #include <string>
-#include <sstream>
 
 namespace dtrain {
 
@@ -30,7 +30,7 @@ template <typename... Args>
 }  // namespace dtrain
 
 // Checks a condition that depends on input (not an internal invariant) and throws with a message.
-#define DTRAIN_CHECK(cond, ...)                 \
-  do {                                          \
-    if (!(cond)) ::dtrain::fail(__VA_ARGS__);   \
+#define DTRAIN_CHECK(cond, ...)               \
+  do {                                        \
+    if (!(cond)) ::dtrain::fail(__VA_ARGS__); \
   } while (0)

@@ -6,8 +6,8 @@
 
 namespace dtrain::gpu {
 
-bool built();                 // compiled with CUDA
-int device_count();           // 0 when not built or no GPU is visible
+bool built();        // compiled with CUDA
+int device_count();  // 0 when not built or no GPU is visible
 std::string device_name(int device);
 std::string runtime_version();  // "13.0" or "none"
 void* malloc(int64_t bytes, int device);

@@ -19,8 +19,8 @@ float LossOutput::mean() const {
 LossOutput softmax_cross_entropy(const Tensor& logits, const Tensor& labels, float grad_scale) {
   const Device d = ops::common_device({&logits, &labels}, "softmax_cross_entropy");
   DTRAIN_CHECK(logits.dtype() == DType::f32 && logits.ndim() == 2 && logits.is_contiguous() && logits.dim(1) > 0,
-               "softmax_cross_entropy: logits must be a contiguous f32 [N, C] tensor, got ",
-               dtype_name(logits.dtype()), " ", logits.shape().str());
+               "softmax_cross_entropy: logits must be a contiguous f32 [N, C] tensor, got ", dtype_name(logits.dtype()),
+               " ", logits.shape().str());
   const int64_t n = logits.dim(0), c = logits.dim(1);
   DTRAIN_CHECK(labels.dtype() == DType::i64 && labels.shape() == Shape{n} && labels.is_contiguous(),
                "softmax_cross_entropy: labels must be i64 [", n, "], got ", dtype_name(labels.dtype()), " ",
@@ -35,16 +35,16 @@ LossOutput softmax_cross_entropy(const Tensor& logits, const Tensor& labels, flo
   DTRAIN_DISPATCH(d, softmax_xent_forward, logits.data<float>(), labels.data<int64_t>(), probs.data<float>(),
                   out.per_sample.data<float>(), n, c);
   out.grad = Tensor::empty(logits.shape(), DType::f32, d);
-  DTRAIN_DISPATCH(d, softmax_xent_backward, probs.data<float>(), labels.data<int64_t>(), out.grad.data<float>(), n,
-                  c, grad_scale);
+  DTRAIN_DISPATCH(d, softmax_xent_backward, probs.data<float>(), labels.data<int64_t>(), out.grad.data<float>(), n, c,
+                  grad_scale);
   return out;
 }
 
 // loss_i = mean_j (p_ij - t_ij)^2 over the D elements of sample i; dp = 2 (p - t) grad_scale / D
 LossOutput mse_loss(const Tensor& pred, const Tensor& target, float grad_scale) {
   const Device d = ops::common_device({&pred, &target}, "mse_loss");
-  DTRAIN_CHECK(pred.dtype() == DType::f32 && target.dtype() == DType::f32 && pred.ndim() >= 1 &&
-                   pred.is_contiguous() && target.is_contiguous(),
+  DTRAIN_CHECK(pred.dtype() == DType::f32 && target.dtype() == DType::f32 && pred.ndim() >= 1 && pred.is_contiguous() &&
+                   target.is_contiguous(),
                "mse_loss: pred and target must be contiguous f32 [N, ...] tensors");
   DTRAIN_CHECK(pred.shape() == target.shape(), "mse_loss: pred has shape ", pred.shape().str(), ", target ",
                target.shape().str(), "; expected the same");

@@ -6,8 +6,8 @@
 namespace dtrain {
 
 struct LossOutput {
-  Tensor per_sample;  // [N] f32 on the input's device
-  Tensor grad;        // same shape as the prediction
+  Tensor per_sample;   // [N] f32 on the input's device
+  Tensor grad;         // same shape as the prediction
   float mean() const;  // reads per_sample to the host
 };
 

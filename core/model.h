@@ -22,11 +22,11 @@ enum class InputLayout {
 
 struct ModelConfig {
   std::string type = "mlp";
-  Shape input_shape{1, 28, 28};          // per sample, without the batch dim
+  Shape input_shape{1, 28, 28};  // per sample, without the batch dim
   int64_t num_classes = 10;
-  std::vector<int64_t> hidden{256, 128};  // mlp hidden sizes
-  float dropout = 0.0f;                   // mlp: dropout after each hidden activation
-  std::string activation = "relu";        // mlp: relu | gelu
+  std::vector<int64_t> hidden{256, 128};     // mlp hidden sizes
+  float dropout = 0.0f;                      // mlp: dropout after each hidden activation
+  std::string activation = "relu";           // mlp: relu | gelu
   std::map<std::string, std::string> extra;  // free-form keys for user-registered models
   // A stable text form of every field (for the signature and the config hash).
   std::string canonical() const;

@@ -14,8 +14,8 @@ namespace dtrain {
 
 struct PassContext {
   bool training = true;
-  Generator* dropout_rng = nullptr;        // stream (seed, rank, RngPurpose::dropout); needed when training
-  const ParameterArena* arena = nullptr;   // receives grad_ready; may be null in unit tests
+  Generator* dropout_rng = nullptr;       // stream (seed, rank, RngPurpose::dropout); needed when training
+  const ParameterArena* arena = nullptr;  // receives grad_ready; may be null in unit tests
   // false: the caller drops the gradient with respect to the input (a model's input is data), so
   // the first Linear/Conv2d skips computing it and returns an undefined tensor, and Sequential
   // skips the backward of parameter-free layers before it.

@@ -4,7 +4,6 @@
 
 namespace dtrain::ops {
 
-
 Device common_device(std::initializer_list<const Tensor*> tensors, const char* op) {
   Device d;
   bool first = true;
@@ -32,10 +31,10 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
   check_f32_2d(c, "gemm", "C");
   const int64_t m = trans_a ? a.dim(1) : a.dim(0), k = trans_a ? a.dim(0) : a.dim(1);
   const int64_t kb = trans_b ? b.dim(1) : b.dim(0), n = trans_b ? b.dim(0) : b.dim(1);
-  DTRAIN_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n, "gemm: op(A) ", m, "x", k, ", op(B) ", kb, "x", n,
-               ", C ", c.shape().str(), " do not fit");
-  DTRAIN_DISPATCH(d, gemm, trans_a, trans_b, m, n, k, alpha, a.data<float>(), a.dim(1), b.data<float>(), b.dim(1),
-                  beta, c.data<float>(), c.dim(1));
+  DTRAIN_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n, "gemm: op(A) ", m, "x", k, ", op(B) ", kb, "x", n, ", C ",
+               c.shape().str(), " do not fit");
+  DTRAIN_DISPATCH(d, gemm, trans_a, trans_b, m, n, k, alpha, a.data<float>(), a.dim(1), b.data<float>(), b.dim(1), beta,
+                  c.data<float>(), c.dim(1));
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {

@@ -16,8 +16,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 void scale(Tensor& x, float alpha);
 void axpy(float alpha, const Tensor& x, Tensor& y);
 Tensor add(const Tensor& a, const Tensor& b);
-float sum(const Tensor& x);          // reads the result to the host
-float sum_squares(const Tensor& x);  // reads the result to the host
+float sum(const Tensor& x);           // reads the result to the host
+float sum_squares(const Tensor& x);   // reads the result to the host
 Tensor argmax_rows(const Tensor& x);  // [rows, cols] -> i64 [rows]
 // Element type conversions: f32 <-> bf16, and u8 -> f32 with y = x * scale + shift.
 Tensor to_dtype(const Tensor& x, DType dtype, float scale = 1.0f, float shift = 0.0f);

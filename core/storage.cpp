@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <new>
 #include <string>
-#include <map>
 #include <utility>
 #include <vector>
 
@@ -112,7 +112,8 @@ class HostCache {
 std::shared_ptr<Storage> Storage::allocate(int64_t bytes, Device device) {
   DTRAIN_CHECK(bytes >= 0, "cannot allocate ", bytes, " bytes");
   const int64_t rounded = (std::max<int64_t>(bytes, 1) + 63) / 64 * 64;
-  if (!device.is_cpu()) return std::shared_ptr<Storage>(new Storage(gpu::malloc(rounded, device.index), bytes, device, 0));
+  if (!device.is_cpu())
+    return std::shared_ptr<Storage>(new Storage(gpu::malloc(rounded, device.index), bytes, device, 0));
   HostCache& cache = HostCache::get();
   if (rounded < kCacheMinBytes || !cache.enabled())
     return std::shared_ptr<Storage>(new Storage(host_alloc(rounded), bytes, device, 0));

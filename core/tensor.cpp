@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "core/gpu.h"
 #include "core/dispatch.h"
+#include "core/gpu.h"
 
 namespace dtrain {
 

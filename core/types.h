@@ -17,17 +17,33 @@ int64_t dtype_size(DType t);
 const char* dtype_name(DType t);
 DType parse_dtype(std::string_view name);  // "f32", "bf16", "i32", "i64", "u8"
 
-template <typename T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::f32; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
+template <typename T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::i32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::i64;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+  return DType::u8;
+}
 
 // bf16 stored as the upper 16 bits of an IEEE f32, rounded to nearest even.
 struct bf16 {
   uint16_t bits = 0;
 };
-template <> constexpr DType dtype_of<bf16>() { return DType::bf16; }
+template <>
+constexpr DType dtype_of<bf16>() {
+  return DType::bf16;
+}
 bf16 to_bf16(float x);
 float from_bf16(bf16 x);
 
@@ -65,7 +81,7 @@ class Shape {
   const int64_t* begin() const { return d_.data(); }
   const int64_t* end() const { return d_.data() + n_; }
   void push_back(int64_t v);
-  int64_t numel() const;  // product of dims (1 for a scalar shape)
+  int64_t numel() const;    // product of dims (1 for a scalar shape)
   std::string str() const;  // "[2, 3]"
   bool operator==(const Shape& o) const { return n_ == o.n_ && std::equal(begin(), end(), o.begin()); }
 

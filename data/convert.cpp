@@ -19,9 +19,11 @@ namespace {
 
 int idx_element_size(uint8_t type) {
   switch (type) {
-    case 0x08: case 0x09: return 1;
+    case 0x08:
+    case 0x09: return 1;
     case 0x0B: return 2;
-    case 0x0C: case 0x0D: return 4;
+    case 0x0C:
+    case 0x0D: return 4;
     case 0x0E: return 8;
     default: return 0;
   }
@@ -170,8 +172,8 @@ void convert_idx(const IdxConvertOptions& o) {
   const IdxArray images = read_idx(o.images);
   const IdxArray labels = read_idx(o.labels);
   DTRAIN_CHECK(labels.dims.size() == 1, o.labels, ": labels have ", labels.dims.size(), " dimensions, expected 1");
-  DTRAIN_CHECK(images.dims[0] == labels.dims[0], "shape mismatch: ", o.images, " has ", images.dims[0],
-               " images but ", o.labels, " has ", labels.dims[0], " labels");
+  DTRAIN_CHECK(images.dims[0] == labels.dims[0], "shape mismatch: ", o.images, " has ", images.dims[0], " images but ",
+               o.labels, " has ", labels.dims[0], " labels");
   ClassificationData d;
   d.x_shape = Shape(images.dims.begin(), images.dims.end());
   d.y = idx_to_i64(labels, o.labels);
@@ -239,11 +241,12 @@ void convert_csv(const CsvConvertOptions& o) {
       DTRAIN_CHECK(label_col >= 0 && label_col < columns, o.input, ": --label-column ", o.label_column,
                    " is outside the ", columns, " columns");
       double probe;
-      const bool numeric = std::all_of(fields.begin(), fields.end(), [&](std::string_view f) { return parse_double(f, probe); });
+      const bool numeric =
+          std::all_of(fields.begin(), fields.end(), [&](std::string_view f) { return parse_double(f, probe); });
       if (o.header == 1 || (o.header < 0 && !numeric)) continue;
     }
-    DTRAIN_CHECK(static_cast<int64_t>(fields.size()) == columns, o.input, ":", line_no, ": wrong column count: ",
-                 fields.size(), " columns, expected ", columns);
+    DTRAIN_CHECK(static_cast<int64_t>(fields.size()) == columns, o.input, ":", line_no,
+                 ": wrong column count: ", fields.size(), " columns, expected ", columns);
     for (int64_t c = 0; c < columns; ++c) {
       double v;
       DTRAIN_CHECK(parse_double(fields[c], v), o.input, ":", line_no, ": column ", c + 1, " ('", trim(fields[c]),

@@ -12,7 +12,7 @@ namespace dtrain::data {
 // One IDX array: big-endian header (0, 0, type, ndims, dims...) then the data.
 struct IdxArray {
   std::vector<int64_t> dims;
-  uint8_t type = 0x08;  // 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64
+  uint8_t type = 0x08;        // 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64
   std::vector<uint8_t> data;  // raw big-endian bytes, dims.product * element size
 };
 
@@ -25,7 +25,7 @@ std::vector<int64_t> idx_to_i64(const IdxArray& a, const std::string& path);
 
 struct IdxConvertOptions {
   std::string images, labels, out;
-  int64_t num_classes = 0;  // 0: max label + 1
+  int64_t num_classes = 0;                      // 0: max label + 1
   double x_scale = 1.0 / 255.0, x_shift = 0.0;  // for u8 images
   WriteOptions write;
 };
@@ -33,8 +33,8 @@ void convert_idx(const IdxConvertOptions& options);
 
 struct CsvConvertOptions {
   std::string input, out;
-  int label_column = 0;     // negative counts from the end (-1 = last)
-  int header = -1;          // 1: skip the first line; 0: none; -1: skip it when it is not numeric
+  int label_column = 0;  // negative counts from the end (-1 = last)
+  int header = -1;       // 1: skip the first line; 0: none; -1: skip it when it is not numeric
   char delimiter = ',';
   int64_t num_classes = 0;  // 0: max label + 1
   WriteOptions write;

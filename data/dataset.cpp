@@ -14,7 +14,8 @@ h5::CreateOptions create_options(int64_t row_bytes, int64_t rows, const WriteOpt
   DTRAIN_CHECK(options.gzip_level >= 0 && options.gzip_level <= 9, "gzip level ", options.gzip_level,
                " is outside 0..9");
   h5::CreateOptions c;
-  c.chunk_rows = std::clamp<int64_t>(options.chunk_bytes / std::max<int64_t>(row_bytes, 1), 1, std::max<int64_t>(rows, 1));
+  c.chunk_rows =
+      std::clamp<int64_t>(options.chunk_bytes / std::max<int64_t>(row_bytes, 1), 1, std::max<int64_t>(rows, 1));
   c.gzip_level = options.gzip_level;
   return c;
 }
@@ -42,10 +43,9 @@ DatasetInfo inspect_dataset(const std::string& path, bool check) {
   DTRAIN_CHECK(xt == "u8" || xt == "f32", path, ": /x has element type ", xt, ", expected u8 or f32");
   DTRAIN_CHECK(ys.size() == 1, path, ": /y has shape ", ys.str(), ", expected [N] class labels");
   const std::string yt = y.type_name();
-  DTRAIN_CHECK(yt.starts_with("i") || yt.starts_with("u"), path, ": /y has element type ", yt,
-               ", expected i64 labels");
-  DTRAIN_CHECK(xs[0] == ys[0], path, ": shape mismatch: /x has ", xs[0], " samples ", xs.str(), " but /y has ",
-               ys[0], " labels");
+  DTRAIN_CHECK(yt.starts_with("i") || yt.starts_with("u"), path, ": /y has element type ", yt, ", expected i64 labels");
+  DTRAIN_CHECK(xs[0] == ys[0], path, ": shape mismatch: /x has ", xs[0], " samples ", xs.str(), " but /y has ", ys[0],
+               " labels");
   info.size = xs[0];
   info.sample_shape = Shape(xs.begin() + 1, xs.end());
   info.x_dtype = x.dtype();
@@ -65,8 +65,8 @@ DatasetInfo inspect_dataset(const std::string& path, bool check) {
 void write_classification(const std::string& out, const ClassificationData& d, const WriteOptions& options) {
   DTRAIN_CHECK(d.x_shape.size() >= 1, d.source, ": samples have no shape");
   const int64_t n = d.x_shape[0];
-  DTRAIN_CHECK(static_cast<int64_t>(d.y.size()) == n, d.source, ": shape mismatch: ", n, " samples but ",
-               d.y.size(), " labels");
+  DTRAIN_CHECK(static_cast<int64_t>(d.y.size()) == n, d.source, ": shape mismatch: ", n, " samples but ", d.y.size(),
+               " labels");
   DTRAIN_CHECK(d.x_dtype == DType::u8 || d.x_dtype == DType::f32, "write_classification: x must be u8 or f32");
   const int64_t expect = d.x_shape.numel();
   const int64_t have = d.x_dtype == DType::u8 ? d.x_u8.size() : d.x_f32.size();

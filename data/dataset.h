@@ -14,8 +14,8 @@ namespace dtrain::data {
 
 struct DatasetInfo {
   std::string path;
-  int64_t size = 0;    // N
-  Shape sample_shape;  // /x's shape without N
+  int64_t size = 0;            // N
+  Shape sample_shape;          // /x's shape without N
   DType x_dtype = DType::f32;  // u8 or f32
   int64_t num_classes = 0;
   float x_scale = 1.0f, x_shift = 0.0f;
@@ -36,8 +36,8 @@ DatasetInfo inspect_dataset(const std::string& path, bool check_labels = true);
 void check_labels(std::span<const int64_t> labels, int64_t num_classes, const std::string& file);
 
 struct WriteOptions {
-  int gzip_level = 0;              // 0 = uncompressed, 1..9 = deflate
-  int64_t chunk_bytes = 1 << 20;   // target chunk size along N
+  int gzip_level = 0;             // 0 = uncompressed, 1..9 = deflate
+  int64_t chunk_bytes = 1 << 20;  // target chunk size along N
 };
 
 // In-memory classification data as converters produce it; exactly one of x_u8 / x_f32 is used.

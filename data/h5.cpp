@@ -3,13 +3,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <sstream>
-#include <sys/stat.h>
 
 namespace dtrain::h5 {
 
@@ -51,12 +51,30 @@ void Id::reset() noexcept {
   id_ = H5I_INVALID_HID;
 }
 
-template <> hid_t native_type<uint8_t>() { return H5T_NATIVE_UINT8; }
-template <> hid_t native_type<uint16_t>() { return H5T_NATIVE_UINT16; }
-template <> hid_t native_type<int32_t>() { return H5T_NATIVE_INT32; }
-template <> hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }
-template <> hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
-template <> hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
+template <>
+hid_t native_type<uint8_t>() {
+  return H5T_NATIVE_UINT8;
+}
+template <>
+hid_t native_type<uint16_t>() {
+  return H5T_NATIVE_UINT16;
+}
+template <>
+hid_t native_type<int32_t>() {
+  return H5T_NATIVE_INT32;
+}
+template <>
+hid_t native_type<int64_t>() {
+  return H5T_NATIVE_INT64;
+}
+template <>
+hid_t native_type<float>() {
+  return H5T_NATIVE_FLOAT;
+}
+template <>
+hid_t native_type<double>() {
+  return H5T_NATIVE_DOUBLE;
+}
 
 hid_t native_type(DType dtype) {
   switch (dtype) {
@@ -103,8 +121,8 @@ T read_numeric_attr(const Object& o, const std::string& attr, hid_t mem_type) {
   Id a = open_attr(o, attr);
   Id type(DTRAIN_H5_CHECK(H5Aget_type(a.get()), o.file()), H5Tclose);
   const H5T_class_t cls = H5Tget_class(type.get());
-  DTRAIN_CHECK(cls == H5T_INTEGER || cls == H5T_FLOAT, o.file(), ": attribute '", attr, "' of ", o.name(),
-               " is ", type_name_of(type.get()), ", expected a number");
+  DTRAIN_CHECK(cls == H5T_INTEGER || cls == H5T_FLOAT, o.file(), ": attribute '", attr, "' of ", o.name(), " is ",
+               type_name_of(type.get()), ", expected a number");
   Id space(DTRAIN_H5_CHECK(H5Aget_space(a.get()), o.file()), H5Sclose);
   DTRAIN_CHECK(H5Sget_simple_extent_npoints(space.get()) == 1, o.file(), ": attribute '", attr, "' of ", o.name(),
                " is not a scalar");
@@ -148,8 +166,8 @@ std::vector<std::string> Object::attr_names() const {
         H5Aget_name_by_idx(id(), ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT), file_);
     std::string name(static_cast<size_t>(len) + 1, '\0');
     if (H5Aget_name_by_idx(id(), ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT) < 0)
-      DTRAIN_H5_CHECK(H5Aget_name_by_idx(id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT),
-                      file_);
+      DTRAIN_H5_CHECK(
+          H5Aget_name_by_idx(id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT), file_);
     name.resize(static_cast<size_t>(len));
     names.push_back(name);
   }
@@ -164,8 +182,12 @@ void Object::set_attr(const std::string& attr, const std::string& value) const {
   write_attr(*this, attr, type.get(), padded.data());
 }
 
-void Object::set_attr(const std::string& attr, int64_t value) const { write_attr(*this, attr, H5T_NATIVE_INT64, &value); }
-void Object::set_attr(const std::string& attr, double value) const { write_attr(*this, attr, H5T_NATIVE_DOUBLE, &value); }
+void Object::set_attr(const std::string& attr, int64_t value) const {
+  write_attr(*this, attr, H5T_NATIVE_INT64, &value);
+}
+void Object::set_attr(const std::string& attr, double value) const {
+  write_attr(*this, attr, H5T_NATIVE_DOUBLE, &value);
+}
 
 std::string Object::attr_string(const std::string& attr) const {
   Id a = open_attr(*this, attr);
@@ -261,8 +283,8 @@ std::string Dataset::filter_name() const {
     size_t nvalues = 4;
     unsigned values[4] = {};
     char name[64] = {};
-    const H5Z_filter_t f = H5Pget_filter2(plist.get(), static_cast<unsigned>(i), &flags, &nvalues, values, sizeof name,
-                                          name, &config);
+    const H5Z_filter_t f =
+        H5Pget_filter2(plist.get(), static_cast<unsigned>(i), &flags, &nvalues, values, sizeof name, name, &config);
     if (!out.empty()) out += "+";
     if (f == H5Z_FILTER_DEFLATE)
       out += dtrain::detail::concat("gzip(", nvalues > 0 ? values[0] : 0, ")");
@@ -327,9 +349,9 @@ Group Group::group(const std::string& path) const {
 Group Group::create_group(const std::string& path) const {
   Id lcpl(DTRAIN_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), file_), H5Pclose);
   DTRAIN_H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), file_);
-  return Group(Id(DTRAIN_H5_CHECK(H5Gcreate2(id(), path.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), file_),
-                  H5Gclose),
-               file_, path);
+  return Group(
+      Id(DTRAIN_H5_CHECK(H5Gcreate2(id(), path.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), file_), H5Gclose), file_,
+      path);
 }
 
 Dataset Group::create_dataset(const std::string& path, hid_t file_type, const Shape& shape,
@@ -345,7 +367,8 @@ Dataset Group::create_dataset(const std::string& path, hid_t file_type, const Sh
     chunk[0] = static_cast<hsize_t>(std::min<int64_t>(options.chunk_rows, shape[0]));
     DTRAIN_H5_CHECK(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), file_);
     if (options.shuffle_filter) DTRAIN_H5_CHECK(H5Pset_shuffle(dcpl.get()), file_);
-    if (options.gzip_level > 0) DTRAIN_H5_CHECK(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.gzip_level)), file_);
+    if (options.gzip_level > 0)
+      DTRAIN_H5_CHECK(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.gzip_level)), file_);
   }
   Id lcpl(DTRAIN_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), file_), H5Pclose);
   DTRAIN_H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), file_);

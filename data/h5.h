@@ -67,7 +67,8 @@ class Id {
 };
 
 // The HDF5 native memory type of T (uint8_t, uint16_t, int32_t, int64_t, float, double).
-template <typename T> hid_t native_type();
+template <typename T>
+hid_t native_type();
 hid_t native_type(DType dtype);  // f32, i32, i64, u8 (bf16 is stored as u16 bits)
 
 // An object (file root, group or dataset) that carries attributes.
@@ -92,7 +93,8 @@ class Object {
 
  protected:
   Object() = default;
-  Object(Id id, std::string file, std::string name) : id_(std::move(id)), file_(std::move(file)), name_(std::move(name)) {}
+  Object(Id id, std::string file, std::string name)
+      : id_(std::move(id)), file_(std::move(file)), name_(std::move(name)) {}
   Id id_;
   std::string file_, name_;
 };
@@ -107,25 +109,34 @@ class Dataset : public Object {
  public:
   Shape shape() const;
   int64_t rows() const { return shape().empty() ? 1 : shape()[0]; }
-  int64_t row_elements() const;  // product of all dims but the first
-  std::string type_name() const;   // "u8", "u16", "i32", "i64", "f32", "f64", ... or "other"
-  DType dtype() const;             // throws for types without a DType (u16, f64)
-  int64_t chunk_rows() const;      // 0 when not chunked
+  int64_t row_elements() const;     // product of all dims but the first
+  std::string type_name() const;    // "u8", "u16", "i32", "i64", "f32", "f64", ... or "other"
+  DType dtype() const;              // throws for types without a DType (u16, f64)
+  int64_t chunk_rows() const;       // 0 when not chunked
   std::string filter_name() const;  // "none", "gzip(4)", "shuffle+gzip(4)" ...
 
   // Whole-array transfers; HDF5 converts between the file type and T.
-  template <typename T> void read(std::span<T> out) const { read_raw(native_type<T>(), out.data(), out.size(), 0, rows()); }
-  template <typename T> void write(std::span<const T> in) const { write_raw(native_type<T>(), in.data(), in.size(), 0, rows()); }
-  template <typename T> std::vector<T> read_all() const {
+  template <typename T>
+  void read(std::span<T> out) const {
+    read_raw(native_type<T>(), out.data(), out.size(), 0, rows());
+  }
+  template <typename T>
+  void write(std::span<const T> in) const {
+    write_raw(native_type<T>(), in.data(), in.size(), 0, rows());
+  }
+  template <typename T>
+  std::vector<T> read_all() const {
     std::vector<T> v(shape().numel());
     read(std::span<T>(v));
     return v;
   }
   // Rows [start, start + count) along dim 0 (a hyperslab); `out` holds count * row_elements().
-  template <typename T> void read_rows(int64_t start, int64_t count, std::span<T> out) const {
+  template <typename T>
+  void read_rows(int64_t start, int64_t count, std::span<T> out) const {
     read_raw(native_type<T>(), out.data(), out.size(), start, count);
   }
-  template <typename T> void write_rows(int64_t start, int64_t count, std::span<const T> in) const {
+  template <typename T>
+  void write_rows(int64_t start, int64_t count, std::span<const T> in) const {
     write_raw(native_type<T>(), in.data(), in.size(), start, count);
   }
   void read_rows_raw(hid_t mem_type, void* out, size_t out_elements, int64_t start, int64_t count) const {
@@ -148,7 +159,8 @@ class Group : public Object {
   Group create_group(const std::string& path) const;
   Dataset create_dataset(const std::string& path, hid_t file_type, const Shape& shape,
                          const CreateOptions& options = {}) const;
-  Dataset create_dataset(const std::string& path, DType dtype, const Shape& shape, const CreateOptions& options = {}) const {
+  Dataset create_dataset(const std::string& path, DType dtype, const Shape& shape,
+                         const CreateOptions& options = {}) const {
     return create_dataset(path, native_type(dtype), shape, options);
   }
   std::vector<std::string> children() const;

@@ -61,16 +61,21 @@ class Loader::Producer {
  public:
   Producer(const DatasetInfo& info, const LoaderOptions& options, std::shared_ptr<const std::vector<int64_t>> labels,
            int64_t block_samples, bool resident, bool pinned)
-      : info_(info), options_(options), labels_(std::move(labels)), block_samples_(block_samples),
-        resident_(resident), pinned_(pinned) {
+      : info_(info),
+        options_(options),
+        labels_(std::move(labels)),
+        block_samples_(block_samples),
+        resident_(resident),
+        pinned_(pinned) {
     auto lock = h5::lock();
     file_ = h5::File::open(info.path);
     // A cache that holds a few chunks, so rows read one window at a time decompress each chunk once.
-    const size_t cache = static_cast<size_t>(std::clamp<int64_t>(info.chunk_rows * info.sample_bytes() * 4,
-                                                                 1 << 20, 256 << 20));
+    const size_t cache =
+        static_cast<size_t>(std::clamp<int64_t>(info.chunk_rows * info.sample_bytes() * 4, 1 << 20, 256 << 20));
     x_ = file_.dataset("/x", cache);
-    window_rows_ = info.chunk_rows > 0 ? info.chunk_rows
-                                       : std::max<int64_t>(1, kContiguousWindowBytes / std::max<int64_t>(info.sample_bytes(), 1));
+    window_rows_ = info.chunk_rows > 0
+                       ? info.chunk_rows
+                       : std::max<int64_t>(1, kContiguousWindowBytes / std::max<int64_t>(info.sample_bytes(), 1));
   }
   ~Producer() {
     auto lock = h5::lock();
@@ -163,8 +168,8 @@ class Loader::Producer {
   void augment(const float* src, float* dst, int64_t index) const {
     const Shape& s = info_.sample_shape;
     const int64_t h = s[s.size() - 2], w = s[s.size() - 1], planes = s.numel() / (h * w);
-    const RngStream stream = rng_stream(RngKey{epoch_seed(options_.seed, epoch_), 0,
-                                               static_cast<uint32_t>(RngPurpose::augment)});
+    const RngStream stream =
+        rng_stream(RngKey{epoch_seed(options_.seed, epoch_), 0, static_cast<uint32_t>(RngPurpose::augment)});
     const int64_t pad = options_.augment.crop_padding;
     int64_t dy = 0, dx = 0;
     if (pad > 0) {
@@ -221,9 +226,9 @@ class Loader::Producer {
   h5::Dataset x_;
   int64_t window_rows_ = 1;
   int64_t next_ = 0, block_begin_ = 0, block_end_ = 0;
-  std::vector<int64_t> rows_;   // the block's distinct dataset rows, sorted
-  RowBuffer data_;     // their /x bytes, in the same order
-  RowBuffer scratch_;  // a window's rows when not all are wanted
+  std::vector<int64_t> rows_;  // the block's distinct dataset rows, sorted
+  RowBuffer data_;             // their /x bytes, in the same order
+  RowBuffer scratch_;          // a window's rows when not all are wanted
   std::atomic<int64_t> bytes_read_{0};
 };
 

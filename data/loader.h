@@ -36,9 +36,9 @@ struct LoaderOptions {
   bool drop_last = false;        // sampler: drop the tail rather than pad by wrapping to a multiple of world
   bool drop_last_batch = false;  // drop a final partial batch
   int64_t max_memory_bytes = int64_t{1} << 30;  // data.max_memory: largest block of the shard held at once
-  int prefetch_depth = 2;        // batches prepared ahead on a background thread; 0 reads synchronously
-  AugmentOptions augment;        // images: sample shape [H, W] or [C, H, W]; off by default
-  Device device = Device::cpu(); // cuda: batches also staged in pinned host memory (when a GPU is visible)
+  int prefetch_depth = 2;                       // batches prepared ahead on a background thread; 0 reads synchronously
+  AugmentOptions augment;                       // images: sample shape [H, W] or [C, H, W]; off by default
+  Device device = Device::cpu();  // cuda: batches also staged in pinned host memory (when a GPU is visible)
 };
 
 // Page-locked host memory (RAII), for asynchronous host-to-device copies.
@@ -90,7 +90,7 @@ class Loader {
   void restore(const SamplerState& state);
 
   double wait_seconds() const { return wait_s_; }  // total time next() blocked on data
-  int64_t bytes_read() const;                     // bytes of /x read from the file so far
+  int64_t bytes_read() const;                      // bytes of /x read from the file so far
 
  private:
   class Producer;

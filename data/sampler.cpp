@@ -18,7 +18,9 @@ uint64_t splitmix64(uint64_t x) {
 
 }  // namespace
 
-uint64_t epoch_seed(uint64_t seed, int64_t epoch) { return splitmix64(seed ^ splitmix64(static_cast<uint64_t>(epoch))); }
+uint64_t epoch_seed(uint64_t seed, int64_t epoch) {
+  return splitmix64(seed ^ splitmix64(static_cast<uint64_t>(epoch)));
+}
 
 DistributedSampler::DistributedSampler(int64_t dataset_size, uint64_t seed, int64_t epoch, int rank, int world,
                                        bool shuffle, bool drop_last)

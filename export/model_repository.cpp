@@ -63,7 +63,8 @@ void check_model_name(const std::string& name) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
            c == '.';
   });
-  DTRAIN_CHECK(plain, "model name '", name, "' is not a plain folder name (letters, digits, '_', '-', '.'; not starting with '.')");
+  DTRAIN_CHECK(plain, "model name '", name,
+               "' is not a plain folder name (letters, digits, '_', '-', '.'; not starting with '.')");
 }
 
 // Writes and fsyncs, so the rename that follows never publishes a file the disk does not hold yet.
@@ -85,9 +86,10 @@ void write_file(const fs::path& path, const std::string& bytes) { write_file(pat
 }  // namespace
 
 std::string model_config_json(const RepositoryModelConfig& c) {
-  std::string out = "{\n  \"name\": " + json_string(c.name) + ",\n  \"platform\": \"onnx\",\n  \"max_batch_size\": " +
-                    std::to_string(c.max_batch_size) + ",\n  \"inputs\": " + tensors_json(c.inputs) +
-                    ",\n  \"outputs\": " + tensors_json(c.outputs) + ",\n  \"labels\": [";
+  std::string out = "{\n  \"name\": " + json_string(c.name) +
+                    ",\n  \"platform\": \"onnx\",\n  \"max_batch_size\": " + std::to_string(c.max_batch_size) +
+                    ",\n  \"inputs\": " + tensors_json(c.inputs) + ",\n  \"outputs\": " + tensors_json(c.outputs) +
+                    ",\n  \"labels\": [";
   for (size_t i = 0; i < c.labels.size(); ++i) out += (i ? ", " : "") + json_string(c.labels[i]);
   return out + "]\n}\n";
 }

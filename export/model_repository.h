@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "export/onnx_export.h"
 #include "core/repository_layout.h"
 #include "core/tensor_info.h"
+#include "export/onnx_export.h"
 
 namespace dtrain {
 

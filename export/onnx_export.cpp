@@ -186,7 +186,7 @@ class GraphWriter final : public OnnxGraph {
     initializer(name + "_scale", onnx::TensorProto_DataType_FLOAT, {rows}, q.scales.data(), q.scales.size() * 4);
     initializer(name + "_zero_point", onnx::TensorProto_DataType_INT8, {rows}, zero.data(), zero.size());
     onnx::NodeProto* dq = named_node("DequantizeLinear", name + "/DequantizeLinear",
-                               {name + "_quantized", name + "_scale", name + "_zero_point"}, {name});
+                                     {name + "_quantized", name + "_scale", name + "_zero_point"}, {name});
     attr(dq, "axis", static_cast<int64_t>(transpose ? 1 : 0));
     return name;
   }
@@ -282,7 +282,8 @@ namespace {
 DType input_dtype_of(const Model& model, const ExportOptions& options) {
   if (model.input_layout() == InputLayout::tokens) {
     DTRAIN_CHECK(options.input_dtype != "u8" && options.x_scale == 1.0 && options.x_shift == 0.0,
-                 "ONNX export: the model '", model.config().type, "' takes token ids, so its input is INT64; "
+                 "ONNX export: the model '", model.config().type,
+                 "' takes token ids, so its input is INT64; "
                  "input_dtype u8 and input normalisation do not apply");
     return DType::i64;
   }
@@ -337,12 +338,10 @@ void add_outputs(GraphWriter& gw, onnx::GraphProto* g, const std::string& logits
 
 // The exporter's metadata_props, then the caller's (a caller's key replaces the exporter's).
 void add_metadata(onnx::ModelProto& proto, const Model& model, DType input_dtype, const ExportOptions& options) {
-  std::vector<std::pair<std::string, std::string>> meta{{"dtrain_version", DTRAIN_VERSION},
-                                                        {"model", model.config().canonical()},
-                                                        {"input_dtype", dtype_name(input_dtype)},
-                                                        {"x_scale", number(options.x_scale)},
-                                                        {"x_shift", number(options.x_shift)},
-                                                        {"quantize", options.quantize}};
+  std::vector<std::pair<std::string, std::string>> meta{
+      {"dtrain_version", DTRAIN_VERSION},       {"model", model.config().canonical()},
+      {"input_dtype", dtype_name(input_dtype)}, {"x_scale", number(options.x_scale)},
+      {"x_shift", number(options.x_shift)},     {"quantize", options.quantize}};
   for (const auto& [k, v] : options.metadata) {
     auto it = std::find_if(meta.begin(), meta.end(), [&](const auto& kv) { return kv.first == k; });
     if (it != meta.end())

@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor_info.h"
 #include "core/model.h"
+#include "core/tensor_info.h"
 
 namespace dtrain {
 

@@ -65,8 +65,7 @@ Sparsity prune_global_magnitude(Model& model, double fraction) {
           x = 0.0f;
           --to_zero;
         }
-    for (size_t i = 0; i < ws.size(); ++i)
-      ws[i]->value.copy_from(Tensor::from_vector(values[i], ws[i]->value.shape()));
+    for (size_t i = 0; i < ws.size(); ++i) ws[i]->value.copy_from(Tensor::from_vector(values[i], ws[i]->value.shape()));
   }
   return weight_sparsity(model);
 }

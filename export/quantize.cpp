@@ -9,8 +9,8 @@ namespace dtrain {
 
 QuantizedInt8 quantize_int8_per_channel(std::span<const float> w, int64_t channels) {
   const int64_t n = static_cast<int64_t>(w.size());
-  DTRAIN_CHECK(channels > 0 && n % channels == 0, "quantize_int8_per_channel: ", n,
-               " weights do not split into ", channels, " channels");
+  DTRAIN_CHECK(channels > 0 && n % channels == 0, "quantize_int8_per_channel: ", n, " weights do not split into ",
+               channels, " channels");
   const int64_t per = n / channels;
   QuantizedInt8 q;
   q.values.resize(static_cast<size_t>(n));

@@ -26,9 +26,9 @@ constexpr int kMaxPixels = 12;  // output pixels per block: V * R accumulators +
 // One block: output channels [V*16*ob, V*16*(ob+1)) (V vectors) at row oy, columns [ox0, ox0 + R).
 // Every (input channel, tap) is V weight loads and R broadcasts for V * R FMAs.
 template <int R, int V>
-__attribute__((target("avx512f"))) void block(const float* padded, const float* wpack, float* y, int64_t c,
-                                              int64_t ph, int64_t pw, int64_t k, int64_t plane, int64_t ow,
-                                              int64_t oy, int64_t ox0) {
+__attribute__((target("avx512f"))) void block(const float* padded, const float* wpack, float* y, int64_t c, int64_t ph,
+                                              int64_t pw, int64_t k, int64_t plane, int64_t ow, int64_t oy,
+                                              int64_t ox0) {
   __m512 acc[V][R];
   for (int v = 0; v < V; ++v)
     for (int r = 0; r < R; ++r) acc[v][r] = _mm512_setzero_ps();

@@ -41,15 +41,18 @@ std::string tensor_bytes(const onnx::TensorProto& t, const std::string& what) {
   switch (t.data_type()) {
     case onnx::TensorProto_DataType_FLOAT:
       elem = 4;
-      if (t.raw_data().empty()) out.assign(reinterpret_cast<const char*>(t.float_data().data()), t.float_data_size() * 4);
+      if (t.raw_data().empty())
+        out.assign(reinterpret_cast<const char*>(t.float_data().data()), t.float_data_size() * 4);
       break;
     case onnx::TensorProto_DataType_INT64:
       elem = 8;
-      if (t.raw_data().empty()) out.assign(reinterpret_cast<const char*>(t.int64_data().data()), t.int64_data_size() * 8);
+      if (t.raw_data().empty())
+        out.assign(reinterpret_cast<const char*>(t.int64_data().data()), t.int64_data_size() * 8);
       break;
     case onnx::TensorProto_DataType_INT32:
       elem = 4;
-      if (t.raw_data().empty()) out.assign(reinterpret_cast<const char*>(t.int32_data().data()), t.int32_data_size() * 4);
+      if (t.raw_data().empty())
+        out.assign(reinterpret_cast<const char*>(t.int32_data().data()), t.int32_data_size() * 4);
       break;
     case onnx::TensorProto_DataType_INT8:
     case onnx::TensorProto_DataType_UINT8:
@@ -57,8 +60,7 @@ std::string tensor_bytes(const onnx::TensorProto& t, const std::string& what) {
       if (t.raw_data().empty())
         for (int32_t v : t.int32_data()) out.push_back(static_cast<char>(v));
       break;
-    default:
-      fail(what, ": element type ", onnx::TensorProto_DataType_Name(t.data_type()), " is not supported");
+    default: fail(what, ": element type ", onnx::TensorProto_DataType_Name(t.data_type()), " is not supported");
   }
   if (!t.raw_data().empty()) out = t.raw_data();
   DTRAIN_CHECK(static_cast<int64_t>(out.size()) == n * elem, what, ": holds ", out.size(), " bytes, its shape needs ",
@@ -84,8 +86,8 @@ Tensor to_tensor(const HostConstant& c, const std::string& what) {
 // y = (x - zero_point) * scale, per tensor or per slice along `axis`.
 HostConstant dequantize(const HostConstant& x, const HostConstant& scale, const HostConstant* zp, int64_t axis,
                         const std::string& what) {
-  DTRAIN_CHECK(x.data_type == onnx::TensorProto_DataType_INT8 || x.data_type == onnx::TensorProto_DataType_UINT8,
-               what, ": x must be INT8 or UINT8");
+  DTRAIN_CHECK(x.data_type == onnx::TensorProto_DataType_INT8 || x.data_type == onnx::TensorProto_DataType_UINT8, what,
+               ": x must be INT8 or UINT8");
   DTRAIN_CHECK(scale.data_type == onnx::TensorProto_DataType_FLOAT, what, ": x_scale must be FLOAT");
   const int64_t rank = static_cast<int64_t>(x.dims.size());
   const int64_t channels = numel_of(scale.dims);
@@ -110,7 +112,8 @@ HostConstant dequantize(const HostConstant& x, const HostConstant& scale, const 
   auto* out = reinterpret_cast<float*>(y.bytes.data());
   const bool is_signed = x.data_type == onnx::TensorProto_DataType_INT8;
   auto value = [&](const std::string& b, int64_t i) -> int32_t {
-    return is_signed ? static_cast<int32_t>(static_cast<int8_t>(b[i])) : static_cast<int32_t>(static_cast<uint8_t>(b[i]));
+    return is_signed ? static_cast<int32_t>(static_cast<int8_t>(b[i]))
+                     : static_cast<int32_t>(static_cast<uint8_t>(b[i]));
   };
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t c = 0; c < ch; ++c) {
@@ -181,7 +184,8 @@ void read_initializers_and_inputs(const onnx::GraphProto& g, Impl& m, LoadState&
   for (const auto& vi : g.input()) {
     if (s.slot.count(vi.name()) && s.host.count(s.slot[vi.name()])) continue;  // an initializer listed as an input
     const std::string what = s.where + ": input '" + vi.name() + "'";
-    m.inputs.push_back({vi.name(), inference::dtype_from_onnx(vi.type().tensor_type().elem_type(), what), shape_of(vi, what)});
+    m.inputs.push_back(
+        {vi.name(), inference::dtype_from_onnx(vi.type().tensor_type().elem_type(), what), shape_of(vi, what)});
     m.input_slots.push_back(s.new_slot(vi.name(), "graph input"));
   }
   DTRAIN_CHECK(!m.inputs.empty(), s.where, ": the graph has no inputs");
@@ -202,8 +206,8 @@ void fold_dequantize(const onnx::NodeProto& n, const Node& node, LoadState& s) {
 // false for a node folded at load (DequantizeLinear).
 bool read_node(const onnx::NodeProto& n, int index, LoadState& s, Node& node) {
   node.label = n.op_type() + " node '" + (n.name().empty() ? "#" + std::to_string(index) : n.name()) + "'";
-  DTRAIN_CHECK(n.domain().empty() || n.domain() == "ai.onnx", s.where, ": ", node.label, " is in domain '",
-               n.domain(), "', which the engine does not support");
+  DTRAIN_CHECK(n.domain().empty() || n.domain() == "ai.onnx", s.where, ": ", node.label, " is in domain '", n.domain(),
+               "', which the engine does not support");
   for (const auto& name : n.input()) {
     if (name.empty()) {
       node.in.push_back(-1);
@@ -243,7 +247,8 @@ void read_nodes_and_outputs(const onnx::GraphProto& g, Impl& m, LoadState& s) {
     const std::string what = s.where + ": output '" + vi.name() + "'";
     auto it = s.slot.find(vi.name());
     DTRAIN_CHECK(it != s.slot.end(), what, " is not produced by any node");
-    m.outputs.push_back({vi.name(), inference::dtype_from_onnx(vi.type().tensor_type().elem_type(), what), shape_of(vi, what)});
+    m.outputs.push_back(
+        {vi.name(), inference::dtype_from_onnx(vi.type().tensor_type().elem_type(), what), shape_of(vi, what)});
     m.output_slots.push_back(it->second);
   }
 }
@@ -317,7 +322,8 @@ void plan_lifetimes(Impl& m) {
   for (int s : m.output_slots) last_reader[s] = -1;
   m.release_after.resize(m.nodes.size());
   for (size_t s = 0; s < last_reader.size(); ++s)
-    if (last_reader[s] >= 0 && !m.constants[s].defined()) m.release_after[last_reader[s]].push_back(static_cast<int>(s));
+    if (last_reader[s] >= 0 && !m.constants[s].defined())
+      m.release_after[last_reader[s]].push_back(static_cast<int>(s));
 }
 
 }  // namespace
@@ -368,8 +374,8 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
     const Tensor& t = inputs[i];
     bool ok = t.defined() && t.dtype() == info.dtype && t.ndim() == static_cast<int>(info.shape.size());
     for (int k = 0; ok && k < t.ndim(); ++k) ok = info.shape[k] < 0 ? t.dim(k) >= 1 : t.dim(k) == info.shape[k];
-    DTRAIN_CHECK(ok, where, ": input '", info.name, "' expects ", inference::onnx_type_name(info.dtype), " ", shape_str(info.shape),
-                 " (-1: any size >= 1), got ",
+    DTRAIN_CHECK(ok, where, ": input '", info.name, "' expects ", inference::onnx_type_name(info.dtype), " ",
+                 shape_str(info.shape), " (-1: any size >= 1), got ",
                  t.defined() ? inference::onnx_type_name(t.dtype()) + " " + t.shape().str() : std::string("nothing"));
     DTRAIN_CHECK(t.is_contiguous(), where, ": input '", info.name, "' must be contiguous");
     values[m.input_slots[i]] = t.device() == m.device ? t : t.to(m.device);

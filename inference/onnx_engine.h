@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor_info.h"
 #include "core/tensor.h"
+#include "core/tensor_info.h"
 
 namespace dtrain {
 
@@ -21,7 +21,7 @@ class OnnxModel {
   static OnnxModel from_bytes(const std::string& bytes, Device device = Device::cpu(),
                               const std::string& source = "<bytes>");
 
-  const std::vector<TensorInfo>& inputs() const;   // shape -1 = dynamic (batch)
+  const std::vector<TensorInfo>& inputs() const;  // shape -1 = dynamic (batch)
   const std::vector<TensorInfo>& outputs() const;
   const std::map<std::string, std::string>& metadata() const;  // metadata_props
   Device device() const;

@@ -19,10 +19,11 @@ DType dtype_from_onnx(int t, const std::string& what) {
     case onnx::TensorProto_DataType_UINT8: return DType::u8;
     case onnx::TensorProto_DataType_INT64: return DType::i64;
     case onnx::TensorProto_DataType_INT32: return DType::i32;
-    default: fail(what, ": element type ", onnx::TensorProto_DataType_Name(t), " is not supported (FLOAT, UINT8, INT64, INT32)");
+    default:
+      fail(what, ": element type ", onnx::TensorProto_DataType_Name(t),
+           " is not supported (FLOAT, UINT8, INT64, INT32)");
   }
 }
-
 
 // The ONNX name of a tensor element type ("FLOAT", "UINT8", "INT64", ...), for messages.
 std::string onnx_type_name(DType t) {
@@ -68,7 +69,6 @@ int64_t uniform(const std::vector<int64_t>& v, int64_t fallback, const std::stri
   for (int64_t x : v) DTRAIN_CHECK(x == v[0], what, " (all entries must be equal, got a mix)");
   return v[0];
 }
-
 
 int64_t last_axis(int64_t axis, int rank, const std::string& what) {
   const int64_t a = axis < 0 ? axis + rank : axis;
@@ -148,8 +148,8 @@ Tensor run_matmul(const Node& node, const OpInputs& in, Device d) {
   const Tensor &a = *in[0], &b = *in[1];
   check_f32(a, node.label, "A");
   check_f32(b, node.label, "B");
-  DTRAIN_CHECK(a.ndim() >= 2 && b.ndim() == 2, node.label, ": supports A [..., K] x B [K, N], got ",
-               a.shape().str(), " and ", b.shape().str());
+  DTRAIN_CHECK(a.ndim() >= 2 && b.ndim() == 2, node.label, ": supports A [..., K] x B [K, N], got ", a.shape().str(),
+               " and ", b.shape().str());
   const int64_t k = b.dim(0), n = b.dim(1);
   DTRAIN_CHECK(a.dim(-1) == k, node.label, ": inner dims differ: A ", a.shape().str(), " B ", b.shape().str());
   Shape ys = a.shape();
@@ -160,7 +160,6 @@ Tensor run_matmul(const Node& node, const OpInputs& in, Device d) {
   return y;
 }
 
-
 // MaxPool output height and width for an [.., h, w] input (the window must fit the padded input).
 std::pair<int64_t, int64_t> pool_dims(const std::string& label, const Shape& x, int64_t k, int64_t s, int64_t p) {
   const int64_t h = x[x.size() - 2], w = x[x.size() - 1];
@@ -168,7 +167,6 @@ std::pair<int64_t, int64_t> pool_dims(const std::string& label, const Shape& x, 
   DTRAIN_CHECK(h * w <= INT32_MAX, label, ": input plane too large");
   return {(h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1};
 }
-
 
 // A Conv's sizes, checked against its input, weight and bias.
 struct ConvGeometry {
@@ -190,12 +188,13 @@ ConvGeometry conv_geometry(const Node& node, const Tensor& x, const Tensor& w, c
                " is smaller than the kernel");
   g.oh = (g.h + 2 * p - k) / s + 1;
   g.ow = (g.w + 2 * p - k) / s + 1;
-  if (b) DTRAIN_CHECK(b->ndim() == 1 && b->dim(0) == g.oc, node.label, ": B must be [", g.oc, "], got ", b->shape().str());
+  if (b)
+    DTRAIN_CHECK(b->ndim() == 1 && b->dim(0) == g.oc, node.label, ": B must be [", g.oc, "], got ", b->shape().str());
   g.ph = g.oh;
   g.pw = g.ow;
   if (node.pool_kernel > 0)
-    std::tie(g.ph, g.pw) = pool_dims(node.label + " (its MaxPool)", Shape{g.oh, g.ow}, node.pool_kernel,
-                                     node.pool_stride, node.pool_pad);
+    std::tie(g.ph, g.pw) =
+        pool_dims(node.label + " (its MaxPool)", Shape{g.oh, g.ow}, node.pool_kernel, node.pool_stride, node.pool_pad);
   return g;
 }
 
@@ -230,15 +229,15 @@ Tensor run_conv_cpu(const Node& node, const ConvGeometry& g, const Tensor& x, co
   // Samples per group: at most ~512 KiB of columns and ~256 KiB of GEMM output, which the pool
   // then reads back (a first layer has few columns but many output channels).
   constexpr int64_t kGroupCols = int64_t{1} << 17, kGroupOut = int64_t{1} << 16;  // floats
-  const int64_t group = std::clamp<int64_t>(std::min(kGroupCols / std::max<int64_t>(1, ck * plane),
-                                                     kGroupOut / std::max<int64_t>(1, g.oc * plane)),
-                                            1, std::max<int64_t>(1, g.n));
+  const int64_t group = std::clamp<int64_t>(
+      std::min(kGroupCols / std::max<int64_t>(1, ck * plane), kGroupOut / std::max<int64_t>(1, g.oc * plane)), 1,
+      std::max<int64_t>(1, g.n));
   Tensor y = Tensor::empty(Shape{g.n, g.oc, g.ph, g.pw}, DType::f32, d);
   // The direct convolution (weights packed at load) writes [samples, oc, plane]; im2col + GEMM
   // writes [oc, samples, plane].
   const bool direct = node.direct_w.defined();
-  Tensor cols = Tensor::empty(direct ? Shape{g.c * (g.h + 2 * p) * (g.w + 2 * p)} : Shape{ck, group * plane},
-                              DType::f32, d);
+  Tensor cols =
+      Tensor::empty(direct ? Shape{g.c * (g.h + 2 * p) * (g.w + 2 * p)} : Shape{ck, group * plane}, DType::f32, d);
   Tensor yg = Tensor::empty(Shape{g.oc, group * plane}, DType::f32, d);
   const float* bias = b ? b->data<float>() : nullptr;
   const int64_t sample_in = g.c * g.h * g.w;
@@ -250,8 +249,8 @@ Tensor run_conv_cpu(const Node& node, const ConvGeometry& g, const Tensor& x, co
         conv2d_direct(x.data<float>() + (first + i) * sample_in, node.direct_w.data<float>(), yc + i * g.oc * plane,
                       cols.data<float>(), g.c, g.h, g.w, g.oc, g.k, p);
     } else {
-      cpu::im2col(x.data<float>() + first * sample_in, cols.data<float>(), count, g.c, g.h, g.w, g.k, g.k,
-                  node.stride, p, g.oh, g.ow);
+      cpu::im2col(x.data<float>() + first * sample_in, cols.data<float>(), count, g.c, g.h, g.w, g.k, g.k, node.stride,
+                  p, g.oh, g.ow);
       cpu::gemm(false, false, g.oc, np, ck, 1.0f, w.data<float>(), ck, cols.data<float>(), np, 0.0f, yc, np);
     }
     conv_cpu_epilogue(node, g, yc, count, direct ? plane : np, direct ? g.oc * plane : plane, bias,
@@ -267,7 +266,8 @@ Tensor run_conv_device(const Node& node, const ConvGeometry& g, const Tensor& x,
   const int64_t plane = g.plane(), ck = g.ck();
   Tensor y = Tensor::empty(Shape{g.n, g.oc, g.oh, g.ow}, DType::f32, d);
   constexpr int64_t kMaxColumnElems = int64_t{1} << 24;  // 64 MiB of f32 columns per chunk
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(g.n, kMaxColumnElems / std::max<int64_t>(1, ck * plane)));
+  const int64_t chunk =
+      std::max<int64_t>(1, std::min<int64_t>(g.n, kMaxColumnElems / std::max<int64_t>(1, ck * plane)));
   Tensor cols = Tensor::empty(Shape{ck, chunk * plane}, DType::f32, d);
   Tensor y_cn = Tensor::empty(Shape{g.oc, chunk * plane}, DType::f32, d);
   for (int64_t first = 0; first < g.n; first += chunk) {
@@ -312,8 +312,8 @@ Tensor run_layernorm(const Node& node, const OpInputs& in, Device d) {
   check_f32(scale, node.label, "Scale");
   last_axis(node.axis, x.ndim(), node.label);
   const int64_t cols = x.dim(-1), rows = x.numel() / cols;
-  DTRAIN_CHECK(scale.numel() == cols && (!bias || bias->numel() == cols), node.label, ": Scale and B must have ",
-               cols, " elements");
+  DTRAIN_CHECK(scale.numel() == cols && (!bias || bias->numel() == cols), node.label, ": Scale and B must have ", cols,
+               " elements");
   Tensor zeros;
   if (!bias) zeros = Tensor::zeros(Shape{cols}, DType::f32, d);
   Tensor y = Tensor::empty(x.shape(), DType::f32, d);
@@ -417,7 +417,8 @@ Tensor run_argmax(const Node& node, const OpInputs& in, Device d) {
 void parse_none(const onnx::NodeProto&, Node&) {}
 
 void parse_cast(const onnx::NodeProto& n, Node& node) {
-  DTRAIN_CHECK(attr_int(n, "to", 0) == onnx::TensorProto_DataType_FLOAT, node.label, ": only Cast to FLOAT is supported");
+  DTRAIN_CHECK(attr_int(n, "to", 0) == onnx::TensorProto_DataType_FLOAT, node.label,
+               ": only Cast to FLOAT is supported");
 }
 
 void parse_gemm(const onnx::NodeProto& n, Node& node) {
@@ -470,6 +471,7 @@ void parse_argmax(const onnx::NodeProto& n, Node& node) {
 
 // ---- the table: every op the engine runs (those dtrain's exporter writes)
 
+// clang-format off
 const OpSpec kOps[] = {
     // name                 inputs  optional  attributes       run
     {"Identity",            1, 1,   false,    parse_none,      run_identity},
@@ -488,6 +490,7 @@ const OpSpec kOps[] = {
     {"Softmax",             1, 1,   false,    parse_softmax,   run_softmax},
     {"ArgMax",              1, 1,   false,    parse_argmax,    run_argmax},
 };
+// clang-format on
 
 const OpSpec& op_named(const char* name) {
   for (const OpSpec& op : kOps)

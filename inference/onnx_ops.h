@@ -24,7 +24,7 @@ struct Node {
   bool trans_a = false, trans_b = false, keepdims = true;
   float alpha = 1.0f, beta = 1.0f, epsilon = 1e-5f;
   int64_t kernel = 0, stride = 1, pad = 0;  // Conv (kernel 0: from the weight) and MaxPool
-  bool fuse_relu = false;  // Conv, Gemm: apply the Relu that alone reads the output, in place
+  bool fuse_relu = false;                   // Conv, Gemm: apply the Relu that alone reads the output, in place
   int64_t pool_kernel = 0, pool_stride = 1, pool_pad = 0;  // Conv: a MaxPool fused after it (0: none)
   Tensor direct_w;  // Conv on the CPU: W packed for conv2d_direct at load (undefined: im2col + GEMM)
 };
@@ -32,7 +32,7 @@ struct Node {
 using OpInputs = std::vector<const Tensor*>;  // null for an omitted optional input
 
 struct OpSpec {
-  const char* name;      // the ONNX op_type
+  const char* name;  // the ONNX op_type
   int min_inputs, max_inputs;
   bool optional_inputs;  // inputs past the first two may be given as "" (Gemm's C, Conv's B, ...)
   void (*parse)(const onnx::NodeProto& proto, Node& node);  // reads the attributes; throws naming the node

@@ -10,8 +10,8 @@
 #include <utility>
 
 #include "core/config.h"
-#include "core/fs.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "data/h5.h"
 
@@ -179,9 +179,8 @@ void write_meta_attrs(h5::File& f, const CheckpointMeta& meta, const Optimizer* 
 void write_checkpoint_file(const std::string& path, const ParameterArena& arena, const Optimizer* optimizer,
                            const CheckpointMeta& meta) {
   DTRAIN_CHECK(arena.allocated(), "the model's parameters are not allocated");
-  DTRAIN_CHECK(meta.world_size >= 1 && meta.rng_offsets.size() == static_cast<size_t>(meta.world_size),
-               "meta has ", meta.rng_offsets.size(), " rng offsets for world_size ", meta.world_size,
-               ", expected one per rank");
+  DTRAIN_CHECK(meta.world_size >= 1 && meta.rng_offsets.size() == static_cast<size_t>(meta.world_size), "meta has ",
+               meta.rng_offsets.size(), " rng offsets for world_size ", meta.world_size, ", expected one per rank");
   ensure_directory(fs::path(path).parent_path().string());
 
   // Host views of every tensor, taken before the HDF5 lock: on the CPU these are the arena's own
@@ -210,9 +209,9 @@ void write_checkpoint_file(const std::string& path, const ParameterArena& arena,
     }
   for (int r = 0; r < meta.world_size; ++r) {
     h5::Dataset d = f.create_dataset("/rng/" + std::to_string(r), H5T_STD_U64LE, Shape{1});
-    DTRAIN_H5_CHECK(H5Dwrite(d.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                             &meta.rng_offsets[static_cast<size_t>(r)]),
-                    out.temp_path());
+    DTRAIN_H5_CHECK(
+        H5Dwrite(d.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &meta.rng_offsets[static_cast<size_t>(r)]),
+        out.temp_path());
   }
   const std::vector<int64_t> sampler{meta.sampler.epoch, meta.sampler.position};
   f.create_dataset("/sampler", DType::i64, Shape{2}).write(std::span<const int64_t>(sampler));

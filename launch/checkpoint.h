@@ -25,14 +25,14 @@ struct CheckpointMeta {
   int64_t step = 0;  // optimizer updates applied (the schedule's position)
   int64_t epoch = 0;
   int world_size = 1;
-  data::SamplerState sampler;           // equal on every rank
-  std::vector<uint64_t> rng_offsets;    // per rank (size world_size): dropout stream offset
-  std::string optimizer_type;           // OptimizerConfig::type
-  int64_t optimizer_steps = 0;          // Optimizer::steps()
-  std::string config;                   // the resolved config, INI text
-  std::vector<std::string> signature;   // Model::signature()
+  data::SamplerState sampler;          // equal on every rank
+  std::vector<uint64_t> rng_offsets;   // per rank (size world_size): dropout stream offset
+  std::string optimizer_type;          // OptimizerConfig::type
+  int64_t optimizer_steps = 0;         // Optimizer::steps()
+  std::string config;                  // the resolved config, INI text
+  std::vector<std::string> signature;  // Model::signature()
   std::string dtrain_version;
-  double test_accuracy = -1;            // last evaluation; -1 when none
+  double test_accuracy = -1;  // last evaluation; -1 when none
   double test_loss = -1;
   std::string input_dtype = "f32";      // what clients send: the dataset's /x dtype
   double x_scale = 1.0, x_shift = 0.0;  // normalisation applied to u8 inputs before the model

@@ -32,21 +32,20 @@ int cmd_convert(const std::vector<std::string>& args) {
   int label_column = 0, compress = 0;
   double x_scale = 1.0 / 255.0, x_shift = 0.0;
   po::options_description opts("dtrain data convert options");
-  opts.add_options()
-      ("help,h", "show this help")
-      ("from", po::value(&from), "input format: idx | csv | text")
-      ("out,o", po::value(&out), "output dataset file (.h5)")
-      ("images", po::value(&images), "idx: images file (.gz or raw)")
-      ("labels", po::value(&labels), "idx: labels file (.gz or raw)")
-      ("input,i", po::value(&input), "csv/text: input file")
-      ("label-column", po::value(&label_column)->default_value(0), "csv: label column (0-based; -1 = last)")
-      ("header", po::value(&header)->default_value("auto"), "csv: first line is a header: yes | no | auto")
-      ("delimiter", po::value(&delimiter)->default_value(","), "csv: field delimiter (one character)")
-      ("num-classes", po::value(&num_classes)->default_value(0), "number of classes (0: max label + 1)")
-      ("x-scale", po::value(&x_scale)->default_value(1.0 / 255.0, "1/255"), "u8 images: x_f32 = x_u8 * x_scale + x_shift")
-      ("x-shift", po::value(&x_shift)->default_value(0.0), "u8 images: see --x-scale")
-      ("compress", po::value(&compress)->default_value(0), "gzip level for /x and /y chunks (0 = none, 1..9)")
-      ("chunk-bytes", po::value(&chunk_bytes)->default_value(1 << 20), "target chunk size along N in bytes");
+  opts.add_options()("help,h", "show this help")("from", po::value(&from), "input format: idx | csv | text")(
+      "out,o", po::value(&out), "output dataset file (.h5)")(
+      "images", po::value(&images), "idx: images file (.gz or raw)")("labels", po::value(&labels),
+                                                                     "idx: labels file (.gz or raw)")(
+      "input,i", po::value(&input), "csv/text: input file")("label-column", po::value(&label_column)->default_value(0),
+                                                            "csv: label column (0-based; -1 = last)")(
+      "header", po::value(&header)->default_value("auto"), "csv: first line is a header: yes | no | auto")(
+      "delimiter", po::value(&delimiter)->default_value(","), "csv: field delimiter (one character)")(
+      "num-classes", po::value(&num_classes)->default_value(0), "number of classes (0: max label + 1)")(
+      "x-scale", po::value(&x_scale)->default_value(1.0 / 255.0, "1/255"),
+      "u8 images: x_f32 = x_u8 * x_scale + x_shift")("x-shift", po::value(&x_shift)->default_value(0.0),
+                                                     "u8 images: see --x-scale")(
+      "compress", po::value(&compress)->default_value(0), "gzip level for /x and /y chunks (0 = none, 1..9)")(
+      "chunk-bytes", po::value(&chunk_bytes)->default_value(1 << 20), "target chunk size along N in bytes");
   po::variables_map vm;
   if (const auto stop = parse_command_options(kData, args, opts, vm)) return *stop;
   if (from.empty()) return usage_error("convert needs --from idx|csv|text");
@@ -102,8 +101,8 @@ int cmd_data_info(const std::vector<std::string>& args) {
   }
   const data::DatasetInfo info = data::inspect_dataset(path);
   h5::Dataset x = f.dataset("/x"), y = f.dataset("/y");
-  std::printf("  /x           %s %s, chunks of %lld rows, filters %s\n", x.shape().str().c_str(),
-              x.type_name().c_str(), static_cast<long long>(info.chunk_rows), info.x_filter.c_str());
+  std::printf("  /x           %s %s, chunks of %lld rows, filters %s\n", x.shape().str().c_str(), x.type_name().c_str(),
+              static_cast<long long>(info.chunk_rows), info.x_filter.c_str());
   std::printf("  /y           %s %s\n", y.shape().str().c_str(), y.type_name().c_str());
   std::printf("attributes:\n");
   print_attributes(f);

@@ -18,13 +18,13 @@ int cmd_eval(const std::vector<std::string>& args) {
   std::string model_path, data, device = "cpu";
   int64_t batch_size = 256;
   po::options_description opts("dtrain eval options");
-  opts.add_options()
-      ("help,h", "show this help")
-      ("model", po::value(&model_path), "exported model (REPO/NAME/V/model.onnx)")
-      ("data", po::value(&data), "classification dataset (.h5), fed as stored")
-      ("batch-size", po::value(&batch_size)->default_value(256), "samples per engine run")
-      ("device", po::value(&device)->default_value("cpu"), "cpu | cuda | cuda:N");
-  const CommandUsage eval{"eval", "usage: dtrain eval --model M.onnx --data TEST.h5 [--batch-size 256] [--device cpu]\n"};
+  opts.add_options()("help,h", "show this help")("model", po::value(&model_path),
+                                                 "exported model (REPO/NAME/V/model.onnx)")(
+      "data", po::value(&data), "classification dataset (.h5), fed as stored")(
+      "batch-size", po::value(&batch_size)->default_value(256), "samples per engine run")(
+      "device", po::value(&device)->default_value("cpu"), "cpu | cuda | cuda:N");
+  const CommandUsage eval{"eval",
+                          "usage: dtrain eval --model M.onnx --data TEST.h5 [--batch-size 256] [--device cpu]\n"};
   po::variables_map vm;
   if (const auto stop = parse_command_options(eval, args, opts, vm)) return *stop;
   if (model_path.empty() || data.empty() || batch_size <= 0)

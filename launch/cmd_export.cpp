@@ -15,11 +15,11 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "data/dataset.h"
 #include "export/model_repository.h"
-#include "inference/onnx_engine.h"
 #include "export/onnx_export.h"
 #include "export/prune.h"
-#include "data/dataset.h"
+#include "inference/onnx_engine.h"
 #include "launch/checkpoint.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -93,19 +93,21 @@ struct ExportArgs {
 // Parses and checks the options; returns an exit code when the command must stop (help, usage error).
 std::optional<int> parse_export_args(const std::vector<std::string>& args, ExportArgs& a) {
   po::options_description opts("dtrain export options");
-  opts.add_options()
-      ("help,h", "show this help")
-      ("checkpoint", po::value(&a.checkpoint), "checkpoint file (step-N.h5) to export")
-      ("repo", po::value(&a.repo), "model repository directory")
-      ("name", po::value(&a.name), "model name (a folder in the repository)")
-      ("version", po::value(&a.version)->default_value(0), "version to write (0: one past the newest)")
-      ("quantize", po::value(&a.quantize)->default_value("none"), "none | int8 (per-channel symmetric int8 weights)")
-      ("prune", po::value(&a.prune)->default_value(0.0), "global magnitude pruning of weight matrices, fraction in [0, 1)")
-      ("opset", po::value(&a.opset)->default_value(17), "ONNX opset (13..17)")
-      ("data", po::value(&a.data), "test set for the accuracy report (default: the config's data.test; none: skip)")
-      ("labels", po::value(&a.labels), "class labels for config.json: A,B,... or @FILE (one per line); "
-                                       "default: Fashion-MNIST's names for Fashion-MNIST data, else none")
-      ("max-batch-size", po::value(&a.max_batch_size)->default_value(64), "config.json max_batch_size (server batching)");
+  opts.add_options()("help,h", "show this help")("checkpoint", po::value(&a.checkpoint),
+                                                 "checkpoint file (step-N.h5) to export")(
+      "repo", po::value(&a.repo), "model repository directory")("name", po::value(&a.name),
+                                                                "model name (a folder in the repository)")(
+      "version", po::value(&a.version)->default_value(0), "version to write (0: one past the newest)")(
+      "quantize", po::value(&a.quantize)->default_value("none"), "none | int8 (per-channel symmetric int8 weights)")(
+      "prune", po::value(&a.prune)->default_value(0.0),
+      "global magnitude pruning of weight matrices, fraction in [0, 1)")(
+      "opset", po::value(&a.opset)->default_value(17), "ONNX opset (13..17)")(
+      "data", po::value(&a.data), "test set for the accuracy report (default: the config's data.test; none: skip)")(
+      "labels", po::value(&a.labels),
+      "class labels for config.json: A,B,... or @FILE (one per line); "
+      "default: Fashion-MNIST's names for Fashion-MNIST data, else none")(
+      "max-batch-size", po::value(&a.max_batch_size)->default_value(64),
+      "config.json max_batch_size (server batching)");
   po::variables_map vm;
   if (const auto stop = parse_command_options(kExport, args, opts, vm)) return stop;
   a.data_given = vm.count("data") > 0;

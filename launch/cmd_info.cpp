@@ -16,8 +16,9 @@ namespace dtrain {
 
 int cmd_info(const std::vector<std::string>& args) {
   if (!args.empty()) {
-    std::printf("usage: dtrain info\n\nPrints the version, build options (CUDA, NCCL, MPI, HDF5), visible GPUs,\n"
-                "the detected launcher environment and the BLAS thread count.\n");
+    std::printf(
+        "usage: dtrain info\n\nPrints the version, build options (CUDA, NCCL, MPI, HDF5), visible GPUs,\n"
+        "the detected launcher environment and the BLAS thread count.\n");
     return args[0] == "--help" || args[0] == "-h" ? 0 : 2;
   }
   char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING] = {};
@@ -43,7 +44,8 @@ int cmd_info(const std::vector<std::string>& args) {
     why = std::string(" (OpenBLAS picked ") + detected + " for this CPU; dtrain set OPENBLAS_CORETYPE=" + forced + ")";
   else if (forced)
     why = std::string(" (forced by OPENBLAS_CORETYPE=") + forced + ")";
-  std::printf("  blas:   OpenBLAS, %s kernels%s, %d threads\n", cpu::blas_core_name(), why.c_str(), cpu::blas_threads());
+  std::printf("  blas:   OpenBLAS, %s kernels%s, %d threads\n", cpu::blas_core_name(), why.c_str(),
+              cpu::blas_threads());
   const int gpus = gpu::device_count();
   std::printf("gpus:     %d visible\n", gpus);
   for (int i = 0; i < gpus; ++i) std::printf("  cuda:%d  %s\n", i, gpu::device_name(i).c_str());

@@ -15,7 +15,8 @@ int cmd_train(const std::vector<std::string>& args) {
   try {
     parsed = parse_train_args(args);
   } catch (const Error& e) {
-    std::fprintf(stderr, "dtrain train: error: %s\n(`dtrain train --help` lists every key and its default)\n", e.what());
+    std::fprintf(stderr, "dtrain train: error: %s\n(`dtrain train --help` lists every key and its default)\n",
+                 e.what());
     return 2;
   }
   if (parsed.help) {

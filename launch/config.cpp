@@ -76,7 +76,8 @@ std::string join_ints(const std::vector<int64_t>& v) {
 std::vector<int64_t> parse_int_list(const std::string& key, const std::string& text) {
   std::vector<int64_t> out;
   if (trim(text).empty()) return out;
-  for (const std::string& item : split(text, ',')) out.push_back(parse_number<int64_t>(key, item, "a comma-separated list of integers"));
+  for (const std::string& item : split(text, ','))
+    out.push_back(parse_number<int64_t>(key, item, "a comma-separated list of integers"));
   return out;
 }
 
@@ -99,8 +100,9 @@ class KeyTable {
                      [v, name](const std::string& t) { *v = parse_number<int64_t>(name, t, "an integer"); }});
   }
   void add(const char* name, const std::string& help, uint64_t* v) {
-    keys_.push_back({name, help, [v] { return std::to_string(*v); },
-                     [v, name](const std::string& t) { *v = parse_number<uint64_t>(name, t, "a non-negative integer"); }});
+    keys_.push_back(
+        {name, help, [v] { return std::to_string(*v); },
+         [v, name](const std::string& t) { *v = parse_number<uint64_t>(name, t, "a non-negative integer"); }});
   }
   void add(const char* name, const std::string& help, double* v) {
     keys_.push_back({name, help, [v] { return format_double(*v); },
@@ -144,7 +146,10 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
   t.add("model.dropout", "dropout probability after each hidden activation", &m.dropout);
   t.add("model.activation", "relu | gelu", &m.activation);
   t.add({"model.input_shape", "per-sample input shape C,H,W or features (auto: from the training data)",
-         [&m] { return m.input_shape.empty() ? std::string("auto") : join_ints(std::vector<int64_t>(m.input_shape.begin(), m.input_shape.end())); },
+         [&m] {
+           return m.input_shape.empty() ? std::string("auto")
+                                        : join_ints(std::vector<int64_t>(m.input_shape.begin(), m.input_shape.end()));
+         },
          [&m](const std::string& s) {
            if (trim(s) == "auto") {
              m.input_shape = Shape{};
@@ -176,7 +181,8 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
   t.add("data.max_memory_mb", "largest block of a rank's shard held in memory (MiB)", &d.max_memory_mb);
   t.add("data.prefetch", "batches prepared ahead on a background thread (0: synchronous)", &d.prefetch);
   t.add("data.shuffle", "shuffle every epoch", &d.shuffle);
-  t.add("data.augment_crop_padding", "random crop after zero padding by this many pixels (0: off)", &d.augment_crop_padding);
+  t.add("data.augment_crop_padding", "random crop after zero padding by this many pixels (0: off)",
+        &d.augment_crop_padding);
   t.add("data.augment_flip", "random horizontal flips", &d.augment_flip);
 
   OptimizerConfig& o = c.optim;
@@ -280,9 +286,9 @@ void check_one_of(const char* key, const std::string& value, std::initializer_li
 // The optimizers and backends with what each is, for --help.
 std::string registries_help() {
   std::string out;
-  for (const auto& [title, registry] : {std::pair{"optimizers (optim.type)", registered_optimizers()},
-                                        std::pair{"communication backends (comm.backend; auto picks one)",
-                                                  registered_backends()}}) {
+  for (const auto& [title, registry] :
+       {std::pair{"optimizers (optim.type)", registered_optimizers()},
+        std::pair{"communication backends (comm.backend; auto picks one)", registered_backends()}}) {
     out.append(title).append(":\n");
     for (const auto& [name, summary] : registry) {
       char line[256];
@@ -318,8 +324,8 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
   TrainConfig& config = out.config;
   const KeyTable table = key_table(config);
   po::options_description general("dtrain train options", 120, 60);
-  general.add_options()("help,h", "show this help and every key with its default")(
-      "config,c", po::value<std::string>(), "INI configuration file")(
+  general.add_options()("help,h", "show this help and every key with its default")("config,c", po::value<std::string>(),
+                                                                                   "INI configuration file")(
       "resume", po::value<std::string>(), "same as --checkpoint.resume: none | auto | PATH")(
       "trace", po::value<std::string>(), "same as --log.trace: write a Chrome-trace JSON to FILE");
   po::options_description keys = key_options(table);

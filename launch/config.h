@@ -25,10 +25,10 @@ struct DataConfig {
 
 struct TrainSection {
   int64_t epochs = 10;
-  int64_t max_steps = 0;       // > 0: stop after this many optimizer steps (overrides epochs)
-  int64_t stop_at_step = 0;    // > 0: stop there with a checkpoint, as if interrupted (the schedule still spans the run)
-  int64_t batch_size = 64;     // per rank, per micro-step
-  int accumulation = 1;        // micro-steps per optimizer step
+  int64_t max_steps = 0;     // > 0: stop after this many optimizer steps (overrides epochs)
+  int64_t stop_at_step = 0;  // > 0: stop there with a checkpoint, as if interrupted (the schedule still spans the run)
+  int64_t batch_size = 64;   // per rank, per micro-step
+  int accumulation = 1;      // micro-steps per optimizer step
   uint64_t seed = 42;
   int64_t eval_every = 0;      // steps between evaluations; 0: at the end of every epoch
   int64_t log_every = 50;      // steps between log lines / metrics records
@@ -41,14 +41,14 @@ struct CommSection {
   double bucket_mb = 25;
   double first_bucket_mb = 1;
   double timeout_s = 300;
-  int64_t check_every = 1000;   // steps between cross-rank parameter checksums; 0: never
+  int64_t check_every = 1000;     // steps between cross-rank parameter checksums; 0: never
   std::string compress = "none";  // none | bf16
 };
 
 struct CheckpointSection {
-  std::string dir;            // "" : <log.dir>/ckpt
-  int64_t every = 0;          // steps between checkpoints; 0: only at the end (and on SIGTERM)
-  int keep_last = 3;          // newest K kept; 0: keep all
+  std::string dir;              // "" : <log.dir>/ckpt
+  int64_t every = 0;            // steps between checkpoints; 0: only at the end (and on SIGTERM)
+  int keep_last = 3;            // newest K kept; 0: keep all
   std::string resume = "none";  // none | auto | PATH
 };
 
@@ -65,16 +65,16 @@ struct TrainConfig {
     model.input_shape = Shape{};  // auto: from the training data
     model.num_classes = 0;        // auto: from the training data
   }
-  ModelConfig model;           // [model] type, hidden, dropout, activation, input_shape, num_classes, options
+  ModelConfig model;  // [model] type, hidden, dropout, activation, input_shape, num_classes, options
   DataConfig data;
-  OptimizerConfig optim;       // [optim] type, lr, momentum, ...
-  ScheduleConfig schedule;     // [optim] schedule, warmup_steps, step_size, gamma, min_lr, total_steps
-  float clip_norm = 0;         // [optim] clip_norm: global-norm gradient clipping (0: off)
+  OptimizerConfig optim;    // [optim] type, lr, momentum, ...
+  ScheduleConfig schedule;  // [optim] schedule, warmup_steps, step_size, gamma, min_lr, total_steps
+  float clip_norm = 0;      // [optim] clip_norm: global-norm gradient clipping (0: off)
   TrainSection train;
   CommSection comm;
   CheckpointSection checkpoint;
   LogSection log;
-  std::string source;          // the INI file it came from ("" when none)
+  std::string source;  // the INI file it came from ("" when none)
 
   std::string checkpoint_dir() const { return checkpoint.dir.empty() ? log.dir + "/ckpt" : checkpoint.dir; }
 };

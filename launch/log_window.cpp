@@ -9,7 +9,11 @@ namespace dtrain {
 
 LogWindow::LogWindow(Communicator& comm, double timeout_s, Progress& progress, MetricsLog* metrics,
                      Clock::time_point begin, double data_wait_s)
-    : comm_(comm), timeout_s_(timeout_s), progress_(progress), metrics_(metrics), begin_(begin),
+    : comm_(comm),
+      timeout_s_(timeout_s),
+      progress_(progress),
+      metrics_(metrics),
+      begin_(begin),
       data_wait_mark_(data_wait_s) {}
 
 void LogWindow::add(const StepStats& step) {
@@ -28,9 +32,9 @@ void LogWindow::update(ProgressStatus status) {
 }
 
 void LogWindow::report(ProgressStatus status, double elapsed_s, double data_wait_s) {
-  Tensor sums = Tensor::from_vector(std::vector<float>{static_cast<float>(loss_), static_cast<float>(correct_),
-                                                       static_cast<float>(samples_)},
-                                    Shape{3}, comm_.device());
+  Tensor sums = Tensor::from_vector(
+      std::vector<float>{static_cast<float>(loss_), static_cast<float>(correct_), static_cast<float>(samples_)},
+      Shape{3}, comm_.device());
   wait_or_abort(comm_.allreduce(sums, ReduceOp::sum), timeout_s_, "allreduce of the training loss");
   const std::vector<float> g = sums.to_vector<float>();
   const double window_s = seconds_since(begin_);
@@ -40,10 +44,18 @@ void LogWindow::report(ProgressStatus status, double elapsed_s, double data_wait
   status.samples_per_s = g[2] / std::max(1e-9, window_s);
   progress_.report(status, comm_s_, data_wait);
   if (metrics_)
-    metrics_->record(JsonObject().add("type", "train").add("step", status.step).add("epoch", status.epoch + 1)
-                         .add("loss", status.loss).add("accuracy", status.accuracy).add("lr", status.lr)
-                         .add("samples_per_s", status.samples_per_s).add("comm_s", comm_s_)
-                         .add("data_wait_s", data_wait).add("steps", steps_).add("time_s", elapsed_s));
+    metrics_->record(JsonObject()
+                         .add("type", "train")
+                         .add("step", status.step)
+                         .add("epoch", status.epoch + 1)
+                         .add("loss", status.loss)
+                         .add("accuracy", status.accuracy)
+                         .add("lr", status.lr)
+                         .add("samples_per_s", status.samples_per_s)
+                         .add("comm_s", comm_s_)
+                         .add("data_wait_s", data_wait)
+                         .add("steps", steps_)
+                         .add("time_s", elapsed_s));
   restart(data_wait_s);
 }
 

@@ -16,8 +16,8 @@ OnnxEvalResult evaluate_onnx(const OnnxModel& model, const std::string& data_pat
   DTRAIN_CHECK(model.inputs().size() == 1, "the model takes ", model.inputs().size(),
                " inputs; evaluation on a dataset feeds exactly one");
   const TensorInfo& in = model.inputs()[0];
-  DTRAIN_CHECK(in.dtype == info.x_dtype, data_path, ": /x holds ", dtype_name(info.x_dtype), " samples, the model's input '",
-               in.name, "' takes ", dtype_name(in.dtype));
+  DTRAIN_CHECK(in.dtype == info.x_dtype, data_path, ": /x holds ", dtype_name(info.x_dtype),
+               " samples, the model's input '", in.name, "' takes ", dtype_name(in.dtype));
   // Samples fit when they hold the model's per-sample elements: the cnn takes [1, H, W] for a
   // dataset of plain [H, W] images, as the trainer feeds it.
   Shape model_sample;

@@ -1,10 +1,10 @@
 #include "launch/trainer.h"
 
+#include <sched.h>
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
-#include <sched.h>
 #include <thread>
 
 #include "comm/communicator.h"
@@ -61,7 +61,8 @@ Device choose_device(const std::string& text, const LaunchEnv& env) {
   if (requested.is_cpu()) return requested;
   const int count = gpu::device_count();
   if (count == 0)
-    fail("train.device=", text, ": no CUDA GPU is visible", gpu::built() ? "" : " (this dtrain was built without CUDA)");
+    fail("train.device=", text, ": no CUDA GPU is visible",
+         gpu::built() ? "" : " (this dtrain was built without CUDA)");
   // "cuda": one GPU per rank on the node, by local rank (Horovod's and DDP's convention).
   const int index = text == "cuda" ? env.local_rank % count : requested.index;
   DTRAIN_CHECK(index < count, "train.device=", text, ": only ", count, " GPU(s) visible");
@@ -78,9 +79,9 @@ Shape resolve_input_shape(const ModelConfig& model, const data::DatasetInfo& tra
       return Shape{1, sample[0], sample[1]};
     return sample;
   }
-  DTRAIN_CHECK(model.input_shape.numel() == sample.numel(), "config key model.input_shape: ",
-               model.input_shape.str(), " holds ", model.input_shape.numel(), " elements but the samples of ",
-               train.path, " are ", sample.str(), " (", sample.numel(), ")");
+  DTRAIN_CHECK(model.input_shape.numel() == sample.numel(), "config key model.input_shape: ", model.input_shape.str(),
+               " holds ", model.input_shape.numel(), " elements but the samples of ", train.path, " are ", sample.str(),
+               " (", sample.numel(), ")");
   return model.input_shape;
 }
 
@@ -273,9 +274,11 @@ void Trainer::State::plan_steps() {
   log_info("model {}: {} parameters ({:.1f} MiB) on {}, {} gradient bucket(s); optimizer {}, lr {}", c.model.type,
            params, params * 4.0 / (1 << 20), runtime.device.str(), learner.sync->buckets().size(), c.optim.type,
            c.optim.lr);
-  log_info("data {}: {} samples, {} per rank per epoch, batch {} x {} rank(s) x {} micro-step(s) = {} per step, "
-           "{} steps per epoch", c.data.train, datasets.train_info.size, samples_per_epoch, c.train.batch_size, world,
-           c.train.accumulation, c.train.batch_size * world * c.train.accumulation, position.steps_per_epoch);
+  log_info(
+      "data {}: {} samples, {} per rank per epoch, batch {} x {} rank(s) x {} micro-step(s) = {} per step, "
+      "{} steps per epoch",
+      c.data.train, datasets.train_info.size, samples_per_epoch, c.train.batch_size, world, c.train.accumulation,
+      c.train.batch_size * world * c.train.accumulation, position.steps_per_epoch);
 }
 
 // Every rank starts from rank 0's parameters and optimizer slots.
@@ -350,9 +353,10 @@ void Trainer::State::resume() {
     // Same global position in the epoch, resharded; dropout streams cannot carry over.
     sampler.position = std::min(sampler.position * meta.world_size / world, datasets.train_loader->samples_per_epoch());
     if (rank0())
-      log_warn("resuming a {}-rank checkpoint on {} ranks: the sampler reshards epoch {} at sample {} of each rank, "
-               "dropout streams restart; the run is not bit-identical to an uninterrupted one",
-               meta.world_size, world, sampler.epoch, sampler.position);
+      log_warn(
+          "resuming a {}-rank checkpoint on {} ranks: the sampler reshards epoch {} at sample {} of each rank, "
+          "dropout streams restart; the run is not bit-identical to an uninterrupted one",
+          meta.world_size, world, sampler.epoch, sampler.position);
   }
   datasets.train_loader->restore(sampler);
   log_info("resumed from {} at step {} (epoch {}, sample {} of the epoch on each rank)", path, position.step,
@@ -450,9 +454,14 @@ void Trainer::State::evaluate_and_report(Clock::time_point run_begin) {
                                            eval.loss, ", test accuracy ", eval.accuracy, " (", eval.samples,
                                            " samples)"));
   if (outputs.metrics)
-    outputs.metrics->record(JsonObject().add("type", "eval").add("step", position.step).add("epoch", position.epoch + 1)
-                                .add("test_loss", eval.loss).add("test_accuracy", eval.accuracy)
-                                .add("samples", eval.samples).add("time_s", seconds_since(run_begin)));
+    outputs.metrics->record(JsonObject()
+                                .add("type", "eval")
+                                .add("step", position.step)
+                                .add("epoch", position.epoch + 1)
+                                .add("test_loss", eval.loss)
+                                .add("test_accuracy", eval.accuracy)
+                                .add("samples", eval.samples)
+                                .add("time_s", seconds_since(run_begin)));
 }
 
 // ---- the training step --------------------------------------------------------------------
@@ -623,9 +632,9 @@ TrainResult Trainer::run() {
     if (checkpoint_due(c, at.step)) s.save_checkpoint();
     if (stop) {
       interrupted = true;
-      s.outputs.progress->message(detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)"
-                                                           : "train.stop_at_step reached",
-                                                 ": stopping after step ", at.step, " of ", at.total_steps));
+      s.outputs.progress->message(
+          detail::concat(signalled ? "stop requested (SIGINT/SIGTERM/SIGUSR1)" : "train.stop_at_step reached",
+                         ": stopping after step ", at.step, " of ", at.total_steps));
       break;
     }
   }

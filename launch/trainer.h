@@ -23,12 +23,12 @@ struct EvalResult {
 };
 
 struct TrainResult {
-  int64_t steps = 0;        // optimizer steps done in total (including those before a resume)
+  int64_t steps = 0;  // optimizer steps done in total (including those before a resume)
   int64_t epoch = 0;
-  EvalResult test;          // the last evaluation (samples 0: none)
-  bool interrupted = false; // stopped early by SIGINT/SIGTERM
-  std::string checkpoint;   // the last checkpoint written ("" when none)
-  double seconds = 0;       // wall time of the training loop
+  EvalResult test;           // the last evaluation (samples 0: none)
+  bool interrupted = false;  // stopped early by SIGINT/SIGTERM
+  std::string checkpoint;    // the last checkpoint written ("" when none)
+  double seconds = 0;        // wall time of the training loop
 };
 
 // SIGINT, SIGTERM and SIGUSR1 set a stop request instead of killing the process (idempotent).

@@ -18,7 +18,7 @@ struct OptimizerConfig {
   bool nesterov = false;      // sgd
   float weight_decay = 0.0f;  // L2 added to the gradient (sgd, adam, rmsprop); decoupled for adamw
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam, adamw (eps also rmsprop)
-  float alpha = 0.99f;        // rmsprop smoothing
+  float alpha = 0.99f;                              // rmsprop smoothing
 };
 
 class Optimizer {

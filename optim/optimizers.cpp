@@ -112,17 +112,17 @@ class AdamW : public Adam {
 class RmsProp : public Optimizer {
  public:
   RmsProp(const OptimizerConfig& c, const ParameterArena& arena)
-      : Optimizer(c, arena, c.momentum > 0 ? std::vector<std::string>{"square_avg", "momentum"}
-                                           : std::vector<std::string>{"square_avg"}) {
+      : Optimizer(c, arena,
+                  c.momentum > 0 ? std::vector<std::string>{"square_avg", "momentum"}
+                                 : std::vector<std::string>{"square_avg"}) {
     DTRAIN_CHECK(c.alpha >= 0 && c.alpha < 1, "optim.alpha must be in [0, 1), got ", c.alpha);
     DTRAIN_CHECK(c.momentum >= 0 && c.momentum < 1, "optim.momentum must be in [0, 1), got ", c.momentum);
     DTRAIN_CHECK(c.eps > 0, "optim.eps must be positive, got ", c.eps);
   }
   void step(ParameterArena& a, float lr) override {
     float* buf = config_.momentum > 0 ? slot(1).data<float>() : nullptr;
-    DTRAIN_DISPATCH(a.device(), rmsprop_step, a.values().data<float>(), a.grads().data<float>(),
-                    slot(0).data<float>(), buf, a.numel(), lr, config_.alpha, config_.eps, config_.weight_decay,
-                    config_.momentum);
+    DTRAIN_DISPATCH(a.device(), rmsprop_step, a.values().data<float>(), a.grads().data<float>(), slot(0).data<float>(),
+                    buf, a.numel(), lr, config_.alpha, config_.eps, config_.weight_decay, config_.momentum);
     ++steps_;
   }
 };

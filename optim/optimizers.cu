@@ -56,8 +56,8 @@ void adam_step(float* p, const float* g, float* m, float* v, int64_t n, float lr
   if (n == 0) return;
   const float decay = decoupled ? 1.0f - lr * weight_decay : 1.0f;
   const float l2 = decoupled ? 0.0f : weight_decay;
-  adam_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(p, g, m, v, n, beta1, beta2, eps, decay, l2,
-                                                                 lr / bias1, 1.0f / sqrtf(bias2));
+  adam_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(p, g, m, v, n, beta1, beta2, eps, decay, l2, lr / bias1,
+                                                                1.0f / sqrtf(bias2));
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 

@@ -18,8 +18,8 @@ float learning_rate(const ScheduleConfig& c, float base_lr, int64_t step) {
   if (c.type == "cosine") {
     DTRAIN_CHECK(c.total_steps > c.warmup_steps, "optim.total_steps (", c.total_steps,
                  ") must exceed optim.warmup_steps (", c.warmup_steps, ") for the cosine schedule");
-    const double t = std::min(1.0, static_cast<double>(step - c.warmup_steps) /
-                                       static_cast<double>(c.total_steps - c.warmup_steps));
+    const double t =
+        std::min(1.0, static_cast<double>(step - c.warmup_steps) / static_cast<double>(c.total_steps - c.warmup_steps));
     return static_cast<float>(c.min_lr + (base_lr - c.min_lr) * 0.5 * (1.0 + std::cos(M_PI * t)));
   }
   fail("optim.schedule: unknown schedule '", c.type, "' (expected constant, step or cosine)");

@@ -10,7 +10,7 @@ struct ScheduleConfig {
   int64_t warmup_steps = 0;       // linear warmup from 0 (all types)
   int64_t step_size = 1000;       // step: multiply by gamma every step_size steps
   float gamma = 0.1f;
-  int64_t total_steps = 0;        // cosine: decay from base lr to min_lr over total_steps
+  int64_t total_steps = 0;  // cosine: decay from base lr to min_lr over total_steps
   float min_lr = 0.0f;
 };
 

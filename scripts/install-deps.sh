@@ -15,6 +15,7 @@ pkgs=(
   libonnx-dev libprotobuf-dev         # ONNX export and engine (core/io)
   libcpp-httplib-dev                  # dtrain-serve's HTTP server (and the serve tests' client)
   nlohmann-json3-dev                  # dtrain-serve's KServe V2 JSON requests and responses
+  clang-format                        # ctest format_check (scripts/check-format.sh: the tree's layout)
   gnuplot-nox bc                      # scripts/bench-comm.sh plots; tests/comm/expect_failure.sh timing
   wrk                                 # scripts/bench-serve.sh load generator
   curl                                # the quickstart's query, the custom-model e2e test

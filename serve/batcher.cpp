@@ -21,7 +21,8 @@ std::vector<Tensor> concat_rows(const std::vector<std::vector<Tensor>>& parts) {
     for (const auto& p : parts) {
       DTRAIN_CHECK(p[k].dtype() == first.dtype() && p[k].is_contiguous() && p[k].device().is_cpu(),
                    "concat_rows: input ", k, " differs in dtype or is not a contiguous host tensor");
-      DTRAIN_CHECK(p[k].ndim() == first.ndim() && std::equal(p[k].shape().begin() + 1, p[k].shape().end(), first.shape().begin() + 1),
+      DTRAIN_CHECK(p[k].ndim() == first.ndim() &&
+                       std::equal(p[k].shape().begin() + 1, p[k].shape().end(), first.shape().begin() + 1),
                    "concat_rows: input ", k, " has rows of shape ", p[k].shape().str(), " and ", first.shape().str());
       std::memcpy(dst, p[k].raw_data(), static_cast<size_t>(p[k].nbytes()));
       dst += p[k].nbytes();

@@ -35,16 +35,19 @@ void flatten(const json& data, const TensorInfo& info, Tensor& out, int64_t expe
   const int64_t i = count++;
   switch (info.dtype) {
     case DType::f32: {
-      DTRAIN_CHECK(data.is_number(), "input '", info.name, "': data[", i, "] is ", data.type_name(), ", expected a number");
+      DTRAIN_CHECK(data.is_number(), "input '", info.name, "': data[", i, "] is ", data.type_name(),
+                   ", expected a number");
       const float v = static_cast<float>(data.get<double>());
-      DTRAIN_CHECK(std::isfinite(v), "input '", info.name, "': data[", i, "] is not a finite FP32 value (NaN/Inf or out of range)");
+      DTRAIN_CHECK(std::isfinite(v), "input '", info.name, "': data[", i,
+                   "] is not a finite FP32 value (NaN/Inf or out of range)");
       out.data<float>()[i] = v;
       break;
     }
     case DType::u8: {
       DTRAIN_CHECK(data.is_number_integer() && data.get<int64_t>() >= 0 && data.get<int64_t>() <= 255 &&
                        !(data.is_number_unsigned() && data.get<uint64_t>() > 255),
-                   "input '", info.name, "': data[", i, "] = ", data.dump(), " is not a UINT8 value (an integer 0..255)");
+                   "input '", info.name, "': data[", i, "] = ", data.dump(),
+                   " is not a UINT8 value (an integer 0..255)");
       out.data<uint8_t>()[i] = static_cast<uint8_t>(data.get<int64_t>());
       break;
     }
@@ -72,8 +75,9 @@ Tensor parse_input(const json& in, const TensorInfo& info, int64_t max_batch) {
   Shape shape;
   for (size_t d = 0; d < shape_json.size(); ++d) {
     const json& v = shape_json[d];
-    DTRAIN_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && !(v.is_number_unsigned() && v.get<uint64_t>() > (1ull << 40)),
-                 "input '", info.name, "': shape ", shape_json.dump(), " must hold non-negative integers");
+    DTRAIN_CHECK(
+        v.is_number_integer() && v.get<int64_t>() >= 0 && !(v.is_number_unsigned() && v.get<uint64_t>() > (1ull << 40)),
+        "input '", info.name, "': shape ", shape_json.dump(), " must hold non-negative integers");
     const int64_t n = v.get<int64_t>();
     DTRAIN_CHECK(info.shape[d] < 0 || info.shape[d] == n, "input '", info.name, "' has shape ", shape_json.dump(),
                  ", the model takes ", shape_str(info.shape), " (dim ", d, " must be ", info.shape[d], ")");
@@ -112,8 +116,7 @@ void add_data(json& out, const Tensor& t) {
     case DType::u8:
       for (uint8_t v : t.to_vector<uint8_t>()) data.push_back(v);
       break;
-    default:
-      fail("output of dtype ", dtype_name(t.dtype()), " cannot be written as JSON");
+    default: fail("output of dtype ", dtype_name(t.dtype()), " cannot be written as JSON");
   }
   out["data"] = std::move(data);
 }
@@ -147,7 +150,8 @@ InferRequest parse_infer_request(std::string_view body, const std::vector<Tensor
       const std::string name = in["name"].get<std::string>();
       size_t k = 0;
       while (k < model_inputs.size() && model_inputs[k].name != name) ++k;
-      DTRAIN_CHECK(k < model_inputs.size(), "unknown input '", name, "' (the model takes '", model_inputs[0].name, "')");
+      DTRAIN_CHECK(k < model_inputs.size(), "unknown input '", name, "' (the model takes '", model_inputs[0].name,
+                   "')");
       DTRAIN_CHECK(!r.inputs[k].defined(), "input '", name, "' is given twice");
       for (const char* key : {"shape", "datatype", "data"})
         DTRAIN_CHECK(in.contains(key), "input '", name, "' has no '", key, "'");

@@ -7,15 +7,15 @@
 #include <string_view>
 #include <vector>
 
-#include "core/tensor_info.h"
 #include "core/tensor.h"
+#include "core/tensor_info.h"
 
 namespace dtrain::serve {
 
 struct InferRequest {
   std::optional<std::string> id;
-  int64_t rows = 0;                   // the batch dim every input shares
-  std::vector<Tensor> inputs;         // host tensors in the model's input order, [rows, ...]
+  int64_t rows = 0;                    // the batch dim every input shares
+  std::vector<Tensor> inputs;          // host tensors in the model's input order, [rows, ...]
   std::vector<size_t> output_indices;  // the model outputs to return (all when none were asked)
 };
 

@@ -16,10 +16,10 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -50,7 +50,8 @@ class JsonFields : public spdlog::custom_flag_formatter {
     if (text.size() > 2 && text.front() == '{' && text.back() == '}')
       fields = text.substr(1, text.size() - 2);
     else
-      fields = "\"message\":" + nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      fields = "\"message\":" +
+               nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     dest.append(fields.data(), fields.data() + fields.size());
   }
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonFields>(); }
@@ -89,8 +90,7 @@ class SignalWatcher {
  private:
   void watch(dtrain::serve::Server& server, double drain_seconds) {
     char sig = 0;
-    while (::read(pipe_[0], &sig, 1) < 0 && errno == EINTR) {
-    }
+    while (::read(pipe_[0], &sig, 1) < 0 && errno == EINTR) {}
     if (sig != SIGTERM && sig != SIGINT) return;
     dtrain::log_info("{}: no new connections, finishing in-flight requests (up to {} s)",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT", drain_seconds);
@@ -113,7 +113,8 @@ class SignalWatcher {
 
 int main(int argc, char** argv) {
   dtrain::cpu::restart_with_better_blas_kernels(argv);
-  const dtrain::serve::ParsedOptions parsed = dtrain::serve::parse_serve_options(std::vector<std::string>(argv + 1, argv + argc));
+  const dtrain::serve::ParsedOptions parsed =
+      dtrain::serve::parse_serve_options(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.run) {
     std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
     return parsed.exit_code;
@@ -135,10 +136,11 @@ int main(int argc, char** argv) {
     const dtrain::serve::ServeOptions& o = parsed.options;
     dtrain::serve::Server server(o);
     const int port = server.bind();
-    dtrain::log_info("dtrain-serve {} listening on http://{}:{} (repo {}, max batch {}, queue delay {} us, {} instance(s), "
-                     "{} threads{})",
-                     DTRAIN_VERSION, o.host, port, o.repo, o.max_batch, o.max_queue_delay_us, o.instances, o.threads,
-                     o.api_key_file.empty() ? "" : ", API keys required");
+    dtrain::log_info(
+        "dtrain-serve {} listening on http://{}:{} (repo {}, max batch {}, queue delay {} us, {} instance(s), "
+        "{} threads{})",
+        DTRAIN_VERSION, o.host, port, o.repo, o.max_batch, o.max_queue_delay_us, o.instances, o.threads,
+        o.api_key_file.empty() ? "" : ", API keys required");
     {
       SignalWatcher watcher(server, o.drain_seconds);
       server.serve();

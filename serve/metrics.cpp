@@ -5,8 +5,8 @@
 namespace dtrain::serve {
 namespace {
 
-const std::vector<double> kSecondsBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                            0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
+const std::vector<double> kSecondsBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                            0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 const std::vector<double> kRowsBounds = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 
 std::string number(double v) {
@@ -57,9 +57,7 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 ServeMetrics::PerVersion::PerVersion()
     : queue(kSecondsBounds), compute(kSecondsBounds), total(kSecondsBounds), batch_rows(kRowsBounds) {}
 
-ServeMetrics::PerVersion& ServeMetrics::at(const Key& key) {
-  return versions_.try_emplace(key).first->second;
-}
+ServeMetrics::PerVersion& ServeMetrics::at(const Key& key) { return versions_.try_emplace(key).first->second; }
 
 void ServeMetrics::count_request(const std::string& model, int64_t version, int code) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -87,8 +85,8 @@ std::string ServeMetrics::render(const std::vector<VersionGauges>& loaded) const
   out += "# TYPE dtrain_serve_requests_total counter\n";
   for (const auto& [key, n] : requests_) {
     const auto& [model, version, code] = key;
-    out += "dtrain_serve_requests_total{" + version_labels(model, version) + ",code=\"" + std::to_string(code) + "\"} " +
-           std::to_string(n) + "\n";
+    out += "dtrain_serve_requests_total{" + version_labels(model, version) + ",code=\"" + std::to_string(code) +
+           "\"} " + std::to_string(n) + "\n";
   }
   struct Family {
     const char* name;
@@ -109,10 +107,12 @@ std::string ServeMetrics::render(const std::vector<VersionGauges>& loaded) const
   out += "# HELP dtrain_serve_queue_depth Requests waiting for an engine worker.\n";
   out += "# TYPE dtrain_serve_queue_depth gauge\n";
   for (const VersionGauges& g : loaded)
-    out += "dtrain_serve_queue_depth{" + version_labels(g.model, g.version) + "} " + std::to_string(g.queue_depth) + "\n";
+    out +=
+        "dtrain_serve_queue_depth{" + version_labels(g.model, g.version) + "} " + std::to_string(g.queue_depth) + "\n";
   out += "# HELP dtrain_serve_model_loaded A loaded model version (1 while it serves).\n";
   out += "# TYPE dtrain_serve_model_loaded gauge\n";
-  for (const VersionGauges& g : loaded) out += "dtrain_serve_model_loaded{" + version_labels(g.model, g.version) + "} 1\n";
+  for (const VersionGauges& g : loaded)
+    out += "dtrain_serve_model_loaded{" + version_labels(g.model, g.version) + "} 1\n";
   out += "# HELP dtrain_serve_models_loaded Loaded model versions.\n# TYPE dtrain_serve_models_loaded gauge\n";
   out += "dtrain_serve_models_loaded " + std::to_string(loaded.size()) + "\n";
   return out;

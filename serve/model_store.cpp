@@ -9,8 +9,8 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "core/repository_layout.h"
 #include "core/log.h"
+#include "core/repository_layout.h"
 
 namespace fs = std::filesystem;
 
@@ -41,8 +41,8 @@ void check_rows(const ModelVersion& v, int64_t rows) {
   DTRAIN_CHECK(outputs.size() == v.model.outputs().size(), "self-check: the model returned ", outputs.size(),
                " outputs, it declares ", v.model.outputs().size());
   for (size_t k = 0; k < outputs.size(); ++k)
-    DTRAIN_CHECK(outputs[k].ndim() >= 1 && outputs[k].dim(0) == rows, "self-check: output '",
-                 v.model.outputs()[k].name, "' has shape ", outputs[k].shape().str(), " for ", rows, " rows");
+    DTRAIN_CHECK(outputs[k].ndim() >= 1 && outputs[k].dim(0) == rows, "self-check: output '", v.model.outputs()[k].name,
+                 "' has shape ", outputs[k].shape().str(), " for ", rows, " rows");
 }
 
 // One row, then max_batch rows. The second run also warms the engine up: its buffers, the
@@ -84,8 +84,8 @@ void ModelStore::start_polling(double seconds) {
 
 std::shared_ptr<const ModelVersion> ModelStore::load(const std::string& model, int64_t version) const {
   const fs::path dir = fs::path(options_.repo) / model;
-  auto v = std::make_shared<ModelVersion>(model, version,
-                                          OnnxModel::load((dir / std::to_string(version) / "model.onnx").string(), options_.device));
+  auto v = std::make_shared<ModelVersion>(
+      model, version, OnnxModel::load((dir / std::to_string(version) / "model.onnx").string(), options_.device));
   v->max_batch = options_.batching.max_batch;
   const fs::path config = dir / "config.json";
   if (fs::exists(config)) {
@@ -93,7 +93,8 @@ std::shared_ptr<const ModelVersion> ModelStore::load(const std::string& model, i
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(in);
-      if (j.contains("max_batch_size") && j["max_batch_size"].is_number_integer() && j["max_batch_size"].get<int64_t>() > 0)
+      if (j.contains("max_batch_size") && j["max_batch_size"].is_number_integer() &&
+          j["max_batch_size"].get<int64_t>() > 0)
         v->max_batch = std::min(v->max_batch, j["max_batch_size"].get<int64_t>());
       if (j.contains("platform") && j["platform"].is_string()) v->platform = j["platform"].get<std::string>();
       if (j.contains("labels") && j["labels"].is_array())
@@ -107,10 +108,11 @@ std::shared_ptr<const ModelVersion> ModelStore::load(const std::string& model, i
   batching.max_batch = v->max_batch;
   const OnnxModel* engine = &v->model;
   ServeMetrics* metrics = metrics_;
-  v->batcher = std::make_unique<Batcher>([engine](const std::vector<Tensor>& inputs) { return engine->run(inputs); },
-                                         batching, [metrics, model, version](int64_t rows, double compute_s) {
-                                           if (metrics) metrics->observe_batch(model, version, rows, compute_s);
-                                         });
+  v->batcher =
+      std::make_unique<Batcher>([engine](const std::vector<Tensor>& inputs) { return engine->run(inputs); }, batching,
+                                [metrics, model, version](int64_t rows, double compute_s) {
+                                  if (metrics) metrics->observe_batch(model, version, rows, compute_s);
+                                });
   return v;
 }
 
@@ -209,7 +211,8 @@ Lookup ModelStore::find(const std::string& model, const std::optional<std::strin
   }
   int64_t v = 0;
   const std::string& t = *version_text;
-  const bool numeric = !t.empty() && t.size() <= 18 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool numeric =
+      !t.empty() && t.size() <= 18 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (numeric) v = std::stoll(t);
   if (numeric && m != loaded_.end()) {
     if (const auto it = m->second.find(v); it != m->second.end()) {

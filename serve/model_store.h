@@ -25,7 +25,7 @@ struct ModelVersion {
   std::string name;
   int64_t version = 0;
   OnnxModel model;
-  int64_t max_batch = 64;           // min(--max-batch, config.json max_batch_size)
+  int64_t max_batch = 64;  // min(--max-batch, config.json max_batch_size)
   std::string platform = "onnx";
   std::vector<std::string> labels;  // from config.json, may be empty
   std::unique_ptr<Batcher> batcher;
@@ -82,8 +82,8 @@ class ModelStore {
 
   StoreOptions options_;
   ServeMetrics* metrics_;
-  std::mutex scan_mutex_;               // one scan at a time
-  mutable std::mutex versions_mutex_;   // guards loaded_, failed_, known_models_
+  std::mutex scan_mutex_;              // one scan at a time
+  mutable std::mutex versions_mutex_;  // guards loaded_, failed_, known_models_
   std::map<std::string, std::map<int64_t, std::shared_ptr<const ModelVersion>>> loaded_;
   std::map<std::string, std::map<int64_t, Failed>> failed_;
   std::atomic<bool> scanned_{false};

@@ -24,10 +24,14 @@ int64_t parse_byte_size(const std::string& text) {
   std::string unit = text.substr(end);
   for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   long double scale = 0;
-  if (unit.empty() || unit == "b") scale = 1;
-  else if (unit == "k" || unit == "kb" || unit == "kib") scale = 1024.0L;
-  else if (unit == "m" || unit == "mb" || unit == "mib") scale = 1024.0L * 1024;
-  else if (unit == "g" || unit == "gb" || unit == "gib") scale = 1024.0L * 1024 * 1024;
+  if (unit.empty() || unit == "b")
+    scale = 1;
+  else if (unit == "k" || unit == "kb" || unit == "kib")
+    scale = 1024.0L;
+  else if (unit == "m" || unit == "mb" || unit == "mib")
+    scale = 1024.0L * 1024;
+  else if (unit == "g" || unit == "gb" || unit == "gib")
+    scale = 1024.0L * 1024 * 1024;
   DTRAIN_CHECK(scale > 0, "'", text, "' has an unknown unit '", text.substr(end), "' (expected B, KiB, MiB or GiB)");
   const long double bytes = value * scale;
   DTRAIN_CHECK(bytes >= 1 && bytes < 1e15L, "'", text, "' is not a size between 1 byte and 1 PB");
@@ -54,25 +58,25 @@ namespace {
 // The option table: every key with its default (the option struct's) and what it does.
 po::options_description option_table(ServeOptions& o, std::string& max_body) {
   po::options_description keys("dtrain-serve options (also as KEY = VALUE lines in --config FILE.ini)");
-  keys.add_options()
-      ("repo", po::value(&o.repo), "model repository written by `dtrain export` (required)")
-      ("host", po::value(&o.host)->default_value(o.host), "address to listen on")
-      ("port", po::value(&o.port)->default_value(o.port), "TCP port (0: any free port, printed at start)")
-      ("threads", po::value(&o.threads)->default_value(o.threads),
-       "HTTP worker threads at most: connections served at once (an idle keep-alive connection holds one); started as needed")
-      ("max-batch", po::value(&o.max_batch)->default_value(o.max_batch),
-       "rows per engine run (also the largest request; a model's config.json max_batch_size may lower it)")
-      ("max-queue-delay-us", po::value(&o.max_queue_delay_us)->default_value(o.max_queue_delay_us),
-       "how long a request waits for others to join its batch (0: no waiting)")
-      ("instances", po::value(&o.instances)->default_value(o.instances), "engine workers per model version")
-      ("api-key-file", po::value(&o.api_key_file), "file with one API key per line: require Authorization: Bearer KEY")
-      ("max-body-bytes", po::value(&max_body)->default_value(max_body), "largest request body (413 above it)")
-      ("poll-seconds", po::value(&o.poll_seconds)->default_value(o.poll_seconds),
-       "how often the repository is scanned for new or removed versions (0: never)")
-      ("drain-seconds", po::value(&o.drain_seconds)->default_value(o.drain_seconds),
-       "on SIGTERM/SIGINT, how long in-flight requests may take before the server exits anyway")
-      ("device", po::value(&o.device)->default_value(o.device), "cpu | cuda | cuda:N")
-      ("log-format", po::value(&o.log_format)->default_value(o.log_format), "log lines: text | json (one JSON object per line)");
+  keys.add_options()("repo", po::value(&o.repo), "model repository written by `dtrain export` (required)")(
+      "host", po::value(&o.host)->default_value(o.host), "address to listen on")(
+      "port", po::value(&o.port)->default_value(o.port), "TCP port (0: any free port, printed at start)")(
+      "threads", po::value(&o.threads)->default_value(o.threads),
+      "HTTP worker threads at most: connections served at once (an idle keep-alive connection holds one); started as "
+      "needed")("max-batch", po::value(&o.max_batch)->default_value(o.max_batch),
+                "rows per engine run (also the largest request; a model's config.json max_batch_size may lower it)")(
+      "max-queue-delay-us", po::value(&o.max_queue_delay_us)->default_value(o.max_queue_delay_us),
+      "how long a request waits for others to join its batch (0: no waiting)")(
+      "instances", po::value(&o.instances)->default_value(o.instances), "engine workers per model version")(
+      "api-key-file", po::value(&o.api_key_file), "file with one API key per line: require Authorization: Bearer KEY")(
+      "max-body-bytes", po::value(&max_body)->default_value(max_body), "largest request body (413 above it)")(
+      "poll-seconds", po::value(&o.poll_seconds)->default_value(o.poll_seconds),
+      "how often the repository is scanned for new or removed versions (0: never)")(
+      "drain-seconds", po::value(&o.drain_seconds)->default_value(o.drain_seconds),
+      "on SIGTERM/SIGINT, how long in-flight requests may take before the server exits anyway")(
+      "device", po::value(&o.device)->default_value(o.device), "cpu | cuda | cuda:N")(
+      "log-format", po::value(&o.log_format)->default_value(o.log_format),
+      "log lines: text | json (one JSON object per line)");
   return keys;
 }
 
@@ -113,7 +117,8 @@ ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
   po::options_description cli("dtrain-serve");
   cli.add_options()("help,h", "show this help")("config", po::value(&config_file), "INI file with the keys below");
   cli.add(keys);
-  const std::string usage = "usage: dtrain-serve --repo DIR [--host 127.0.0.1] [--port 8000] [--config FILE.ini] [options]\n";
+  const std::string usage =
+      "usage: dtrain-serve --repo DIR [--host 127.0.0.1] [--port 8000] [--config FILE.ini] [options]\n";
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(args).options(cli).run(), vm);

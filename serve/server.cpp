@@ -59,7 +59,8 @@ std::optional<std::string> version_of(const httplib::Request& req) {
 
 json tensor_list(const std::vector<TensorInfo>& infos) {
   json out = json::array();
-  for (const TensorInfo& t : infos) out.push_back({{"name", t.name}, {"datatype", kserve_dtype(t.dtype)}, {"shape", t.shape}});
+  for (const TensorInfo& t : infos)
+    out.push_back({{"name", t.name}, {"datatype", kserve_dtype(t.dtype)}, {"shape", t.shape}});
   return out;
 }
 
@@ -105,7 +106,8 @@ struct Server::Impl {
   explicit Impl(const ServeOptions& o)
       : options(o),
         api_keys(o.api_key_file.empty() ? std::vector<std::string>{} : read_api_keys(o.api_key_file)),
-        store(StoreOptions{o.repo, Device::parse(o.device), BatcherOptions{o.max_batch, o.max_queue_delay_us, o.instances}},
+        store(StoreOptions{o.repo, Device::parse(o.device),
+                           BatcherOptions{o.max_batch, o.max_queue_delay_us, o.instances}},
               &metrics) {
     setup();
   }
@@ -132,8 +134,9 @@ struct Server::Impl {
     res.set_header("X-Request-ID", t_request_id);
     if (req.path.rfind("/v2/health/", 0) != 0 && !authorized(req)) {
       res.set_header("WWW-Authenticate", "Bearer");
-      reply_error(res, 401,
-                  req.has_header("Authorization") ? "the API key is not valid" : "missing API key (Authorization: Bearer KEY)");
+      reply_error(
+          res, 401,
+          req.has_header("Authorization") ? "the API key is not valid" : "missing API key (Authorization: Bearer KEY)");
       return httplib::Server::HandlerResponse::Handled;
     }
     if (req.has_header("Content-Length")) {
@@ -148,8 +151,9 @@ struct Server::Impl {
         return httplib::Server::HandlerResponse::Handled;
       }
       if (n > static_cast<unsigned long long>(options.max_body_bytes)) {
-        reply_error(res, 413, "request body of " + length + " bytes is over the limit of " +
-                                  std::to_string(options.max_body_bytes) + " bytes (--max-body-bytes)");
+        reply_error(res, 413,
+                    "request body of " + length + " bytes is over the limit of " +
+                        std::to_string(options.max_body_bytes) + " bytes (--max-body-bytes)");
         res.set_header("Connection", "close");
         return httplib::Server::HandlerResponse::Handled;
       }
@@ -162,8 +166,11 @@ struct Server::Impl {
                           ? 0.0
                           : std::chrono::duration<double, std::milli>(Clock::now() - t_request_start).count();
     if (options.log_format == "json")
-      log_info("{}", dump(json{{"method", req.method}, {"path", req.path}, {"status", res.status},
-                               {"latency_ms", std::round(ms * 1000) / 1000}, {"request_id", t_request_id}}));
+      log_info("{}", dump(json{{"method", req.method},
+                               {"path", req.path},
+                               {"status", res.status},
+                               {"latency_ms", std::round(ms * 1000) / 1000},
+                               {"request_id", t_request_id}}));
     else
       log_info("{} {} {} {:.3f} ms id={}", req.method.empty() ? "-" : req.method, req.path.empty() ? "-" : req.path,
                res.status, ms, t_request_id.empty() ? "-" : t_request_id);
@@ -196,7 +203,8 @@ struct Server::Impl {
   void model_ready(const httplib::Request& req, httplib::Response& res) const {
     const Lookup l = store.find(req.matches[1].str(), version_of(req));
     if (!l.version) return reply_error(res, l.status, l.error);
-    reply(res, 200, dump(json{{"name", l.version->name}, {"version", std::to_string(l.version->version)}, {"ready", true}}));
+    reply(res, 200,
+          dump(json{{"name", l.version->name}, {"version", std::to_string(l.version->version)}, {"ready", true}}));
   }
 
   void infer(const httplib::Request& req, httplib::Response& res) {
@@ -221,17 +229,20 @@ struct Server::Impl {
       result = v.batcher->submit(request.inputs).get();
     } catch (const std::exception& e) {
       metrics.count_request(v.name, v.version, 503);
-      return reply_error(res, 503, std::string("model '") + v.name + "' version " + std::to_string(v.version) +
-                                       " cannot take requests: " + e.what());
+      return reply_error(res, 503,
+                         std::string("model '") + v.name + "' version " + std::to_string(v.version) +
+                             " cannot take requests: " + e.what());
     }
     if (!result.error.empty()) {
       metrics.count_request(v.name, v.version, 500);
-      return reply_error(res, 500, "inference failed on model '" + v.name + "' version " + std::to_string(v.version) +
-                                       ": " + result.error);
+      return reply_error(
+          res, 500,
+          "inference failed on model '" + v.name + "' version " + std::to_string(v.version) + ": " + result.error);
     }
     reply(res, 200, infer_response_json(v.name, v.version, request, v.model.outputs(), result.outputs));
     metrics.count_request(v.name, v.version, 200);
-    metrics.observe_request(v.name, v.version, result.queue_s, std::chrono::duration<double>(Clock::now() - start).count());
+    metrics.observe_request(v.name, v.version, result.queue_s,
+                            std::chrono::duration<double>(Clock::now() - start).count());
   }
 
   void repository_index(httplib::Response& res) const {
@@ -251,7 +262,8 @@ struct Server::Impl {
     http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
     http.set_keep_alive_max_count(1000);
     http.set_tcp_nodelay(true);
-    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return before_routing(req, res); });
+    http.set_pre_routing_handler(
+        [this](const httplib::Request& req, httplib::Response& res) { return before_routing(req, res); });
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) { access_log(req, res); });
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
@@ -267,16 +279,18 @@ struct Server::Impl {
         if (ep) std::rethrow_exception(ep);
       } catch (const std::exception& e) {
         what = e.what();
-      } catch (...) {
-      }
+      } catch (...) {}
       reply_error(res, 500, "internal error: " + what);
     });
 
     http.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
-      reply(res, 200, dump(json{{"name", "dtrain-serve"}, {"version", DTRAIN_VERSION},
-                                {"extensions", {"model_repository", "metrics"}}}));
+      reply(
+          res, 200,
+          dump(json{
+              {"name", "dtrain-serve"}, {"version", DTRAIN_VERSION}, {"extensions", {"model_repository", "metrics"}}}));
     });
-    http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) { reply(res, 200, R"({"live":true})"); });
+    http.Get("/v2/health/live",
+             [](const httplib::Request&, httplib::Response& res) { reply(res, 200, R"({"live":true})"); });
     http.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
       if (store.ready()) return reply(res, 200, R"({"ready":true})");
       reply_error(res, 503, "the model repository is still loading");
@@ -285,8 +299,10 @@ struct Server::Impl {
     http.Get(model, [this](const httplib::Request& req, httplib::Response& res) { model_metadata(req, res); });
     http.Get(model + "/ready", [this](const httplib::Request& req, httplib::Response& res) { model_ready(req, res); });
     http.Post(model + "/infer", [this](const httplib::Request& req, httplib::Response& res) { infer(req, res); });
-    http.Get("/v2/repository/index", [this](const httplib::Request&, httplib::Response& res) { repository_index(res); });
-    http.Post("/v2/repository/index", [this](const httplib::Request&, httplib::Response& res) { repository_index(res); });
+    http.Get("/v2/repository/index",
+             [this](const httplib::Request&, httplib::Response& res) { repository_index(res); });
+    http.Post("/v2/repository/index",
+              [this](const httplib::Request&, httplib::Response& res) { repository_index(res); });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.status = 200;
       res.set_content(metrics.render(store.gauges()), "text/plain; version=0.0.4");

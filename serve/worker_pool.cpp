@@ -37,8 +37,8 @@ void WorkerPool::enqueue(std::function<void()> job) {
         job();
         return;
       }
-      log_warn("HTTP worker pool: cannot start thread {} ({}); the request waits for a busy one",
-               workers_.size() + 1, e.what());
+      log_warn("HTTP worker pool: cannot start thread {} ({}); the request waits for a busy one", workers_.size() + 1,
+               e.what());
     }
   }
   queued_.push_back(std::move(job));

@@ -68,8 +68,10 @@ void restart_with_better_blas_kernels(char** argv) {
     self[len] = '\0';
     execv(self, argv);
   }
-  std::fprintf(stderr, "warning: OpenBLAS chose %s kernels for this CPU, which supports %s kernels; restarting with "
-               "OPENBLAS_CORETYPE=%s failed (%s): set it yourself\n", picked, better, better, std::strerror(errno));
+  std::fprintf(stderr,
+               "warning: OpenBLAS chose %s kernels for this CPU, which supports %s kernels; restarting with "
+               "OPENBLAS_CORETYPE=%s failed (%s): set it yourself\n",
+               picked, better, better, std::strerror(errno));
   unsetenv("OPENBLAS_CORETYPE");
   unsetenv("DTRAIN_BLAS_DETECTED");
 }

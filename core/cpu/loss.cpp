@@ -47,8 +47,8 @@ void softmax_xent_forward(const float* logits, const int64_t* labels, float* pro
   }
 }
 
-void softmax_xent_backward(const float* probs, const int64_t* labels, float* dlogits, int64_t rows,
-                           int64_t classes, float scale) {
+void softmax_xent_backward(const float* probs, const int64_t* labels, float* dlogits, int64_t rows, int64_t classes,
+                           float scale) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* p = probs + r * classes;
     float* d = dlogits + r * classes;

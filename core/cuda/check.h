@@ -5,19 +5,18 @@
 
 #include "core/error.h"
 
-#define DTRAIN_CUDA_CHECK(call)                                                                        \
-  do {                                                                                                 \
-    cudaError_t dtrain_err_ = (call);                                                                  \
-    if (dtrain_err_ != cudaSuccess)                                                                    \
-      ::dtrain::fail("CUDA error in ", #call, " (", __FILE__, ":", __LINE__, "): ",                    \
-                     cudaGetErrorString(dtrain_err_));                                                 \
+#define DTRAIN_CUDA_CHECK(call)                                                                                       \
+  do {                                                                                                                \
+    cudaError_t dtrain_err_ = (call);                                                                                 \
+    if (dtrain_err_ != cudaSuccess)                                                                                   \
+      ::dtrain::fail("CUDA error in ", #call, " (", __FILE__, ":", __LINE__, "): ", cudaGetErrorString(dtrain_err_)); \
   } while (0)
 
-#define DTRAIN_CUBLAS_CHECK(call)                                                                      \
-  do {                                                                                                 \
-    int dtrain_st_ = static_cast<int>(call);                                                           \
-    if (dtrain_st_ != 0) ::dtrain::fail("cuBLAS error ", dtrain_st_, " in ", #call, " (", __FILE__, ":", \
-                                        __LINE__, ")");                                                \
+#define DTRAIN_CUBLAS_CHECK(call)                                                                     \
+  do {                                                                                                \
+    int dtrain_st_ = static_cast<int>(call);                                                          \
+    if (dtrain_st_ != 0)                                                                              \
+      ::dtrain::fail("cuBLAS error ", dtrain_st_, " in ", #call, " (", __FILE__, ":", __LINE__, ")"); \
   } while (0)
 
 namespace dtrain::cuda {

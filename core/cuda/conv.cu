@@ -20,7 +20,8 @@ constexpr int kColTile = 32, kRowLanes = 8;
 
 __global__ void sum_rows_kernel(const float* dy, float* db, int64_t rows, int64_t cols) {
   __shared__ float partial[kRowLanes][kColTile];
-  for (int64_t j0 = static_cast<int64_t>(blockIdx.x) * kColTile; j0 < cols; j0 += static_cast<int64_t>(gridDim.x) * kColTile) {
+  for (int64_t j0 = static_cast<int64_t>(blockIdx.x) * kColTile; j0 < cols;
+       j0 += static_cast<int64_t>(gridDim.x) * kColTile) {
     const int64_t j = j0 + threadIdx.x;
     float s = 0.0f;
     if (j < cols)
@@ -137,8 +138,7 @@ void im2col(const float* x, float* cols, int64_t n, int64_t c, int64_t h, int64_
             int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
   const int64_t total = c * kh * kw * n * oh * ow;
   if (total <= 0) return;
-  im2col_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(x, cols, n, c, h, w, kh, kw, stride, pad, oh,
-                                                                      ow);
+  im2col_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(x, cols, n, c, h, w, kh, kw, stride, pad, oh, ow);
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 

@@ -27,8 +27,8 @@ float keep_scale_for(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 
 void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, RngStream stream, uint64_t offset) {
   if (n <= 0) return;
-  dropout_forward_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(x, y, mask, n, p, keep_scale_for(p),
-                                                                           stream, offset);
+  dropout_forward_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(x, y, mask, n, p, keep_scale_for(p), stream,
+                                                                           offset);
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 

@@ -8,9 +8,7 @@
 namespace dtrain::cuda {
 namespace {
 
-__global__ void fill_kernel(float* x, int64_t n, float value) {
-  DTRAIN_GRID_STRIDE(i, n) x[i] = value;
-}
+__global__ void fill_kernel(float* x, int64_t n, float value) { DTRAIN_GRID_STRIDE(i, n) x[i] = value; }
 
 __global__ void uniform_fill_kernel(float* x, int64_t n, float low, float high, RngStream stream, uint64_t offset) {
   DTRAIN_GRID_STRIDE(i, n) {
@@ -24,9 +22,7 @@ __global__ void normal_fill_kernel(float* x, int64_t n, float mean, float stddev
   }
 }
 
-__global__ void scale_kernel(float* x, int64_t n, float alpha) {
-  DTRAIN_GRID_STRIDE(i, n) x[i] *= alpha;
-}
+__global__ void scale_kernel(float* x, int64_t n, float alpha) { DTRAIN_GRID_STRIDE(i, n) x[i] *= alpha; }
 
 __global__ void axpy_kernel(float alpha, const float* x, float* y, int64_t n) {
   DTRAIN_GRID_STRIDE(i, n) y[i] = __fadd_rn(y[i], __fmul_rn(alpha, x[i]));
@@ -65,9 +61,7 @@ __global__ void affine_kernel(const float* x, float* y, int64_t n, float scale, 
   DTRAIN_GRID_STRIDE(i, n) y[i] = __fadd_rn(__fmul_rn(x[i], scale), shift);
 }
 
-__global__ void erf_forward_kernel(const float* x, float* y, int64_t n) {
-  DTRAIN_GRID_STRIDE(i, n) y[i] = erff(x[i]);
-}
+__global__ void erf_forward_kernel(const float* x, float* y, int64_t n) { DTRAIN_GRID_STRIDE(i, n) y[i] = erff(x[i]); }
 
 }  // namespace
 

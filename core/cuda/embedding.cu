@@ -10,8 +10,7 @@ __global__ void embedding_forward_kernel(const int64_t* ids, const float* table,
   DTRAIN_GRID_STRIDE(o, n * dim) y[o] = table[ids[o / dim] * dim + o % dim];
 }
 
-__global__ void embedding_backward_kernel(const int64_t* ids, const float* dy, float* dtable, int64_t n,
-                                          int64_t dim) {
+__global__ void embedding_backward_kernel(const int64_t* ids, const float* dy, float* dtable, int64_t n, int64_t dim) {
   DTRAIN_GRID_STRIDE(o, n * dim) atomicAdd(dtable + ids[o / dim] * dim + o % dim, dy[o]);
 }
 

@@ -9,8 +9,8 @@
 #include "core/cuda/check.h"
 
 // for (int64_t i = first; i < n; i += whole grid): the body of every elementwise kernel.
-#define DTRAIN_GRID_STRIDE(i, n)                                                                     \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);              \
+#define DTRAIN_GRID_STRIDE(i, n)                                                         \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
 // Checks the launch just made (bad configuration, missing kernel image for this GPU).
@@ -18,7 +18,7 @@
 
 namespace dtrain::cuda {
 
-constexpr int kThreads = 256;       // threads per block for elementwise kernels
+constexpr int kThreads = 256;          // threads per block for elementwise kernels
 constexpr int64_t kMaxBlocks = 65535;  // grid-stride loops cover the rest
 
 // Blocks for `n` independent items (at least 1; callers return early when n == 0).

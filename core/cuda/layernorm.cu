@@ -13,8 +13,8 @@ namespace {
 
 constexpr int kRowThreads = 128;
 
-__global__ void layernorm_forward_kernel(const float* x, const float* gamma, const float* beta, float* y,
-                                         float* mean, float* rstd, int64_t rows, int64_t cols, float eps) {
+__global__ void layernorm_forward_kernel(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                                         float* rstd, int64_t rows, int64_t cols, float eps) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
     float s = 0.0f;
@@ -51,11 +51,11 @@ __global__ void layernorm_backward_dx_kernel(const float* dy, const float* x, co
 
 constexpr int kColTile = 32, kRowLanes = 8;
 
-__global__ void layernorm_backward_params_kernel(const float* dy, const float* x, const float* mean,
-                                                 const float* rstd, float* dgamma, float* dbeta, int64_t rows,
-                                                 int64_t cols) {
+__global__ void layernorm_backward_params_kernel(const float* dy, const float* x, const float* mean, const float* rstd,
+                                                 float* dgamma, float* dbeta, int64_t rows, int64_t cols) {
   __shared__ float part_gamma[kRowLanes][kColTile], part_beta[kRowLanes][kColTile];
-  for (int64_t j0 = static_cast<int64_t>(blockIdx.x) * kColTile; j0 < cols; j0 += static_cast<int64_t>(gridDim.x) * kColTile) {
+  for (int64_t j0 = static_cast<int64_t>(blockIdx.x) * kColTile; j0 < cols;
+       j0 += static_cast<int64_t>(gridDim.x) * kColTile) {
     const int64_t j = j0 + threadIdx.x;
     float sg = 0.0f, sb = 0.0f;
     if (j < cols)
@@ -84,8 +84,8 @@ unsigned int row_blocks(int64_t rows) { return static_cast<unsigned int>(rows < 
 void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
                        int64_t rows, int64_t cols, float eps) {
   if (rows <= 0 || cols <= 0) return;
-  layernorm_forward_kernel<<<row_blocks(rows), kRowThreads, 0, current_stream()>>>(x, gamma, beta, y, mean, rstd,
-                                                                                   rows, cols, eps);
+  layernorm_forward_kernel<<<row_blocks(rows), kRowThreads, 0, current_stream()>>>(x, gamma, beta, y, mean, rstd, rows,
+                                                                                   cols, eps);
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 
@@ -93,12 +93,11 @@ void layernorm_backward(const float* dy, const float* x, const float* gamma, con
                         float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
   cudaStream_t stream = current_stream();
-  layernorm_backward_dx_kernel<<<row_blocks(rows), kRowThreads, 0, stream>>>(dy, x, gamma, mean, rstd, dx, rows,
-                                                                             cols);
+  layernorm_backward_dx_kernel<<<row_blocks(rows), kRowThreads, 0, stream>>>(dy, x, gamma, mean, rstd, dx, rows, cols);
   DTRAIN_CUDA_CHECK_LAUNCH();
   const dim3 block(kColTile, kRowLanes);
-  layernorm_backward_params_kernel<<<blocks_for(cols, kColTile), block, 0, stream>>>(dy, x, mean, rstd, dgamma,
-                                                                                     dbeta, rows, cols);
+  layernorm_backward_params_kernel<<<blocks_for(cols, kColTile), block, 0, stream>>>(dy, x, mean, rstd, dgamma, dbeta,
+                                                                                     rows, cols);
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 

@@ -30,8 +30,8 @@ __global__ void maxpool2d_forward_kernel(const float* x, float* y, int32_t* argm
 }
 
 // Windows may overlap (stride < k), so several outputs can add into one input: atomicAdd.
-__global__ void maxpool2d_backward_kernel(const float* dy, const int32_t* argmax, float* dx, int64_t planes,
-                                          int64_t hw, int64_t ohw) {
+__global__ void maxpool2d_backward_kernel(const float* dy, const int32_t* argmax, float* dx, int64_t planes, int64_t hw,
+                                          int64_t ohw) {
   DTRAIN_GRID_STRIDE(o, planes * ohw) atomicAdd(dx + (o / ohw) * hw + argmax[o], dy[o]);
 }
 
@@ -41,13 +41,12 @@ void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes
                        int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
   const int64_t total = planes * oh * ow;
   if (total <= 0) return;
-  maxpool2d_forward_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(x, y, argmax, planes, h, w, k,
-                                                                                 stride, pad, oh, ow);
+  maxpool2d_forward_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(x, y, argmax, planes, h, w, k, stride,
+                                                                                 pad, oh, ow);
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 
-void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t planes, int64_t hw,
-                        int64_t ohw) {
+void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t planes, int64_t hw, int64_t ohw) {
   const int64_t total = planes * ohw;
   if (total <= 0) return;
   maxpool2d_backward_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(dy, argmax, dx, planes, hw, ohw);

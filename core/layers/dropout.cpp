@@ -15,8 +15,7 @@ namespace {
 float keep_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 }  // namespace
 
-void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, RngStream stream,
-                     uint64_t offset) {
+void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, RngStream stream, uint64_t offset) {
   const float s = keep_scale(p);
   for (int64_t i = 0; i < n; ++i) {
     const bool keep = rng_uniform_at(stream, offset + static_cast<uint64_t>(i)) >= p;
@@ -38,9 +37,7 @@ namespace {
 std::string describe(const Dropout& m) { return "Dropout(p=" + std::to_string(m.p()) + ")"; }
 }  // namespace
 
-Dropout::Dropout(float p) : p_(p) {
-  DTRAIN_CHECK(p_ >= 0.0f && p_ < 1.0f, describe(*this), ": p must be in [0, 1)");
-}
+Dropout::Dropout(float p) : p_(p) { DTRAIN_CHECK(p_ >= 0.0f && p_ < 1.0f, describe(*this), ": p must be in [0, 1)"); }
 
 Tensor Dropout::forward(const Tensor& x, PassContext& ctx) {
   const std::string name = describe(*this);
@@ -64,8 +61,8 @@ Tensor Dropout::backward(const Tensor& dy, PassContext& ctx) {
   if (!mask_.defined()) return dy;
   layers::check_grad(dy, mask_.shape(), describe(*this));
   Tensor dx = Tensor::empty(dy.shape(), DType::f32, dy.device());
-  DTRAIN_DISPATCH(dy.device(), dropout_backward, dy.data<float>(), mask_.data<uint8_t>(), dx.data<float>(),
-                  dy.numel(), p_);
+  DTRAIN_DISPATCH(dy.device(), dropout_backward, dy.data<float>(), mask_.data<uint8_t>(), dx.data<float>(), dy.numel(),
+                  p_);
   return dx;
 }
 

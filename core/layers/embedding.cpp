@@ -61,11 +61,11 @@ Tensor Embedding::forward(const Tensor& ids, PassContext& ctx) {
   // Ids index memory, so they are range-checked on the host (a small copy for device tensors).
   const std::vector<int64_t> host = ids.to_vector<int64_t>();
   for (size_t i = 0; i < host.size(); ++i)
-    DTRAIN_CHECK(host[i] >= 0 && host[i] < vocab_, name, ": id ", host[i], " at position ", i,
-                 " is out of range [0, ", vocab_, ")");
+    DTRAIN_CHECK(host[i] >= 0 && host[i] < vocab_, name, ": id ", host[i], " at position ", i, " is out of range [0, ",
+                 vocab_, ")");
   Tensor y = Tensor::empty(output_shape(ids.shape()), DType::f32, ids.device());
-  DTRAIN_DISPATCH(ids.device(), embedding_forward, ids.data<int64_t>(), weight_->value.data<float>(),
-                  y.data<float>(), ids.numel(), dim_);
+  DTRAIN_DISPATCH(ids.device(), embedding_forward, ids.data<int64_t>(), weight_->value.data<float>(), y.data<float>(),
+                  ids.numel(), dim_);
   ids_ = ids;
   return y;
 }
@@ -74,14 +74,15 @@ Tensor Embedding::backward(const Tensor& dy, PassContext& ctx) {
   const std::string name = describe(*this);
   layers::check_forwarded(ids_.defined(), name);
   layers::check_grad(dy, output_shape(ids_.shape()), name);
-  DTRAIN_DISPATCH(dy.device(), embedding_backward, ids_.data<int64_t>(), dy.data<float>(),
-                  weight_->grad.data<float>(), ids_.numel(), dim_);
+  DTRAIN_DISPATCH(dy.device(), embedding_backward, ids_.data<int64_t>(), dy.data<float>(), weight_->grad.data<float>(),
+                  ids_.numel(), dim_);
   ctx.grad_ready(*weight_);
   return Tensor();
 }
 
 // ONNX: Gather of the ids' rows of the table.
-std::string Embedding::to_onnx(OnnxGraph& g, const std::string& ids, const Shape& input, const std::string& path) const {
+std::string Embedding::to_onnx(OnnxGraph& g, const std::string& ids, const Shape& input,
+                               const std::string& path) const {
   (void)input;
   return g.node("Gather", path, {g.weight(*weight_), ids}, {{"axis", int64_t{0}}});
 }

@@ -14,8 +14,8 @@ void check_input(const Tensor& x, const std::string& layer, DType dtype) {
 void check_param(const Tensor& x, const Parameter* p, const std::string& layer) {
   DTRAIN_CHECK(p != nullptr && p->value.defined(), layer,
                ": parameters are not allocated (register_parameters and ParameterArena::allocate first)");
-  DTRAIN_CHECK(p->value.device() == x.device(), layer, ": input is on ", x.device().str(), ", parameter '",
-               p->name, "' on ", p->value.device().str());
+  DTRAIN_CHECK(p->value.device() == x.device(), layer, ": input is on ", x.device().str(), ", parameter '", p->name,
+               "' on ", p->value.device().str());
 }
 
 void check_grad(const Tensor& dy, const Shape& expected, const std::string& layer) {
@@ -37,9 +37,8 @@ Tensor& workspace(Tensor& buf, const Shape& shape, Device device, DType dtype) {
 
 std::function<void(Tensor&, Generator&)> fan_in_uniform_init(int64_t fan_in) {
   const float bound = fan_in > 0 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.0f;
-  return [bound](Tensor& v, Generator& gen) {
-    v.copy_from(Tensor::uniform(v.shape(), -bound, bound, gen, v.device()));
-  };
+  return
+      [bound](Tensor& v, Generator& gen) { v.copy_from(Tensor::uniform(v.shape(), -bound, bound, gen, v.device())); };
 }
 
 std::function<void(Tensor&, Generator&)> constant_init(float value) {

@@ -17,7 +17,8 @@ class Linear : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
@@ -38,7 +39,8 @@ class ReLU : public Module {
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
 
  private:
   Tensor x_;
@@ -51,7 +53,8 @@ class GELU : public Module {
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
 
  private:
   Tensor x_;
@@ -67,7 +70,8 @@ class Conv2d : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   int64_t in_channels() const { return in_c_; }
   int64_t out_channels() const { return out_c_; }
@@ -83,7 +87,7 @@ class Conv2d : public Module {
   Parameter* weight_ = nullptr;
   Parameter* bias_ = nullptr;
   Shape x_shape_;
-  Tensor cols_;  // im2col of the last input [C*K*K, N*OH*OW]
+  Tensor cols_;                  // im2col of the last input [C*K*K, N*OH*OW]
   Tensor y_cn_, dy_cn_, dcols_;  // workspaces reused across steps
 };
 
@@ -94,7 +98,8 @@ class MaxPool2d : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
   int64_t kernel() const { return k_; }
   int64_t stride() const { return stride_; }
   int64_t padding() const { return pad_; }
@@ -112,7 +117,8 @@ class Flatten : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
 
  private:
   Shape x_shape_;
@@ -126,7 +132,8 @@ class Dropout : public Module {
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
   float p() const { return p_; }
 
  private:
@@ -143,7 +150,8 @@ class LayerNorm : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   int64_t dim() const { return dim_; }
   float eps() const { return eps_; }
@@ -167,7 +175,8 @@ class Embedding : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& ids, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   int64_t vocab() const { return vocab_; }
   int64_t dim() const { return dim_; }
@@ -193,7 +202,8 @@ class Sequential : public Module {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
-  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input, const std::string& path) const override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
   const std::vector<std::unique_ptr<Module>>& children() const { return children_; }
 

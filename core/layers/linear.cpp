@@ -47,8 +47,8 @@ Tensor Linear::forward(const Tensor& x, PassContext& ctx) {
   const Device d = x.device();
   const int64_t rows = x.numel() / in_;
   Tensor y = Tensor::empty(out_shape, DType::f32, d);
-  DTRAIN_DISPATCH(d, gemm, false, true, rows, out_, in_, 1.0f, x.data<float>(), in_, weight_->value.data<float>(),
-                  in_, 0.0f, y.data<float>(), out_);
+  DTRAIN_DISPATCH(d, gemm, false, true, rows, out_, in_, 1.0f, x.data<float>(), in_, weight_->value.data<float>(), in_,
+                  0.0f, y.data<float>(), out_);
   if (bias_) DTRAIN_DISPATCH(d, add_bias_rows, y.data<float>(), bias_->value.data<float>(), rows, out_);
   x_ = x;
   return y;

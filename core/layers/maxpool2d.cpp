@@ -91,8 +91,7 @@ void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes
   }
 }
 
-void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t planes, int64_t hw,
-                        int64_t ohw) {
+void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t planes, int64_t hw, int64_t ohw) {
   for (int64_t p = 0; p < planes; ++p)
     for (int64_t o = 0; o < ohw; ++o) {
       const int32_t i = argmax[p * ohw + o];

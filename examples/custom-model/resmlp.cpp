@@ -58,8 +58,7 @@ int64_t option(const dtrain::ModelConfig& c, const std::string& key, int64_t fal
   int64_t value = 0;
   try {
     value = std::stoll(it->second, &used);
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   DTRAIN_CHECK(used == it->second.size() && value > 0, "model.options: resmlp ", key, "='", it->second,
                "' is not a positive integer");
   return value;

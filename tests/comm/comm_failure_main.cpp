@@ -17,8 +17,8 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   return run_or_abort([&] {
     const int stall_rank = mode == "stall" && argc > 2 ? std::atoi(argv[2]) : -1;
-    auto comm = std::make_unique<testing::StallingCommunicator>(make_communicator(CommOptions{.backend = "mpi"}),
-                                                                stall_rank);
+    auto comm =
+        std::make_unique<testing::StallingCommunicator>(make_communicator(CommOptions{.backend = "mpi"}), stall_rank);
     testing::TinyMlp m(1);
     ParamSyncOptions options{.bucket_bytes = 700, .first_bucket_bytes = 64, .timeout_s = 3.0};
     if (mode == "signature") {

@@ -122,9 +122,9 @@ std::vector<float> data_parallel_parameters(int micro) {
   const int64_t n = local / micro;
   auto model = built_model();
   auto opt = make_optimizer(sgd_config(), model->arena());
-  ParamSync sync(comm(), model->arena(),
-                 {.bucket_bytes = 4096, .first_bucket_bytes = 1024, .check_every_steps = 5,
-                  .signature = model->signature()});
+  ParamSync sync(
+      comm(), model->arena(),
+      {.bucket_bytes = 4096, .first_bucket_bytes = 1024, .check_every_steps = 5, .signature = model->signature()});
   EXPECT_GE(sync.buckets().size(), 3u);
   sync.verify_signature();
   std::vector<Tensor> state;
@@ -164,17 +164,14 @@ void expect_matches_reference(int micro) {
   ASSERT_EQ(got.size(), ref.trained.size());
   const double rel = max_relative_difference(got, ref.trained);
   if (comm().rank() == 0)
-    std::printf("world %d x %lld samples (%d micro-steps) vs 1 x %lld: max |a-b| / max |b| = %.3g\n",
-                comm().size(), static_cast<long long>(kGlobalBatch / comm().size()), micro,
-                static_cast<long long>(kGlobalBatch), rel);
+    std::printf("world %d x %lld samples (%d micro-steps) vs 1 x %lld: max |a-b| / max |b| = %.3g\n", comm().size(),
+                static_cast<long long>(kGlobalBatch / comm().size()), micro, static_cast<long long>(kGlobalBatch), rel);
   EXPECT_LE(rel, 1e-5);
 }
 
 TEST(ModelEquivalence, MlpOnAllRanksMatchesOneProcessWithTheGlobalBatch) { expect_matches_reference(1); }
 
-TEST(ModelEquivalence, MlpWithGradientAccumulationMatchesOneProcessWithTheGlobalBatch) {
-  expect_matches_reference(2);
-}
+TEST(ModelEquivalence, MlpWithGradientAccumulationMatchesOneProcessWithTheGlobalBatch) { expect_matches_reference(2); }
 
 }  // namespace
 }  // namespace dtrain

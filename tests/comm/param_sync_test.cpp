@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/comm/tiny_mlp.h"
 #include "tests/comm/mpi_comm.h"
+#include "tests/comm/tiny_mlp.h"
 
 namespace dtrain {
 namespace {

@@ -30,8 +30,7 @@ TEST_P(Conv2dGrad, GradientsMatchFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(StrideAndPadding, Conv2dGrad,
                          ::testing::Values(ConvCase{1, 0}, ConvCase{1, 1}, ConvCase{2, 0}, ConvCase{2, 1}),
                          [](const auto& info) {
-                           return "Stride" + std::to_string(info.param.stride) + "Pad" +
-                                  std::to_string(info.param.pad);
+                           return "Stride" + std::to_string(info.param.stride) + "Pad" + std::to_string(info.param.pad);
                          });
 
 TEST(Conv2d, ForwardMatchesDirectConvolution) {
@@ -57,7 +56,8 @@ TEST(Conv2d, ForwardMatchesDirectConvolution) {
               for (int64_t kj = 0; kj < k; ++kj) {
                 const int64_t iy = oy * s - p + ki, ix = ox * s - p + kj;
                 if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                ref += static_cast<double>(wv[((o * c + ci) * k + ki) * k + kj]) * xv[((ni * c + ci) * h + iy) * w + ix];
+                ref +=
+                    static_cast<double>(wv[((o * c + ci) * k + ki) * k + kj]) * xv[((ni * c + ci) * h + iy) * w + ix];
               }
           EXPECT_NEAR(yv[((ni * oc + o) * oh + oy) * ow + ox], ref, 1e-5);
         }
@@ -79,7 +79,9 @@ TEST(Conv2d, Col2imIsTheAdjointOfIm2col) {
 // im2col against its definition, for the stride-1 "same size" fast path (kernel 1, 3, 5, and a
 // kernel wider than the plane) and the general path.
 TEST(Conv2d, Im2colMatchesItsDefinition) {
-  struct Case { int64_t h, w, k, s, p; };
+  struct Case {
+    int64_t h, w, k, s, p;
+  };
   for (const Case& t : {Case{5, 6, 3, 1, 1}, Case{4, 4, 5, 1, 2}, Case{3, 2, 5, 1, 2}, Case{4, 3, 1, 1, 0},
                         Case{5, 4, 3, 2, 1}, Case{6, 6, 3, 1, 0}}) {
     const int64_t n = 2, c = 3, oh = (t.h + 2 * t.p - t.k) / t.s + 1, ow = (t.w + 2 * t.p - t.k) / t.s + 1;
@@ -94,10 +96,11 @@ TEST(Conv2d, Im2colMatchesItsDefinition) {
             for (int64_t oy = 0; oy < oh; ++oy)
               for (int64_t ox = 0; ox < ow; ++ox) {
                 const int64_t iy = oy * t.s - t.p + ki, ix = ox * t.s - t.p + kj;
-                const float want = iy < 0 || iy >= t.h || ix < 0 || ix >= t.w ? 0.0f : x[((ni * c + ci) * t.h + iy) * t.w + ix];
+                const float want =
+                    iy < 0 || iy >= t.h || ix < 0 || ix >= t.w ? 0.0f : x[((ni * c + ci) * t.h + iy) * t.w + ix];
                 const int64_t r = (ci * t.k + ki) * t.k + kj, col = (ni * oh + oy) * ow + ox;
-                ASSERT_EQ(cols[r * n * oh * ow + col], want) << "h " << t.h << " w " << t.w << " k " << t.k << " s " << t.s
-                                                             << " p " << t.p << " row " << r << " col " << col;
+                ASSERT_EQ(cols[r * n * oh * ow + col], want) << "h " << t.h << " w " << t.w << " k " << t.k << " s "
+                                                             << t.s << " p " << t.p << " row " << r << " col " << col;
               }
   }
 }

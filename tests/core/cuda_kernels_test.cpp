@@ -76,8 +76,12 @@ TEST_F(CudaKernels, ConversionsMatchTheCpuBitForBit) {
     Tensor x = randn(Shape{n}, 100.0f);
     if (n >= 7) {  // specials: NaN, infinities, a tie that rounds to even, a tie that rounds up, -0
       std::vector<float> v = x.to_vector<float>();
-      const float specials[7] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
-                                 -std::numeric_limits<float>::infinity(), 1.00390625f, 1.01171875f, -0.0f,
+      const float specials[7] = {std::numeric_limits<float>::quiet_NaN(),
+                                 std::numeric_limits<float>::infinity(),
+                                 -std::numeric_limits<float>::infinity(),
+                                 1.00390625f,
+                                 1.01171875f,
+                                 -0.0f,
                                  3.4028235e38f};
       std::copy(specials, specials + 7, v.begin());
       x = Tensor::from_vector<float>(v, Shape{n});
@@ -124,7 +128,7 @@ TEST_F(CudaKernels, ReductionsMatchTheCpuAndAreDeterministic) {
 }
 
 TEST_F(CudaKernels, ArgmaxRowsPicksTheFirstMaximumLikeTheCpu) {
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {3, 1}, {37, 10}, {5, 300}, {2, 1000}};
+  const std::vector<std::pair<int64_t, int64_t> > shapes = {{1, 1}, {3, 1}, {37, 10}, {5, 300}, {2, 1000}};
   for (auto [rows, cols] : shapes) {
     std::vector<float> v = randn(Shape{rows, cols}).to_vector<float>();
     for (int64_t r = 0; r < rows; ++r) {  // ties: the lower column must win

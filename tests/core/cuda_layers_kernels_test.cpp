@@ -28,7 +28,7 @@ using CudaLayerKernels = CpuVsCuda;
 std::string at(const char* kernel, int64_t n) { return std::string(kernel) + " n=" + std::to_string(n); }
 
 TEST_F(CudaLayerKernels, BiasRowsAndTheirGradientMatchTheCpu) {
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {3, 257}, {300, 10}, {65, 33}};
+  const std::vector<std::pair<int64_t, int64_t> > shapes = {{1, 1}, {3, 257}, {300, 10}, {65, 33}};
   for (auto [rows, cols] : shapes) {
     const Tensor y0 = randn(Shape{rows, cols}), bias = randn(Shape{cols}), db0 = randn(Shape{cols});
     Tensor y = y0.clone(), yg = y0.to(kGpu);
@@ -144,22 +144,21 @@ TEST_F(CudaLayerKernels, MaxPoolMatchesTheCpuIncludingArgmax) {
     Tensor arg = empty_cpu(out, DType::i32), argg = empty_gpu(out, DType::i32);
     cpu::maxpool2d_forward(x.data<float>(), y.data<float>(), arg.data<int32_t>(), s.planes, s.h, s.w, s.k, s.stride,
                            s.pad, oh, ow);
-    cuda::maxpool2d_forward(xg.data<float>(), yg.data<float>(), argg.data<int32_t>(), s.planes, s.h, s.w, s.k,
-                            s.stride, s.pad, oh, ow);
+    cuda::maxpool2d_forward(xg.data<float>(), yg.data<float>(), argg.data<int32_t>(), s.planes, s.h, s.w, s.k, s.stride,
+                            s.pad, oh, ow);
     expect_equal<float>(y, yg, "maxpool2d_forward y " + what);
     expect_equal<int32_t>(arg, argg, "maxpool2d_forward argmax " + what);
 
     const Tensor dy = randn(out), dyg = dy.to(kGpu);
     Tensor dx = Tensor::zeros(x.shape()), dxg = Tensor::zeros(x.shape(), DType::f32, kGpu);
     cpu::maxpool2d_backward(dy.data<float>(), arg.data<int32_t>(), dx.data<float>(), s.planes, s.h * s.w, oh * ow);
-    cuda::maxpool2d_backward(dyg.data<float>(), argg.data<int32_t>(), dxg.data<float>(), s.planes, s.h * s.w,
-                             oh * ow);
+    cuda::maxpool2d_backward(dyg.data<float>(), argg.data<int32_t>(), dxg.data<float>(), s.planes, s.h * s.w, oh * ow);
     expect_close(dx, dxg, 1e-6f, "maxpool2d_backward " + what);
   }
 }
 
 TEST_F(CudaLayerKernels, LayerNormMatchesTheCpu) {
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {1, 7}, {37, 300}, {5, 1025}, {300, 64}};
+  const std::vector<std::pair<int64_t, int64_t> > shapes = {{1, 1}, {1, 7}, {37, 300}, {5, 1025}, {300, 64}};
   for (auto [rows, cols] : shapes) {
     const std::string what = "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols);
     const Tensor x = randn(Shape{rows, cols}, 2.0f), gamma = randn(Shape{cols}), beta = randn(Shape{cols});
@@ -193,7 +192,7 @@ TEST_F(CudaLayerKernels, LayerNormMatchesTheCpu) {
 
 TEST_F(CudaLayerKernels, EmbeddingMatchesTheCpuWithRepeatedIds) {
   const int64_t vocab = 50;
-  for (auto [n, dim] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 3}, {300, 64}, {1000, 257}}) {
+  for (auto [n, dim] : std::vector<std::pair<int64_t, int64_t> >{{1, 1}, {7, 3}, {300, 64}, {1000, 257}}) {
     std::vector<int64_t> id_values(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) id_values[i] = (i * 17 + 3) % vocab;  // repeats once n > vocab
     const Tensor ids = Tensor::from_vector<int64_t>(id_values, Shape{n}), idsg = ids.to(kGpu);
@@ -232,7 +231,8 @@ TEST_F(CudaLayerKernels, DropoutMasksEqualTheCpuBitForBit) {
 }
 
 TEST_F(CudaLayerKernels, SoftmaxCrossEntropyMatchesTheCpu) {
-  for (auto [rows, classes] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 10}, {33, 10}, {4, 1000}, {257, 3}}) {
+  for (auto [rows, classes] :
+       std::vector<std::pair<int64_t, int64_t> >{{1, 1}, {1, 10}, {33, 10}, {4, 1000}, {257, 3}}) {
     const std::string what = "rows=" + std::to_string(rows) + " classes=" + std::to_string(classes);
     std::vector<int64_t> label_values(static_cast<size_t>(rows));
     for (int64_t i = 0; i < rows; ++i) label_values[i] = (i * 7 + 1) % classes;
@@ -249,7 +249,8 @@ TEST_F(CudaLayerKernels, SoftmaxCrossEntropyMatchesTheCpu) {
 
     Tensor dlogits = empty_cpu(logits.shape()), dlogitsg = empty_gpu(logits.shape());
     const float scale = 1.0f / static_cast<float>(rows);
-    cpu::softmax_xent_backward(probs.data<float>(), labels.data<int64_t>(), dlogits.data<float>(), rows, classes, scale);
+    cpu::softmax_xent_backward(probs.data<float>(), labels.data<int64_t>(), dlogits.data<float>(), rows, classes,
+                               scale);
     cuda::softmax_xent_backward(probsg.data<float>(), labelsg.data<int64_t>(), dlogitsg.data<float>(), rows, classes,
                                 scale);
     expect_close(dlogits, dlogitsg, 1e-5f, "softmax_xent_backward " + what);

@@ -15,9 +15,9 @@
 #include "core/tensor.h"
 
 // Skips the current test, with the reason printed, when no GPU is visible.
-#define DTRAIN_SKIP_WITHOUT_GPU()                                                                             \
-  do {                                                                                                        \
-    if (::dtrain::gpu::device_count() == 0)                                                                   \
+#define DTRAIN_SKIP_WITHOUT_GPU()                                                                         \
+  do {                                                                                                    \
+    if (::dtrain::gpu::device_count() == 0)                                                               \
       GTEST_SKIP() << "no CUDA device visible (gpu::device_count() == 0): CPU-vs-CUDA checks need a GPU"; \
   } while (0)
 
@@ -36,8 +36,7 @@ inline void expect_close(const Tensor& want, const Tensor& got, float rel, const
   for (size_t i = 0; i < w.size() && reported < 5; ++i) {
     const float tol = rel * std::max(1.0f, std::fabs(w[i]));
     if (!(std::fabs(w[i] - g[i]) <= tol)) {
-      ADD_FAILURE() << what << ": element " << i << " cpu " << w[i] << " cuda " << g[i] << " (tolerance " << tol
-                    << ")";
+      ADD_FAILURE() << what << ": element " << i << " cpu " << w[i] << " cuda " << g[i] << " (tolerance " << tol << ")";
       ++reported;
     }
   }

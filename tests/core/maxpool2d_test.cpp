@@ -35,8 +35,8 @@ TEST(MaxPool2d, GradientsMatchWithOverlapAndPadding) {
 TEST(MaxPool2d, TakesTheWindowMaximum) {
   MaxPool2d pool(2);
   PassContext ctx;
-  Tensor y = pool.forward(Tensor::from_vector<float>({1, 5, 2, 0,  //
-                                                      3, 4, 7, 6,  //
+  Tensor y = pool.forward(Tensor::from_vector<float>({1, 5, 2, 0,      //
+                                                      3, 4, 7, 6,      //
                                                       -1, -2, -3, -4,  //
                                                       -5, -6, -7, -8},
                                                      Shape{1, 1, 4, 4}),
@@ -51,8 +51,8 @@ TEST(MaxPool2d, TwoByTwoFastPathMatchesTheDefinition) {
   const int64_t planes = 3, h = 6, w = 7, oh = 3, ow = 3;  // odd width: the last column is never read
   std::vector<float> x(static_cast<size_t>(planes * h * w));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7) % 5) - 2.0f;  // many ties
-  x[0] = std::numeric_limits<float>::quiet_NaN();   // first in its window
-  x[w + 3] = std::numeric_limits<float>::quiet_NaN();  // last in its window
+  x[0] = std::numeric_limits<float>::quiet_NaN();                                       // first in its window
+  x[w + 3] = std::numeric_limits<float>::quiet_NaN();                                   // last in its window
   std::vector<float> y(static_cast<size_t>(planes * oh * ow)), y_no_index(y.size());
   std::vector<int32_t> at(y.size());
   cpu::maxpool2d_forward(x.data(), y.data(), at.data(), planes, h, w, 2, 2, 0, oh, ow);

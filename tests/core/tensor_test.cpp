@@ -48,8 +48,7 @@ TEST(Tensor, GemmMatchesNaiveProduct) {
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j) {
           double s = 0;
-          for (int64_t p = 0; p < k; ++p)
-            s += av[ta ? p * m + i : i * k + p] * bv[tb ? j * k + p : p * n + j];
+          for (int64_t p = 0; p < k; ++p) s += av[ta ? p * m + i : i * k + p] * bv[tb ? j * k + p : p * n + j];
           EXPECT_NEAR(cv[i * n + j], s, 1e-5) << "ta=" << ta << " tb=" << tb;
         }
     }

@@ -176,7 +176,8 @@ TEST_F(Convert, CsvWrongColumnCountNamesFileAndLine) {
 // Writes an HDF5 file with the given pieces, to check what inspect_dataset rejects.
 void write_raw_dataset(const std::string& p, bool with_x, bool with_y, int64_t ny, int64_t label) {
   h5::File f = h5::File::create(p);
-  if (with_x) f.create_dataset("/x", DType::u8, Shape{4, 3}).write(std::span<const uint8_t>(std::vector<uint8_t>(12, 1)));
+  if (with_x)
+    f.create_dataset("/x", DType::u8, Shape{4, 3}).write(std::span<const uint8_t>(std::vector<uint8_t>(12, 1)));
   if (with_y) {
     std::vector<int64_t> y(static_cast<size_t>(ny), 0);
     y.back() = label;
@@ -226,8 +227,8 @@ TEST_F(Convert, CliExitsNonZeroAndLeavesNoOutput) {
   const std::string images = write_idx("img.idx", {10, 4, 4}, pixels(9, 4, 4), true);
   const std::string labels = write_idx("lab.idx", {10}, std::vector<uint8_t>(10, 1), true);
   const std::string out = path("out.h5"), log = path("log.txt");
-  const std::string cmd = dtrain + " data convert --from idx --images " + images + " --labels " + labels + " --out " +
-                          out + " 2>" + log;
+  const std::string cmd =
+      dtrain + " data convert --from idx --images " + images + " --labels " + labels + " --out " + out + " 2>" + log;
   const int status = std::system(cmd.c_str());
   EXPECT_EQ(WEXITSTATUS(status), 1);
   std::ifstream in(log);

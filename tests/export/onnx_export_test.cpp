@@ -39,8 +39,8 @@ void expect_matches_reference(Model& model, const OnnxModel& engine, const Tenso
 TEST(OnnxExport, EveryImageLayerRoundTripsThroughTheEngineForF32AndU8Inputs) {
   auto model = make_test_model(test::image_test_config(), 11);
   Generator g(RngKey{5, 0, static_cast<uint32_t>(RngPurpose::test)});
-  for (const RoundTripCase& c : {RoundTripCase{"f32", 1.0, 0.0}, RoundTripCase{"f32", 2.5, -0.25},
-                                 RoundTripCase{"u8", 1.0 / 255, -0.5}}) {
+  for (const RoundTripCase& c :
+       {RoundTripCase{"f32", 1.0, 0.0}, RoundTripCase{"f32", 2.5, -0.25}, RoundTripCase{"u8", 1.0 / 255, -0.5}}) {
     ExportOptions opt;
     opt.input_dtype = c.input_dtype;
     opt.x_scale = c.x_scale;
@@ -51,13 +51,13 @@ TEST(OnnxExport, EveryImageLayerRoundTripsThroughTheEngineForF32AndU8Inputs) {
     EXPECT_EQ(engine.outputs(), exported.outputs);
     for (int64_t batch : {1, 37}) {
       const Shape shape = test::batch_shape(model->config(), batch);
-      const std::string what = c.input_dtype + " scale " + std::to_string(c.x_scale) + " batch " + std::to_string(batch);
+      const std::string what =
+          c.input_dtype + " scale " + std::to_string(c.x_scale) + " batch " + std::to_string(batch);
       if (c.input_dtype == "u8") {
         const Tensor raw = test::random_u8(shape, g);
-        expect_matches_reference(*model, engine, raw,
-                                 ops::to_dtype(raw, DType::f32, static_cast<float>(c.x_scale),
-                                               static_cast<float>(c.x_shift)),
-                                 what);
+        expect_matches_reference(
+            *model, engine, raw,
+            ops::to_dtype(raw, DType::f32, static_cast<float>(c.x_scale), static_cast<float>(c.x_shift)), what);
       } else {
         const Tensor raw = Tensor::randn(shape, 0.0f, 1.0f, g);
         Tensor seen = raw.clone();
@@ -169,7 +169,8 @@ TEST(OnnxExport, UnknownLayerIsAnErrorNamingItsTypeAndPosition) {
     export_onnx(*model, ExportOptions{});
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("layer '1' of type 'Mystery' has no ONNX mapping"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("layer '1' of type 'Mystery' has no ONNX mapping"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -230,7 +231,13 @@ TEST(OnnxExport, ShapeInferenceRejectsAWrongDeclaredOutputShape) {
   onnx::ModelProto proto;
   ASSERT_TRUE(proto.ParseFromString(export_onnx(*model, ExportOptions{}).bytes()));
   // Declare 11 probabilities where the last Gemm makes 10.
-  proto.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_value(11);
+  proto.mutable_graph()
+      ->mutable_output(0)
+      ->mutable_type()
+      ->mutable_tensor_type()
+      ->mutable_shape()
+      ->mutable_dim(1)
+      ->set_dim_value(11);
   const std::string msg = checker_message(proto.SerializeAsString());
   EXPECT_NE(msg.find("ONNX shape inference failed"), std::string::npos) << msg;
   EXPECT_NE(msg.find("probabilities"), std::string::npos) << msg;

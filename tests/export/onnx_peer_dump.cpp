@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "inference/onnx_engine.h"
-#include "export/onnx_export.h"
 #include "core/model.h"
 #include "data/convert.h"
 #include "data/dataset.h"
 #include "data/h5.h"
+#include "export/onnx_export.h"
+#include "inference/onnx_engine.h"
 #include "tests/export/onnx_test_models.h"
 
 namespace {
@@ -96,8 +96,8 @@ std::string dump_case(const std::string& bytes, const std::string& quantize, con
               bytes.size(), static_cast<long long>(n1), static_cast<long long>(n));
   return "  {\"name\": \"" + name + "\", \"quantize\": \"" + quantize + "\", \"dir\": \"" + name +
          "\", \"input_type\": \"" + ort_type(samples.dtype()) + "\", \"sample_shape\": [" +
-         (shape.empty() ? "" : shape.substr(2)) + "], \"bytes\": " + std::to_string(bytes.size()) +
-         ", \"runs\": [" + b1 + ", " + b37 + "]}";
+         (shape.empty() ? "" : shape.substr(2)) + "], \"bytes\": " + std::to_string(bytes.size()) + ", \"runs\": [" +
+         b1 + ", " + b37 + "]}";
 }
 
 std::string dump_case(Model& model, const ExportOptions& options, const std::string& name, const Tensor& samples,
@@ -132,8 +132,9 @@ int dump_file(const fs::path& out, const std::string& model_path, const std::str
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: onnx_peer_dump OUT_DIR [IDX_IMAGES]\n"
-                         "       onnx_peer_dump OUT_DIR --model MODEL.onnx --data DATASET.h5 [--quantize none|int8]\n");
+    std::fprintf(stderr,
+                 "usage: onnx_peer_dump OUT_DIR [IDX_IMAGES]\n"
+                 "       onnx_peer_dump OUT_DIR --model MODEL.onnx --data DATASET.h5 [--quantize none|int8]\n");
     return 2;
   }
   try {

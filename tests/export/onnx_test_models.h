@@ -32,12 +32,15 @@ inline void register_onnx_test_models() {
       net->emplace<Linear>(12, c.num_classes);
       return net;
     });
-    register_model("onnx_every_layer_tokens", [](const ModelConfig& c) {
-      auto net = std::make_unique<Sequential>();
-      net->emplace<Embedding>(20, 8).emplace<LayerNorm>(8).emplace<Linear>(8, 6).emplace<GELU>();
-      net->emplace<Flatten>().emplace<Linear>(6 * c.input_shape[0], c.num_classes);
-      return net;
-    }, InputLayout::tokens);
+    register_model(
+        "onnx_every_layer_tokens",
+        [](const ModelConfig& c) {
+          auto net = std::make_unique<Sequential>();
+          net->emplace<Embedding>(20, 8).emplace<LayerNorm>(8).emplace<Linear>(8, 6).emplace<GELU>();
+          net->emplace<Flatten>().emplace<Linear>(6 * c.input_shape[0], c.num_classes);
+          return net;
+        },
+        InputLayout::tokens);
   });
 }
 

@@ -11,9 +11,9 @@ namespace dtrain {
 namespace {
 
 TEST(Quantize, PerChannelScalesBoundTheErrorByHalfAStep) {
-  const std::vector<float> w = {0.5f, -1.0f, 0.25f, 0.0f,  // channel 0: max 1
-                                10.0f, 3.3f, -7.1f, 2.0f,  // channel 1: max 10
-                                0.0f, 0.0f, 0.0f, 0.0f};   // channel 2: all zero
+  const std::vector<float> w = {0.5f,  -1.0f, 0.25f, 0.0f,   // channel 0: max 1
+                                10.0f, 3.3f,  -7.1f, 2.0f,   // channel 1: max 10
+                                0.0f,  0.0f,  0.0f,  0.0f};  // channel 2: all zero
   const QuantizedInt8 q = quantize_int8_per_channel(w, 3);
   ASSERT_EQ(q.scales.size(), 3u);
   EXPECT_FLOAT_EQ(q.scales[0], 1.0f / 127);

@@ -2,10 +2,10 @@
 
 #include <vector>
 
-#include "core/kernels.h"
-#include "inference/conv_direct.h"
-#include "core/tensor.h"
 #include "core/gradcheck.h"
+#include "core/kernels.h"
+#include "core/tensor.h"
+#include "inference/conv_direct.h"
 
 namespace dtrain {
 namespace {
@@ -16,8 +16,11 @@ using testing::test_gen;
 // vectors of output channels and balanced blocks along a row, kernel 5 and 1 (the general path),
 // one vector of output channels, rows longer than a block.
 TEST(ConvDirect, MatchesItsDefinition) {
-  if (!inference::conv2d_direct_available(16, 1)) GTEST_SKIP() << "no AVX-512 on this CPU: the direct convolution is not used";
-  struct Case { int64_t c, h, w, oc, k, p; };
+  if (!inference::conv2d_direct_available(16, 1))
+    GTEST_SKIP() << "no AVX-512 on this CPU: the direct convolution is not used";
+  struct Case {
+    int64_t c, h, w, oc, k, p;
+  };
   for (const Case& t : {Case{32, 14, 14, 64, 3, 1}, Case{8, 5, 20, 48, 3, 0}, Case{4, 9, 13, 16, 5, 2},
                         Case{16, 6, 7, 32, 1, 0}, Case{3, 28, 28, 32, 3, 1}}) {
     const int64_t oh = t.h + 2 * t.p - t.k + 1, ow = t.w + 2 * t.p - t.k + 1;
@@ -39,9 +42,9 @@ TEST(ConvDirect, MatchesItsDefinition) {
                 if (iy >= 0 && iy < t.h && ix >= 0 && ix < t.w)
                   want += double{w[((m * t.c + ci) * t.k + ki) * t.k + kj]} * x[(ci * t.h + iy) * t.w + ix];
               }
-          ASSERT_NEAR(y[(m * oh + oy) * ow + ox], want, 1e-4) << "c " << t.c << " h " << t.h << " w " << t.w << " oc "
-                                                               << t.oc << " k " << t.k << " p " << t.p << " at " << m
-                                                               << "," << oy << "," << ox;
+          ASSERT_NEAR(y[(m * oh + oy) * ow + ox], want, 1e-4)
+              << "c " << t.c << " h " << t.h << " w " << t.w << " oc " << t.oc << " k " << t.k << " p " << t.p << " at "
+              << m << "," << oy << "," << ox;
         }
   }
 }

@@ -73,7 +73,8 @@ std::string one_node_model(const std::string& op, const std::string& node_name) 
 }
 
 TEST(OnnxEngine, UnsupportedOpIsAnErrorNamingTheOpAndTheNode) {
-  const std::string msg = error_of([] { OnnxModel::from_bytes(one_node_model("Sin", "angle"), Device::cpu(), "sin.onnx"); });
+  const std::string msg =
+      error_of([] { OnnxModel::from_bytes(one_node_model("Sin", "angle"), Device::cpu(), "sin.onnx"); });
   EXPECT_NE(msg.find("sin.onnx: unsupported op 'Sin' (node 'angle')"), std::string::npos) << msg;
   const OnnxModel relu = OnnxModel::from_bytes(one_node_model("Relu", "r"));
   EXPECT_EQ(relu.run({Tensor::from_vector<float>({-1, 2, -3, 4}, Shape{1, 4})})[0].to_vector<float>(),
@@ -81,7 +82,9 @@ TEST(OnnxEngine, UnsupportedOpIsAnErrorNamingTheOpAndTheNode) {
 }
 
 TEST(OnnxEngine, RejectsGarbageAndGraphsReadingUndefinedValues) {
-  EXPECT_NE(error_of([] { OnnxModel::from_bytes("not a model", Device::cpu(), "junk.onnx"); }).find("junk.onnx: not a valid ONNX file"),
+  EXPECT_NE(error_of([] {
+              OnnxModel::from_bytes("not a model", Device::cpu(), "junk.onnx");
+            }).find("junk.onnx: not a valid ONNX file"),
             std::string::npos);
   onnx::ModelProto p;
   ASSERT_TRUE(p.ParseFromString(one_node_model("Relu", "r")));
@@ -94,9 +97,7 @@ TEST(OnnxEngine, LoadsFromAFileAndNamesAMissingOne) {
   const auto dir = std::filesystem::temp_directory_path() / ("dtrain_onnx_engine_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "relu.onnx").string();
-  {
-    std::ofstream(path, std::ios::binary) << one_node_model("Relu", "r");
-  }
+  { std::ofstream(path, std::ios::binary) << one_node_model("Relu", "r"); }
   EXPECT_EQ(OnnxModel::load(path).outputs()[0].name, "y");
   const std::string missing = (dir / "missing.onnx").string();
   EXPECT_NE(error_of([&] { OnnxModel::load(missing); }).find(missing), std::string::npos);

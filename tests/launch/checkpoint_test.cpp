@@ -216,8 +216,8 @@ TEST(Checkpoint, LayoutHasOneDatasetPerParameterAndSlotWithItsShape) {
   auto guard = h5::lock();
   const h5::File f = h5::File::open(path);
   for (const Parameter* p : model->parameters()) {
-    for (const std::string& name : {"/params/" + p->name, "/optim/" + p->name + "/exp_avg",
-                                   "/optim/" + p->name + "/exp_avg_sq"}) {
+    for (const std::string& name :
+         {"/params/" + p->name, "/optim/" + p->name + "/exp_avg", "/optim/" + p->name + "/exp_avg_sq"}) {
       ASSERT_TRUE(f.has(name)) << name;
       const h5::Dataset d = f.dataset(name);
       EXPECT_EQ(d.shape(), p->shape) << name;
@@ -288,8 +288,7 @@ TEST_F(SavedCheckpoint, ParameterWithTheWrongShapeIsNamed) {
     f.create_dataset("/params/" + p.name, DType::f32, Shape{2, 2});
   }
   const std::string msg = error_of([&] { load_checkpoint(path, model->arena(), nullptr, model->signature()); });
-  EXPECT_NE(msg.find("dataset /params/" + p.name + " is f32 [2, 2], expected f32 " + p.shape.str()),
-            std::string::npos)
+  EXPECT_NE(msg.find("dataset /params/" + p.name + " is f32 [2, 2], expected f32 " + p.shape.str()), std::string::npos)
       << msg;
 }
 
@@ -343,9 +342,9 @@ TEST(Checkpoint, WithoutOptimizerWritesNoOptimGroupAndLoadsWithoutOne) {
 TEST(Checkpoint, ListIsNewestFirstAndIgnoresTempAndUnrelatedFiles) {
   TempDir dir;
   EXPECT_TRUE(list_checkpoints(dir / "does-not-exist").empty());
-  for (const char* name : {"step-000000002.h5", "step-000000010.h5", "step-000000001.h5", "step-5.h5",
-                           "step-000000011.h5.tmp", "notes.txt", "step-abc.h5", "step-.h5", "xstep-000000012.h5",
-                           "step-000000013.h5.bak"})
+  for (const char* name :
+       {"step-000000002.h5", "step-000000010.h5", "step-000000001.h5", "step-5.h5", "step-000000011.h5.tmp",
+        "notes.txt", "step-abc.h5", "step-.h5", "xstep-000000012.h5", "step-000000013.h5.bak"})
     touch(dir / name);
   fs::create_directories(dir / "step-000000020.h5");  // a directory is not a checkpoint
   const std::vector<std::string> want{dir / "step-000000010.h5", dir / "step-5.h5", dir / "step-000000002.h5",
@@ -456,7 +455,8 @@ TEST(Checkpoint, LargeSignatureRoundTrips) {
   TempDir dir;
   auto model = built(small_mlp(), 1);
   CheckpointMeta meta = sample_meta(*model, nullptr);
-  for (int i = 0; i < 2000; ++i) meta.signature.push_back("blocks." + std::to_string(i) + ".attn.weight f32 [1024, 1024]");
+  for (int i = 0; i < 2000; ++i)
+    meta.signature.push_back("blocks." + std::to_string(i) + ".attn.weight f32 [1024, 1024]");
   const std::string path = checkpoint_path(dir.str(), 1);
   write_checkpoint(path, model->arena(), nullptr, meta);
   EXPECT_EQ(read_checkpoint_meta(path).signature, meta.signature);

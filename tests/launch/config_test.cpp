@@ -51,17 +51,17 @@ TEST(Config, DefaultsWithoutArguments) {
 TEST(Config, HelpListsEveryKeyWithItsDefault) {
   const TrainArgs a = parse_train_args({"--help"});
   ASSERT_TRUE(a.help);
-  for (const char* key : {"model.type", "model.hidden", "data.train", "optim.lr", "optim.schedule", "train.epochs",
-                          "train.accumulation", "comm.bucket_mb", "comm.timeout_s", "checkpoint.every",
-                          "checkpoint.keep_last", "log.dir", "log.trace"})
+  for (const char* key :
+       {"model.type", "model.hidden", "data.train", "optim.lr", "optim.schedule", "train.epochs", "train.accumulation",
+        "comm.bucket_mb", "comm.timeout_s", "checkpoint.every", "checkpoint.keep_last", "log.dir", "log.trace"})
     EXPECT_NE(a.help_text.find(std::string("--") + key), std::string::npos) << key;
   EXPECT_NE(a.help_text.find("(=256,128)"), std::string::npos);
 }
 
 TEST_F(ConfigFile, IniValuesAndCommandLineOverrides) {
   write("[model]\ntype = cnn\nhidden = 32, 16\n[optim]\ntype = adamw\nlr = 0.002  # comment\n[train]\nepochs = 3\n");
-  const TrainArgs a = parse_train_args({"--config", path_, "--train.epochs=7", "--optim.momentum", "0.5",
-                                        "--resume", "auto", "--trace", "t.json"});
+  const TrainArgs a = parse_train_args(
+      {"--config", path_, "--train.epochs=7", "--optim.momentum", "0.5", "--resume", "auto", "--trace", "t.json"});
   EXPECT_EQ(a.config.model.type, "cnn");
   EXPECT_EQ(a.config.model.hidden, (std::vector<int64_t>{32, 16}));
   EXPECT_EQ(a.config.optim.type, "adamw");
@@ -92,7 +92,8 @@ TEST(Config, BadValuesNameTheKey) {
   EXPECT_NE(error_of({"--model.hidden=12,x"}).find("model.hidden"), std::string::npos);
   EXPECT_NE(error_of({"--optim.type=lion"}).find("optim.type: 'lion' is not one of sgd | adam | adamw | rmsprop"),
             std::string::npos);
-  EXPECT_NE(error_of({"--model.type=resnet"}).find("model.type: 'resnet' is not a registered model"), std::string::npos);
+  EXPECT_NE(error_of({"--model.type=resnet"}).find("model.type: 'resnet' is not a registered model"),
+            std::string::npos);
   EXPECT_NE(error_of({"--train.batch_size=0"}).find("train.batch_size"), std::string::npos);
   EXPECT_NE(error_of({"--train.device=tpu"}).find("train.device"), std::string::npos);
   EXPECT_NE(error_of({"--comm.compress=fp8"}).find("comm.compress"), std::string::npos);

@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <regex>
 
-#include "inference/onnx_engine.h"
 #include "data/convert.h"
 #include "data/dataset.h"
 #include "fmnist_subset.h"
+#include "inference/onnx_engine.h"
 #include "test_files.h"
 
 namespace fs = std::filesystem;
@@ -40,7 +40,6 @@ std::string first_match(const std::string& text, const std::string& pattern) {
   return std::regex_search(text, m, std::regex(pattern)) ? m[1].str() : "";
 }
 
-
 TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   if (!fs::exists(std::string(kFmnist) + "/train-images-idx3-ubyte.gz"))
     GTEST_SKIP() << "Fashion-MNIST not found at " << kFmnist << " (scripts/install-deps.sh installs it)";
@@ -51,15 +50,17 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   test::write_fmnist_subset("train", 2048, train);
   test::write_fmnist_subset("t10k", 500, test);
 
-  const RunResult trained = run_dtrain({"train", "--data.train=" + train, "--data.test=" + test, "--model.hidden=64",
-                                        "--train.batch_size=32", "--train.max_steps=40", "--optim.type=adam",
-                                        "--optim.lr=0.003", "--log.progress=none", "--log.dir=" + (dir / "run").string()});
+  const RunResult trained =
+      run_dtrain({"train", "--data.train=" + train, "--data.test=" + test, "--model.hidden=64", "--train.batch_size=32",
+                  "--train.max_steps=40", "--optim.type=adam", "--optim.lr=0.003", "--log.progress=none",
+                  "--log.dir=" + (dir / "run").string()});
   ASSERT_EQ(trained.exit_code, 0) << trained.output;
   const std::string ckpt = first_match(trained.output, "checkpoint=(\\S+)");
   ASSERT_FALSE(ckpt.empty()) << trained.output;
   const std::string repo = (dir / "repo").string();
 
-  const RunResult f32 = run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--data", test});
+  const RunResult f32 =
+      run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--data", test});
   ASSERT_EQ(f32.exit_code, 0) << f32.output;
   EXPECT_NE(f32.output.find("exported " + repo + "/fmnist/1/model.onnx"), std::string::npos) << f32.output;
   const std::string accuracy = first_match(f32.output, "test accuracy \\(dtrain ONNX engine, [^)]*\\): ([0-9.]+)");
@@ -70,8 +71,8 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   EXPECT_EQ(first_match(eval.output, "accuracy ([0-9.]+) "), accuracy) << eval.output;
   EXPECT_NE(eval.output.find("/500)"), std::string::npos) << eval.output;
 
-  const RunResult int8 = run_dtrain(
-      {"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--quantize", "int8", "--prune", "0.3", "--data", test});
+  const RunResult int8 = run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--quantize",
+                                     "int8", "--prune", "0.3", "--data", test});
   ASSERT_EQ(int8.exit_code, 0) << int8.output;
   EXPECT_NE(int8.output.find("exported " + repo + "/fmnist/2/model.onnx"), std::string::npos) << int8.output;
   EXPECT_NE(int8.output.find("pruned: 30.00%"), std::string::npos) << int8.output;
@@ -80,7 +81,8 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   EXPECT_LE(std::stod(ratio), 0.3) << int8.output;
   EXPECT_NE(int8.output.find("points)"), std::string::npos) << int8.output;
 
-  const RunResult again = run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--version", "1"});
+  const RunResult again =
+      run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "fmnist", "--version", "1"});
   EXPECT_EQ(again.exit_code, 1) << again.output;
   EXPECT_NE(again.output.find("version 1 of model 'fmnist' already exists at " + repo + "/fmnist/1"), std::string::npos)
       << again.output;
@@ -96,9 +98,9 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   EXPECT_NE(model.metadata().at("config").find("[model]"), std::string::npos);
 
   // The cnn takes [1, 28, 28] where the dataset stores [28, 28]: export and eval feed it alike.
-  const RunResult cnn = run_dtrain({"train", "--data.train=" + train, "--data.test=" + test, "--model.type=cnn",
-                                    "--train.batch_size=32", "--train.max_steps=8", "--log.progress=none",
-                                    "--log.dir=" + (dir / "cnn").string()});
+  const RunResult cnn =
+      run_dtrain({"train", "--data.train=" + train, "--data.test=" + test, "--model.type=cnn", "--train.batch_size=32",
+                  "--train.max_steps=8", "--log.progress=none", "--log.dir=" + (dir / "cnn").string()});
   ASSERT_EQ(cnn.exit_code, 0) << cnn.output;
   const std::string cnn_ckpt = first_match(cnn.output, "checkpoint=(\\S+)");
   const std::string cnn_accuracy = first_match(cnn.output, "test_accuracy=([0-9.]+)");

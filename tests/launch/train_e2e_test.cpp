@@ -16,13 +16,13 @@
 #include <sstream>
 #include <thread>
 
-#include "data/convert.h"
 #include "core/kernels.h"
+#include "data/convert.h"
 #include "data/dataset.h"
-#include "fmnist_subset.h"
-#include "test_files.h"
 #include "data/h5.h"
+#include "fmnist_subset.h"
 #include "launch/checkpoint.h"
+#include "test_files.h"
 
 namespace fs = std::filesystem;
 
@@ -35,7 +35,6 @@ using test::read_text;
 
 std::string dtrain_binary() { return test::built_file("launch/dtrain"); }
 
-
 // Every /params and /optim dataset of two checkpoints, compared bit for bit.
 void expect_same_tensors(const std::string& a, const std::string& b) {
   const h5::File fa = h5::File::open(a), fb = h5::File::open(b);
@@ -45,7 +44,8 @@ void expect_same_tensors(const std::string& a, const std::string& b) {
     std::vector<std::string> names;
     for (const std::string& child : fa.group(group).children()) {
       if (group == "/optim") {
-        for (const std::string& slot : fa.group(group + "/" + child).children()) names.push_back(group + "/" + child + "/" + slot);
+        for (const std::string& slot : fa.group(group + "/" + child).children())
+          names.push_back(group + "/" + child + "/" + slot);
       } else {
         names.push_back(group + "/" + child);
       }
@@ -78,7 +78,8 @@ class TrainE2E : public ::testing::Test {
     if (!data_dir_.empty()) fs::remove_all(data_dir_);
   }
   void SetUp() override {
-    if (data_dir_.empty()) GTEST_SKIP() << "Fashion-MNIST not found at " << kFmnist << " (scripts/install-deps.sh installs it)";
+    if (data_dir_.empty())
+      GTEST_SKIP() << "Fashion-MNIST not found at " << kFmnist << " (scripts/install-deps.sh installs it)";
     dir_ = (fs::temp_directory_path() / ("dtrain_train_e2e_" + std::to_string(::getpid()) + "_" +
                                          ::testing::UnitTest::GetInstance()->current_test_info()->name()))
                .string();
@@ -91,9 +92,16 @@ class TrainE2E : public ::testing::Test {
 
   // The base arguments of a small, fast run writing into `run`.
   std::vector<std::string> base(const std::string& run) const {
-    return {"--data.train=" + data_dir_ + "/train.h5", "--data.test=" + data_dir_ + "/test.h5",
-            "--model.hidden=64", "--model.dropout=0.1", "--train.batch_size=32", "--train.log_every=8",
-            "--optim.type=adam", "--optim.lr=0.002", "--log.progress=lines", "--log.dir=" + dir_ + "/" + run};
+    return {"--data.train=" + data_dir_ + "/train.h5",
+            "--data.test=" + data_dir_ + "/test.h5",
+            "--model.hidden=64",
+            "--model.dropout=0.1",
+            "--train.batch_size=32",
+            "--train.log_every=8",
+            "--optim.type=adam",
+            "--optim.lr=0.002",
+            "--log.progress=lines",
+            "--log.dir=" + dir_ + "/" + run};
   }
   static std::string command(int ranks, const std::vector<std::string>& args) {
     std::string cmd;
@@ -119,8 +127,8 @@ class TrainE2E : public ::testing::Test {
   void resume_is_bitwise(int ranks) {
     // Dropout, shuffling, augmentation, accumulation, evaluations, and a mid-epoch stop.
     const std::vector<std::string> common = {"--data.augment_crop_padding=2", "--data.augment_flip=true",
-                                             "--train.accumulation=3", "--train.max_steps=30",
-                                             "--optim.schedule=cosine", "--train.eval_every=7"};
+                                             "--train.accumulation=3",        "--train.max_steps=30",
+                                             "--optim.schedule=cosine",       "--train.eval_every=7"};
     const RunResult full = run(ranks, plus(base("full"), common));
     ASSERT_EQ(full.exit_code, 0) << full.output;
     const RunResult first = run(ranks, plus(plus(base("split"), common), {"--train.stop_at_step=13"}));
@@ -129,7 +137,8 @@ class TrainE2E : public ::testing::Test {
     ASSERT_EQ(second.exit_code, 0) << second.output;
     EXPECT_NE(second.output.find("resumed from"), std::string::npos) << second.output;
     EXPECT_NE(second.output.find("at step 13"), std::string::npos) << second.output;
-    const std::string a_path = checkpoint_path(dir_ + "/full/ckpt", 30), b_path = checkpoint_path(dir_ + "/split/ckpt", 30);
+    const std::string a_path = checkpoint_path(dir_ + "/full/ckpt", 30),
+                      b_path = checkpoint_path(dir_ + "/split/ckpt", 30);
     expect_same_tensors(a_path, b_path);
     const CheckpointMeta a = read_checkpoint_meta(a_path), b = read_checkpoint_meta(b_path);
     EXPECT_EQ(a.sampler, b.sampler);
@@ -222,7 +231,8 @@ void TrainE2E::stop_checkpoint_and_resume(int ranks, int signal) {
   ASSERT_EQ(ckpts.size(), 1u) << r.output;
   const int64_t stopped_at = read_checkpoint_meta(ckpts[0]).step;
   EXPECT_GT(stopped_at, 0);
-  const RunResult resumed = run(ranks, plus(args, {"--resume=auto", "--train.max_steps=" + std::to_string(stopped_at + 3)}));
+  const RunResult resumed =
+      run(ranks, plus(args, {"--resume=auto", "--train.max_steps=" + std::to_string(stopped_at + 3)}));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("at step " + std::to_string(stopped_at)), std::string::npos) << resumed.output;
   EXPECT_EQ(read_checkpoint_meta(list_checkpoints(dir_ + "/s/ckpt")[0]).step, stopped_at + 3);
@@ -281,7 +291,8 @@ TEST(BlasKernels, DtrainRunsKernelsOfTheTierTheCpuSupports) {
   ASSERT_FALSE(kernels.empty()) << info;
   const char* cpu_core = cpu::blas_cpu_core();
   EXPECT_GE(cpu::blas_core_tier(kernels.c_str()), cpu::blas_core_tier(cpu_core))
-      << "this CPU runs " << (cpu_core ? cpu_core : "SSE") << " kernels\n" << info;
+      << "this CPU runs " << (cpu_core ? cpu_core : "SSE") << " kernels\n"
+      << info;
 }
 
 TEST(BlasKernels, AFamilyChosenInOpenblasCoretypeStands) {

@@ -28,7 +28,8 @@ struct Reference {
 
 void expect_near(const std::vector<float>& got, const std::vector<double>& want, const char* what) {
   ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * (1 + std::abs(want[i]))) << what << " " << i;
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], 1e-5 * (1 + std::abs(want[i]))) << what << " " << i;
 }
 
 // The step-dependent gradient both the optimizer and the reference see (computed in f32).
@@ -47,7 +48,11 @@ TEST(Optimizer, SgdMomentumAndNesterovMatchTheDefinition) {
   for (bool nesterov : {false, true}) {
     Fixture f;
     OptimizerConfig c;
-    c.type = "sgd"; c.lr = 0.1f; c.momentum = 0.9f; c.nesterov = nesterov; c.weight_decay = 0.01f;
+    c.type = "sgd";
+    c.lr = 0.1f;
+    c.momentum = 0.9f;
+    c.nesterov = nesterov;
+    c.weight_decay = 0.01f;
     auto opt = make_optimizer(c, f.arena);
     Reference r(f.arena.values().to_vector<float>());
     for (int step = 0; step < 4; ++step) {
@@ -69,7 +74,9 @@ TEST(Optimizer, AdamAndAdamWMatchTheDefinition) {
   for (bool decoupled : {false, true}) {
     Fixture f;
     OptimizerConfig c;
-    c.type = decoupled ? "adamw" : "adam"; c.lr = 0.01f; c.weight_decay = 0.1f;
+    c.type = decoupled ? "adamw" : "adam";
+    c.lr = 0.01f;
+    c.weight_decay = 0.1f;
     auto opt = make_optimizer(c, f.arena);
     Reference r(f.arena.values().to_vector<float>());
     for (int step = 0; step < 5; ++step) {
@@ -79,7 +86,10 @@ TEST(Optimizer, AdamAndAdamWMatchTheDefinition) {
       const double b1 = 0.9, b2 = 0.999, t = step + 1;
       for (size_t i = 0; i < r.p.size(); ++i) {
         double d = g[i];
-        if (decoupled) r.p[i] *= 1 - 0.01 * 0.1; else d += 0.1 * r.p[i];
+        if (decoupled)
+          r.p[i] *= 1 - 0.01 * 0.1;
+        else
+          d += 0.1 * r.p[i];
         r.s1[i] = b1 * r.s1[i] + (1 - b1) * d;
         r.s2[i] = b2 * r.s2[i] + (1 - b2) * d * d;
         const double mhat = r.s1[i] / (1 - std::pow(b1, t)), vhat = r.s2[i] / (1 - std::pow(b2, t));
@@ -93,7 +103,11 @@ TEST(Optimizer, AdamAndAdamWMatchTheDefinition) {
 TEST(Optimizer, RmspropWithMomentumMatchesTheDefinition) {
   Fixture f;
   OptimizerConfig c;
-  c.type = "rmsprop"; c.lr = 0.01f; c.momentum = 0.5f; c.alpha = 0.9f; c.eps = 1e-6f;
+  c.type = "rmsprop";
+  c.lr = 0.01f;
+  c.momentum = 0.5f;
+  c.alpha = 0.9f;
+  c.eps = 1e-6f;
   auto opt = make_optimizer(c, f.arena);
   Reference r(f.arena.values().to_vector<float>());
   for (int step = 0; step < 4; ++step) {

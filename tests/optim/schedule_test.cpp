@@ -16,7 +16,9 @@ TEST(Schedule, WarmupIsLinearThenConstant) {
 
 TEST(Schedule, StepDecaysEveryStepSize) {
   ScheduleConfig c;
-  c.type = "step"; c.step_size = 10; c.gamma = 0.5f;
+  c.type = "step";
+  c.step_size = 10;
+  c.gamma = 0.5f;
   EXPECT_FLOAT_EQ(learning_rate(c, 1.0f, 9), 1.0f);
   EXPECT_FLOAT_EQ(learning_rate(c, 1.0f, 10), 0.5f);
   EXPECT_FLOAT_EQ(learning_rate(c, 1.0f, 25), 0.25f);
@@ -24,7 +26,10 @@ TEST(Schedule, StepDecaysEveryStepSize) {
 
 TEST(Schedule, CosineGoesFromBaseToMinAfterWarmup) {
   ScheduleConfig c;
-  c.type = "cosine"; c.warmup_steps = 10; c.total_steps = 110; c.min_lr = 0.1f;
+  c.type = "cosine";
+  c.warmup_steps = 10;
+  c.total_steps = 110;
+  c.min_lr = 0.1f;
   EXPECT_FLOAT_EQ(learning_rate(c, 1.0f, 10), 1.0f);
   EXPECT_NEAR(learning_rate(c, 1.0f, 60), 0.55f, 1e-6);
   EXPECT_NEAR(learning_rate(c, 1.0f, 110), 0.1f, 1e-6);
@@ -33,7 +38,8 @@ TEST(Schedule, CosineGoesFromBaseToMinAfterWarmup) {
 
 TEST(Schedule, BadConfigNamesTheKey) {
   ScheduleConfig c;
-  c.type = "cosine"; c.total_steps = 0;
+  c.type = "cosine";
+  c.total_steps = 0;
   EXPECT_THROW(learning_rate(c, 1.0f, 0), Error);
   c.type = "linear";
   try {

@@ -12,7 +12,8 @@ const std::vector<TensorInfo> kInputs = {{"input", DType::u8, {-1, 2, 2}}};
 const std::vector<TensorInfo> kF32Inputs = {{"x", DType::f32, {-1, 3}}};
 const std::vector<TensorInfo> kOutputs = {{"probabilities", DType::f32, {-1, 4}}, {"class", DType::i64, {-1}}};
 
-std::string parse_error(const std::string& body, const std::vector<TensorInfo>& inputs = kInputs, int64_t max_batch = 4) {
+std::string parse_error(const std::string& body, const std::vector<TensorInfo>& inputs = kInputs,
+                        int64_t max_batch = 4) {
   try {
     parse_infer_request(body, inputs, kOutputs, max_batch);
   } catch (const Error& e) {
@@ -30,8 +31,8 @@ void expect_error(const std::string& needle, const std::string& body, const std:
 
 TEST(InferRequest, ParsesFlatAndNestedDataAlike) {
   const InferRequest flat = parse_infer_request(
-      R"({"id":"a1","inputs":[{"name":"input","shape":[2,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,255]}]})", kInputs,
-      kOutputs, 4);
+      R"({"id":"a1","inputs":[{"name":"input","shape":[2,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,255]}]})",
+      kInputs, kOutputs, 4);
   const InferRequest nested = parse_infer_request(
       R"({"inputs":[{"name":"input","shape":[2,2,2],"datatype":"UINT8","data":[[[0,1],[2,3]],[[4,5],[6,255]]]}]})",
       kInputs, kOutputs, 4);
@@ -54,28 +55,39 @@ TEST(InferRequest, SelectsRequestedOutputs) {
 TEST(InferRequest, RejectsMalformedJson) {
   EXPECT_EQ(parse_error("{\"inputs\": [").rfind("malformed JSON", 0), 0u) << parse_error("{\"inputs\": [");
   expect_error("must be a JSON object", "[1,2]");
-  EXPECT_LT(parse_error("{\"id\": \"" + std::string(100000, 'x')).size(), 400u) << "the error quotes all of a long body";
-  expect_error("nested deeper than 32 levels", R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":)" +
-                                                  std::string(100, '[') + "1" + std::string(100, ']') + "}]}");
+  EXPECT_LT(parse_error("{\"id\": \"" + std::string(100000, 'x')).size(), 400u)
+      << "the error quotes all of a long body";
+  expect_error("nested deeper than 32 levels",
+               R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":)" + std::string(100, '[') +
+                   "1" + std::string(100, ']') + "}]}");
   expect_error("'inputs' must be a non-empty array", "{}");
 }
 
 TEST(InferRequest, RejectsUnknownAndMissingInputsNamingThem) {
-  expect_error("unknown input 'pixels'", R"({"inputs":[{"name":"pixels","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,4]}]})");
+  expect_error("unknown input 'pixels'",
+               R"({"inputs":[{"name":"pixels","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,4]}]})");
   expect_error("input 'input' has no 'data'", R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8"}]})");
   const std::string twice = R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,4]},)"
                             R"({"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,4]}]})";
   expect_error("input 'input' is given twice", twice);
-  expect_error("unknown output 'logits'", R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,4]}],"outputs":[{"name":"logits"}]})");
+  expect_error(
+      "unknown output 'logits'",
+      R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,4]}],"outputs":[{"name":"logits"}]})");
 }
 
 TEST(InferRequest, RejectsWrongDatatypeAndShapes) {
-  expect_error("input 'input' has datatype FP32, the model takes UINT8", R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"FP32","data":[1,2,3,4]}]})");
-  expect_error("the model takes [-1, 2, 2]", R"({"inputs":[{"name":"input","shape":[1,4],"datatype":"UINT8","data":[1,2,3,4]}]})");
-  expect_error("dim 2 must be 2", R"({"inputs":[{"name":"input","shape":[1,2,3],"datatype":"UINT8","data":[1,2,3,4,5,6]}]})");
-  expect_error("data has 3 values, shape [1,2,2] needs 4", R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3]}]})");
-  expect_error("data has more than 4 values", R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,4,5]}]})");
-  expect_error("must hold non-negative integers", R"({"inputs":[{"name":"input","shape":[-1,2,2],"datatype":"UINT8","data":[]}]})");
+  expect_error("input 'input' has datatype FP32, the model takes UINT8",
+               R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"FP32","data":[1,2,3,4]}]})");
+  expect_error("the model takes [-1, 2, 2]",
+               R"({"inputs":[{"name":"input","shape":[1,4],"datatype":"UINT8","data":[1,2,3,4]}]})");
+  expect_error("dim 2 must be 2",
+               R"({"inputs":[{"name":"input","shape":[1,2,3],"datatype":"UINT8","data":[1,2,3,4,5,6]}]})");
+  expect_error("data has 3 values, shape [1,2,2] needs 4",
+               R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3]}]})");
+  expect_error("data has more than 4 values",
+               R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,4,5]}]})");
+  expect_error("must hold non-negative integers",
+               R"({"inputs":[{"name":"input","shape":[-1,2,2],"datatype":"UINT8","data":[]}]})");
   expect_error("must be at least 1", R"({"inputs":[{"name":"input","shape":[0,2,2],"datatype":"UINT8","data":[]}]})");
 }
 
@@ -88,11 +100,16 @@ TEST(InferRequest, RejectsBatchOverTheMaximum) {
 }
 
 TEST(InferRequest, RejectsValuesOutsideTheDatatype) {
-  expect_error("data[3] = 256 is not a UINT8 value", R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,256]}]})");
-  expect_error("data[1] = 2.5 is not a UINT8 value", R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2.5,3,4]}]})");
-  expect_error("input 'x': data[1] is string, expected a number", R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,"a",3]}]})", kF32Inputs);
-  expect_error("input 'x': data[1] is not a finite FP32 value", R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,1e39,3]}]})", kF32Inputs);
-  expect_error("malformed JSON", R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,NaN,3]}]})", kF32Inputs);
+  expect_error("data[3] = 256 is not a UINT8 value",
+               R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2,3,256]}]})");
+  expect_error("data[1] = 2.5 is not a UINT8 value",
+               R"({"inputs":[{"name":"input","shape":[1,2,2],"datatype":"UINT8","data":[1,2.5,3,4]}]})");
+  expect_error("input 'x': data[1] is string, expected a number",
+               R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,"a",3]}]})", kF32Inputs);
+  expect_error("input 'x': data[1] is not a finite FP32 value",
+               R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,1e39,3]}]})", kF32Inputs);
+  expect_error("malformed JSON", R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,NaN,3]}]})",
+               kF32Inputs);
 }
 
 TEST(InferRequest, ResponseHoldsIdNamesShapesAndData) {
@@ -100,10 +117,12 @@ TEST(InferRequest, ResponseHoldsIdNamesShapesAndData) {
   r.id = "q7";
   r.rows = 2;
   r.output_indices = {1};
-  const std::vector<Tensor> outs = {Tensor::from_vector<float>({0.f, 1.f, 0.f, 0.f, 0.25f, 0.75f, 0.f, 0.f}, Shape{2, 4}),
-                                    Tensor::from_vector<int64_t>({1, 1}, Shape{2})};
-  EXPECT_EQ(infer_response_json("m", 3, r, kOutputs, outs),
-            R"({"id":"q7","model_name":"m","model_version":"3","outputs":[{"data":[1,1],"datatype":"INT64","name":"class","shape":[2]}]})");
+  const std::vector<Tensor> outs = {
+      Tensor::from_vector<float>({0.f, 1.f, 0.f, 0.f, 0.25f, 0.75f, 0.f, 0.f}, Shape{2, 4}),
+      Tensor::from_vector<int64_t>({1, 1}, Shape{2})};
+  EXPECT_EQ(
+      infer_response_json("m", 3, r, kOutputs, outs),
+      R"({"id":"q7","model_name":"m","model_version":"3","outputs":[{"data":[1,1],"datatype":"INT64","name":"class","shape":[2]}]})");
   EXPECT_EQ(error_json("bad \"x\""), R"({"error":"bad \"x\""})");
 }
 

@@ -15,7 +15,8 @@ TEST(ServeMetrics, RendersCountersHistogramsAndGauges) {
   m.observe_batch("fm", 2, 40, 0.02);
   m.observe_request("fm", 2, 0.0005, 0.003);
   const std::string text = m.render({VersionGauges{"fm", 2, 5}});
-  EXPECT_NE(text.find("dtrain_serve_requests_total{model=\"fm\",version=\"2\",code=\"200\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("dtrain_serve_requests_total{model=\"fm\",version=\"2\",code=\"200\"} 2\n"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("dtrain_serve_requests_total{model=\"fm\",version=\"2\",code=\"400\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("dtrain_serve_batch_size_bucket{model=\"fm\",version=\"2\",le=\"2\"} 0\n"), std::string::npos);
   EXPECT_NE(text.find("dtrain_serve_batch_size_bucket{model=\"fm\",version=\"2\",le=\"4\"} 1\n"), std::string::npos);

@@ -3,16 +3,16 @@
 // dtrain's engine on the same inputs, concurrent requests merged into batches (batch-size metric),
 // hot reload while clients send, a bounded fuzz of malformed bodies and headers (4xx only, no
 // crash), and SIGTERM draining to exit 0.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <cerrno>
@@ -156,9 +156,11 @@ class ServeE2E : public ::testing::Test {
     serve_test::export_small_model(repo_, "fm", "u8", 2);
     serve_test::export_small_model(repo_, "f32m", "f32", 5, 0, 8);
     std::ofstream(dir_ / "keys") << "# test keys\nother-key\n" << kKey << "\n";
-    Started s = start_server(repo_, {"--api-key-file", (dir_ / "keys").string(), "--max-body-bytes", "256KiB",
-                                    "--max-queue-delay-us", "20000", "--instances", "2", "--threads", "64", "--poll-seconds", "0.3"},
-                                   dir_ / "serve.log");
+    Started s =
+        start_server(repo_,
+                     {"--api-key-file", (dir_ / "keys").string(), "--max-body-bytes", "256KiB", "--max-queue-delay-us",
+                      "20000", "--instances", "2", "--threads", "64", "--poll-seconds", "0.3"},
+                     dir_ / "serve.log");
     port_ = s.port;
     pid_ = std::exchange(s.pid, -1);  // the suite owns it from here (TearDownTestSuite)
     ASSERT_GT(port_, 0) << test::read_text(dir_ / "serve.log");
@@ -196,8 +198,8 @@ class ServeE2E : public ::testing::Test {
   }
 
   // The engine's outputs for the same images, straight from the exported file.
-  static std::vector<Tensor> engine_outputs(const std::string& model, int64_t version, const std::vector<uint8_t>& pixels,
-                                            int64_t rows) {
+  static std::vector<Tensor> engine_outputs(const std::string& model, int64_t version,
+                                            const std::vector<uint8_t>& pixels, int64_t rows) {
     const OnnxModel m = OnnxModel::load(repo_ + "/" + model + "/" + std::to_string(version) + "/model.onnx");
     return m.run({Tensor::from_vector(pixels, Shape{rows, 8, 8})});
   }
@@ -287,9 +289,9 @@ TEST_F(ServeE2E, InferEqualsTheEngineForEveryVersionAndDataLayout) {
   // An FP32 model.
   std::vector<float> x(3 * 64);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(static_cast<float>(i));
-  const json f32 = post(*c, "/v2/models/f32m/infer",
-                        json{{"inputs", {{{"name", "input"}, {"shape", {3, 8, 8}}, {"datatype", "FP32"}, {"data", x}}}}}.dump(),
-                        200);
+  const json f32 = post(
+      *c, "/v2/models/f32m/infer",
+      json{{"inputs", {{{"name", "input"}, {"shape", {3, 8, 8}}, {"datatype", "FP32"}, {"data", x}}}}}.dump(), 200);
   const OnnxModel m = OnnxModel::load(repo_ + "/f32m/1/model.onnx");
   const std::vector<Tensor> expected = m.run({Tensor::from_vector(x, Shape{3, 8, 8})});
   const std::vector<float> p = expected[0].to_vector<float>();
@@ -324,7 +326,8 @@ TEST_F(ServeE2E, ErrorsAreJsonWithTheRightStatusNamingTheProblem) {
   };
   bad("{\"inputs\":", "malformed JSON");
   bad(R"({"inputs":[{"name":"pixels","shape":[1,8,8],"datatype":"UINT8","data":[]}]})", "unknown input 'pixels'");
-  bad(R"({"inputs":[{"name":"input","shape":[1,8,8],"datatype":"FP32","data":[]}]})", "datatype FP32, the model takes UINT8");
+  bad(R"({"inputs":[{"name":"input","shape":[1,8,8],"datatype":"FP32","data":[]}]})",
+      "datatype FP32, the model takes UINT8");
   bad(R"({"inputs":[{"name":"input","shape":[1,8,8],"datatype":"UINT8","data":[1,2,3]}]})", "data has 3 values");
   bad(infer_body(random_pixels(65, 1), 65).dump(), "over the maximum batch size 64");
   {
@@ -332,7 +335,8 @@ TEST_F(ServeE2E, ErrorsAreJsonWithTheRightStatusNamingTheProblem) {
     json b{{"inputs", {{{"name", "input"}, {"shape", {9, 8, 8}}, {"datatype", "FP32"}, {"data", x}}}}};
     EXPECT_NE(post(*c, "/v2/models/f32m/infer", b.dump(), 400)["error"].get<std::string>().find("maximum batch size 8"),
               std::string::npos);
-    b = json{{"inputs", {{{"name", "input"}, {"shape", {1, 8, 8}}, {"datatype", "FP32"}, {"data", std::vector<float>(64, 0)}}}}};
+    b = json{{"inputs",
+              {{{"name", "input"}, {"shape", {1, 8, 8}}, {"datatype", "FP32"}, {"data", std::vector<float>(64, 0)}}}}};
     std::string text = b.dump();
     std::string overflow = text;
     text.replace(text.find("0.0"), 3, "1e39");  // a finite double, +Inf as FP32
@@ -417,7 +421,8 @@ TEST_F(ServeE2E, HotReloadServesANewVersionWithoutFailingRequests) {
   EXPECT_GT(sent.load(), 0);
   EXPECT_EQ(failed.load(), 0) << "of " << sent.load();
   const std::vector<uint8_t> pixels = random_pixels(2, 5);
-  expect_matches_engine(post(*c, "/v2/models/fm/infer", infer_body(pixels, 2).dump(), 200), engine_outputs("fm", 3, pixels, 2), 2);
+  expect_matches_engine(post(*c, "/v2/models/fm/infer", infer_body(pixels, 2).dump(), 200),
+                        engine_outputs("fm", 3, pixels, 2), 2);
 
   // A removed version unloads; a broken one is reported and never becomes the default.
   fs::remove_all(fs::path(repo_) / "fm" / "1");
@@ -425,7 +430,8 @@ TEST_F(ServeE2E, HotReloadServesANewVersionWithoutFailingRequests) {
   std::ofstream(fs::path(repo_) / "fm" / "7" / "model.onnx") << "not an onnx file";
   json index;
   bool settled = false;
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10); !settled && std::chrono::steady_clock::now() < until;) {
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       !settled && std::chrono::steady_clock::now() < until;) {
     index = get(*c, "/v2/repository/index", 200);
     bool has1 = false, broken7 = false;
     for (const json& row : index) {
@@ -437,7 +443,8 @@ TEST_F(ServeE2E, HotReloadServesANewVersionWithoutFailingRequests) {
   }
   ASSERT_TRUE(settled) << index.dump();
   get(*c, "/v2/models/fm/versions/1/ready", 404);
-  EXPECT_NE(get(*c, "/v2/models/fm/versions/7/ready", 503)["error"].get<std::string>().find("version 7 of model 'fm' is not ready"),
+  EXPECT_NE(get(*c, "/v2/models/fm/versions/7/ready", 503)["error"].get<std::string>().find(
+                "version 7 of model 'fm' is not ready"),
             std::string::npos);
   EXPECT_EQ(get(*c, "/v2/models/fm/ready", 200)["version"], "3");
   const std::string log = test::read_text(dir_ / "serve.log");
@@ -453,16 +460,13 @@ std::string malformed_body(std::mt19937& rng, const std::string& good) {
   json body = json::parse(good);
   json& input = body["inputs"][0];
   switch (pick(12)) {
-    case 0:
-      return good.substr(0, pick(good.size() - 1));
+    case 0: return good.substr(0, pick(good.size() - 1));
     case 1: {
       std::string s(1 + pick(200), ' ');
       for (char& ch : s) ch = static_cast<char>(rng() % 256);
       return "]" + s;
     }
-    case 2:
-      input["data"].erase(input["data"].begin() + static_cast<long>(pick(input["data"].size())));
-      break;
+    case 2: input["data"].erase(input["data"].begin() + static_cast<long>(pick(input["data"].size()))); break;
     case 3:
       for (size_t i = 0, n = 1 + pick(50); i < n; ++i) input["data"].push_back(pick(256));
       break;
@@ -471,15 +475,16 @@ std::string malformed_body(std::mt19937& rng, const std::string& good) {
       input["datatype"] = kinds[pick(6)];
       break;
     }
-    case 5:
-      input["name"] = "zz" + std::to_string(rng());
-      break;
-    case 6:
-      input["shape"][pick(3)] = pick(2) ? json(-1 - static_cast<int>(pick(5))) : json(9 + pick(1u << 20));
-      break;
+    case 5: input["name"] = "zz" + std::to_string(rng()); break;
+    case 6: input["shape"][pick(3)] = pick(2) ? json(-1 - static_cast<int>(pick(5))) : json(9 + pick(1u << 20)); break;
     case 7: {
-      const json values[] = {json(256 + static_cast<int>(pick(1000))), json(-1 - static_cast<int>(pick(1000))), json(pick(255) + 0.5),
-                             json("7"), json(nullptr), json(true), json::object()};
+      const json values[] = {json(256 + static_cast<int>(pick(1000))),
+                             json(-1 - static_cast<int>(pick(1000))),
+                             json(pick(255) + 0.5),
+                             json("7"),
+                             json(nullptr),
+                             json(true),
+                             json::object()};
       input["data"][pick(input["data"].size())] = values[pick(7)];
       break;
     }
@@ -488,15 +493,9 @@ std::string malformed_body(std::mt19937& rng, const std::string& good) {
       return R"({"inputs":[{"name":"input","shape":[1,8,8],"datatype":"UINT8","data":)" + deep + "1" +
              std::string(deep.size(), ']') + "}]}";
     }
-    case 9:
-      body["id"] = static_cast<int>(rng() % 100);
-      break;
-    case 10:
-      body["inputs"] = pick(2) ? json::object() : json::array();
-      break;
-    default:
-      body["outputs"] = json::array({{{"name", "zz" + std::to_string(pick(100))}}});
-      break;
+    case 9: body["id"] = static_cast<int>(rng() % 100); break;
+    case 10: body["inputs"] = pick(2) ? json::object() : json::array(); break;
+    default: body["outputs"] = json::array({{{"name", "zz" + std::to_string(pick(100))}}}); break;
   }
   return body.dump();
 }
@@ -585,9 +584,12 @@ int raw_request(int port, const std::string& bytes) {
       ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size())) {
     char buf[64] = {};
     const ssize_t n = ::recv(fd, buf, sizeof buf - 1, 0);
-    if (n == 0 || (n < 0 && errno == ECONNRESET)) status = 0;
-    else if (n >= 12 && std::string(buf, 9) == "HTTP/1.1 ") status = std::atoi(buf + 9);
-    else if (n > 0) status = 999;  // not HTTP
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+      status = 0;
+    else if (n >= 12 && std::string(buf, 9) == "HTTP/1.1 ")
+      status = std::atoi(buf + 9);
+    else if (n > 0)
+      status = 999;  // not HTTP
   }
   ::close(fd);
   return status;
@@ -608,28 +610,26 @@ TEST_F(ServeE2E, FuzzedRequestLinesAndHeadersNeverGet5xxOrHang) {
   for (int i = 0; i < 300; ++i) {
     std::string request;
     switch (pick(6)) {
-      case 0:
-        request = junk(200) + "\r\n\r\n";
-        break;
-      case 1:
-        request = "POST /v2/models/fm/infer HTTP/" + junk(5) + "\r\n" + auth + "\r\n";
-        break;
-      case 2:
-        request = "GET " + junk(100) + " HTTP/1.1\r\n" + auth + "\r\n";
-        break;
+      case 0: request = junk(200) + "\r\n\r\n"; break;
+      case 1: request = "POST /v2/models/fm/infer HTTP/" + junk(5) + "\r\n" + auth + "\r\n"; break;
+      case 2: request = "GET " + junk(100) + " HTTP/1.1\r\n" + auth + "\r\n"; break;
       case 3:
-        request = "POST /v2/models/fm/infer HTTP/1.1\r\n" + auth + junk(30) + ": " + junk(100) + "\r\nContent-Length: 0\r\n\r\n";
+        request = "POST /v2/models/fm/infer HTTP/1.1\r\n" + auth + junk(30) + ": " + junk(100) +
+                  "\r\nContent-Length: 0\r\n\r\n";
         break;
       case 4:
-        request = "GET /v2/models/fm HTTP/1.1\r\n" + auth + "X-Long: " + std::string(9000 + pick(20000), 'a') + "\r\n\r\n";
+        request =
+            "GET /v2/models/fm HTTP/1.1\r\n" + auth + "X-Long: " + std::string(9000 + pick(20000), 'a') + "\r\n\r\n";
         break;
       default:
-        request = "POST /v2/models/fm/infer HTTP/1.1\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n" + "z" + junk(20) +
+        request = "POST /v2/models/fm/infer HTTP/1.1\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n" + "z" +
+                  junk(20) +
                   "\r\n0\r\n\r\n";  // a chunk size that is not hex (a hex one would make the server wait for its bytes)
         break;
     }
     const int status = raw_request(port_, request);
-    ASSERT_NE(status, -1) << "no answer within 3 s to request " << i << ": " << json(request.substr(0, 300)).dump(-1, ' ', true, json::error_handler_t::replace);
+    ASSERT_NE(status, -1) << "no answer within 3 s to request " << i << ": "
+                          << json(request.substr(0, 300)).dump(-1, ' ', true, json::error_handler_t::replace);
     ASSERT_NE(status, 999) << request.substr(0, 120);
     ASSERT_LT(status, 500) << request.substr(0, 120);
   }
@@ -658,7 +658,8 @@ TEST_F(ServeE2E, Holds256KeepAliveConnectionsAtOnceWithDefaultThreads) {
   // Two rounds on every connection: the second only works when all 256 stayed open and served.
   const std::string request = "GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   for (int round = 0; round < 2; ++round) {
-    for (int fd : fds) ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+    for (int fd : fds)
+      ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
     for (size_t i = 0; i < fds.size(); ++i) {
       std::string got;
       char buf[512];
@@ -694,7 +695,8 @@ TEST_F(ServeE2E, SigtermWaitsForARequestStillInTheBatchQueue) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   ASSERT_TRUE(status_code.has_value()) << "the queued request got no answer\n" << test::read_text(log);
   EXPECT_EQ(*status_code, 200);
-  EXPECT_GT(std::chrono::steady_clock::now() - signalled, std::chrono::milliseconds(400)) << "exited before the batch ran";
+  EXPECT_GT(std::chrono::steady_clock::now() - signalled, std::chrono::milliseconds(400))
+      << "exited before the batch ran";
 }
 
 // Last: SIGTERM while clients send; every answered request is a 200, and the server exits 0.
@@ -709,8 +711,10 @@ TEST_F(ServeE2E, SigtermDrainsInFlightRequestsAndExitsZero) {
       while (!stop) {
         auto r = c->Post("/v2/models/fm/infer", body, "application/json");
         if (!r) break;  // the server stopped accepting
-        if (r->status == 200) ++ok;
-        else ++server_errors;
+        if (r->status == 200)
+          ++ok;
+        else
+          ++server_errors;
       }
     });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -723,7 +727,8 @@ TEST_F(ServeE2E, SigtermDrainsInFlightRequestsAndExitsZero) {
   EXPECT_GT(ok.load(), 0);
   EXPECT_EQ(server_errors.load(), 0);
   const std::string log = test::read_text(dir_ / "serve.log");
-  EXPECT_NE(log.find("SIGTERM: no new connections"), std::string::npos) << log.substr(log.size() > 2000 ? log.size() - 2000 : 0);
+  EXPECT_NE(log.find("SIGTERM: no new connections"), std::string::npos)
+      << log.substr(log.size() > 2000 ? log.size() - 2000 : 0);
   EXPECT_NE(log.find("POST /v2/models/fm/infer 200"), std::string::npos);
 }
 

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <string>
 
+#include "core/model.h"
 #include "export/model_repository.h"
 #include "export/onnx_export.h"
-#include "core/model.h"
 
 namespace dtrain::serve_test {
 
