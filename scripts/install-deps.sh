@@ -12,7 +12,7 @@ pkgs=(
   libgtest-dev googletest             # tests
   zlib1g-dev                          # gzip'd IDX reader
   libspdlog-dev libfmt-dev            # logging
-  libonnx-dev libprotobuf-dev         # ONNX export and engine (core/io)
+  libonnx-dev libprotobuf-dev         # ONNX export (export/) and engine (inference/)
   libcpp-httplib-dev                  # dtrain-serve's HTTP server (and the serve tests' client)
   nlohmann-json3-dev                  # dtrain-serve's KServe V2 JSON requests and responses
   clang-format                        # ctest format_check (scripts/check-format.sh: the tree's layout)
