@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "core/error.h"
 
@@ -17,6 +19,22 @@ void ensure_directory(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) fail("cannot create directory ", dir, ": ", ec.message());
+}
+
+std::string read_text_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  DTRAIN_CHECK(!std::filesystem::is_directory(path, ec), what, " ", path, " is a directory, expected a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(what, " ", path, ": cannot open it: ", std::strerror(errno));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  DTRAIN_CHECK(!in.bad(), what, " ", path, ": read error: ", std::strerror(errno));
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f' && c != '\v')
+      fail(what, " ", path, " is not a text file (byte ", i, " is 0x", "0123456789abcdef"[c >> 4],
+           "0123456789abcdef"[c & 15], ")");
+  }
+  return text;
 }
 
 void write_file_atomic(const std::string& path, std::string_view contents) {

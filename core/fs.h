@@ -12,4 +12,9 @@ void write_file_atomic(const std::string& path, std::string_view contents);
 // Creates `dir` and its parents if missing; throws naming it when that fails.
 void ensure_directory(const std::string& dir);
 
+// The contents of a text file (a config, a key list). Throws naming `what` and the path when it
+// cannot be read, is a directory, or holds binary data (a NUL or another control byte that text
+// does not use), without echoing the bytes.
+std::string read_text_file(const std::string& path, const std::string& what);
+
 }  // namespace dtrain

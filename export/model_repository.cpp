@@ -113,25 +113,32 @@ int64_t write_model_version(const std::string& repo, const RepositoryModelConfig
   std::error_code ec;
   DTRAIN_CHECK(!fs::exists(final_dir, ec), "version ", version, " of model '", config.name, "' already exists at ",
                final_dir.string(), " (versions are never overwritten; the next free version is ", next, ")");
+  // Folders this call creates are removed again when it fails, so a failed export leaves nothing.
+  std::vector<fs::path> created;
+  for (const fs::path& d : {fs::path(repo), dir})
+    if (!fs::exists(d, ec)) created.push_back(d);
   fs::create_directories(dir, ec);
   DTRAIN_CHECK(!ec, "cannot create ", dir.string(), ": ", ec.message());
 
-  // The folder is filled under a name the server ignores, then renamed into place in one step.
+  // The folder is filled under a name the server ignores, then renamed into place in one step;
+  // config.json follows the same way.
   const fs::path tmp = dir / (".tmp-" + std::to_string(version) + "-" + std::to_string(::getpid()));
-  fs::remove_all(tmp, ec);
-  fs::create_directory(tmp, ec);
-  DTRAIN_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message());
+  const fs::path config_tmp = dir / ".config.json.tmp";
   try {
+    fs::remove_all(tmp, ec);
+    fs::create_directory(tmp, ec);
+    DTRAIN_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message());
     write_file(tmp / "model.onnx", model.parts);
+    write_file(config_tmp, model_config_json(config));
     // rename(2) onto an existing non-empty folder fails, so a version that appeared meanwhile survives.
     fs::rename(tmp, final_dir, ec);
     DTRAIN_CHECK(!ec, "cannot rename ", tmp.string(), " to ", final_dir.string(), ": ", ec.message());
   } catch (...) {
     fs::remove_all(tmp, ec);
+    fs::remove(config_tmp, ec);
+    for (auto d = created.rbegin(); d != created.rend(); ++d) fs::remove(*d, ec);  // only when empty
     throw;
   }
-  const fs::path config_tmp = dir / ".config.json.tmp";
-  write_file(config_tmp, model_config_json(config));
   fs::rename(config_tmp, dir / "config.json", ec);
   DTRAIN_CHECK(!ec, "cannot rename ", config_tmp.string(), " to ", (dir / "config.json").string(), ": ", ec.message());
   return version;

@@ -26,8 +26,8 @@ namespace {
 
 static_assert(std::endian::native == std::endian::little, "ONNX raw_data is little-endian");
 
-constexpr int kMinOpset = 13;  // per-axis DequantizeLinear, Softmax over one axis
-constexpr int kMaxOpset = 17;  // the newest the ONNX library here knows
+constexpr int kMinOpset = kMinExportOpset;
+constexpr int kMaxOpset = kMaxExportOpset;
 constexpr int64_t kIrVersion = 8;
 constexpr const char* kBatchDim = "N";
 

@@ -18,8 +18,13 @@
 
 namespace dtrain {
 
+// The ONNX opsets the exporter writes: 13 has per-axis DequantizeLinear and Softmax over one axis;
+// 17 is the newest the ONNX library here knows (and the first with LayerNormalization).
+constexpr int kMinExportOpset = 13;
+constexpr int kMaxExportOpset = 17;
+
 struct ExportOptions {
-  int opset = 17;
+  int opset = kMaxExportOpset;
   std::string quantize = "none";  // none | int8
   // What clients send: "f32" or "u8" (cast to f32 in the graph). A model whose first layer is an
   // Embedding always takes INT64 ids.

@@ -169,8 +169,10 @@ using inference::Node;
 using Impl = OnnxModel::Impl;
 
 void read_header(const onnx::ModelProto& proto, Impl& m, const std::string& where) {
+  DTRAIN_CHECK(proto.has_graph() && proto.graph().node_size() > 0, where, ": holds no graph (not an ONNX model file?)");
   for (const auto& o : proto.opset_import())
     if (o.domain().empty() || o.domain() == "ai.onnx") m.opset = o.version();
+  DTRAIN_CHECK(m.opset > 0, where, ": declares no ONNX opset (not an ONNX model file?)");
   DTRAIN_CHECK(m.opset >= 13, where, ": opset ", m.opset, " is too old (the engine supports 13 and later)");
   for (const auto& p : proto.metadata_props()) m.metadata[p.key()] = p.value();
 }
@@ -343,6 +345,7 @@ OnnxModel OnnxModel::from_bytes(const std::string& bytes, Device device, const s
   LoadState state;
   state.where = "ONNX model " + source;
   onnx::ModelProto proto;
+  DTRAIN_CHECK(!bytes.empty(), state.where, ": the file is empty");
   DTRAIN_CHECK(proto.ParseFromString(bytes), state.where, ": not a valid ONNX file (protobuf parse failed)");
   auto impl = std::make_shared<Impl>();
   impl->source = source;

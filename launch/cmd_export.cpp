@@ -115,6 +115,9 @@ std::optional<int> parse_export_args(const std::vector<std::string>& args, Expor
     return usage_error("--checkpoint, --repo and --name are required");
   if (a.version < 0) return usage_error("--version must be positive (or 0 for the next one)");
   if (a.quantize != "none" && a.quantize != "int8") return usage_error("--quantize must be none or int8");
+  if (a.opset < kMinExportOpset || a.opset > kMaxExportOpset)
+    return usage_error("--opset must be " + std::to_string(kMinExportOpset) + ".." + std::to_string(kMaxExportOpset) +
+                       ", got " + std::to_string(a.opset));
   if (!(a.prune >= 0 && a.prune < 1)) return usage_error("--prune must be in [0, 1)");
   if (a.max_batch_size <= 0) return usage_error("--max-batch-size must be positive");
   return std::nullopt;

@@ -16,6 +16,7 @@
 
 #include "comm/communicator.h"
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace po = boost::program_options;
 
@@ -362,8 +363,7 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
     if (cli.count(alias)) cli[key] = cli[alias];
   if (cli.count("config")) {
     config.source = cli["config"];
-    std::ifstream in(config.source);
-    if (!in) fail("config file ", config.source, ": cannot open it");
+    std::istringstream in(read_text_file(config.source, "config file"));
     apply_keys(table, parse_ini(in, config.source, keys));
   }
   apply_keys(table, cli);  // the command line wins over the file

@@ -3,10 +3,10 @@
 #include <boost/program_options.hpp>
 
 #include <cctype>
-#include <fstream>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/types.h"
 
 namespace po = boost::program_options;
@@ -39,8 +39,7 @@ int64_t parse_byte_size(const std::string& text) {
 }
 
 std::vector<std::string> read_api_keys(const std::string& path) {
-  std::ifstream in(path);
-  DTRAIN_CHECK(in, "cannot read the API key file ", path);
+  std::istringstream in(read_text_file(path, "API key file"));
   std::vector<std::string> keys;
   for (std::string line; std::getline(in, line);) {
     if (const size_t hash = line.find('#'); hash != std::string::npos) line.resize(hash);
@@ -123,8 +122,12 @@ ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
   try {
     po::store(po::command_line_parser(args).options(cli).run(), vm);
     if (vm.count("config")) {
-      std::ifstream in(vm["config"].as<std::string>());
-      if (!in) throw po::error("cannot read --config file " + vm["config"].as<std::string>());
+      std::istringstream in;
+      try {
+        in.str(read_text_file(vm["config"].as<std::string>(), "--config file"));
+      } catch (const Error& e) {
+        throw po::error(e.what());
+      }
       po::store(po::parse_config_file(in, keys), vm);
     }
     po::notify(vm);
