@@ -8,6 +8,12 @@ set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)
 find_path(DTRAIN_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread x86_64-linux-gnu/openblas-pthread REQUIRED)
 find_package(spdlog REQUIRED)
+# Checkpoint checksums: xxHash's XXH3, compiled in from the header (core/hash.cpp), nothing to link.
+find_path(DTRAIN_XXHASH_INCLUDE_DIR xxhash.h)
+if(NOT DTRAIN_XXHASH_INCLUDE_DIR)
+  message(FATAL_ERROR "dtrain needs xxHash's header (<xxhash.h>), which was not found: install Debian's libxxhash-dev "
+                      "(scripts/install-deps.sh) or set DTRAIN_XXHASH_INCLUDE_DIR")
+endif()
 # ONNX export and the ONNX engine (core/io): Debian's libonnx-dev ships a CMake package whose
 # targets (onnx, onnx_proto) carry ONNX_NAMESPACE=onnx and ONNX_ML=1 and link protobuf::libprotobuf.
 find_package(Protobuf REQUIRED)

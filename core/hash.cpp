@@ -1,5 +1,9 @@
 #include "core/hash.h"
 
+// The implementation is compiled in here (Debian's libxxhash-dev header): no library to link.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace dtrain {
 
 uint64_t fnv1a64(const void* data, size_t bytes) {
@@ -11,5 +15,7 @@ uint64_t fnv1a64(const void* data, size_t bytes) {
   }
   return h;
 }
+
+uint64_t xxh3_64(const void* data, size_t bytes) { return XXH3_64bits(data, bytes); }
 
 }  // namespace dtrain

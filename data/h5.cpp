@@ -14,8 +14,10 @@
 namespace dtrain::h5 {
 
 namespace detail {
+namespace {
 
-std::string error_stack() {
+// HDF5's error stack, outermost first; clears it.
+std::vector<std::string> error_stack() {
   std::vector<std::string> messages;
   H5Ewalk2(
       H5E_DEFAULT, H5E_WALK_DOWNWARD,
@@ -26,12 +28,61 @@ std::string error_stack() {
       },
       &messages);
   H5Eclear2(H5E_DEFAULT);
-  std::string joined;
-  for (size_t i = 0; i < messages.size() && i < 2; ++i) {
-    if (i) joined += "; ";
-    joined += messages[i];
+  return messages;
+}
+
+// The text after `key` up to `end` in `s`, or "".
+std::string field(const std::string& s, const std::string& key, char end) {
+  const size_t at = s.find(key);
+  if (at == std::string::npos) return {};
+  const size_t from = at + key.size();
+  return s.substr(from, s.find(end, from) - from);
+}
+
+// Why the call failed, from the stack: the OS error the file driver recorded, a truncation, or
+// HDF5's innermost two distinct messages.
+std::string cause(const std::vector<std::string>& stack) {
+  for (const std::string& m : stack) {
+    const std::string os = field(m, "error message = '", '\'');
+    if (!os.empty()) return os + " (errno " + field(m, "errno = ", ',') + ")";
+    if (m.find("truncated file") != std::string::npos)
+      return "the file is truncated: " + field(m, "eof = ", ',') + " bytes, its HDF5 superblock records " +
+             field(m, "stored_eof = ", ',');
   }
-  return joined;
+  std::string out;
+  for (size_t i = stack.size(), kept = 0; i-- > 0 && kept < 2;) {
+    if (out.find(stack[i]) != std::string::npos) continue;
+    out = out.empty() ? stack[i] : stack[i] + "; " + out;
+    ++kept;
+  }
+  return out.empty() ? "HDF5 gave no reason" : out;
+}
+
+// "open", "write", ...: what the HDF5 function does to the file, for messages.
+std::string verb(const std::string& function) {
+  static const std::pair<const char*, const char*> kVerbs[] = {{"H5Fopen", "open"},
+                                                               {"H5Fcreate", "create"},
+                                                               {"H5Fclose", "close"},
+                                                               {"H5Fflush", "flush"},
+                                                               {"H5Dwrite", "write"},
+                                                               {"H5Dread", "read"},
+                                                               {"H5Dcreate2", "create a dataset in"},
+                                                               {"H5Dopen2", "open a dataset of"},
+                                                               {"H5Acreate2", "create an attribute in"},
+                                                               {"H5Awrite", "write an attribute of"},
+                                                               {"H5Aread", "read an attribute of"},
+                                                               {"H5Aopen", "open an attribute of"}};
+  for (const auto& [name, what] : kVerbs)
+    if (function == name) return what;
+  return "use";
+}
+
+}  // namespace
+
+std::string describe_failure(const char* call, const std::string& file) {
+  const std::string text(call);
+  const std::string function = text.substr(0, text.find('('));
+  return "cannot " + verb(function) + " " + file + " (HDF5 " + function + "): " + cause(error_stack());
 }
 
 }  // namespace detail

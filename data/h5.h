@@ -17,18 +17,20 @@
 namespace dtrain::h5 {
 
 namespace detail {
-std::string error_stack();  // the innermost messages on HDF5's error stack, or ""
+// One line for a failed HDF5 call: what was done to which file and why, e.g. "cannot write
+// run/ckpt/step-60.h5.tmp (H5Dwrite): No space left on device (errno 28)". The cause is the
+// operating system's error when HDF5 recorded one, "the file is truncated: ..." for a file shorter
+// than its superblock says, else HDF5's innermost messages. Clears HDF5's error stack.
+std::string describe_failure(const char* call, const std::string& file);
 template <typename T>
 T check(T result, const char* call, const std::string& file) {
-  if (result < 0) {
-    const std::string why = error_stack();
-    fail("HDF5 call ", call, " failed on ", file, why.empty() ? "" : ": ", why);
-  }
+  if (result < 0) fail(describe_failure(call, file));
   return result;
 }
 }  // namespace detail
 
-// Checks an HDF5 call's return value (negative = failure) and throws naming the call and file.
+// Checks an HDF5 call's return value (negative = failure) and throws naming the operation, the file
+// and the cause (no source text: `call` only gives the HDF5 function's name).
 #define DTRAIN_H5_CHECK(call, file) ::dtrain::h5::detail::check((call), #call, (file))
 
 // The Debian HDF5 library is not built thread-safe: a thread that calls HDF5 while another
@@ -141,6 +143,9 @@ class Dataset : public Object {
   }
   void read_rows_raw(hid_t mem_type, void* out, size_t out_elements, int64_t start, int64_t count) const {
     read_raw(mem_type, out, out_elements, start, count);
+  }
+  void write_rows_raw(hid_t mem_type, const void* in, size_t in_elements, int64_t start, int64_t count) const {
+    write_raw(mem_type, in, in_elements, start, count);
   }
 
  private:

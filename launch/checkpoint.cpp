@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "data/h5.h"
 
@@ -49,7 +50,7 @@ auto read_field(const std::string& path, const std::string& field, Read&& read) 
   try {
     return read();
   } catch (const Error& e) {
-    fail("checkpoint ", path, ": cannot read ", field, ": ", e.what());
+    fail("checkpoint ", path, ": ", field, ": ", e.what());
   }
 }
 
@@ -84,6 +85,52 @@ h5::Dataset tensor_dataset(const h5::File& f, const std::string& name, const Sha
   return d;
 }
 
+// ---- integrity: every dataset carries the checksum of its bytes (attribute "checksum"), the root
+// attributes one of their canonical text ("meta_checksum"); format 1 files have neither.
+
+constexpr const char* kChecksumAttr = "checksum";
+
+std::string checksum_text(const void* data, size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "xxh3:%016llx", static_cast<unsigned long long>(xxh3_64(data, bytes)));
+  return text;
+}
+
+// Throws unless `data` (the dataset's bytes as read) matches the checksum stored with dataset `d`.
+void check_checksum(const h5::Dataset& d, const void* data, size_t bytes, int64_t format) {
+  if (format < 2) return;
+  DTRAIN_CHECK(d.has_attr(kChecksumAttr), "no checksum is stored with it (the file is damaged)");
+  const std::string stored = d.attr_string(kChecksumAttr), computed = checksum_text(data, bytes);
+  DTRAIN_CHECK(stored == computed, "its bytes do not match the checksum stored with them (", stored, " stored, ",
+               computed, " read)");
+}
+
+// Creates dataset `name` of `file_type`, writes `data` (elements of `mem_type`) and its checksum.
+void write_checked(const h5::File& f, const std::string& name, hid_t file_type, hid_t mem_type, const Shape& shape,
+                   const void* data, size_t elements, size_t bytes) {
+  h5::Dataset d = f.create_dataset(name, file_type, shape);
+  d.write_rows_raw(mem_type, data, elements, 0, d.rows());
+  d.set_attr(kChecksumAttr, checksum_text(data, bytes));
+}
+
+// Reads the whole dataset `name` as `mem_type` into `out` and checks it against its checksum.
+void read_checked(const h5::Dataset& d, hid_t mem_type, void* out, size_t elements, size_t bytes, int64_t format) {
+  d.read_rows_raw(mem_type, out, elements, 0, d.rows());
+  check_checksum(d, out, bytes, format);
+}
+
+// The canonical text of the root attributes that "meta_checksum" covers.
+std::string meta_text(const CheckpointMeta& m, int64_t format) {
+  char numbers[160];
+  std::snprintf(numbers, sizeof numbers, "%.17g\n%.17g\n%.17g\n%.17g\n", m.test_accuracy, m.test_loss, m.x_scale,
+                m.x_shift);
+  return detail::concat("format ", format, "\nstep ", m.step, "\nepoch ", m.epoch, "\nworld ", m.world_size, "\n",
+                        m.optimizer_type, "\n", m.optimizer_steps, "\n", m.dtrain_version, "\n", m.input_dtype, "\n",
+                        numbers, m.config, "\n", join_lines(m.signature));
+}
+
+int64_t format_of(const h5::File& f) { return f.has_attr("format_version") ? int_attr(f, "format_version") : 1; }
+
 CheckpointMeta read_meta(const h5::File& f) {
   const std::string& path = f.file();
   CheckpointMeta m;
@@ -103,6 +150,15 @@ CheckpointMeta read_meta(const h5::File& f) {
   m.input_dtype = string_attr(f, "input_dtype");
   m.x_scale = float_attr(f, "x_scale");
   m.x_shift = float_attr(f, "x_shift");
+  const int64_t format = format_of(f);
+  DTRAIN_CHECK(format <= kCheckpointFormat, "checkpoint ", path, " has format ", format, "; this dtrain reads up to ",
+               kCheckpointFormat, " (written by a newer dtrain)");
+  if (format >= 2)
+    DTRAIN_CHECK(
+        string_attr(f, "meta_checksum") == checksum_text(meta_text(m, format).data(), meta_text(m, format).size()),
+        "checkpoint ", path,
+        ": its attributes (step, config, signature, ...) are damaged: they do not match "
+        "the checksum stored with them");
 
   m.rng_offsets.resize(static_cast<size_t>(m.world_size));
   for (int r = 0; r < m.world_size; ++r) {
@@ -111,14 +167,15 @@ CheckpointMeta read_meta(const h5::File& f) {
     read_field(path, "dataset " + name, [&] {
       h5::Dataset d = f.dataset(name);
       DTRAIN_CHECK(d.shape() == Shape{1}, "shape ", d.shape().str(), ", expected [1]");
-      d.read_rows_raw(H5T_NATIVE_UINT64, &m.rng_offsets[static_cast<size_t>(r)], 1, 0, 1);
+      read_checked(d, H5T_NATIVE_UINT64, &m.rng_offsets[static_cast<size_t>(r)], 1, 8, format);
     });
   }
   DTRAIN_CHECK(f.has("/sampler"), "checkpoint ", path, ": missing dataset /sampler (expected i64 [2])");
   read_field(path, "dataset /sampler", [&] {
     h5::Dataset d = f.dataset("/sampler");
     DTRAIN_CHECK(d.shape() == Shape{2}, "shape ", d.shape().str(), ", expected [2]");
-    const std::vector<int64_t> s = d.read_all<int64_t>();
+    int64_t s[2];
+    read_checked(d, H5T_NATIVE_INT64, s, 2, sizeof s, format);
     m.sampler = {s[0], s[1]};
   });
   return m;
@@ -137,38 +194,57 @@ void check_signature(const std::string& path, const std::vector<std::string>& st
   }
 }
 
-// Reads every dataset in group `g` and below in full (the resume check: truncation shows up here).
-void read_every_dataset(const h5::Group& g, std::vector<std::byte>& buffer) {
+// Reads every dataset in group `g` and below in full and checks it against its checksum, adding one
+// entry per dataset to `parts` (truncation and damaged bytes show up here).
+void verify_datasets(const h5::Group& g, int64_t format, std::vector<std::byte>& buffer,
+                     std::vector<CheckpointCheck>& parts) {
   for (const std::string& child : g.children()) {
     const std::string path = g.name() == "/" ? "/" + child : g.name() + "/" + child;
-    h5::Id object(DTRAIN_H5_CHECK(H5Oopen(g.id(), child.c_str(), H5P_DEFAULT), g.file()), H5Oclose);
-    const H5I_type_t kind = H5Iget_type(object.get());
-    object.reset();
-    if (kind == H5I_GROUP) {
-      read_every_dataset(g.group(path), buffer);
-    } else if (kind == H5I_DATASET) {
+    CheckpointCheck check{path, "", ""};
+    try {
+      h5::Id object(DTRAIN_H5_CHECK(H5Oopen(g.id(), child.c_str(), H5P_DEFAULT), g.file()), H5Oclose);
+      const H5I_type_t kind = H5Iget_type(object.get());
+      object.reset();
+      if (kind == H5I_GROUP) {
+        verify_datasets(g.group(path), format, buffer, parts);
+        continue;
+      }
+      if (kind != H5I_DATASET) continue;
       h5::Dataset d = g.dataset(path);
+      check.what = d.type_name() + " " + d.shape().str();
       h5::Id file_type(DTRAIN_H5_CHECK(H5Dget_type(d.id()), g.file()), H5Tclose);
       h5::Id mem_type(DTRAIN_H5_CHECK(H5Tget_native_type(file_type.get(), H5T_DIR_ASCEND), g.file()), H5Tclose);
       const int64_t n = d.shape().numel();
       const size_t bytes = static_cast<size_t>(n) * H5Tget_size(mem_type.get());
       if (buffer.size() < bytes) buffer.resize(bytes);
-      d.read_rows_raw(mem_type.get(), buffer.data(), static_cast<size_t>(n), 0, d.rows());
+      read_checked(d, mem_type.get(), buffer.data(), static_cast<size_t>(n), bytes, format);
+    } catch (const Error& e) {
+      check.problem = e.what();
     }
+    parts.push_back(std::move(check));
   }
 }
 
 // The root attributes. The writer stamps what it knows better than the caller: its version, and the
 // optimizer's own type and step count when one is given.
-void write_meta_attrs(h5::File& f, const CheckpointMeta& meta, const Optimizer* optimizer) {
+void write_meta_attrs(h5::File& f, const CheckpointMeta& written, const Optimizer* optimizer) {
+  CheckpointMeta meta = written;
+  if (optimizer) {
+    meta.optimizer_type = optimizer->config().type;
+    meta.optimizer_steps = optimizer->steps();
+  }
+  meta.dtrain_version = DTRAIN_VERSION;
+  set_root_attr(f, "format_version", kCheckpointFormat);
+  const std::string canonical = meta_text(meta, kCheckpointFormat);
+  set_root_attr(f, "meta_checksum", checksum_text(canonical.data(), canonical.size()));
   set_root_attr(f, "step", meta.step);
   set_root_attr(f, "epoch", meta.epoch);
   set_root_attr(f, "world_size", static_cast<int64_t>(meta.world_size));
-  set_root_attr(f, "optimizer_type", optimizer ? optimizer->config().type : meta.optimizer_type);
-  set_root_attr(f, "optimizer_steps", optimizer ? optimizer->steps() : meta.optimizer_steps);
+  set_root_attr(f, "optimizer_type", meta.optimizer_type);
+  set_root_attr(f, "optimizer_steps", meta.optimizer_steps);
   set_root_attr(f, "config", meta.config);
   set_root_attr(f, "signature", join_lines(meta.signature));
-  set_root_attr(f, "dtrain_version", std::string(DTRAIN_VERSION));
+  set_root_attr(f, "dtrain_version", meta.dtrain_version);
   set_root_attr(f, "test_accuracy", meta.test_accuracy);
   set_root_attr(f, "test_loss", meta.test_loss);
   set_root_attr(f, "input_dtype", meta.input_dtype);
@@ -195,26 +271,19 @@ void write_checkpoint_file(const std::string& path, const ParameterArena& arena,
   h5::AtomicFile out(path);
   h5::File& f = out.file();
   const auto& params = arena.parameters();
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Parameter& p = *params[i];
-    const Tensor& v = values[i];
-    f.create_dataset("/params/" + p.name, DType::f32, p.shape)
-        .write(std::span<const float>(v.data<float>(), static_cast<size_t>(v.numel())));
-  }
+  const auto write_f32 = [&](const std::string& name, const Shape& shape, const Tensor& v) {
+    write_checked(f, name, h5::native_type(DType::f32), H5T_NATIVE_FLOAT, shape, v.data<float>(),
+                  static_cast<size_t>(v.numel()), static_cast<size_t>(v.nbytes()));
+  };
+  for (size_t i = 0; i < params.size(); ++i) write_f32("/params/" + params[i]->name, params[i]->shape, values[i]);
   for (const auto& [slot_name, slot] : slots)
-    for (const Parameter* p : params) {
-      const Tensor range = slot.flat_range(p->offset, p->shape.numel());
-      f.create_dataset("/optim/" + p->name + "/" + slot_name, DType::f32, p->shape)
-          .write(std::span<const float>(range.data<float>(), static_cast<size_t>(range.numel())));
-    }
-  for (int r = 0; r < meta.world_size; ++r) {
-    h5::Dataset d = f.create_dataset("/rng/" + std::to_string(r), H5T_STD_U64LE, Shape{1});
-    DTRAIN_H5_CHECK(
-        H5Dwrite(d.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &meta.rng_offsets[static_cast<size_t>(r)]),
-        out.temp_path());
-  }
-  const std::vector<int64_t> sampler{meta.sampler.epoch, meta.sampler.position};
-  f.create_dataset("/sampler", DType::i64, Shape{2}).write(std::span<const int64_t>(sampler));
+    for (const Parameter* p : params)
+      write_f32("/optim/" + p->name + "/" + slot_name, p->shape, slot.flat_range(p->offset, p->shape.numel()));
+  for (int r = 0; r < meta.world_size; ++r)
+    write_checked(f, "/rng/" + std::to_string(r), H5T_STD_U64LE, H5T_NATIVE_UINT64, Shape{1},
+                  &meta.rng_offsets[static_cast<size_t>(r)], 1, sizeof(uint64_t));
+  const int64_t sampler[2] = {meta.sampler.epoch, meta.sampler.position};
+  write_checked(f, "/sampler", H5T_STD_I64LE, H5T_NATIVE_INT64, Shape{2}, sampler, 2, sizeof sampler);
 
   write_meta_attrs(f, meta, optimizer);
   f.close();
@@ -271,13 +340,18 @@ CheckpointMeta load_checkpoint(const std::string& path, ParameterArena& arena, O
     if (optimizer)
       DTRAIN_CHECK(meta.optimizer_type == optimizer->config().type, "checkpoint ", path, " was written by optimizer '",
                    meta.optimizer_type, "', the configured optimizer is '", optimizer->config().type, "'");
-    for (const Parameter* p : params)
-      tensor_dataset(f, "/params/" + p->name, p->shape)
-          .read(std::span<float>(values.data<float>() + p->offset, static_cast<size_t>(p->shape.numel())));
+    const int64_t format = format_of(f);
+    if (format < 2) log_warn("checkpoint {} has no checksums (format {}): its data cannot be verified", path, format);
+    const auto read_f32 = [&](const std::string& name, const Parameter& p, Tensor& into) {
+      const size_t n = static_cast<size_t>(p.shape.numel());
+      read_field(path, "dataset " + name, [&] {
+        read_checked(tensor_dataset(f, name, p.shape), H5T_NATIVE_FLOAT, into.data<float>() + p.offset, n,
+                     n * sizeof(float), format);
+      });
+    };
+    for (const Parameter* p : params) read_f32("/params/" + p->name, *p, values);
     for (size_t i = 0; i < slots.size(); ++i)
-      for (const Parameter* p : params)
-        tensor_dataset(f, "/optim/" + p->name + "/" + slots[i].first, p->shape)
-            .read(std::span<float>(slot_values[i].data<float>() + p->offset, static_cast<size_t>(p->shape.numel())));
+      for (const Parameter* p : params) read_f32("/optim/" + p->name + "/" + slots[i].first, *p, slot_values[i]);
   }
 
   arena.values().copy_from(values);
@@ -314,21 +388,60 @@ void prune_checkpoints(const std::string& dir, int keep_last) {
   }
 }
 
-std::string find_resumable_checkpoint(const std::string& dir) {
-  std::vector<std::byte> buffer;
-  for (const std::string& path : list_checkpoints(dir)) {
-    try {
-      auto guard = h5::lock();
-      const h5::File f = h5::File::open(path);
-      read_meta(f);
-      DTRAIN_CHECK(f.has("/params"), "checkpoint ", path, ": missing group /params");
-      read_every_dataset(f, buffer);
-      return path;
-    } catch (const Error& e) {
-      log_warn("resume: skipping checkpoint {}: {}", path, e.what());
-    }
-  }
+bool CheckpointReport::ok() const {
+  if (!error.empty()) return false;
+  for (const CheckpointCheck& c : parts)
+    if (!c.problem.empty()) return false;
+  return true;
+}
+
+std::string CheckpointReport::first_problem() const {
+  if (!error.empty()) return error;
+  for (const CheckpointCheck& c : parts)
+    if (!c.problem.empty()) return c.name == "meta" ? c.problem : "dataset " + c.name + ": " + c.problem;
   return "";
+}
+
+CheckpointReport verify_checkpoint(const std::string& path) {
+  CheckpointReport r;
+  r.path = path;
+  std::vector<std::byte> buffer;
+  try {
+    auto guard = h5::lock();
+    const h5::File f = h5::File::open(path);
+    r.format = format_of(f);
+    CheckpointCheck meta{"meta", "root attributes", ""};
+    try {
+      r.step = read_meta(f).step;
+    } catch (const Error& e) {
+      meta.problem = e.what();
+    }
+    r.parts.push_back(std::move(meta));
+    if (!f.has("/params")) r.parts.push_back({"/params", "group", "missing"});
+    verify_datasets(f, r.format, buffer, r.parts);
+  } catch (const Error& e) {
+    r.error = e.what();
+  }
+  return r;
+}
+
+ResumeChoice find_resumable_checkpoint(const std::string& dir) {
+  ResumeChoice choice;
+  for (const std::string& path : list_checkpoints(dir)) {
+    const CheckpointReport report = verify_checkpoint(path);
+    if (report.ok()) {
+      choice.path = path;
+      return choice;
+    }
+    // Renamed, not deleted: the evidence stays, and keep-last rotation (step-N.h5 only) passes it by.
+    const std::string corrupt = path + ".corrupt";
+    std::error_code ec;
+    fs::rename(path, corrupt, ec);
+    log_warn("resume: skipping checkpoint {}: {}; {}", path, report.first_problem(),
+             ec ? "it could not be renamed: " + ec.message() : "renamed to " + corrupt);
+    choice.rejected.emplace_back(ec ? path : corrupt, report.first_problem());
+  }
+  return choice;
 }
 
 }  // namespace dtrain

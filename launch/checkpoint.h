@@ -9,7 +9,11 @@
 //   attributes on /: step, epoch, world_size, optimizer_type, optimizer_steps, config (the full
 //   resolved INI text), signature (Model::signature() lines joined by '\n'), dtrain_version,
 //   test_accuracy (-1 when never evaluated), test_loss, input_dtype ("u8" | "f32"), x_scale,
-//   x_shift (the dataset's normalisation: the model sees x * x_scale + x_shift; export folds it in).
+//   x_shift (the dataset's normalisation: the model sees x * x_scale + x_shift; export folds it in),
+//   format_version (2), meta_checksum ("xxh3:<16 hex digits>" of the attributes above).
+//   Every dataset carries an attribute checksum, "xxh3:<16 hex digits>" of its bytes as stored.
+// Every load checks every checksum it reads; a file without format_version (format 1, no checksums)
+// loads with a warning that it cannot be verified.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +23,8 @@
 #include "optim/optimizer.h"
 
 namespace dtrain {
+
+constexpr int64_t kCheckpointFormat = 2;  // 2: checksums on every dataset and on the attributes
 
 // Everything in a checkpoint besides the tensors.
 struct CheckpointMeta {
@@ -47,14 +53,15 @@ std::string checkpoint_path(const std::string& dir, int64_t step);
 int64_t write_checkpoint(const std::string& path, const ParameterArena& arena, const Optimizer* optimizer,
                          const CheckpointMeta& meta);
 
-// Reads the attributes, /rng and /sampler only. Throws naming the file and the missing or bad field.
+// Reads the attributes, /rng and /sampler only, checking their checksums. Throws naming the file and
+// the missing, bad or damaged field.
 CheckpointMeta read_checkpoint_meta(const std::string& path);
 
 // Reads and checks the whole file before touching the model: the signature must equal `signature`
 // (else throws "checkpoint PATH does not match the configured model: first difference: ..."
 // naming both lines), every /params and (when optimizer is non-null) /optim dataset must exist
-// with the parameter's shape. Then copies the values into the arena and the slots and sets the
-// optimizer's steps. Returns the meta.
+// with the parameter's shape and match its checksum. Then copies the values into the arena and the
+// slots and sets the optimizer's steps. Returns the meta.
 CheckpointMeta load_checkpoint(const std::string& path, ParameterArena& arena, Optimizer* optimizer,
                                const std::vector<std::string>& signature);
 
@@ -64,9 +71,35 @@ std::vector<std::string> list_checkpoints(const std::string& dir);
 // Deletes all but the newest `keep_last` checkpoints in dir (keep_last <= 0 keeps all).
 void prune_checkpoints(const std::string& dir, int keep_last);
 
-// --resume auto: the newest checkpoint in dir whose meta and tensors read back completely
-// (every dataset read once), skipping unreadable or truncated ones with a warning that names the
-// file and the reason. "" when dir holds none that reads.
-std::string find_resumable_checkpoint(const std::string& dir);
+// One part of a checkpoint as verify_checkpoint found it.
+struct CheckpointCheck {
+  std::string name;     // "meta" (the root attributes) or a dataset's path
+  std::string what;     // "root attributes", "f32 [256, 784]", ...
+  std::string problem;  // "" when it read back whole and matched its checksum
+};
+
+struct CheckpointReport {
+  std::string path;
+  int64_t format = 0;  // 1: written without checksums (not verifiable); 0: not opened
+  int64_t step = -1;
+  std::vector<CheckpointCheck> parts;
+  std::string error;  // why the file could not be opened at all ("" when it could)
+  bool ok() const;
+  std::string first_problem() const;  // "dataset /params/0.weight: damaged: ..." or ""
+};
+
+// Reads the attributes and every dataset of `path` in full and checks each against its checksum
+// (`dtrain checkpoint verify`, --resume auto). Does not throw for a damaged or unreadable file.
+CheckpointReport verify_checkpoint(const std::string& path);
+
+struct ResumeChoice {
+  std::string path;                                           // the newest checkpoint that verified; "" when none did
+  std::vector<std::pair<std::string, std::string>> rejected;  // newer ones that did not: file, why
+};
+
+// --resume auto: the newest checkpoint in dir that verifies (verify_checkpoint). Each newer one that
+// does not is renamed to <name>.corrupt (so keep-last rotation never deletes it) with a warning
+// naming the file and the first damaged part.
+ResumeChoice find_resumable_checkpoint(const std::string& dir);
 
 }  // namespace dtrain

@@ -160,6 +160,11 @@ int cmd_export(const std::vector<std::string>& args) {
 
   // Read: the meta, the model it describes, then every parameter (checked against the signature).
   const auto read_begin = Clock::now();
+  // The whole file verifies before anything is exported from it, optimizer state included: a damaged
+  // file is not a source to serve from.
+  const CheckpointReport report = verify_checkpoint(a.checkpoint);
+  DTRAIN_CHECK(report.ok(), "checkpoint ", a.checkpoint, " fails verification: ", report.first_problem(),
+               " (`dtrain checkpoint verify` lists every part)");
   const CheckpointMeta meta = read_checkpoint_meta(a.checkpoint);
   const TrainConfig config = parse_config_text(meta.config, a.checkpoint + " (config attribute)");
   auto model = create_model(config.model);

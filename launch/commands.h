@@ -9,8 +9,9 @@ namespace dtrain {
 int cmd_info(const std::vector<std::string>& args);
 int cmd_data(const std::vector<std::string>& args);  // data convert | data info
 int cmd_train(const std::vector<std::string>& args);
-int cmd_export(const std::vector<std::string>& args);  // checkpoint -> ONNX model repository version
-int cmd_eval(const std::vector<std::string>& args);    // accuracy of an ONNX model on a dataset
+int cmd_export(const std::vector<std::string>& args);      // checkpoint -> ONNX model repository version
+int cmd_eval(const std::vector<std::string>& args);        // accuracy of an ONNX model on a dataset
+int cmd_checkpoint(const std::vector<std::string>& args);  // checkpoint verify: every checksum of a file
 
 // The whole `dtrain` command line (the commands above, --help, --version) for main(): a program
 // that registers its own models first and then calls this is a complete dtrain for them

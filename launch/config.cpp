@@ -232,7 +232,10 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
   t.add("checkpoint.dir", "checkpoint directory (empty: <log.dir>/ckpt)", &p.dir);
   t.add("checkpoint.every", "optimizer steps between checkpoints (0: only at the end and on SIGTERM)", &p.every);
   t.add("checkpoint.keep_last", "checkpoints kept (0: all)", &p.keep_last);
-  t.add("checkpoint.resume", "none | auto (newest readable in checkpoint.dir) | PATH", &p.resume);
+  t.add("checkpoint.resume",
+        "none | auto (the newest checkpoint in checkpoint.dir that verifies; fails when all are damaged) | "
+        "auto-or-fresh (the same, but step 0 when none verifies) | PATH",
+        &p.resume);
 
   LogSection& l = c.log;
   t.add("log.dir", "run directory: metrics.jsonl, default checkpoint dir", &l.dir);
@@ -327,7 +330,7 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
   po::options_description general("dtrain train options", 120, 60);
   general.add_options()("help,h", "show this help and every key with its default")("config,c", po::value<std::string>(),
                                                                                    "INI configuration file")(
-      "resume", po::value<std::string>(), "same as --checkpoint.resume: none | auto | PATH")(
+      "resume", po::value<std::string>(), "same as --checkpoint.resume: none | auto | auto-or-fresh | PATH")(
       "trace", po::value<std::string>(), "same as --log.trace: write a Chrome-trace JSON to FILE");
   po::options_description keys = key_options(table);
   po::options_description all;
@@ -439,7 +442,8 @@ void validate_comm(const TrainConfig& c) {
 void validate_checkpoint_and_log(const TrainConfig& c) {
   DTRAIN_CHECK(c.checkpoint.every >= 0, "config key checkpoint.every: must be >= 0");
   DTRAIN_CHECK(c.checkpoint.keep_last >= 0, "config key checkpoint.keep_last: must be >= 0");
-  DTRAIN_CHECK(!c.checkpoint.resume.empty(), "config key checkpoint.resume: none, auto or a checkpoint path");
+  DTRAIN_CHECK(!c.checkpoint.resume.empty(),
+               "config key checkpoint.resume: none, auto, auto-or-fresh or a checkpoint path");
 
   DTRAIN_CHECK(!c.log.dir.empty(), "config key log.dir: a directory is required");
   check_one_of("log.progress", c.log.progress, {"auto", "bar", "lines", "none"});

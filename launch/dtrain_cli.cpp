@@ -24,12 +24,13 @@ const Command kCommands[] = {
     {"export", cmd_export, "export a checkpoint to an ONNX model repository (int8, pruning, accuracy report)"},
     {"eval", cmd_eval, "accuracy of an exported ONNX model on a dataset, run by dtrain's ONNX engine"},
     {"data", cmd_data, "convert IDX/CSV/text into a dataset file, describe one (convert, info)"},
+    {"checkpoint", cmd_checkpoint, "verify a checkpoint: every dataset and attribute against its checksum"},
 };
 
 void usage(FILE* out) {
   std::fprintf(out, "dtrain %s: distributed data-parallel training\n\nusage: dtrain <command> [options]\n\ncommands:\n",
                DTRAIN_VERSION);
-  for (const Command& c : kCommands) std::fprintf(out, "  %-8s %s\n", c.name, c.summary);
+  for (const Command& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
   std::fprintf(out, "\n`dtrain <command> --help` lists a command's options.\n");
 }
 

@@ -162,6 +162,7 @@ struct Trainer::State {
   void open_data();
   void build_learner();
   void plan_steps();
+  std::string choose_resume_checkpoint() const;
   void resume();
   void broadcast_parameters();
   void open_outputs();
@@ -325,19 +326,39 @@ Communicator& Trainer::communicator() { return *s_->runtime.comm; }
 
 // ---- resume and checkpoints ---------------------------------------------------------------
 
+// --resume auto | auto-or-fresh: the newest checkpoint that verifies, chosen by rank 0 so every rank
+// loads the same file even if a newer one appears meanwhile; "" to start from step 0. With "auto",
+// checkpoints that are all damaged end the run: training from scratch over them would hide the
+// damage.
+std::string Trainer::State::choose_resume_checkpoint() const {
+  const std::string& how = config.checkpoint.resume;
+  const std::string dir = config.checkpoint_dir();
+  std::string failure;
+  ResumeChoice choice;
+  if (rank0()) {
+    choice = find_resumable_checkpoint(dir);
+    if (choice.path.empty() && !choice.rejected.empty() && how == "auto") {
+      failure = detail::concat("--resume auto: none of the ", choice.rejected.size(), " checkpoint(s) in ", dir,
+                               " can be trusted (");
+      for (size_t i = 0; i < choice.rejected.size(); ++i)
+        failure += detail::concat(i ? "; " : "", choice.rejected[i].first, ": ", choice.rejected[i].second);
+      failure += "); resume from a checkpoint you trust (--resume PATH) or start again with --resume auto-or-fresh";
+    }
+  }
+  const std::vector<std::string> shared =
+      allgather_strings(*runtime.comm, failure.empty() ? choice.path : "\n" + failure);
+  if (!shared[0].empty() && shared[0][0] == '\n') fail(shared[0].substr(1));
+  if (shared[0].empty())
+    log_info("resume {}: no {}checkpoint in {}; starting from step 0", how,
+             choice.rejected.empty() ? "" : "trustworthy ", dir);
+  return shared[0];
+}
+
 void Trainer::State::resume() {
   const std::string& how = config.checkpoint.resume;
   if (how == "none") return;
-  std::string path = how;
-  if (how == "auto") {
-    // Rank 0 chooses, so every rank loads the same file even if a newer one appears meanwhile.
-    const std::string found = rank0() ? find_resumable_checkpoint(config.checkpoint_dir()) : std::string();
-    path = allgather_strings(*runtime.comm, found)[0];
-    if (path.empty()) {
-      log_info("resume auto: no readable checkpoint in {}; starting from step 0", config.checkpoint_dir());
-      return;
-    }
-  }
+  const std::string path = how == "auto" || how == "auto-or-fresh" ? choose_resume_checkpoint() : how;
+  if (path.empty()) return;
   const CheckpointMeta meta =
       load_checkpoint(path, learner.model->arena(), learner.optimizer.get(), learner.model->signature());
   position.step = meta.step;

@@ -11,6 +11,7 @@ pkgs=(
   libopenblas-dev                     # CPU GEMM (cblas)
   libgtest-dev googletest             # tests
   zlib1g-dev                          # gzip'd IDX reader
+  libxxhash-dev                       # XXH3 checksums of checkpoint datasets (header only)
   libspdlog-dev libfmt-dev            # logging
   libonnx-dev libprotobuf-dev         # ONNX export (export/) and engine (inference/)
   libcpp-httplib-dev                  # dtrain-serve's HTTP server (and the serve tests' client)

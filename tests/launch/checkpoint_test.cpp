@@ -394,7 +394,7 @@ TEST(Checkpoint, ResumeSkipsTruncatedAndGarbageCheckpointsWithAWarning) {
   touch(checkpoint_path(dir.str(), 4) + ".tmp", "a crashed write");
 
   CapturedLog log;
-  EXPECT_EQ(find_resumable_checkpoint(dir.str()), good);
+  EXPECT_EQ(find_resumable_checkpoint(dir.str()).path, good);
   EXPECT_NE(log.text().find(garbage), std::string::npos) << log.text();
   EXPECT_NE(log.text().find("not an HDF5 file"), std::string::npos) << log.text();
   EXPECT_NE(log.text().find(truncated), std::string::npos) << log.text();
@@ -403,11 +403,14 @@ TEST(Checkpoint, ResumeSkipsTruncatedAndGarbageCheckpointsWithAWarning) {
 
 TEST(Checkpoint, ResumeFindsNothingInAnEmptyOrMissingDir) {
   TempDir dir;
-  EXPECT_EQ(find_resumable_checkpoint(dir.str()), "");
-  EXPECT_EQ(find_resumable_checkpoint(dir / "missing"), "");
+  EXPECT_EQ(find_resumable_checkpoint(dir.str()).path, "");
+  EXPECT_EQ(find_resumable_checkpoint(dir / "missing").path, "");
   touch(checkpoint_path(dir.str(), 1), "garbage");
   CapturedLog log;
-  EXPECT_EQ(find_resumable_checkpoint(dir.str()), "");
+  const ResumeChoice choice = find_resumable_checkpoint(dir.str());
+  EXPECT_EQ(choice.path, "");
+  ASSERT_EQ(choice.rejected.size(), 1u);
+  EXPECT_EQ(choice.rejected[0].first, checkpoint_path(dir.str(), 1) + ".corrupt");
 }
 
 TEST(Checkpoint, WriteToAnUnwritableDirThrowsNamingThePathAndLeavesNoTemp) {
@@ -472,6 +475,149 @@ TEST(Checkpoint, MetaWithTheWrongNumberOfRngOffsetsIsRefused) {
   EXPECT_NE(msg.find(path), std::string::npos) << msg;
   EXPECT_NE(msg.find("3 rng offsets for world_size 2"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(path));
+}
+
+namespace integrity {
+
+// The file offset of a contiguous dataset's first byte (where its data lies on disk).
+int64_t data_offset(const std::string& path, const std::string& dataset) {
+  auto guard = h5::lock();
+  const h5::File f = h5::File::open(path);
+  const haddr_t offset = H5Dget_offset(f.dataset(dataset).id());
+  EXPECT_NE(offset, HADDR_UNDEF) << dataset;
+  return static_cast<int64_t>(offset);
+}
+
+// Overwrites `count` bytes at `offset` with bytes that differ from the ones there.
+void damage(const std::string& path, int64_t offset, int64_t count) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  std::string bytes(static_cast<size_t>(count), '\0');
+  f.seekg(offset);
+  f.read(bytes.data(), count);
+  for (char& c : bytes) c = static_cast<char>(~c);
+  f.seekp(offset);
+  f.write(bytes.data(), count);
+  ASSERT_TRUE(f.good()) << path;
+}
+
+}  // namespace integrity
+
+// The dd reproduction of issue 19, at several places: the first byte, the middle and the last byte
+// of a parameter, of an optimizer slot and of a rank's RNG offset must each be caught, by name.
+TEST(CheckpointIntegrity, DamagedDatasetBytesAreDetectedWhereverTheyAre) {
+  auto model = built(small_mlp(), 1);
+  const std::string weight = "/params/" + model->parameters().front()->name;
+  const std::string slot = "/optim/" + model->parameters().back()->name + "/exp_avg_sq";
+  for (const std::string& dataset : {weight, slot, std::string("/rng/1"), std::string("/sampler")})
+    for (const char* where : {"first", "middle", "last"}) {
+      TempDir dir;
+      const std::string path = checkpoint_path(dir.str(), 7);
+      write_sample(path);
+      int64_t bytes = 0;
+      {
+        auto guard = h5::lock();
+        const h5::File f = h5::File::open(path);
+        const h5::Dataset d = f.dataset(dataset);
+        bytes = static_cast<int64_t>(H5Dget_storage_size(d.id()));
+      }
+      const int64_t at = std::string(where) == "first" ? 0 : std::string(where) == "middle" ? bytes / 2 : bytes - 1;
+      integrity::damage(path, integrity::data_offset(path, dataset) + at, 1);
+      const std::string what = dataset + " (" + where + " byte)";
+
+      const CheckpointReport report = verify_checkpoint(path);
+      EXPECT_FALSE(report.ok()) << what;
+      EXPECT_NE(report.first_problem().find("dataset " + dataset + ": its bytes do not match the checksum"),
+                std::string::npos)
+          << what << ": " << report.first_problem();
+      auto fresh = built(small_mlp(), 2);
+      auto opt = make_optimizer(adam(), fresh->arena());
+      const std::vector<uint32_t> before = bits(fresh->arena().values());
+      const std::string msg = error_of([&] { load_checkpoint(path, fresh->arena(), opt.get(), fresh->signature()); });
+      EXPECT_NE(msg.find(path), std::string::npos) << what << ": " << msg;
+      EXPECT_NE(msg.find(dataset), std::string::npos) << what << ": " << msg;
+      EXPECT_EQ(bits(fresh->arena().values()), before) << what << ": the model changed";
+    }
+}
+
+TEST(CheckpointIntegrity, SixtyFourKibOverwrittenMidFileIsDetected) {
+  TempDir dir;
+  const std::string path = checkpoint_path(dir.str(), 1);
+  auto model = built(ModelConfig{}, 1);  // the default mlp: 784-256-128-10, ~1 MB of parameters
+  auto opt = make_optimizer(adam(), model->arena());
+  fake_steps(*model, *opt, 1, 1);
+  write_checkpoint(path, model->arena(), opt.get(), sample_meta(*model, opt.get()));
+  integrity::damage(path, static_cast<int64_t>(fs::file_size(path) / 2), 64 * 1024);
+  const CheckpointReport report = verify_checkpoint(path);
+  EXPECT_FALSE(report.ok());
+  CapturedLog log;
+  const ResumeChoice choice = find_resumable_checkpoint(dir.str());
+  EXPECT_EQ(choice.path, "");
+  ASSERT_EQ(choice.rejected.size(), 1u);
+  EXPECT_EQ(choice.rejected[0].first, path + ".corrupt");
+  EXPECT_TRUE(fs::exists(path + ".corrupt")) << "the damaged file is kept as evidence";
+  EXPECT_NE(log.text().find("renamed to " + path + ".corrupt"), std::string::npos) << log.text();
+  prune_checkpoints(dir.str(), 1);
+  EXPECT_TRUE(fs::exists(path + ".corrupt")) << "keep-last rotation must not delete it";
+}
+
+TEST(CheckpointIntegrity, ResumeAutoSkipsADamagedNewestForTheOlderGoodOne) {
+  TempDir dir;
+  const std::string older = checkpoint_path(dir.str(), 20), newer = checkpoint_path(dir.str(), 40);
+  write_sample(older);
+  write_sample(newer);
+  integrity::damage(newer, integrity::data_offset(newer, "/params/1.weight") + 5, 4);
+  CapturedLog log;
+  const ResumeChoice choice = find_resumable_checkpoint(dir.str());
+  EXPECT_EQ(choice.path, older);
+  ASSERT_EQ(choice.rejected.size(), 1u);
+  EXPECT_NE(log.text().find("skipping checkpoint " + newer + ": dataset /params/1.weight"), std::string::npos)
+      << log.text();
+}
+
+TEST(CheckpointIntegrity, DamagedAttributesAreDetected) {
+  TempDir dir;
+  const std::string path = checkpoint_path(dir.str(), 1);
+  write_sample(path);
+  {
+    auto guard = h5::lock();
+    h5::File f = h5::File::open(path, /*writable=*/true);
+    f.set_attr("config", std::string("[model]\ntype = cnn\n"));  // a plausible value the writer did not write
+  }
+  const std::string msg = error_of([&] { read_checkpoint_meta(path); });
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("attributes (step, config, signature, ...) are damaged"), std::string::npos) << msg;
+  EXPECT_FALSE(verify_checkpoint(path).ok());
+}
+
+TEST(CheckpointIntegrity, FileWithoutChecksumsLoadsWithAWarningAndDoesNotVerify) {
+  TempDir dir;
+  const std::string path = checkpoint_path(dir.str(), 1);
+  write_sample(path);
+  {  // what a format-1 writer left: no format_version, no checksums
+    auto guard = h5::lock();
+    h5::File f = h5::File::open(path, true);
+    ASSERT_GE(H5Adelete(f.id(), "format_version"), 0);
+    ASSERT_GE(H5Adelete(f.id(), "meta_checksum"), 0);
+  }
+  auto model = built(small_mlp(), 3);
+  auto opt = make_optimizer(adam(), model->arena());
+  CapturedLog log;
+  EXPECT_NO_THROW(load_checkpoint(path, model->arena(), opt.get(), model->signature()));
+  EXPECT_NE(log.text().find("has no checksums (format 1)"), std::string::npos) << log.text();
+  const CheckpointReport report = verify_checkpoint(path);
+  EXPECT_EQ(report.format, 1);
+  EXPECT_TRUE(report.ok()) << "it reads back whole: `dtrain checkpoint verify` says NOT VERIFIED for format 1";
+}
+
+TEST(CheckpointIntegrity, TruncatedFileSaysTruncated) {
+  TempDir dir;
+  const std::string path = checkpoint_path(dir.str(), 1);
+  write_sample(path);
+  fs::resize_file(path, fs::file_size(path) - 100);
+  const CheckpointReport report = verify_checkpoint(path);
+  EXPECT_FALSE(report.ok());
+  EXPECT_NE(report.error.find("the file is truncated"), std::string::npos) << report.error;
+  EXPECT_EQ(report.error.find("H5Fopen(path"), std::string::npos) << "no source text: " << report.error;
 }
 
 }  // namespace
