@@ -34,6 +34,7 @@ class ParameterArena {
   Parameter& find(const std::string& name);                               // throws naming the parameter
   Tensor& values() { return values_; }                                    // flat 1-D
   Tensor& grads() { return grads_; }                                      // flat 1-D
+  const Tensor& grads() const { return grads_; }
   int64_t numel() const { return numel_; }
   Device device() const { return values_.device(); }
   void zero_grad();

@@ -21,6 +21,22 @@ void ensure_directory(const std::string& dir) {
   if (ec) fail("cannot create directory ", dir, ": ", ec.message());
 }
 
+void probe_writable_directory(const std::string& dir, const std::string& what) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail(what, " ", dir, " cannot be created: ", ec.message());
+  const std::string probe =
+      (std::filesystem::path(dir) / (".dtrain-write-probe-" + std::to_string(::getpid()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(what, " ", dir, " is not writable: ", std::strerror(errno));
+  const char bytes[4096] = {};
+  const bool ok = ::write(fd, bytes, sizeof bytes) == static_cast<ssize_t>(sizeof bytes) && ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  std::remove(probe.c_str());
+  if (!ok) fail(what, " ", dir, " is not writable: ", std::strerror(err));
+}
+
 std::string read_text_file(const std::string& path, const std::string& what) {
   std::error_code ec;
   DTRAIN_CHECK(!std::filesystem::is_directory(path, ec), what, " ", path, " is a directory, expected a file");

@@ -99,7 +99,8 @@ struct ResumeChoice {
 
 // --resume auto: the newest checkpoint in dir that verifies (verify_checkpoint). Each newer one that
 // does not is renamed to <name>.corrupt (so keep-last rotation never deletes it) with a warning
-// naming the file and the first damaged part.
+// naming the file and the first damaged part. When none verifies, `rejected` also lists the
+// *.corrupt files set aside by earlier resumes.
 ResumeChoice find_resumable_checkpoint(const std::string& dir);
 
 }  // namespace dtrain

@@ -29,12 +29,16 @@ int cmd_train(const std::vector<std::string>& args) {
     Trainer trainer(parsed.config);
     const TrainResult r = trainer.run();
     if (trainer.communicator().rank() == 0) {
-      std::printf("result: steps=%ld epoch=%ld test_accuracy=%.4f test_loss=%.4f interrupted=%s checkpoint=%s\n",
+      std::printf("result: steps=%ld epoch=%ld test_accuracy=%.4f test_loss=%.4f interrupted=%s checkpoint=%s%s\n",
                   static_cast<long>(r.steps), static_cast<long>(r.epoch + 1), r.test.accuracy, r.test.loss,
-                  r.interrupted ? "yes" : "no", r.checkpoint.c_str());
+                  r.interrupted ? "yes" : "no", r.checkpoint.c_str(),
+                  r.skipped_steps > 0 ? (" skipped=" + std::to_string(r.skipped_steps)).c_str() : "");
+      if (!r.failure.empty()) std::fprintf(stderr, "dtrain train: error: %s\n", r.failure.c_str());
       std::fflush(stdout);
+      std::fflush(stderr);
     }
-    return 0;
+    // Every rank reaches the same verdict on a failed run, so all exit 1 without an abort.
+    return r.failure.empty() ? 0 : 1;
   });
 }
 

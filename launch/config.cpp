@@ -219,6 +219,11 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
   t.add("train.log_every", "optimizer steps between log lines and metrics records", &r.log_every);
   t.add("train.device", "cpu | cuda | cuda:N (cuda: the GPU of the local rank)", &r.device);
   t.add("train.threads", "BLAS threads per rank (0: cores on the node / ranks on the node)", &r.threads);
+  t.add("train.on_nonfinite",
+        "a step whose loss or gradient is NaN or infinite: stop (end the run, exit 1, the last checkpoint kept) | "
+        "skip (drop the step's update, logged as a skip record in metrics.jsonl)",
+        &r.on_nonfinite);
+  t.add("train.max_skipped", "skip: this many consecutive skipped steps end the run as stop does", &r.max_skipped);
 
   CommSection& k = c.comm;
   t.add("comm.backend", "auto | " + names_of(registered_backends()), &k.backend);
@@ -423,6 +428,8 @@ void validate_train(const TrainConfig& c) {
   DTRAIN_CHECK(c.train.eval_every >= 0, "config key train.eval_every: must be >= 0");
   DTRAIN_CHECK(c.train.log_every >= 1, "config key train.log_every: must be >= 1");
   DTRAIN_CHECK(c.train.threads >= 0, "config key train.threads: must be >= 0");
+  check_one_of("train.on_nonfinite", c.train.on_nonfinite, {"stop", "skip"});
+  DTRAIN_CHECK(c.train.max_skipped >= 1, "config key train.max_skipped: must be >= 1");
   try {
     (void)Device::parse(c.train.device);
   } catch (const Error&) {

@@ -30,10 +30,12 @@ struct TrainSection {
   int64_t batch_size = 64;   // per rank, per micro-step
   int accumulation = 1;      // micro-steps per optimizer step
   uint64_t seed = 42;
-  int64_t eval_every = 0;      // steps between evaluations; 0: at the end of every epoch
-  int64_t log_every = 50;      // steps between log lines / metrics records
-  std::string device = "cpu";  // cpu | cuda | cuda:N (cuda: the local rank's GPU)
-  int threads = 0;             // BLAS threads per rank; 0: cores on the node / ranks on the node
+  int64_t eval_every = 0;             // steps between evaluations; 0: at the end of every epoch
+  int64_t log_every = 50;             // steps between log lines / metrics records
+  std::string device = "cpu";         // cpu | cuda | cuda:N (cuda: the local rank's GPU)
+  int threads = 0;                    // BLAS threads per rank; 0: cores on the node / ranks on the node
+  std::string on_nonfinite = "stop";  // stop | skip: a step whose gradient norm is NaN or infinite
+  int max_skipped = 5;                // skip: consecutive skipped steps that end the run
 };
 
 struct CommSection {

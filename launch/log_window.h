@@ -19,6 +19,8 @@ struct StepStats {
   int64_t correct = 0;               // samples whose highest logit is the label
   double comm_s = 0;                 // the gradient all-reduces' time (ParamSync)
   float lr = 0;                      // the learning rate of the optimizer step
+  float grad_norm = 0;               // after the all-reduce: the same on every rank
+  std::string nonfinite;             // the first non-finite gradient when grad_norm is not finite
 };
 
 class LogWindow {

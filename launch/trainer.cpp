@@ -1,10 +1,13 @@
 #include "launch/trainer.h"
 
 #include <sched.h>
+#include <sys/statvfs.h>
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
+#include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "comm/communicator.h"
@@ -148,6 +151,7 @@ struct Trainer::State {
     int64_t last_checkpoint_step = -1;
     EvalResult last_eval;
     int64_t last_eval_step = -1;
+    int64_t skipped_steps = 0, skipped_in_a_row = 0;  // train.on_nonfinite=skip
   };
 
   TrainConfig config;
@@ -159,6 +163,7 @@ struct Trainer::State {
 
   // Setup, in this order.
   void start_runtime();
+  void probe_outputs() const;
   void open_data();
   void build_learner();
   void plan_steps();
@@ -166,6 +171,7 @@ struct Trainer::State {
   void resume();
   void broadcast_parameters();
   void open_outputs();
+  void warn_if_checkpoints_will_not_fit() const;
 
   bool epoch_done() const;
   void start_epoch_if_done();
@@ -176,6 +182,8 @@ struct Trainer::State {
   void evaluate_and_report(Clock::time_point run_begin);
   void save_checkpoint();
   TrainResult finish_run(bool interrupted, int64_t start_step, Clock::time_point run_begin);
+  std::optional<std::string> after_nonfinite_step(const StepStats& stats);
+  TrainResult fail_run(std::string failure, int64_t start_step, Clock::time_point run_begin);
 
   bool rank0() const { return runtime.comm->rank() == 0; }
   Tensor input(const data::Batch& b) const;
@@ -289,12 +297,43 @@ void Trainer::State::broadcast_parameters() {
   learner.sync->broadcast_parameters(extra);
 }
 
+// Rank 0 writes every output (metrics, config.ini, checkpoints, the trace): it proves each place
+// writable now, before data, model and steps, rather than at the first checkpoint, which with
+// checkpoint.every = 0 is the end of the run.
+void Trainer::State::probe_outputs() const {
+  if (!rank0()) return;
+  probe_writable_directory(config.log.dir, "log.dir");
+  probe_writable_directory(config.checkpoint_dir(),
+                           config.checkpoint.dir.empty() ? "checkpoint dir (log.dir/ckpt)" : "checkpoint.dir");
+  if (!config.log.trace.empty()) {
+    const std::string parent = std::filesystem::path(config.log.trace).parent_path().string();
+    probe_writable_directory(parent.empty() ? "." : parent, "the folder of log.trace");
+  }
+}
+
+// A warning when the checkpoint directory's file system has less room than two checkpoints need
+// (the one being written and the last one kept); a full disk still ends the run at that checkpoint
+// with "No space left on device", but the user hears of it before the run spends its time.
+void Trainer::State::warn_if_checkpoints_will_not_fit() const {
+  struct statvfs fs_info {};
+  if (::statvfs(config.checkpoint_dir().c_str(), &fs_info) != 0) return;
+  const double free_bytes = static_cast<double>(fs_info.f_bavail) * static_cast<double>(fs_info.f_frsize);
+  const double one = static_cast<double>(learner.model->arena().numel()) * sizeof(float) *
+                     static_cast<double>(1 + learner.optimizer->slots().size());
+  if (free_bytes < 2 * one)
+    log_warn(
+        "checkpoint dir {} has {:.1f} MiB free; a checkpoint takes about {:.1f} MiB: the run will fail at a "
+        "checkpoint unless space is freed",
+        config.checkpoint_dir(), free_bytes / (1 << 20), one / (1 << 20));
+}
+
 void Trainer::State::open_outputs() {
   const TrainConfig& c = config;
   if (rank0()) {
     ensure_directory(c.log.dir);
     write_file_atomic(c.log.dir + "/config.ini", to_ini(c));
     outputs.metrics = std::make_unique<MetricsLog>(c.log.dir + "/metrics.jsonl");
+    warn_if_checkpoints_will_not_fit();
   }
   // mpirun gives every rank a pseudo-terminal even when its own output goes to a file, so "auto"
   // draws a bar only for a single process on a terminal.
@@ -310,6 +349,7 @@ Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
   State& s = *s_;
   s.config = std::move(config);
   s.start_runtime();
+  s.probe_outputs();
   s.open_data();
   s.build_learner();
   s.plan_steps();
@@ -529,10 +569,17 @@ StepStats Trainer::State::train_step() {
   for (int micro = 0; micro < c.train.accumulation; ++micro)
     if (micro_step(ctx, micro + 1 == c.train.accumulation, stats)) break;
 
+  // The gradients are all-reduced, so every rank sees the same norm: a non-finite one drops the
+  // update on every rank alike, with no collective (train.on_nonfinite decides what follows).
   const auto begin = Clock::now();
-  if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm);
+  stats.grad_norm = grad_norm(arena);
   stats.lr = learning_rate(learner.lr_schedule, c.optim.lr, position.step);
-  learner.optimizer->step(arena, stats.lr);
+  if (std::isfinite(stats.grad_norm)) {
+    if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm, stats.grad_norm);
+    learner.optimizer->step(arena, stats.lr);
+  } else {
+    stats.nonfinite = first_nonfinite_gradient(arena);
+  }
   ++position.step;
   learner.sync->after_step(position.step);
   outputs.trace.span("optimizer", begin, Clock::now(), TraceRecorder::compute, position.step - 1);
@@ -643,6 +690,11 @@ TrainResult Trainer::run() {
     const StepStats stats = s.train_step();
     window.add(stats);
     const bool signalled = stop_vote.finish();
+    if (!std::isfinite(stats.grad_norm)) {
+      if (auto failure = s.after_nonfinite_step(stats)) return s.fail_run(std::move(*failure), start_step, run_begin);
+    } else {
+      s.outputs.skipped_in_a_row = 0;
+    }
     const bool stop = signalled || stop_step_reached(c, at.step);
     const bool epoch_end = s.epoch_done();
     const double elapsed = seconds_since(run_begin);
@@ -662,6 +714,58 @@ TrainResult Trainer::run() {
   return s.finish_run(interrupted, start_step, run_begin);
 }
 
+// A step whose gradient norm was not finite (its update was dropped): with train.on_nonfinite=skip a
+// "skip" record, and nothing more until train.max_skipped in a row; otherwise, and then, the reason
+// the run ends. Every rank takes the same branch: the norm is the same everywhere.
+std::optional<std::string> Trainer::State::after_nonfinite_step(const StepStats& stats) {
+  double loss = 0;
+  for (float l : stats.sample_losses) loss += l;
+  loss /= std::max<size_t>(1, stats.sample_losses.size());
+  const std::string what = detail::concat(
+      "step ", position.step, " has a gradient norm of ", stats.grad_norm, " after the all-reduce (loss on rank ",
+      runtime.comm->rank(), ": ", loss, "); ",
+      stats.nonfinite.empty() ? "every gradient element is finite, but the sum of their squares overflows"
+                              : "the first non-finite gradient: " + stats.nonfinite);
+  const std::string kept =
+      outputs.last_checkpoint.empty()
+          ? std::string("; no checkpoint was written before it")
+          : detail::concat("; the last good checkpoint is ", outputs.last_checkpoint, " (step ",
+                           outputs.last_checkpoint_step, "): resume from it with a lower optim.lr or optim.clip_norm");
+  if (config.train.on_nonfinite != "skip") return "train.on_nonfinite=stop: " + what + kept;
+  ++outputs.skipped_steps;
+  ++outputs.skipped_in_a_row;
+  outputs.progress->message("skipped the update of " + what);
+  if (outputs.metrics)
+    outputs.metrics->record(JsonObject()
+                                .add("type", "skip")
+                                .add("step", position.step)
+                                .add("grad_norm", static_cast<double>(stats.grad_norm))
+                                .add("loss", loss)
+                                .add("gradient", stats.nonfinite)
+                                .add("skipped_steps", outputs.skipped_steps));
+  if (outputs.skipped_in_a_row < config.train.max_skipped) return std::nullopt;
+  return detail::concat("train.on_nonfinite=skip: ", outputs.skipped_in_a_row,
+                        " steps in a row had non-finite gradients (train.max_skipped); the last: ", what, kept);
+}
+
+// The end of a run that cannot be trusted to go on: no checkpoint of the current state (the last
+// good one stays as it is), the trace still written, and the reason for cmd_train to report.
+TrainResult Trainer::State::fail_run(std::string failure, int64_t start_step, Clock::time_point run_begin) {
+  outputs.progress->finish();
+  if (outputs.trace.enabled()) outputs.trace.write(*runtime.comm, config.log.trace);
+  TrainResult result;
+  result.interrupted = true;
+  result.seconds = seconds_since(run_begin);
+  result.steps = position.step;
+  result.epoch = position.epoch;
+  result.test = outputs.last_eval;
+  result.checkpoint = outputs.last_checkpoint;
+  result.skipped_steps = outputs.skipped_steps;
+  result.failure = std::move(failure);
+  log_info("stopped after {} steps ({} this run, {:.1f} s)", position.step, position.step - start_step, result.seconds);
+  return result;
+}
+
 // After the loop: the last evaluation and checkpoint unless the last step made them, the trace
 // file, and the summary line.
 TrainResult Trainer::State::finish_run(bool interrupted, int64_t start_step, Clock::time_point run_begin) {
@@ -677,6 +781,7 @@ TrainResult Trainer::State::finish_run(bool interrupted, int64_t start_step, Clo
   result.epoch = position.epoch;
   result.test = outputs.last_eval;
   result.checkpoint = outputs.last_checkpoint;
+  result.skipped_steps = outputs.skipped_steps;
   const int64_t done = position.step - start_step;
   const int64_t samples_per_step = config.train.batch_size * config.train.accumulation * runtime.comm->size();
   log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} samples/s){}", interrupted ? "stopped" : "finished",

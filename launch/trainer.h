@@ -25,10 +25,12 @@ struct EvalResult {
 struct TrainResult {
   int64_t steps = 0;  // optimizer steps done in total (including those before a resume)
   int64_t epoch = 0;
-  EvalResult test;           // the last evaluation (samples 0: none)
-  bool interrupted = false;  // stopped early by SIGINT/SIGTERM
-  std::string checkpoint;    // the last checkpoint written ("" when none)
-  double seconds = 0;        // wall time of the training loop
+  EvalResult test;            // the last evaluation (samples 0: none)
+  bool interrupted = false;   // stopped early by SIGINT/SIGTERM
+  std::string checkpoint;     // the last checkpoint written ("" when none)
+  double seconds = 0;         // wall time of the training loop
+  int64_t skipped_steps = 0;  // train.on_nonfinite=skip: steps whose update was dropped
+  std::string failure;        // why the run ended early with an error ("" otherwise): non-finite steps
 };
 
 // SIGINT, SIGTERM and SIGUSR1 set a stop request instead of killing the process (idempotent).

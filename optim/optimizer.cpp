@@ -27,10 +27,27 @@ std::vector<std::pair<std::string, const Tensor*>> Optimizer::slots() const {
   return out;
 }
 
-float clip_grad_norm(ParameterArena& arena, float max_norm) {
-  const float norm = std::sqrt(ops::sum_squares(arena.grads()));
+float grad_norm(const ParameterArena& arena) { return std::sqrt(ops::sum_squares(arena.grads())); }
+
+void clip_grad_norm(ParameterArena& arena, float max_norm, float norm) {
   if (max_norm > 0 && norm > max_norm) ops::scale(arena.grads(), max_norm / (norm + 1e-6f));
+}
+
+float clip_grad_norm(ParameterArena& arena, float max_norm) {
+  const float norm = grad_norm(arena);
+  clip_grad_norm(arena, max_norm, norm);
   return norm;
+}
+
+std::string first_nonfinite_gradient(const ParameterArena& arena) {
+  const std::vector<float> grads = arena.grads().to_vector<float>();
+  for (const Parameter* p : arena.parameters())
+    for (int64_t i = 0; i < p->shape.numel(); ++i) {
+      const float g = grads[static_cast<size_t>(p->offset + i)];
+      if (!std::isfinite(g))
+        return detail::concat("parameter '", p->name, "' (element ", i, " of its gradient is ", g, ")");
+    }
+  return "";
 }
 
 }  // namespace dtrain

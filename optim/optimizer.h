@@ -48,8 +48,17 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, const P
 // The registered optimizers (optim/optimizers.cpp's table), in table order: name and a one-line summary.
 std::vector<std::pair<std::string, std::string>> registered_optimizers();
 
+// The global L2 norm of the gradient arena. After the all-reduce every rank holds the same
+// gradients, so every rank gets the same norm (and the same verdict on a non-finite one) without
+// communicating.
+float grad_norm(const ParameterArena& arena);
 // Scales the gradient arena so its global L2 norm is at most max_norm (no-op when max_norm <= 0).
 // Returns the norm before clipping. Run it after the all-reduce so every rank clips identically.
 float clip_grad_norm(ParameterArena& arena, float max_norm);
+// The same with the norm already known (grad_norm of the arena).
+void clip_grad_norm(ParameterArena& arena, float max_norm, float norm);
+// "parameter '1.weight' (element 17 of its gradient is nan)" for the first parameter, in
+// registration order, whose gradient holds a NaN or an infinity; "" when every gradient is finite.
+std::string first_nonfinite_gradient(const ParameterArena& arena);
 
 }  // namespace dtrain

@@ -3,7 +3,12 @@
 #include "export/model_repository.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <unistd.h>
+#include <csignal>
 
 #include <filesystem>
 #include <fstream>
@@ -91,6 +96,30 @@ TEST_F(ModelRepository, WritesConfigJsonWithKServeTypesAndBatchAxis) {
       << json;
   EXPECT_NE(json.find("{\"name\": \"class\", \"datatype\": \"INT64\", \"shape\": [-1]}"), std::string::npos) << json;
   EXPECT_NE(json.find("\"labels\": [\"T-shirt/top\", \"Trouser \\\"x\\\"\"]"), std::string::npos) << json;
+}
+
+// A write that fails half-way (here: the file size limit, as a full disk would) removes the
+// folders it created: a failed export leaves no empty model folder behind.
+TEST_F(ModelRepository, AFailedWriteLeavesNoFolderBehind) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead of killing the process
+    const rlimit limit{4096, 4096};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    const std::string big(64 * 1024, 'x');
+    bool threw = false;
+    try {
+      write_model_version(repo_.string(), config(), 0, big);
+    } catch (const Error& e) {
+      threw = std::string(e.what()).find("File too large") != std::string::npos;
+    }
+    ::_exit(threw && !fs::exists(repo_) ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the failed write must throw naming EFBIG and remove " << repo_;
 }
 
 }  // namespace

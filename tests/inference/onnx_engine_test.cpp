@@ -86,6 +86,15 @@ TEST(OnnxEngine, RejectsGarbageAndGraphsReadingUndefinedValues) {
               OnnxModel::from_bytes("not a model", Device::cpu(), "junk.onnx");
             }).find("junk.onnx: not a valid ONNX file"),
             std::string::npos);
+  EXPECT_NE(
+      error_of([] { OnnxModel::from_bytes("", Device::cpu(), "empty.onnx"); }).find("empty.onnx: the file is empty"),
+      std::string::npos);
+  onnx::ModelProto no_graph;
+  no_graph.set_ir_version(8);
+  EXPECT_NE(error_of([&] {
+              OnnxModel::from_bytes(no_graph.SerializeAsString(), Device::cpu(), "g.onnx");
+            }).find("g.onnx: holds no graph"),
+            std::string::npos);
   onnx::ModelProto p;
   ASSERT_TRUE(p.ParseFromString(one_node_model("Relu", "r")));
   p.mutable_graph()->mutable_node(0)->set_input(0, "later");

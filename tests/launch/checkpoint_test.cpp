@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -618,6 +621,42 @@ TEST(CheckpointIntegrity, TruncatedFileSaysTruncated) {
   EXPECT_FALSE(report.ok());
   EXPECT_NE(report.error.find("the file is truncated"), std::string::npos) << report.error;
   EXPECT_EQ(report.error.find("H5Fopen(path"), std::string::npos) << "no source text: " << report.error;
+}
+
+// What an operating-system error during a checkpoint write reads like: the file, the operation and
+// the OS cause, no source text, and no file left behind (EFBIG from the file size limit stands in for
+// a full disk; the ENOSPC drill on a tmpfs is in integrity_e2e_test).
+TEST(CheckpointIntegrity, AnOsErrorDuringTheWriteIsNamedAndLeavesNoFile) {
+  TempDir dir;
+  const std::string path = checkpoint_path(dir.str(), 1);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{16 * 1024, 16 * 1024};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    std::string message = "no error";
+    try {
+      auto model = built(ModelConfig{}, 1);  // ~1 MB of parameters
+      write_checkpoint(path, model->arena(), nullptr, sample_meta(*model, nullptr));
+    } catch (const Error& e) {
+      message = e.what();
+    }
+    (void)!::write(pipe_fds[1], message.data(), message.size());
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string message;
+  char buf[512];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) > 0;) message.append(buf, static_cast<size_t>(n));
+  ::close(pipe_fds[0]);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_NE(message.find("cannot write checkpoint " + path), std::string::npos) << message;
+  EXPECT_NE(message.find("File too large (errno 27)"), std::string::npos) << message;
+  EXPECT_EQ(message.find("H5Dwrite("), std::string::npos) << "no source text: " << message;
+  EXPECT_TRUE(fs::is_empty(dir.str())) << "no checkpoint and no temp file";
 }
 
 }  // namespace

@@ -113,6 +113,10 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
 
   const RunResult usage = run_dtrain({"export", "--checkpoint", ckpt});
   EXPECT_EQ(usage.exit_code, 2) << usage.output;
+  const RunResult opset = run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "o", "--opset", "12"});
+  EXPECT_EQ(opset.exit_code, 2) << opset.output;
+  EXPECT_NE(opset.output.find("--opset must be 13..17, got 12"), std::string::npos) << opset.output;
+  EXPECT_FALSE(fs::exists(repo + "/o"));
   if (!HasFailure()) fs::remove_all(dir);
 }
 

@@ -19,139 +19,54 @@
 #include "core/kernels.h"
 #include "data/convert.h"
 #include "data/dataset.h"
-#include "data/h5.h"
-#include "fmnist_subset.h"
-#include "launch/checkpoint.h"
-#include "test_files.h"
-
-namespace fs = std::filesystem;
+#include "train_e2e_fixture.h"
 
 namespace dtrain {
-namespace {
-
-using test::kFmnist;
 
 using test::read_text;
 
-std::string dtrain_binary() { return test::built_file("launch/dtrain"); }
-
-// Every /params and /optim dataset of two checkpoints, compared bit for bit.
-void expect_same_tensors(const std::string& a, const std::string& b) {
-  const h5::File fa = h5::File::open(a), fb = h5::File::open(b);
-  int compared = 0;
-  for (const std::string group : {"/params", "/optim"}) {
-    ASSERT_TRUE(fa.has(group) && fb.has(group)) << group;
-    std::vector<std::string> names;
-    for (const std::string& child : fa.group(group).children()) {
-      if (group == "/optim") {
-        for (const std::string& slot : fa.group(group + "/" + child).children())
-          names.push_back(group + "/" + child + "/" + slot);
-      } else {
-        names.push_back(group + "/" + child);
-      }
-    }
-    for (const std::string& name : names) {
-      const std::vector<float> va = fa.dataset(name).read_all<float>(), vb = fb.dataset(name).read_all<float>();
-      ASSERT_EQ(va.size(), vb.size()) << name;
-      EXPECT_EQ(0, std::memcmp(va.data(), vb.data(), va.size() * sizeof(float))) << name << " differs";
-      ++compared;
-    }
+// Starts `dtrain train` in the background, waits until it has logged some steps, sends `signal`
+// to the launched process, and returns (exit status, output).
+RunResult TrainE2E::interrupt(int ranks, const std::vector<std::string>& args, int signal) const {
+  const std::string log = dir_ + "/sig.log";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", ("exec " + command(ranks, args) + " > " + log + " 2>&1").c_str(), nullptr);
+    ::_exit(127);
   }
-  EXPECT_GT(compared, 4);
+  RunResult r;
+  if (pid < 0) return r;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::count(r.output.begin(), r.output.end(), '\n') < 8 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    r.output = read_text(dir_ + "/s/metrics.jsonl");
+  }
+  ::kill(pid, signal);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.output = read_text(log);
+  return r;
 }
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
+void TrainE2E::stop_checkpoint_and_resume(int ranks, int signal) {
+  const std::vector<std::string> args = plus(base("s"), {"--train.epochs=200", "--train.log_every=1", "--data.test="});
+  const RunResult r = interrupt(ranks, args, signal);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("stop requested"), std::string::npos) << r.output;
+  const std::vector<std::string> ckpts = list_checkpoints(dir_ + "/s/ckpt");
+  ASSERT_EQ(ckpts.size(), 1u) << r.output;
+  const int64_t stopped_at = read_checkpoint_meta(ckpts[0]).step;
+  EXPECT_GT(stopped_at, 0);
+  const RunResult resumed =
+      run(ranks, plus(args, {"--resume=auto", "--train.max_steps=" + std::to_string(stopped_at + 3)}));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("at step " + std::to_string(stopped_at)), std::string::npos) << resumed.output;
+  EXPECT_EQ(read_checkpoint_meta(list_checkpoints(dir_ + "/s/ckpt")[0]).step, stopped_at + 3);
+}
 
-class TrainE2E : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (!fs::exists(std::string(kFmnist) + "/train-images-idx3-ubyte.gz")) return;
-    data_dir_ = (fs::temp_directory_path() / ("dtrain_train_e2e_data_" + std::to_string(::getpid()))).string();
-    fs::create_directories(data_dir_);
-    test::write_fmnist_subset("train", 2048, data_dir_ + "/train.h5");
-    test::write_fmnist_subset("t10k", 512, data_dir_ + "/test.h5");
-  }
-  static void TearDownTestSuite() {
-    if (!data_dir_.empty()) fs::remove_all(data_dir_);
-  }
-  void SetUp() override {
-    if (data_dir_.empty())
-      GTEST_SKIP() << "Fashion-MNIST not found at " << kFmnist << " (scripts/install-deps.sh installs it)";
-    dir_ = (fs::temp_directory_path() / ("dtrain_train_e2e_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
-  }
-
-  // The base arguments of a small, fast run writing into `run`.
-  std::vector<std::string> base(const std::string& run) const {
-    return {"--data.train=" + data_dir_ + "/train.h5",
-            "--data.test=" + data_dir_ + "/test.h5",
-            "--model.hidden=64",
-            "--model.dropout=0.1",
-            "--train.batch_size=32",
-            "--train.log_every=8",
-            "--optim.type=adam",
-            "--optim.lr=0.002",
-            "--log.progress=lines",
-            "--log.dir=" + dir_ + "/" + run};
-  }
-  static std::string command(int ranks, const std::vector<std::string>& args) {
-    std::string cmd;
-    if (ranks > 1) cmd = std::string(DTRAIN_MPIEXEC) + " -n " + std::to_string(ranks) + " --oversubscribe ";
-    cmd += dtrain_binary() + " train";
-    for (const std::string& a : args) cmd += " '" + a + "'";
-    return cmd;
-  }
-  RunResult run(int ranks, const std::vector<std::string>& args) const {
-    const std::string log = dir_ + "/out.log";
-    const int status = std::system((command(ranks, args) + " > " + log + " 2>&1").c_str());
-    RunResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.output = read_text(log);
-    return r;
-  }
-  static std::vector<std::string> plus(std::vector<std::string> a, const std::vector<std::string>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-  }
-
-  // A run stopped at step k and resumed ends bit-for-bit where an uninterrupted run ends.
-  void resume_is_bitwise(int ranks) {
-    // Dropout, shuffling, augmentation, accumulation, evaluations, and a mid-epoch stop.
-    const std::vector<std::string> common = {"--data.augment_crop_padding=2", "--data.augment_flip=true",
-                                             "--train.accumulation=3",        "--train.max_steps=30",
-                                             "--optim.schedule=cosine",       "--train.eval_every=7"};
-    const RunResult full = run(ranks, plus(base("full"), common));
-    ASSERT_EQ(full.exit_code, 0) << full.output;
-    const RunResult first = run(ranks, plus(plus(base("split"), common), {"--train.stop_at_step=13"}));
-    ASSERT_EQ(first.exit_code, 0) << first.output;
-    const RunResult second = run(ranks, plus(plus(base("split"), common), {"--resume=auto"}));
-    ASSERT_EQ(second.exit_code, 0) << second.output;
-    EXPECT_NE(second.output.find("resumed from"), std::string::npos) << second.output;
-    EXPECT_NE(second.output.find("at step 13"), std::string::npos) << second.output;
-    const std::string a_path = checkpoint_path(dir_ + "/full/ckpt", 30),
-                      b_path = checkpoint_path(dir_ + "/split/ckpt", 30);
-    expect_same_tensors(a_path, b_path);
-    const CheckpointMeta a = read_checkpoint_meta(a_path), b = read_checkpoint_meta(b_path);
-    EXPECT_EQ(a.sampler, b.sampler);
-    EXPECT_EQ(a.rng_offsets, b.rng_offsets);
-    EXPECT_EQ(a.optimizer_steps, b.optimizer_steps);
-  }
-
-  RunResult interrupt(int ranks, const std::vector<std::string>& args, int signal) const;
-  void stop_checkpoint_and_resume(int ranks, int signal);
-
-  static inline std::string data_dir_;
-  std::string dir_;
-};
+// As Slurm does at a time limit or preemption: SIGTERM to the training process.
+namespace {
 
 TEST_F(TrainE2E, LossDecreasesAndTestAccuracyIsReported) {
   const RunResult r = run(1, plus(base("a"), {"--train.epochs=3"}));
@@ -198,47 +113,6 @@ TEST_F(TrainE2E, CheckpointOfAnotherModelIsRefusedNamingTheDifference) {
   EXPECT_NE(other.output.find("hidden=64"), std::string::npos) << other.output;
 }
 
-// Starts `dtrain train` in the background, waits until it has logged some steps, sends `signal`
-// to the launched process, and returns (exit status, output).
-RunResult TrainE2E::interrupt(int ranks, const std::vector<std::string>& args, int signal) const {
-  const std::string log = dir_ + "/sig.log";
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execl("/bin/sh", "sh", "-c", ("exec " + command(ranks, args) + " > " + log + " 2>&1").c_str(), nullptr);
-    ::_exit(127);
-  }
-  RunResult r;
-  if (pid < 0) return r;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::count(r.output.begin(), r.output.end(), '\n') < 8 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    r.output = read_text(dir_ + "/s/metrics.jsonl");
-  }
-  ::kill(pid, signal);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.output = read_text(log);
-  return r;
-}
-
-void TrainE2E::stop_checkpoint_and_resume(int ranks, int signal) {
-  const std::vector<std::string> args = plus(base("s"), {"--train.epochs=200", "--train.log_every=1", "--data.test="});
-  const RunResult r = interrupt(ranks, args, signal);
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("stop requested"), std::string::npos) << r.output;
-  const std::vector<std::string> ckpts = list_checkpoints(dir_ + "/s/ckpt");
-  ASSERT_EQ(ckpts.size(), 1u) << r.output;
-  const int64_t stopped_at = read_checkpoint_meta(ckpts[0]).step;
-  EXPECT_GT(stopped_at, 0);
-  const RunResult resumed =
-      run(ranks, plus(args, {"--resume=auto", "--train.max_steps=" + std::to_string(stopped_at + 3)}));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("at step " + std::to_string(stopped_at)), std::string::npos) << resumed.output;
-  EXPECT_EQ(read_checkpoint_meta(list_checkpoints(dir_ + "/s/ckpt")[0]).step, stopped_at + 3);
-}
-
-// As Slurm does at a time limit or preemption: SIGTERM to the training process.
 TEST_F(TrainE2E, SigtermWritesACheckpointExitsZeroAndResumeContinues) { stop_checkpoint_and_resume(1, SIGTERM); }
 
 // Under mpirun: SIGUSR1 to mpirun reaches every rank (Open MPI forwards it).

@@ -54,6 +54,8 @@ TEST(ServeOptions, BadOptionsExitTwoWithOneLineNamingTheOption) {
   expect_usage_error({"--repo", "m", "--device", "tpu"}, "'--device'");
   expect_usage_error({"--repo", "m", "--log-format", "xml"}, "'--log-format'");
   expect_usage_error({"--config", "/nonexistent/serve.ini"}, "/nonexistent/serve.ini");
+  expect_usage_error({"--config", "/tmp"}, "--config file /tmp is a directory");
+  expect_usage_error({"--config", "/proc/self/exe"}, "is not a text file (byte");
   const ParsedOptions help = parse_serve_options({"--help"});
   EXPECT_FALSE(help.run);
   EXPECT_EQ(help.exit_code, 0);
