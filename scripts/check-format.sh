@@ -15,7 +15,7 @@ if [ "$version" != 14 ]; then
   echo "SKIPPED: clang-format $version found; the tree is laid out with clang-format 14 (Debian 12)"
   exit 77
 fi
-mapfile -t files < <(git ls-files '*.cpp' '*.h' '*.cu' '*.cuh' '*.inc')
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cpp' '*.h' '*.cu' '*.cuh' '*.inc')
 if [ "${1:-}" = "--fix" ]; then
   clang-format -i "${files[@]}"
   echo "check-format: formatted ${#files[@]} files"

@@ -75,8 +75,7 @@ TEST_F(IntegrityE2E, DamagedCheckpointIsSkippedByResumeAutoAndRefusedByResumePat
   const auto exported = run_command(dtrain_binary() + " export --checkpoint " + newest + " --repo " + dir_ +
                                     "/models --name m --data none");
   EXPECT_EQ(exported.exit_code, 1) << exported.output;
-  EXPECT_NE(exported.output.find("fails verification: dataset /params/1.weight"), std::string::npos)
-      << exported.output;
+  EXPECT_NE(exported.output.find("fails verification: dataset /params/1.weight"), std::string::npos) << exported.output;
   EXPECT_FALSE(fs::exists(dir_ + "/models")) << "a refused export leaves no folder";
 
   const RunResult by_path = run(2, plus(base("d"), {"--train.max_steps=12", "--resume=" + newest, "--data.test="}));
@@ -114,9 +113,8 @@ TEST_F(IntegrityE2E, ResumeAutoOverOnlyDamagedCheckpointsFailsListingThemUnlessA
 }
 
 TEST_F(IntegrityE2E, NonFiniteLossStopsTheRunNamingTheStepTheParameterAndTheLastGoodCheckpoint) {
-  const RunResult r =
-      run(2, plus(base("nan"), {"--optim.type=sgd", "--optim.lr=1e30", "--train.max_steps=20", "--checkpoint.every=1",
-                                "--data.test="}));
+  const RunResult r = run(2, plus(base("nan"), {"--optim.type=sgd", "--optim.lr=1e30", "--train.max_steps=20",
+                                                "--checkpoint.every=1", "--data.test="}));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("error: train.on_nonfinite=stop: step 2 has a gradient norm of"), std::string::npos)
       << r.output;
@@ -159,9 +157,8 @@ TEST_F(IntegrityE2E, AnUnwritableCheckpointDirEndsTheRunBeforeTheFirstStep) {
 TEST_F(IntegrityE2E, AFullDiskDuringACheckpointOrAConvertSaysNoSpaceLeftAndLeavesNoFile) {
   Tmpfs full(dir_ + "/full", 192);
   if (!full.mounted()) GTEST_SKIP() << full.why();
-  const RunResult r =
-      run(1, plus(base("f"), {"--checkpoint.dir=" + dir_ + "/full", "--model.hidden=512", "--train.max_steps=2",
-                              "--data.test="}));
+  const RunResult r = run(1, plus(base("f"), {"--checkpoint.dir=" + dir_ + "/full", "--model.hidden=512",
+                                              "--train.max_steps=2", "--data.test="}));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("No space left on device (errno 28)"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("H5Dwrite("), std::string::npos) << "no source text: " << r.output;
