@@ -13,6 +13,7 @@
 #include "comm/environment.h"
 #include "comm/mpi_runtime.h"
 #include "core/config.h"
+#include "core/gpu.h"
 #include "core/log.h"
 
 namespace dtrain {
@@ -120,8 +121,15 @@ std::string resolve_backend(const CommOptions& options) {
     for (const Registered& r : kBackends) known.append(", ").append(r.name);
     fail("comm.backend: unknown backend '", b, "' (expected ", known, ")");
   }
-  if (options.model_device.is_cuda() && DTRAIN_HAVE_NCCL) return "nccl";
-  if (detect_launch_env().under_mpi) return "mpi";
+  const LaunchEnv env = detect_launch_env();
+  const int gpus = options.model_device.is_cuda() ? gpu::device_count() : 0;
+  return auto_backend(options.model_device.is_cuda(), DTRAIN_HAVE_NCCL, env.local_world, gpus, env.under_mpi);
+}
+
+std::string auto_backend(bool cuda_model, bool nccl_built, int local_ranks, int visible_gpus, bool under_mpi) {
+  // NCCL refuses two ranks on one GPU; the mpi backend then carries GPU tensors through host memory.
+  if (cuda_model && nccl_built && local_ranks <= visible_gpus) return "nccl";
+  if (under_mpi) return "mpi";
   return "single";
 }
 

@@ -99,6 +99,9 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options = {})
 // Resolves "auto" to a concrete backend name for this build, launch and model device; throws naming
 // comm.backend and the registered backends for an unknown name.
 std::string resolve_backend(const CommOptions& options);
+// What "auto" picks: nccl for a model on a GPU when NCCL is built and this node has a GPU for every
+// local rank; otherwise mpi under an MPI launcher, else single.
+std::string auto_backend(bool cuda_model, bool nccl_built, int local_ranks, int visible_gpus, bool under_mpi);
 // The registered backends (comm/communicator.cpp's table), in table order: name and a one-line summary.
 std::vector<std::pair<std::string, std::string>> registered_backends();
 // Collective: every rank's string (no NUL bytes), in rank order, on every rank.

@@ -10,19 +10,26 @@
 #include <nccl.h>
 
 #include <cstdio>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "comm/environment.h"
 #include "comm/mpi_runtime.h"
 #include "core/cuda/check.h"
 #include "core/gpu.h"
 
-#define DTRAIN_NCCL_CHECK(call)                                              \
-  do {                                                                       \
-    const ncclResult_t dtrain_nccl_rc_ = (call);                             \
-    if (dtrain_nccl_rc_ != ncclSuccess)                                      \
-      ::dtrain::fail("NCCL error in ", #call, " (", __FILE__, ":", __LINE__, \
-                     "): ", ncclGetErrorString(dtrain_nccl_rc_));            \
+// NCCL's own last message (e.g. "invalid usage: Duplicate GPU detected") follows its error string.
+#define DTRAIN_NCCL_CHECK(call)                                                                                       \
+  do {                                                                                                                \
+    const ncclResult_t dtrain_nccl_rc_ = (call);                                                                      \
+    if (dtrain_nccl_rc_ != ncclSuccess) {                                                                             \
+      const char* dtrain_nccl_last_ = ncclGetLastError(nullptr);                                                      \
+      ::dtrain::fail("NCCL error in ", #call, " (", __FILE__, ":", __LINE__,                                          \
+                     "): ", ncclGetErrorString(dtrain_nccl_rc_),                                                      \
+                     dtrain_nccl_last_&&* dtrain_nccl_last_ ? std::string(": ") + dtrain_nccl_last_ : std::string()); \
+    }                                                                                                                 \
   } while (0)
 
 namespace dtrain {
@@ -52,8 +59,12 @@ class NcclWorkState final : public WorkState {
   }
   cudaEvent_t event() const { return event_; }
 
+  // The watchdog thread and the waiting thread both query: one at a time, so the event is read and
+  // the buffers released exactly once.
   bool is_done() override {
+    std::lock_guard<std::mutex> lock(query_mu_);
     if (WorkState::is_done()) return true;
+    cudaSetDevice(device_);
     const cudaError_t rc = cudaEventQuery(event_);
     if (rc == cudaErrorNotReady) return false;
     complete(rc == cudaSuccess
@@ -73,6 +84,7 @@ class NcclWorkState final : public WorkState {
 
  private:
   int device_;
+  std::mutex query_mu_;  // guards the query-complete-release transition and keep_
   std::vector<Tensor> keep_;
   cudaEvent_t event_ = nullptr;
 };
@@ -106,6 +118,7 @@ class NcclCommunicator final : public Communicator {
     DTRAIN_CHECK(gpu_ < visible, "nccl backend on rank ", rank_, ": GPU ", gpu_, " pinned but only ", visible,
                  " visible");
     DTRAIN_CUDA_CHECK(cudaSetDevice(gpu_));
+    if (env.under_mpi) check_one_gpu_per_rank();
     DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     DTRAIN_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
     barrier_buf_ = Tensor::zeros(Shape{1}, DType::f32, Device::cuda(gpu_));
@@ -164,6 +177,28 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
+  // NCCL needs one GPU per rank: every rank's PCI bus id, gathered over MPI, must differ. Otherwise
+  // every rank fails naming the ranks that share a GPU (ncclCommInitRank would only say "invalid
+  // usage").
+  void check_one_gpu_per_rank() {
+    constexpr int kIdBytes = 32;
+    char mine[kIdBytes] = {};
+    DTRAIN_CUDA_CHECK(cudaDeviceGetPCIBusId(mine, kIdBytes, gpu_));
+    std::vector<char> all(static_cast<size_t>(kIdBytes) * static_cast<size_t>(size_));
+    MpiRuntime::instance().run("nccl bus id exchange", [&] {
+      DTRAIN_MPI_CHECK(MPI_Allgather(mine, kIdBytes, MPI_CHAR, all.data(), kIdBytes, MPI_CHAR, MPI_COMM_WORLD));
+    });
+    for (int a = 0; a < size_; ++a)
+      for (int b = a + 1; b < size_; ++b) {
+        const std::string bus_a(&all[static_cast<size_t>(a) * kIdBytes]),
+            bus_b(&all[static_cast<size_t>(b) * kIdBytes]);
+        if (bus_a == bus_b)
+          fail("nccl backend: ranks ", a, " and ", b, " share the GPU at PCI bus ", bus_a,
+               "; NCCL needs one GPU per rank: use comm.backend=mpi (collectives through host memory) or at most "
+               "as many ranks per node as GPUs");
+      }
+  }
+
   void check_buffer(const Tensor& t, const char* op) const {
     DTRAIN_CHECK(t.defined(), op, ": undefined tensor");
     DTRAIN_CHECK(t.device() == Device::cuda(gpu_), op, ": the nccl backend needs buffers on cuda:", gpu_,
@@ -195,9 +230,9 @@ class NcclCommunicator final : public Communicator {
 std::unique_ptr<Communicator> make_nccl_communicator(const CommOptions& options) {
   DTRAIN_CHECK(options.model_device.is_cuda() || options.backend != "nccl",
                "comm.backend=nccl needs the model on a GPU (device=cuda), got device=cpu");
+  // The model's GPU unless one is pinned: NCCL must run where the gradients are.
   const Device& model = options.model_device;
-  return std::make_unique<NcclCommunicator>(model.is_cuda() && options.gpu < 0 && model.index > 0 ? model.index
-                                                                                                  : options.gpu);
+  return std::make_unique<NcclCommunicator>(options.gpu >= 0 ? options.gpu : model.is_cuda() ? model.index : -1);
 }
 
 }  // namespace dtrain

@@ -6,8 +6,14 @@
 
 namespace dtrain::gpu {
 
-bool built();        // compiled with CUDA
-int device_count();  // 0 when not built or no GPU is visible
+bool built();  // compiled with CUDA
+// The visible CUDA devices: 0 when the build has no CUDA, no NVIDIA driver is installed
+// (libcuda.so.1 is absent: a machine without a GPU) or the driver sees no device. A driver that is
+// installed but cannot be used (too old for this runtime, broken) throws with the CUDA error: a
+// broken setup must not read as "no GPU".
+int device_count();
+// Why device_count() is 0 ("" when it is not), for skip messages and errors.
+std::string no_device_reason();
 std::string device_name(int device);
 std::string runtime_version();  // "13.0" or "none"
 void* malloc(int64_t bytes, int device);

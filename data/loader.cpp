@@ -296,6 +296,8 @@ void Loader::stop() {
 }
 
 void Loader::prefetch_loop() {
+  // A thread starts on device 0: any CUDA call it makes (pinned buffers) belongs to the run's GPU.
+  if (options_.device.is_cuda() && gpu::device_count() > 0) gpu::set_device(options_.device.index);
   while (true) {
     Queued item;
     try {

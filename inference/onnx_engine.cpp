@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "core/dispatch.h"
+#include "core/gpu.h"
 #include "inference/conv_direct.h"
 #include "inference/onnx_ops.h"
 
@@ -368,6 +369,8 @@ int64_t OnnxModel::opset() const { return impl_->opset; }
 
 std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
   const Impl& m = *impl_;
+  // Kernels launch on the calling thread's current device (serve workers, eval): make it the model's.
+  if (m.device.is_cuda()) gpu::set_device(m.device.index);
   const std::string where = "ONNX model " + m.source;
   DTRAIN_CHECK(inputs.size() == m.inputs.size(), where, ": run got ", inputs.size(), " inputs, the model takes ",
                m.inputs.size());

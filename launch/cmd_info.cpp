@@ -47,7 +47,7 @@ int cmd_info(const std::vector<std::string>& args) {
   std::printf("  blas:   OpenBLAS, %s kernels%s, %d threads\n", cpu::blas_core_name(), why.c_str(),
               cpu::blas_threads());
   const int gpus = gpu::device_count();
-  std::printf("gpus:     %d visible\n", gpus);
+  std::printf("gpus:     %d visible%s\n", gpus, gpus ? "" : (" (" + gpu::no_device_reason() + ")").c_str());
   for (int i = 0; i < gpus; ++i) std::printf("  cuda:%d  %s\n", i, gpu::device_name(i).c_str());
   const LaunchEnv env = detect_launch_env();
   std::printf("launcher: %s (rank %d of %d, local rank %d of %d)\n", env.launcher.c_str(), env.rank, env.world,

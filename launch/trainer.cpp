@@ -63,9 +63,7 @@ Device choose_device(const std::string& text, const LaunchEnv& env) {
   const Device requested = Device::parse(text);
   if (requested.is_cpu()) return requested;
   const int count = gpu::device_count();
-  if (count == 0)
-    fail("train.device=", text, ": no CUDA GPU is visible",
-         gpu::built() ? "" : " (this dtrain was built without CUDA)");
+  if (count == 0) fail("train.device=", text, ": no CUDA GPU is visible (", gpu::no_device_reason(), ")");
   // "cuda": one GPU per rank on the node, by local rank (Horovod's and DDP's convention).
   const int index = text == "cuda" ? env.local_rank % count : requested.index;
   DTRAIN_CHECK(index < count, "train.device=", text, ": only ", count, " GPU(s) visible");

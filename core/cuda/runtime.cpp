@@ -1,5 +1,6 @@
 // core/gpu.h on the CUDA runtime. One compute stream per device, created on first use.
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <mutex>
 #include <vector>
@@ -11,13 +12,35 @@ namespace dtrain::gpu {
 
 bool built() { return true; }
 
+namespace {
+
+// Whether the NVIDIA driver's library is installed at all (the runtime needs it for everything).
+bool driver_installed() {
+  static const bool installed = [] {
+    void* lib = ::dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (lib) ::dlclose(lib);
+    return lib != nullptr;
+  }();
+  return installed;
+}
+
+}  // namespace
+
 int device_count() {
+  if (!driver_installed()) return 0;
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    (void)cudaGetLastError();  // no driver or no device: not an error here
+  const cudaError_t rc = cudaGetDeviceCount(&n);
+  if (rc == cudaErrorNoDevice) {
+    (void)cudaGetLastError();
     return 0;
   }
+  DTRAIN_CUDA_CHECK(rc);
   return n;
+}
+
+std::string no_device_reason() {
+  if (!driver_installed()) return "no NVIDIA driver is installed (libcuda.so.1 not found)";
+  return device_count() == 0 ? "the NVIDIA driver sees no CUDA device (check CUDA_VISIBLE_DEVICES)" : "";
 }
 
 std::string device_name(int device) {

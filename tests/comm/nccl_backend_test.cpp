@@ -2,9 +2,11 @@
 // run through the same ParamSync path as the mpi backend.
 #include <gtest/gtest.h>
 
+#include "comm/environment.h"
 #include "comm/param_sync.h"
 #include "core/config.h"
 #include "core/gpu.h"
+#include "tests/core/cuda_test_util.h"
 
 namespace dtrain {
 namespace {
@@ -13,11 +15,12 @@ class NcclCommunicator : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!DTRAIN_HAVE_NCCL) GTEST_SKIP() << "built without NCCL";
-    if (gpu::device_count() == 0) GTEST_SKIP() << "no GPU visible";
+    DTRAIN_SKIP_WITHOUT_GPU();
   }
 };
 
 TEST_F(NcclCommunicator, CollectivesInAWorldOfOne) {
+  if (detect_launch_env().world != 1) GTEST_SKIP() << "a world-of-one test (ctest runs it as nccl_backend_test)";
   auto comm = make_communicator(CommOptions{.backend = "nccl", .model_device = Device::cuda(0)});
   ASSERT_EQ(comm->size(), 1);
   for (int64_t n : {0, 1, 7, 65537}) {
@@ -31,7 +34,37 @@ TEST_F(NcclCommunicator, CollectivesInAWorldOfOne) {
   ASSERT_TRUE(comm->barrier().wait(30));
 }
 
+// Values that differ per rank (rank + 1), so a wrong reduction op cannot pass as it does in a world
+// of one. Runs under mpiexec (nccl_backend_test_np2); skips with the reason where a node has fewer
+// GPUs than ranks (NCCL needs one GPU per rank).
+TEST_F(NcclCommunicator, CollectivesCombineEveryRanksValues) {
+  const LaunchEnv env = detect_launch_env();
+  if (env.world < 2) GTEST_SKIP() << "needs 2 or more ranks (ctest runs nccl_backend_test_np2)";
+  if (env.local_world > gpu::device_count())
+    GTEST_SKIP() << env.local_world << " ranks on this node but " << gpu::device_count()
+                 << " GPU(s): NCCL needs one GPU per rank (the mpi backend carries GPU tensors instead)";
+  auto comm = make_communicator(CommOptions{.backend = "nccl", .model_device = Device::cuda(env.local_rank)});
+  const int n = comm->size();
+  const float mine = static_cast<float>(comm->rank() + 1);
+  const float sum = static_cast<float>(n * (n + 1) / 2);
+  for (const auto& [op, want] :
+       {std::pair{ReduceOp::sum, sum}, std::pair{ReduceOp::average, sum / static_cast<float>(n)},
+        std::pair{ReduceOp::max, static_cast<float>(n)}}) {
+    Tensor t = Tensor::full(Shape{1000}, mine, comm->device());
+    ASSERT_TRUE(comm->allreduce(t, op).wait(30));
+    for (float v : t.to_vector<float>()) ASSERT_FLOAT_EQ(v, want) << reduce_op_name(op);
+  }
+  Tensor root = Tensor::full(Shape{5}, mine, comm->device());
+  ASSERT_TRUE(comm->broadcast(root, n - 1).wait(30));
+  for (float v : root.to_vector<float>()) ASSERT_EQ(v, static_cast<float>(n));
+  Tensor out = Tensor::zeros(Shape{3 * n}, DType::f32, comm->device());
+  ASSERT_TRUE(comm->allgather(Tensor::full(Shape{3}, mine, comm->device()), out).wait(30));
+  const std::vector<float> all = out.to_vector<float>();
+  for (int r = 0; r < n; ++r) ASSERT_EQ(all[static_cast<size_t>(3 * r)], static_cast<float>(r + 1));
+}
+
 TEST_F(NcclCommunicator, ParamSyncAveragesGradientsOnTheGpu) {
+  if (detect_launch_env().world != 1) GTEST_SKIP() << "a world-of-one test (ctest runs it as nccl_backend_test)";
   auto comm = make_communicator(CommOptions{.backend = "nccl", .model_device = Device::cuda(0)});
   ParameterArena arena;
   auto fill = [](float v) { return [v](Tensor& t, Generator&) { t.fill(v); }; };

@@ -39,6 +39,19 @@ TEST(ResolveBackend, AutoPicksSingleForAPlainProcessOnCpu) {
   }
 }
 
+// Two ranks on one GPU cannot use NCCL ("invalid usage"): auto falls back to mpi when a node has
+// fewer GPUs than ranks, and never picks nccl for a CPU model or a build without it.
+TEST(ResolveBackend, AutoPicksNcclOnlyWithAGpuForEveryLocalRank) {
+  EXPECT_EQ(auto_backend(true, true, 2, 2, true), "nccl");
+  EXPECT_EQ(auto_backend(true, true, 1, 1, false), "nccl");
+  EXPECT_EQ(auto_backend(true, true, 2, 1, true), "mpi");
+  EXPECT_EQ(auto_backend(true, true, 4, 0, true), "mpi");
+  EXPECT_EQ(auto_backend(true, false, 1, 8, true), "mpi");
+  EXPECT_EQ(auto_backend(false, true, 1, 8, true), "mpi");
+  EXPECT_EQ(auto_backend(false, true, 1, 8, false), "single");
+  EXPECT_EQ(auto_backend(true, true, 2, 1, false), "single");
+}
+
 TEST(Watchdog, FiresOnceForAnUnfinishedCollectiveNamingIt) {
   std::atomic<int> fired{0};
   std::string what;

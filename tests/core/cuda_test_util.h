@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -14,11 +15,17 @@
 #include "core/gpu.h"
 #include "core/tensor.h"
 
-// Skips the current test, with the reason printed, when no GPU is visible.
-#define DTRAIN_SKIP_WITHOUT_GPU()                                                                         \
-  do {                                                                                                    \
-    if (::dtrain::gpu::device_count() == 0)                                                               \
-      GTEST_SKIP() << "no CUDA device visible (gpu::device_count() == 0): CPU-vs-CUDA checks need a GPU"; \
+// Skips the current test, with the reason printed, when no GPU is visible; with DTRAIN_REQUIRE_GPU=1
+// in the environment (scripts/gpu-check.sh on the GPU machine) that is a failure instead, so a
+// broken setup cannot pass as "skipped".
+#define DTRAIN_SKIP_WITHOUT_GPU()                                                                                    \
+  do {                                                                                                               \
+    if (::dtrain::gpu::device_count() == 0) {                                                                        \
+      const char* dtrain_require_ = std::getenv("DTRAIN_REQUIRE_GPU");                                               \
+      if (dtrain_require_ && std::string(dtrain_require_) == "1")                                                    \
+        FAIL() << "DTRAIN_REQUIRE_GPU=1 but no GPU: " << ::dtrain::gpu::no_device_reason();                          \
+      GTEST_SKIP() << "no CUDA device visible (" << ::dtrain::gpu::no_device_reason() << "): this test needs a GPU"; \
+    }                                                                                                                \
   } while (0)
 
 namespace dtrain::test {

@@ -19,6 +19,7 @@
 #include "core/gpu.h"
 #include "core/model.h"
 #include "data/h5.h"
+#include "tests/core/cuda_test_util.h"
 
 namespace dtrain {
 namespace {
@@ -191,7 +192,7 @@ TEST(Checkpoint, RoundTripRestoresParamsSlotsStepsAndMetaBitForBit) {
 
 // A GPU model's values and slots go through the host; the file loads into a CPU or a GPU model.
 TEST(Checkpoint, GpuModelRoundTripsThroughTheHost) {
-  if (gpu::device_count() == 0) GTEST_SKIP() << "no CUDA device visible: the GPU path of write/load is not run";
+  DTRAIN_SKIP_WITHOUT_GPU();
   TempDir dir;
   auto model = create_model(small_mlp());
   model->build(Device::cuda(0), 1);
