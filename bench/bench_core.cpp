@@ -1,14 +1,17 @@
-// bench_core: CPU throughput of the core. Prints one JSON line per measurement, then a table.
-//   sgemm        GFLOP/s of square SGEMMs (the anchor)
-//   train_step   forward + loss + backward + SGD update of the registry's mlp and cnn at batch 256,
-//                against the time of the identical GEMM calls (same shapes, same order) run alone
-// Usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn]
+// bench_core: throughput of the core. Prints one JSON line per measurement, then a table.
+//   sgemm        GFLOP/s of square SGEMMs (the anchor; CPU)
+//   train_step   forward + loss + backward + SGD update of the registry's mlp and cnn at batch 256;
+//                on the CPU against the time of the identical GEMM calls (same shapes, same order)
+//                run alone; with --device cuda:N on that GPU, each step waiting for the GPU
+//                (scripts/bench-gpu.sh sets it beside PyTorch's)
+// Usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn] [--device cpu|cuda:N]
 #include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "bench/harness.h"
+#include "core/gpu.h"
 #include "core/kernels.h"
 #include "core/loss.h"
 #include "core/model.h"
@@ -19,8 +22,8 @@ namespace {
 
 const bench::Program kProgram{
     .name = "bench_core",
-    .usage = "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn]",
-    .options = {"--threads", "--json", "--reps", "--only"}};
+    .usage = "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn] [--device cpu|cuda:N]",
+    .options = {"--threads", "--json", "--reps", "--only", "--device"}};
 
 struct GemmCall {
   bool trans_a, trans_b;
@@ -97,18 +100,30 @@ double time_gemms_alone(const std::vector<GemmCall>& calls, Generator& g, int re
   return bench::median(bench::sample_ms(gemms, 2, reps));
 }
 
-Result bench_train_step(const std::string& type, int64_t batch, int threads, int reps) {
+// The step on a GPU: samples/s only (the GEMMs-alone comparison is the CPU's).
+Result device_result(const std::string& type, int64_t batch, Device device, double step_ms) {
+  const double samples_per_s = batch / (step_ms * 1e-3);
+  bench::JsonLine json("train_step");
+  json.add("model", type).add("batch", batch).add("device", device.str()).add("step_ms", step_ms, 3);
+  json.add("samples_per_s", samples_per_s, 1);
+  char row[160];
+  std::snprintf(row, sizeof row, "step %-4s b%-4ld %-7s %10.3f ms  %9.1f samples/s", type.c_str(),
+                static_cast<long>(batch), device.str().c_str(), step_ms, samples_per_s);
+  return {json, row};
+}
+
+Result bench_train_step(const std::string& type, int64_t batch, int threads, int reps, Device device) {
   ModelConfig config;
   config.type = type;
   auto model = create_model(config);
-  model->build(Device::cpu(), 1);
+  model->build(device, 1);
   Shape in{batch};
   for (int64_t d : config.input_shape) in.push_back(d);
   Generator g(RngKey{2, 0, static_cast<uint32_t>(RngPurpose::test)});
-  Tensor x = Tensor::randn(in, 0, 1, g);
+  Tensor x = Tensor::randn(in, 0, 1, g).to(device);
   std::vector<int64_t> labels(static_cast<size_t>(batch));
   for (auto& l : labels) l = static_cast<int64_t>(g.below(static_cast<uint64_t>(config.num_classes)));
-  Tensor y = Tensor::from_vector(labels, Shape{batch});
+  Tensor y = Tensor::from_vector(labels, Shape{batch}).to(device);
   Generator dropout(RngKey{2, 0, static_cast<uint32_t>(RngPurpose::dropout)});
 
   const auto step = [&] {
@@ -121,8 +136,10 @@ Result bench_train_step(const std::string& type, int64_t batch, int threads, int
     LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(batch));
     model->backward(loss.grad, ctx);
     ops::axpy(-0.01f, model->arena().grads(), model->arena().values());
+    if (device.is_cuda()) gpu::synchronize(device.index);
   };
   const double step_ms = bench::median(bench::sample_ms(step, 2, reps));
+  if (device.is_cuda()) return device_result(type, batch, device, step_ms);
   const std::vector<GemmCall> calls = step_gemms(model->net(), in);
   const double gemm_ms = time_gemms_alone(calls, g, reps);
   const double samples_per_s = batch / (step_ms * 1e-3), ratio = step_ms / gemm_ms;
@@ -141,20 +158,21 @@ void run(const bench::Args& args) {
   const int threads = static_cast<int>(args.positive_integer("--threads", 1));
   const int reps = static_cast<int>(args.positive_integer("--reps", 10));
   const std::string only = args.text("--only", "");
+  const Device device = Device::parse(args.text("--device", "cpu"));
   if (!only.empty() && only != "sgemm" && only != "mlp" && only != "cnn")
     throw bench::UsageError("--only must be sgemm, mlp or cnn, got '" + only + "'");
   bench::JsonOutput json(args.text("--json", ""), bench::JsonOutput::Mode::truncate);
   cpu::set_blas_threads(threads);
 
   std::vector<Result> results;
-  if (only.empty() || only == "sgemm")
+  if ((only.empty() || only == "sgemm") && device.is_cpu())
     for (int64_t n : {256, 512, 1024, 2048}) results.push_back(bench_sgemm(n, threads, reps));
   for (const char* type : {"mlp", "cnn"})
-    if (only.empty() || only == type) results.push_back(bench_train_step(type, 256, threads, reps));
+    if (only.empty() || only == type) results.push_back(bench_train_step(type, 256, threads, reps, device));
 
   for (const Result& r : results) json.emit(r.json);
-  std::printf("\nbench_core (CPU, %d BLAS threads, OpenBLAS %s kernels, median of %d after warm-up)\n", threads,
-              cpu::blas_core_name(), reps);
+  std::printf("\nbench_core (%s, %d BLAS threads, OpenBLAS %s kernels, median of %d after warm-up)\n",
+              device.str().c_str(), threads, cpu::blas_core_name(), reps);
   for (const Result& r : results) std::printf("  %s\n", r.row.c_str());
 }
 

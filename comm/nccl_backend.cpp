@@ -49,8 +49,8 @@ ncclDataType_t nccl_type(DType t) {
 // Done when the event recorded after the collective has fired; holds the buffers until then.
 class NcclWorkState final : public WorkState {
  public:
-  NcclWorkState(std::string description, int device, std::vector<Tensor> keep)
-      : WorkState(std::move(description)), device_(device), keep_(std::move(keep)) {
+  NcclWorkState(std::string description, int device, ncclComm_t comm, std::vector<Tensor> keep)
+      : WorkState(std::move(description)), device_(device), comm_(comm), keep_(std::move(keep)) {
     DTRAIN_CUDA_CHECK(cudaSetDevice(device_));
     DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
   }
@@ -66,7 +66,17 @@ class NcclWorkState final : public WorkState {
     if (WorkState::is_done()) return true;
     cudaSetDevice(device_);
     const cudaError_t rc = cudaEventQuery(event_);
-    if (rc == cudaErrorNotReady) return false;
+    if (rc == cudaErrorNotReady) {
+      // A failed peer shows here within the watchdog's next poll, not at comm.timeout_s.
+      ncclResult_t async = ncclSuccess;
+      if (comm_ && ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess) {
+        complete(detail::concat("NCCL reported an error during ", description(), ": ", ncclGetErrorString(async),
+                                " (a peer rank may have failed)"));
+        keep_.clear();
+        return true;
+      }
+      return false;
+    }
     complete(rc == cudaSuccess
                  ? std::string{}
                  : std::string("CUDA error while waiting for ") + description() + ": " + cudaGetErrorString(rc));
@@ -84,6 +94,7 @@ class NcclWorkState final : public WorkState {
 
  private:
   int device_;
+  ncclComm_t comm_;
   std::mutex query_mu_;  // guards the query-complete-release transition and keep_
   std::vector<Tensor> keep_;
   cudaEvent_t event_ = nullptr;
@@ -209,7 +220,8 @@ class NcclCommunicator final : public Communicator {
   template <typename Launch>
   Work launch(std::string what, std::vector<Tensor> keep, Launch&& call) {
     int64_t bytes = keep.empty() ? 0 : keep.front().nbytes();
-    auto state = std::make_shared<NcclWorkState>(detail::concat(what, " (", bytes, " bytes)"), gpu_, std::move(keep));
+    auto state =
+        std::make_shared<NcclWorkState>(detail::concat(what, " (", bytes, " bytes)"), gpu_, comm_, std::move(keep));
     DTRAIN_CUDA_CHECK(cudaSetDevice(gpu_));
     DTRAIN_CUDA_CHECK(cudaEventRecord(state->event(), cuda::compute_stream(gpu_)));
     DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(stream_, state->event(), 0));

@@ -25,5 +25,8 @@ enum class CopyKind { host_to_device, device_to_host, device_to_device };
 void memcpy(void* dst, const void* src, int64_t bytes, CopyKind kind, int device);
 void synchronize(int device);  // waits for the compute stream of `device`
 void set_device(int device);
+// TF32 tensor cores for f32 GEMMs (process-wide; off by default): about 8x the f32 GEMM rate on
+// Ampere and later, with products rounded to a 10-bit mantissa.
+void set_allow_tf32(bool allow);
 
 }  // namespace dtrain::gpu

@@ -11,6 +11,7 @@ namespace {
 
 bool built() { return false; }
 int device_count() { return 0; }
+void set_allow_tf32(bool) {}
 std::string no_device_reason() { return "this dtrain was built without CUDA"; }
 std::string device_name(int) { unavailable("gpu::device_name"); }
 std::string runtime_version() { return "none"; }

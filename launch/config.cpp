@@ -218,6 +218,10 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
   t.add("train.eval_every", "optimizer steps between evaluations (0: at each epoch end)", &r.eval_every);
   t.add("train.log_every", "optimizer steps between log lines and metrics records", &r.log_every);
   t.add("train.device", "cpu | cuda | cuda:N (cuda: the GPU of the local rank)", &r.device);
+  t.add("train.allow_tf32",
+        "cuda: TF32 tensor cores for f32 GEMMs (~8x faster on Ampere and later, products rounded to 10 mantissa "
+        "bits); off so a GPU run matches the CPU's f32 results",
+        &r.allow_tf32);
   t.add("train.threads", "BLAS threads per rank (0: cores on the node / ranks on the node)", &r.threads);
   t.add("train.on_nonfinite",
         "a step whose loss or gradient is NaN or infinite: stop (end the run, exit 1, the last checkpoint kept) | "

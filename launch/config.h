@@ -33,6 +33,7 @@ struct TrainSection {
   int64_t eval_every = 0;             // steps between evaluations; 0: at the end of every epoch
   int64_t log_every = 50;             // steps between log lines / metrics records
   std::string device = "cpu";         // cpu | cuda | cuda:N (cuda: the local rank's GPU)
+  bool allow_tf32 = false;            // cuda: TF32 tensor cores for f32 GEMMs
   int threads = 0;                    // BLAS threads per rank; 0: cores on the node / ranks on the node
   std::string on_nonfinite = "stop";  // stop | skip: a step whose gradient norm is NaN or infinite
   int max_skipped = 5;                // skip: consecutive skipped steps that end the run

@@ -206,7 +206,10 @@ void Trainer::State::start_runtime() {
   const TrainConfig& c = config;
   runtime.env = detect_launch_env();
   runtime.device = choose_device(c.train.device, runtime.env);
-  if (runtime.device.is_cuda()) gpu::set_device(runtime.device.index);
+  if (runtime.device.is_cuda()) {
+    gpu::set_device(runtime.device.index);
+    gpu::set_allow_tf32(config.train.allow_tf32);
+  }
 
   CommOptions comm_options;
   comm_options.backend = c.comm.backend;

@@ -7,6 +7,7 @@
 
 #include "core/cuda/check.h"
 #include "core/gpu.h"
+#include "core/kernels.h"
 
 namespace dtrain::gpu {
 
@@ -91,6 +92,8 @@ void memcpy(void* dst, const void* src, int64_t bytes, CopyKind kind, int device
 void synchronize(int device) { DTRAIN_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream(device))); }
 
 void set_device(int device) { DTRAIN_CUDA_CHECK(cudaSetDevice(device)); }
+
+void set_allow_tf32(bool allow) { cuda::set_allow_tf32(allow); }
 
 }  // namespace dtrain::gpu
 
