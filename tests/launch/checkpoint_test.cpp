@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/gpu.h"
 #include "core/model.h"
+#include "damage.h"
 #include "data/h5.h"
 #include "tests/core/cuda_test_util.h"
 
@@ -481,31 +482,6 @@ TEST(Checkpoint, MetaWithTheWrongNumberOfRngOffsetsIsRefused) {
   EXPECT_FALSE(fs::exists(path));
 }
 
-namespace integrity {
-
-// The file offset of a contiguous dataset's first byte (where its data lies on disk).
-int64_t data_offset(const std::string& path, const std::string& dataset) {
-  auto guard = h5::lock();
-  const h5::File f = h5::File::open(path);
-  const haddr_t offset = H5Dget_offset(f.dataset(dataset).id());
-  EXPECT_NE(offset, HADDR_UNDEF) << dataset;
-  return static_cast<int64_t>(offset);
-}
-
-// Overwrites `count` bytes at `offset` with bytes that differ from the ones there.
-void damage(const std::string& path, int64_t offset, int64_t count) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  std::string bytes(static_cast<size_t>(count), '\0');
-  f.seekg(offset);
-  f.read(bytes.data(), count);
-  for (char& c : bytes) c = static_cast<char>(~c);
-  f.seekp(offset);
-  f.write(bytes.data(), count);
-  ASSERT_TRUE(f.good()) << path;
-}
-
-}  // namespace integrity
-
 // The dd reproduction of issue 19, at several places: the first byte, the middle and the last byte
 // of a parameter, of an optimizer slot and of a rank's RNG offset must each be caught, by name.
 TEST(CheckpointIntegrity, DamagedDatasetBytesAreDetectedWhereverTheyAre) {
@@ -525,7 +501,7 @@ TEST(CheckpointIntegrity, DamagedDatasetBytesAreDetectedWhereverTheyAre) {
         bytes = static_cast<int64_t>(H5Dget_storage_size(d.id()));
       }
       const int64_t at = std::string(where) == "first" ? 0 : std::string(where) == "middle" ? bytes / 2 : bytes - 1;
-      integrity::damage(path, integrity::data_offset(path, dataset) + at, 1);
+      ASSERT_TRUE(test::flip_bytes(path, test::dataset_file_offset(path, dataset) + at, 1));
       const std::string what = dataset + " (" + where + " byte)";
 
       const CheckpointReport report = verify_checkpoint(path);
@@ -550,7 +526,7 @@ TEST(CheckpointIntegrity, SixtyFourKibOverwrittenMidFileIsDetected) {
   auto opt = make_optimizer(adam(), model->arena());
   fake_steps(*model, *opt, 1, 1);
   write_checkpoint(path, model->arena(), opt.get(), sample_meta(*model, opt.get()));
-  integrity::damage(path, static_cast<int64_t>(fs::file_size(path) / 2), 64 * 1024);
+  ASSERT_TRUE(test::flip_bytes(path, static_cast<int64_t>(fs::file_size(path) / 2), 64 * 1024));
   const CheckpointReport report = verify_checkpoint(path);
   EXPECT_FALSE(report.ok());
   CapturedLog log;
@@ -569,7 +545,7 @@ TEST(CheckpointIntegrity, ResumeAutoSkipsADamagedNewestForTheOlderGoodOne) {
   const std::string older = checkpoint_path(dir.str(), 20), newer = checkpoint_path(dir.str(), 40);
   write_sample(older);
   write_sample(newer);
-  integrity::damage(newer, integrity::data_offset(newer, "/params/1.weight") + 5, 4);
+  ASSERT_TRUE(test::flip_bytes(newer, test::dataset_file_offset(newer, "/params/1.weight") + 5, 4));
   CapturedLog log;
   const ResumeChoice choice = find_resumable_checkpoint(dir.str());
   EXPECT_EQ(choice.path, older);

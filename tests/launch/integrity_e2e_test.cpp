@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "damage.h"
 #include "train_e2e_fixture.h"
 
 namespace dtrain {
@@ -16,19 +17,7 @@ using test::run_command;
 
 // Overwrites `count` bytes inside dataset `dataset` of `path` (from its first byte), flipping each.
 void damage_dataset(const std::string& path, const std::string& dataset, int64_t count) {
-  int64_t offset = 0;
-  {
-    auto guard = h5::lock();
-    const h5::File f = h5::File::open(path);
-    offset = static_cast<int64_t>(H5Dget_offset(f.dataset(dataset).id()));
-  }
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  std::string bytes(static_cast<size_t>(count), '\0');
-  f.seekg(offset);
-  f.read(bytes.data(), count);
-  for (char& c : bytes) c = static_cast<char>(~c);
-  f.seekp(offset);
-  f.write(bytes.data(), count);
+  ASSERT_TRUE(test::flip_bytes(path, test::dataset_file_offset(path, dataset), count)) << path << " " << dataset;
 }
 
 // A tmpfs of `kib` KiB mounted at `dir` for the test's life; mounted() is false (with the reason in
