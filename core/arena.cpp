@@ -2,7 +2,8 @@
 
 namespace dtrain {
 
-Parameter& ParameterArena::add(std::string name, const Shape& shape, std::function<void(Tensor&, Generator&)> init) {
+Parameter& ParameterArena::add(std::string name, const Shape& shape, std::function<void(Tensor&, Generator&)> init,
+                               bool weight_decay) {
   DTRAIN_CHECK(!allocated(), "parameter '", name, "' registered after the arena was allocated");
   for (const Parameter* p : ordered_) DTRAIN_CHECK(p->name != name, "parameter '", name, "' registered twice");
   Parameter& p = storage_.emplace_back();
@@ -10,6 +11,7 @@ Parameter& ParameterArena::add(std::string name, const Shape& shape, std::functi
   p.shape = shape;
   p.index = static_cast<int>(ordered_.size());
   p.init = std::move(init);
+  p.weight_decay = weight_decay;
   ordered_.push_back(&p);
   return p;
 }
@@ -36,6 +38,18 @@ Parameter& ParameterArena::find(const std::string& name) {
   for (Parameter* p : ordered_)
     if (p->name == name) return *p;
   fail("no parameter named '", name, "'");
+}
+
+std::vector<DecayRange> ParameterArena::decay_ranges() const {
+  std::vector<DecayRange> ranges;
+  for (auto it = ordered_.rbegin(); it != ordered_.rend(); ++it) {
+    const Parameter& p = **it;
+    if (!ranges.empty() && ranges.back().weight_decay == p.weight_decay)
+      ranges.back().numel += p.shape.numel();
+    else
+      ranges.push_back({p.offset, p.shape.numel(), p.weight_decay});
+  }
+  return ranges;
 }
 
 void ParameterArena::zero_grad() {

@@ -20,12 +20,21 @@ struct Parameter {
   Tensor grad;         // view into the gradient arena
   // Fills `value` once the arena is allocated.
   std::function<void(Tensor& value, Generator& gen)> init;
+  // Whether optimizers apply weight decay to it (its group): off for biases, norms and embeddings.
+  bool weight_decay = true;
+};
+
+// A run of parameters adjacent in the arenas that share a weight-decay group.
+struct DecayRange {
+  int64_t offset = 0, numel = 0;
+  bool weight_decay = true;
 };
 
 class ParameterArena {
  public:
   // Registers a parameter (before allocate()). The returned reference stays valid.
-  Parameter& add(std::string name, const Shape& shape, std::function<void(Tensor&, Generator&)> init);
+  Parameter& add(std::string name, const Shape& shape, std::function<void(Tensor&, Generator&)> init,
+                 bool weight_decay = true);
   // Lays out and allocates both arenas on `device`, then runs each init in registration order.
   void allocate(Device device, Generator& gen);
   bool allocated() const { return values_.defined(); }
@@ -36,6 +45,8 @@ class ParameterArena {
   Tensor& grads() { return grads_; }                                      // flat 1-D
   const Tensor& grads() const { return grads_; }
   int64_t numel() const { return numel_; }
+  // The arenas as maximal runs of one weight-decay group, in arena order (after allocate()).
+  std::vector<DecayRange> decay_ranges() const;
   Device device() const { return values_.device(); }
   void zero_grad();
 

@@ -1,5 +1,6 @@
 #include "core/model.h"
 
+#include <cmath>
 #include <mutex>
 #include <sstream>
 
@@ -10,6 +11,8 @@ std::string ModelConfig::canonical() const {
   os << "type=" << type << ";input=" << input_shape.str() << ";classes=" << num_classes << ";hidden=";
   for (size_t i = 0; i < hidden.size(); ++i) os << (i ? "," : "") << hidden[i];
   os << ";dropout=" << dropout << ";activation=" << activation;
+  if (type == "gpt")  // (the other models' hashes stay as they were before the gpt existed)
+    os << ";n_layer=" << n_layer << ";n_head=" << n_head << ";n_embd=" << n_embd << ";ctx=" << ctx;
   for (const auto& [k, v] : extra) os << ";" << k << "=" << v;
   return os.str();
 }
@@ -77,6 +80,37 @@ std::unique_ptr<Sequential> build_cnn(const ModelConfig& c) {
   return net;
 }
 
+// GPT-2 (pre-LayerNorm): token + position embeddings, n_layer blocks of
+//   x += proj(attention(qkv(LayerNorm(x))));  x += fc2(GELU_tanh(fc1(LayerNorm(x))))   (fc1: C -> 4C)
+// then a final LayerNorm and the output head tied to the token embedding. Linear weights start
+// N(0, 0.02^2), the projections back into the residual stream N(0, 0.02^2 / (2 n_layer)).
+std::unique_ptr<Sequential> build_gpt(const ModelConfig& c) {
+  const int64_t width = c.n_embd, heads = c.n_head;
+  DTRAIN_CHECK(c.n_layer > 0, "model.n_layer: must be positive, got ", c.n_layer);
+  DTRAIN_CHECK(heads > 0 && width > 0 && width % heads == 0, "model.n_embd: ", width,
+               " must be a positive multiple of model.n_head (", heads, ")");
+  DTRAIN_CHECK(c.ctx > 0, "model.ctx: must be positive, got ", c.ctx);
+  const float std = 0.02f, residual_std = std / std::sqrt(2.0f * static_cast<float>(c.n_layer));
+  auto net = std::make_unique<Sequential>();
+  auto embedding = std::make_unique<TokenPositionEmbedding>(c.num_classes, c.ctx, width);
+  const TokenPositionEmbedding& tokens = *embedding;
+  net->add(std::move(embedding));
+  if (c.dropout > 0) net->emplace<Dropout>(c.dropout);
+  for (int64_t layer = 0; layer < c.n_layer; ++layer) {
+    auto attention = std::make_unique<Sequential>();
+    attention->emplace<LayerNorm>(width).emplace<Linear>(width, 3 * width, true, std);
+    attention->emplace<CausalSelfAttention>(width, heads).emplace<Linear>(width, width, true, residual_std);
+    if (c.dropout > 0) attention->emplace<Dropout>(c.dropout);
+    auto mlp = std::make_unique<Sequential>();
+    mlp->emplace<LayerNorm>(width).emplace<Linear>(width, 4 * width, true, std).emplace<GELU>(true);
+    mlp->emplace<Linear>(4 * width, width, true, residual_std);
+    if (c.dropout > 0) mlp->emplace<Dropout>(c.dropout);
+    net->emplace<Residual>(std::move(attention)).emplace<Residual>(std::move(mlp));
+  }
+  net->emplace<LayerNorm>(width).emplace<TiedLinear>(tokens);
+  return net;
+}
+
 struct Registered {
   ModelBuilder build;
   InputLayout input_layout;
@@ -85,7 +119,8 @@ struct Registered {
 struct Registry {
   std::mutex mu;  // guards models
   std::map<std::string, Registered> models{{"mlp", {build_mlp, InputLayout::features}},
-                                           {"cnn", {build_cnn, InputLayout::images}}};
+                                           {"cnn", {build_cnn, InputLayout::images}},
+                                           {"gpt", {build_gpt, InputLayout::tokens}}};
 };
 Registry& registry() {
   static Registry r;

@@ -24,9 +24,12 @@ struct ModelConfig {
   std::string type = "mlp";
   Shape input_shape{1, 28, 28};  // per sample, without the batch dim
   int64_t num_classes = 10;
-  std::vector<int64_t> hidden{256, 128};     // mlp hidden sizes
-  float dropout = 0.0f;                      // mlp: dropout after each hidden activation
-  std::string activation = "relu";           // mlp: relu | gelu
+  std::vector<int64_t> hidden{256, 128};  // mlp hidden sizes
+  float dropout = 0.0f;                   // mlp: dropout after each hidden activation
+  std::string activation = "relu";        // mlp: relu | gelu
+  // gpt: n_layer blocks of n_head heads, n_embd wide, over at most ctx tokens of a vocabulary of
+  // vocab (0: the training data's vocab_size; the model's classes are its vocabulary)
+  int64_t n_layer = 4, n_head = 4, n_embd = 128, ctx = 128, vocab = 0;
   std::map<std::string, std::string> extra;  // free-form keys for user-registered models
   // A stable text form of every field (for the signature and the config hash).
   std::string canonical() const;
@@ -59,7 +62,7 @@ class Model {
 
 using ModelBuilder = std::function<std::unique_ptr<Sequential>(const ModelConfig&)>;
 
-// The model registry: "mlp" (features) and "cnn" (images) are built in; users add their own before
+// The model registry: "mlp" (features), "cnn" (images) and "gpt" (tokens) are built in; users add their own before
 // creating. The builder declares its input layout with it.
 void register_model(const std::string& type, ModelBuilder builder, InputLayout input_layout = InputLayout::features);
 std::vector<std::string> registered_models();

@@ -14,7 +14,15 @@
 namespace dtrain {
 
 // Purposes for RngKey; new streams get new numbers, never reuse one.
-enum class RngPurpose : uint32_t { init = 1, dropout = 2, sampler = 3, augment = 4, data_synth = 5, test = 6 };
+enum class RngPurpose : uint32_t {
+  init = 1,
+  dropout = 2,
+  sampler = 3,
+  augment = 4,
+  data_synth = 5,
+  test = 6,
+  generate = 7,  // sampling the tokens a language model generates
+};
 
 struct RngKey {
   uint64_t seed = 0;

@@ -64,6 +64,15 @@ void rmsprop_step(float* p, const float* g, float* sq, float* buf, int64_t n, fl
 
 namespace {
 
+// Calls fn(offset, count, weight_decay) for each run of the arena in one weight-decay group
+// (Parameter::weight_decay: biases, norms and embeddings are not decayed); one call for the whole
+// arena when nothing decays.
+template <typename Fn>
+void for_each_decay_group(const ParameterArena& a, float weight_decay, Fn fn) {
+  if (weight_decay == 0.0f) return fn(int64_t{0}, a.numel(), 0.0f);
+  for (const DecayRange& r : a.decay_ranges()) fn(r.offset, r.numel, r.weight_decay ? weight_decay : 0.0f);
+}
+
 // PyTorch's SGD: g += wd p; buf = momentum buf + g; p -= lr (nesterov ? g + momentum buf : buf).
 class Sgd : public Optimizer {
  public:
@@ -74,8 +83,10 @@ class Sgd : public Optimizer {
   }
   void step(ParameterArena& a, float lr) override {
     float* buf = config_.momentum > 0 ? slot(0).data<float>() : nullptr;
-    DTRAIN_DISPATCH(a.device(), sgd_step, a.values().data<float>(), a.grads().data<float>(), buf, a.numel(), lr,
-                    config_.momentum, config_.nesterov, config_.weight_decay);
+    for_each_decay_group(a, config_.weight_decay, [&](int64_t at, int64_t n, float wd) {
+      DTRAIN_DISPATCH(a.device(), sgd_step, a.values().data<float>() + at, a.grads().data<float>() + at,
+                      buf ? buf + at : nullptr, n, lr, config_.momentum, config_.nesterov, wd);
+    });
     ++steps_;
   }
 };
@@ -93,9 +104,11 @@ class Adam : public Optimizer {
     const double t = static_cast<double>(steps_ + 1);
     const float bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta1), t));
     const float bias2 = static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta2), t));
-    DTRAIN_DISPATCH(a.device(), adam_step, a.values().data<float>(), a.grads().data<float>(), slot(0).data<float>(),
-                    slot(1).data<float>(), a.numel(), lr, config_.beta1, config_.beta2, config_.eps,
-                    config_.weight_decay, decoupled_, bias1, bias2);
+    for_each_decay_group(a, config_.weight_decay, [&](int64_t at, int64_t n, float wd) {
+      DTRAIN_DISPATCH(a.device(), adam_step, a.values().data<float>() + at, a.grads().data<float>() + at,
+                      slot(0).data<float>() + at, slot(1).data<float>() + at, n, lr, config_.beta1, config_.beta2,
+                      config_.eps, wd, decoupled_, bias1, bias2);
+    });
     ++steps_;
   }
 
@@ -121,8 +134,11 @@ class RmsProp : public Optimizer {
   }
   void step(ParameterArena& a, float lr) override {
     float* buf = config_.momentum > 0 ? slot(1).data<float>() : nullptr;
-    DTRAIN_DISPATCH(a.device(), rmsprop_step, a.values().data<float>(), a.grads().data<float>(), slot(0).data<float>(),
-                    buf, a.numel(), lr, config_.alpha, config_.eps, config_.weight_decay, config_.momentum);
+    for_each_decay_group(a, config_.weight_decay, [&](int64_t at, int64_t n, float wd) {
+      DTRAIN_DISPATCH(a.device(), rmsprop_step, a.values().data<float>() + at, a.grads().data<float>() + at,
+                      slot(0).data<float>() + at, buf ? buf + at : nullptr, n, lr, config_.alpha, config_.eps, wd,
+                      config_.momentum);
+    });
     ++steps_;
   }
 };

@@ -2,12 +2,15 @@
 // with row stride ld is the column-major transpose with the same ld, so the row-major
 // C = op(A) op(B) is computed as the column-major C^T = op(B)^T op(A)^T, i.e. with A and B
 // swapped and m and n swapped. One cuBLAS handle per thread and device, created on first use.
+// gemm_strided_batched (core/cuda/blas.cuh) is the same over a batch of equally spaced matrices.
 #include <cublas_v2.h>
 
 #include <atomic>
 #include <climits>
+#include <initializer_list>
 #include <vector>
 
+#include "core/cuda/blas.cuh"
 #include "core/cuda/launch.cuh"
 #include "core/kernels.h"
 
@@ -54,6 +57,15 @@ __global__ void scale_matrix_kernel(float* c, int64_t m, int64_t n, int64_t ldc,
   }
 }
 
+// cuBLAS takes sizes and leading dimensions as int.
+void check_fits_int(const char* what, std::initializer_list<int64_t> values, int64_t m, int64_t n, int64_t k) {
+  for (int64_t v : values)
+    DTRAIN_CHECK(v <= INT_MAX, what, ": size or stride ", v, " exceeds cuBLAS's 32-bit int (m=", m, " n=", n, " k=", k,
+                 ")");
+}
+
+cublasOperation_t op(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
 }  // namespace
 
 void set_allow_tf32(bool allow) { allow_tf32.store(allow); }
@@ -66,14 +78,26 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     DTRAIN_CUDA_CHECK_LAUNCH();
     return;
   }
-  for (int64_t v : {m, n, k, lda, ldb, ldc})
-    DTRAIN_CHECK(v <= INT_MAX, "cuda::gemm: size or stride ", v, " exceeds cuBLAS's 32-bit int (m=", m, " n=", n,
-                 " k=", k, ")");
-  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  DTRAIN_CUBLAS_CHECK(cublasSgemm(handle_for_current_stream(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
-                                  static_cast<int>(k), &alpha, b, static_cast<int>(ldb), a, static_cast<int>(lda),
-                                  &beta, c, static_cast<int>(ldc)));
+  check_fits_int("cuda::gemm", {m, n, k, lda, ldb, ldc}, m, n, k);
+  DTRAIN_CUBLAS_CHECK(cublasSgemm(handle_for_current_stream(), op(trans_b), op(trans_a), static_cast<int>(n),
+                                  static_cast<int>(m), static_cast<int>(k), &alpha, b, static_cast<int>(ldb), a,
+                                  static_cast<int>(lda), &beta, c, static_cast<int>(ldc)));
+}
+
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                          int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta,
+                          float* c, int64_t ldc, int64_t stride_c, int64_t batch) {
+  if (m <= 0 || n <= 0 || batch <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < batch; ++i)
+      gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c + i * stride_c, ldc);
+    return;
+  }
+  check_fits_int("cuda::gemm_strided_batched", {m, n, k, lda, ldb, ldc, batch}, m, n, k);
+  DTRAIN_CUBLAS_CHECK(cublasSgemmStridedBatched(handle_for_current_stream(), op(trans_b), op(trans_a),
+                                                static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
+                                                b, static_cast<int>(ldb), stride_b, a, static_cast<int>(lda), stride_a,
+                                                &beta, c, static_cast<int>(ldc), stride_c, static_cast<int>(batch)));
 }
 
 }  // namespace dtrain::cuda

@@ -25,7 +25,7 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
 void Conv2d::register_parameters(ParameterArena& arena, const std::string& prefix) {
   const int64_t fan_in = in_c_ * k_ * k_;
   weight_ = &arena.add(prefix + "weight", Shape{out_c_, in_c_, k_, k_}, layers::fan_in_uniform_init(fan_in));
-  if (has_bias_) bias_ = &arena.add(prefix + "bias", Shape{out_c_}, layers::fan_in_uniform_init(fan_in));
+  if (has_bias_) bias_ = &arena.add(prefix + "bias", Shape{out_c_}, layers::fan_in_uniform_init(fan_in), false);
 }
 
 std::vector<Parameter*> Conv2d::parameters() const {

@@ -33,12 +33,12 @@ std::string describe(const Embedding& m) {
 }
 }  // namespace
 
-Embedding::Embedding(int64_t vocab, int64_t dim) : vocab_(vocab), dim_(dim) {
+Embedding::Embedding(int64_t vocab, int64_t dim, float init_std) : vocab_(vocab), dim_(dim), init_std_(init_std) {
   DTRAIN_CHECK(vocab_ > 0 && dim_ > 0, describe(*this), ": vocab and dim must be positive");
 }
 
 void Embedding::register_parameters(ParameterArena& arena, const std::string& prefix) {
-  weight_ = &arena.add(prefix + "weight", Shape{vocab_, dim_}, layers::normal_init(0.0f, 1.0f));
+  weight_ = &arena.add(prefix + "weight", Shape{vocab_, dim_}, layers::normal_init(0.0f, init_std_), false);
 }
 
 std::vector<Parameter*> Embedding::parameters() const {

@@ -72,8 +72,8 @@ LayerNorm::LayerNorm(int64_t dim, float eps) : dim_(dim), eps_(eps) {
 }
 
 void LayerNorm::register_parameters(ParameterArena& arena, const std::string& prefix) {
-  weight_ = &arena.add(prefix + "weight", Shape{dim_}, layers::constant_init(1.0f));
-  bias_ = &arena.add(prefix + "bias", Shape{dim_}, layers::constant_init(0.0f));
+  weight_ = &arena.add(prefix + "weight", Shape{dim_}, layers::constant_init(1.0f), false);
+  bias_ = &arena.add(prefix + "bias", Shape{dim_}, layers::constant_init(0.0f), false);
 }
 
 std::vector<Parameter*> LayerNorm::parameters() const {

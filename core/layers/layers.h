@@ -9,9 +9,11 @@
 namespace dtrain {
 
 // y = x W^T + b, W [out, in], b [out]; x [N, in] (or [N, ...] flattened by the caller).
+// init_std 0: PyTorch's U(-1/sqrt(in), 1/sqrt(in)) for W and b; > 0: W ~ N(0, init_std^2), b = 0
+// (GPT-2's). The bias is left out of weight decay.
 class Linear : public Module {
  public:
-  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, float init_std = 0.0f);
   std::string type() const override { return "Linear"; }
   void register_parameters(ParameterArena& arena, const std::string& prefix) override;
   Shape output_shape(const Shape& input) const override;
@@ -28,6 +30,7 @@ class Linear : public Module {
  private:
   int64_t in_, out_;
   bool has_bias_;
+  float init_std_;
   Parameter* weight_ = nullptr;
   Parameter* bias_ = nullptr;
   Tensor x_;
@@ -46,10 +49,13 @@ class ReLU : public Module {
   Tensor x_;
 };
 
-// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)).
+// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)); with tanh_approximation GPT-2's
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 class GELU : public Module {
  public:
+  explicit GELU(bool tanh_approximation = false) : tanh_(tanh_approximation) {}
   std::string type() const override { return "GELU"; }
+  bool tanh_approximation() const { return tanh_; }
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, PassContext& ctx) override;
   Tensor backward(const Tensor& dy, PassContext& ctx) override;
@@ -57,6 +63,7 @@ class GELU : public Module {
                       const std::string& path) const override;
 
  private:
+  bool tanh_;
   Tensor x_;
 };
 
@@ -141,7 +148,7 @@ class Dropout : public Module {
   Tensor mask_;  // undefined when the last forward was not training
 };
 
-// Normalises the last dim: y = (x - mean) / sqrt(var + eps) * gamma + beta.
+// Normalises the last dim: y = (x - mean) / sqrt(var + eps) * gamma + beta (left out of weight decay).
 class LayerNorm : public Module {
  public:
   explicit LayerNorm(int64_t dim, float eps = 1e-5f);
@@ -169,7 +176,8 @@ class LayerNorm : public Module {
 // ids (i64, any shape) -> [..., dim]; W [vocab, dim]. Backward returns an undefined tensor.
 class Embedding : public Module {
  public:
-  Embedding(int64_t vocab, int64_t dim);
+  // The table starts N(0, init_std^2); its rows are left out of weight decay.
+  Embedding(int64_t vocab, int64_t dim, float init_std = 1.0f);
   std::string type() const override { return "Embedding"; }
   void register_parameters(ParameterArena& arena, const std::string& prefix) override;
   Shape output_shape(const Shape& input) const override;
@@ -184,6 +192,7 @@ class Embedding : public Module {
 
  private:
   int64_t vocab_, dim_;
+  float init_std_;
   Parameter* weight_ = nullptr;
   Tensor ids_;
 };
@@ -209,6 +218,94 @@ class Sequential : public Module {
 
  private:
   std::vector<std::unique_ptr<Module>> children_;
+};
+
+// ---- the transformer's parts (core/layers/attention.cpp, core/layers/transformer.cpp)
+
+// Causal multi-head self-attention, the part without parameters: qkv [N, T, 3C] (q | k | v per
+// position, head h in columns [h hd, (h+1) hd) of each, hd = C / heads) -> [N, T, C]:
+// per head softmax(q k^T / sqrt(hd) + causal mask) v, heads side by side. The projections
+// around it are Linear layers.
+class CausalSelfAttention : public Module {
+ public:
+  CausalSelfAttention(int64_t embd, int64_t heads);
+  std::string type() const override { return "CausalSelfAttention"; }
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& qkv, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
+  int64_t embd() const { return c_; }
+  int64_t heads() const { return heads_; }
+  int64_t head_dim() const { return c_ / heads_; }
+
+ private:
+  int64_t c_, heads_;
+  Tensor qkv_, att_;  // the last training forward's input and softmax probabilities
+  Tensor scratch_;    // backward's workspace, reused across steps
+};
+
+// y = x + body(x); dx = dy + body's dx. The body's parameters are named as its own ("<prefix>0.weight").
+class Residual : public Module {
+ public:
+  explicit Residual(std::unique_ptr<Sequential> body);
+  std::string type() const override { return "Residual"; }
+  void register_parameters(ParameterArena& arena, const std::string& prefix) override;
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
+  std::vector<Parameter*> parameters() const override;
+  const Sequential& body() const { return *body_; }
+
+ private:
+  std::unique_ptr<Sequential> body_;
+};
+
+// Token and learned position embeddings: ids [N, T] (T <= ctx) -> [N, T, C],
+// y[n, t] = wte[ids[n, t]] + wpe[t]. Both tables start N(0, 0.02^2) and are left out of weight decay.
+class TokenPositionEmbedding : public Module {
+ public:
+  TokenPositionEmbedding(int64_t vocab, int64_t ctx, int64_t embd);
+  std::string type() const override { return "TokenPositionEmbedding"; }
+  void register_parameters(ParameterArena& arena, const std::string& prefix) override;
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& ids, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
+  std::vector<Parameter*> parameters() const override;
+  int64_t vocab() const { return vocab_; }
+  int64_t ctx() const { return ctx_; }
+  int64_t embd() const { return c_; }
+  Parameter* token_weight() const { return wte_; }     // [vocab, C], also the output head's
+  Parameter* position_weight() const { return wpe_; }  // [ctx, C]
+
+ private:
+  int64_t vocab_, ctx_, c_;
+  Parameter* wte_ = nullptr;
+  Parameter* wpe_ = nullptr;
+  Tensor ids_;
+};
+
+// The output head tied to a token embedding: logits [N, T, vocab] = x wte^T. It owns no
+// parameters: its gradient adds into the embedding's table, whose backward (later in the pass)
+// reports it ready.
+class TiedLinear : public Module {
+ public:
+  explicit TiedLinear(const TokenPositionEmbedding& embedding) : embedding_(embedding) {}
+  std::string type() const override { return "TiedLinear"; }
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, PassContext& ctx) override;
+  Tensor backward(const Tensor& dy, PassContext& ctx) override;
+  std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
+                      const std::string& path) const override;
+  const TokenPositionEmbedding& embedding() const { return embedding_; }
+
+ private:
+  const TokenPositionEmbedding& embedding_;
+  Tensor x_;
 };
 
 }  // namespace dtrain

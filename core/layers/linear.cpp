@@ -12,14 +12,18 @@ std::string describe(const Linear& l) {
 }
 }  // namespace
 
-Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
-    : in_(in_features), out_(out_features), has_bias_(bias) {
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, float init_std)
+    : in_(in_features), out_(out_features), has_bias_(bias), init_std_(init_std) {
   DTRAIN_CHECK(in_ > 0 && out_ > 0, describe(*this), ": sizes must be positive");
 }
 
 void Linear::register_parameters(ParameterArena& arena, const std::string& prefix) {
-  weight_ = &arena.add(prefix + "weight", Shape{out_, in_}, layers::fan_in_uniform_init(in_));
-  if (has_bias_) bias_ = &arena.add(prefix + "bias", Shape{out_}, layers::fan_in_uniform_init(in_));
+  const bool gpt2_init = init_std_ > 0.0f;
+  weight_ = &arena.add(prefix + "weight", Shape{out_, in_},
+                       gpt2_init ? layers::normal_init(0.0f, init_std_) : layers::fan_in_uniform_init(in_));
+  if (has_bias_)
+    bias_ = &arena.add(prefix + "bias", Shape{out_},
+                       gpt2_init ? layers::constant_init(0.0f) : layers::fan_in_uniform_init(in_), false);
 }
 
 std::vector<Parameter*> Linear::parameters() const {

@@ -125,6 +125,14 @@ TEST_F(CudaLayerKernels, ActivationsMatchTheCpu) {
     cpu::gelu_backward(x.data<float>(), dy.data<float>(), y.data<float>(), n);
     cuda::gelu_backward(xg.data<float>(), dyg.data<float>(), yg.data<float>(), n);
     expect_close(y, yg, 1e-5f, at("gelu_backward", n));
+
+    // tanhf is within a few ulps of the host's; backward's 1 - tanh^2 loses digits as |u| grows.
+    cpu::gelu_tanh_forward(x.data<float>(), y.data<float>(), n);
+    cuda::gelu_tanh_forward(xg.data<float>(), yg.data<float>(), n);
+    expect_close(y, yg, 1e-5f, at("gelu_tanh_forward", n));
+    cpu::gelu_tanh_backward(x.data<float>(), dy.data<float>(), y.data<float>(), n);
+    cuda::gelu_tanh_backward(xg.data<float>(), dyg.data<float>(), yg.data<float>(), n);
+    expect_close(y, yg, 1e-4f, at("gelu_tanh_backward", n));
   }
 }
 
