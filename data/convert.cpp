@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <span>
 #include <sstream>
 
 #include "core/error.h"
@@ -269,8 +270,24 @@ void convert_csv(const CsvConvertOptions& o) {
   write_classification(o.out, d, o.write);
 }
 
+namespace {
+
+void check_text_split(const TextConvertOptions& o) {
+  if (o.val_fraction == 0) {
+    DTRAIN_CHECK(o.val_out.empty(), "convert --from text: --val-out ", o.val_out, " needs --val-fraction in (0, 0.5]");
+    return;
+  }
+  DTRAIN_CHECK(o.val_fraction > 0 && o.val_fraction <= 0.5, "convert --from text: --val-fraction ", o.val_fraction,
+               " is outside (0, 0.5]");
+  DTRAIN_CHECK(!o.val_out.empty(), "convert --from text: --val-fraction needs --val-out FILE.h5");
+  DTRAIN_CHECK(o.val_out != o.out, "convert --from text: --val-out and --out are both ", o.out);
+}
+
+}  // namespace
+
 void convert_text(const TextConvertOptions& o) {
   DTRAIN_CHECK(!o.input.empty(), "convert --from text needs --input");
+  check_text_split(o);
   std::ifstream in(o.input, std::ios::binary);
   DTRAIN_CHECK(in.good(), o.input, ": cannot open: ", std::strerror(errno));
   std::ostringstream buffer;
@@ -280,7 +297,19 @@ void convert_text(const TextConvertOptions& o) {
   std::vector<int32_t> tokens(bytes.size());
   std::transform(bytes.begin(), bytes.end(), tokens.begin(),
                  [](char c) { return static_cast<int32_t>(static_cast<unsigned char>(c)); });
-  write_tokens(o.out, tokens, 256, "text: " + o.input, o.write);
+  const auto n = static_cast<int64_t>(tokens.size());
+  if (o.val_fraction == 0) {
+    write_tokens(o.out, tokens, 256, "text: " + o.input, o.write);
+    return;
+  }
+  const auto val = static_cast<int64_t>(static_cast<double>(n) * o.val_fraction);
+  DTRAIN_CHECK(val >= 1, o.input, ": ", n, " bytes leave no validation text at --val-fraction ", o.val_fraction);
+  const int64_t split = n - val;
+  const std::span<const int32_t> all(tokens);
+  write_tokens(o.out, all.first(static_cast<size_t>(split)), 256,
+               "text: " + o.input + " bytes [0, " + std::to_string(split) + ")", o.write);
+  write_tokens(o.val_out, all.subspan(static_cast<size_t>(split)), 256,
+               "text: " + o.input + " bytes [" + std::to_string(split) + ", " + std::to_string(n) + ")", o.write);
 }
 
 }  // namespace dtrain::data

@@ -44,7 +44,11 @@ void convert_csv(const CsvConvertOptions& options);
 struct TextConvertOptions {
   std::string input, out;
   WriteOptions write;
+  double val_fraction = 0;  // in (0, 0.5]: the last val_fraction of the bytes go to val_out
+  std::string val_out = {};
 };
-void convert_text(const TextConvertOptions& options);  // bytes as tokens, vocab_size 256
+// Bytes as tokens, vocab_size 256; with val_fraction, the text's tail (by bytes) is written to
+// val_out and the rest to out, each atomically.
+void convert_text(const TextConvertOptions& options);
 
 }  // namespace dtrain::data

@@ -22,6 +22,7 @@ struct DatasetInfo {
   std::string source, created_by;
   int64_t chunk_rows = 0;
   std::string x_filter;
+  int64_t tokens = 0;  // token corpora: tokens in /tokens (0 for classification files)
 
   int64_t sample_elements() const { return sample_shape.numel(); }
   int64_t sample_bytes() const { return sample_elements() * dtype_size(x_dtype); }  // as stored

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "data/batch_source.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
 
@@ -41,31 +42,7 @@ struct LoaderOptions {
   Device device = Device::cpu();  // cuda: batches also staged in pinned host memory (when a GPU is visible)
 };
 
-// Page-locked host memory (RAII), for asynchronous host-to-device copies.
-class PinnedBuffer {
- public:
-  explicit PinnedBuffer(int64_t bytes);
-  ~PinnedBuffer();
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  void* data() const { return data_; }
-  int64_t bytes() const { return bytes_; }
-
- private:
-  void* data_ = nullptr;
-  int64_t bytes_ = 0;
-};
-
-struct Batch {
-  Tensor x;                      // f32 [B, sample_shape...] on the host, after normalisation and augmentation
-  Tensor y;                      // i64 [B]
-  std::vector<int64_t> indices;  // dataset indices of the B samples
-  // With a CUDA device: the bytes of x in pinned host memory, ready for an async copy.
-  std::shared_ptr<PinnedBuffer> x_pinned;
-  int64_t size() const { return static_cast<int64_t>(indices.size()); }
-};
-
-class Loader {
+class Loader : public BatchSource {
  public:
   // Opens and checks the file (inspect_dataset) and starts epoch 0.
   Loader(const std::string& path, int rank, int world, LoaderOptions options);
@@ -73,24 +50,24 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  const DatasetInfo& info() const { return info_; }
+  const DatasetInfo& info() const override { return info_; }
   const LoaderOptions& options() const { return options_; }
-  int64_t samples_per_epoch() const { return sampler_.num_samples(); }  // this rank's, equal on all ranks
+  int64_t samples_per_epoch() const override { return sampler_.num_samples(); }  // this rank's, equal on all ranks
   int64_t steps_per_epoch() const;
   bool resident() const { return resident_; }  // all of /x held in memory across epochs
   bool streaming() const { return !resident_ && block_samples_ < samples_per_epoch(); }  // shard > max_memory
   bool pinned() const { return pinned_; }
 
-  void set_epoch(int64_t epoch);  // a new permutation from position 0
+  void set_epoch(int64_t epoch) override;  // a new permutation from position 0
   // The next batch of this epoch, or nullopt at its end (then call set_epoch).
-  std::optional<Batch> next();
+  std::optional<Batch> next() override;
 
   // (epoch, samples delivered by next()) for checkpoints; restore() continues from there.
-  SamplerState state() const { return {sampler_.epoch(), delivered_}; }
-  void restore(const SamplerState& state);
+  SamplerState state() const override { return {sampler_.epoch(), delivered_}; }
+  void restore(const SamplerState& state) override;
 
-  double wait_seconds() const { return wait_s_; }  // total time next() blocked on data
-  int64_t bytes_read() const;                      // bytes of /x read from the file so far
+  double wait_seconds() const override { return wait_s_; }  // total time next() blocked on data
+  int64_t bytes_read() const;                               // bytes of /x read from the file so far
 
  private:
   class Producer;
