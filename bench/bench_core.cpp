@@ -1,10 +1,11 @@
 // bench_core: throughput of the core. Prints one JSON line per measurement, then a table.
 //   sgemm        GFLOP/s of square SGEMMs (the anchor; CPU)
-//   train_step   forward + loss + backward + SGD update of the registry's mlp and cnn at batch 256;
+//   train_step   forward + loss + backward + SGD update of the registry's mlp and cnn at batch 256
+//                and its gpt (4 layers, 128 wide, ctx 128) at 16 windows (samples/s: tokens/s);
 //                on the CPU against the time of the identical GEMM calls (same shapes, same order)
 //                run alone; with --device cuda:N on that GPU, each step waiting for the GPU
 //                (scripts/bench-gpu.sh sets it beside PyTorch's)
-// Usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn] [--device cpu|cuda:N]
+// Usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn|gpt] [--device cpu|cuda:N]
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -22,7 +23,8 @@ namespace {
 
 const bench::Program kProgram{
     .name = "bench_core",
-    .usage = "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn] [--device cpu|cuda:N]",
+    .usage =
+        "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn|gpt] [--device cpu|cuda:N]",
     .options = {"--threads", "--json", "--reps", "--only", "--device"}};
 
 struct GemmCall {
@@ -32,30 +34,59 @@ struct GemmCall {
 };
 
 // The GEMMs one training step runs, in order: per Linear/Conv2d its forward, dW and dx GEMMs
-// (the shapes core/layers/linear.cpp and conv2d.cpp use); the first of them has no dx GEMM.
-std::vector<GemmCall> step_gemms(const Sequential& net, Shape in) {
-  std::vector<GemmCall> calls, backward;
+// (the shapes core/layers/linear.cpp and conv2d.cpp use; the first of them has no dx GEMM), per
+// TiedLinear the same, per CausalSelfAttention (core/layers/attention.cpp) two forward and four
+// backward GEMMs for each sequence and head; Residual bodies walked in place.
+struct StepGemms {
+  std::vector<GemmCall> forward, backward;  // backward in the order it runs
   bool first = true;
-  for (const auto& child : net.children()) {
-    const Shape out = child->output_shape(in);
-    if (const auto* l = dynamic_cast<const Linear*>(child.get())) {
-      const int64_t rows = in.numel() / l->in_features(), i = l->in_features(), o = l->out_features();
-      calls.push_back({false, true, rows, o, i, 0.0f});
-      if (!first) backward.insert(backward.begin(), GemmCall{false, false, rows, i, o, 0.0f});
-      backward.insert(backward.begin(), GemmCall{true, false, o, i, rows, 1.0f});
-      first = false;
-    } else if (const auto* c = dynamic_cast<const Conv2d*>(child.get())) {
-      const int64_t np = out[0] * out[2] * out[3], ck = c->in_channels() * c->kernel() * c->kernel(),
-                    oc = c->out_channels();
-      calls.push_back({false, false, oc, np, ck, 0.0f});
-      if (!first) backward.insert(backward.begin(), GemmCall{true, false, ck, np, oc, 0.0f});
-      backward.insert(backward.begin(), GemmCall{false, true, oc, ck, np, 1.0f});
-      first = false;
-    }
-    in = out;
+  void linear(int64_t rows, int64_t in, int64_t out) {
+    forward.push_back({false, true, rows, out, in, 0.0f});
+    if (!first) backward.insert(backward.begin(), GemmCall{false, false, rows, in, out, 0.0f});
+    backward.insert(backward.begin(), GemmCall{true, false, out, in, rows, 1.0f});
+    first = false;
   }
-  calls.insert(calls.end(), backward.begin(), backward.end());
-  return calls;
+  void attention(const CausalSelfAttention& a, const Shape& qkv) {
+    const int64_t t = qkv[1], hd = a.head_dim();
+    std::vector<GemmCall> back;
+    for (int64_t i = 0; i < qkv[0] * a.heads(); ++i) {
+      forward.push_back({false, true, t, t, hd, 0.0f});
+      forward.push_back({false, false, t, hd, t, 0.0f});
+      for (const GemmCall& g : {GemmCall{false, true, t, t, hd, 0.0f}, GemmCall{true, false, t, hd, t, 0.0f},
+                                GemmCall{false, false, t, hd, t, 0.0f}, GemmCall{true, false, t, hd, t, 0.0f}})
+        back.push_back(g);
+    }
+    backward.insert(backward.begin(), back.begin(), back.end());
+  }
+  void walk(const Sequential& net, Shape in) {
+    for (const auto& child : net.children()) {
+      const Shape out = child->output_shape(in);
+      if (const auto* l = dynamic_cast<const Linear*>(child.get())) {
+        linear(in.numel() / l->in_features(), l->in_features(), l->out_features());
+      } else if (const auto* h = dynamic_cast<const TiedLinear*>(child.get())) {
+        linear(in.numel() / h->embedding().embd(), h->embedding().embd(), h->embedding().vocab());
+      } else if (const auto* a = dynamic_cast<const CausalSelfAttention*>(child.get())) {
+        attention(*a, in);
+      } else if (const auto* r = dynamic_cast<const Residual*>(child.get())) {
+        walk(r->body(), in);
+      } else if (const auto* c = dynamic_cast<const Conv2d*>(child.get())) {
+        const int64_t np = out[0] * out[2] * out[3], ck = c->in_channels() * c->kernel() * c->kernel(),
+                      oc = c->out_channels();
+        forward.push_back({false, false, oc, np, ck, 0.0f});
+        if (!first) backward.insert(backward.begin(), GemmCall{true, false, ck, np, oc, 0.0f});
+        backward.insert(backward.begin(), GemmCall{false, true, oc, ck, np, 1.0f});
+        first = false;
+      }
+      in = out;
+    }
+  }
+};
+
+std::vector<GemmCall> step_gemms(const Sequential& net, const Shape& in) {
+  StepGemms s;
+  s.walk(net, in);
+  s.forward.insert(s.forward.end(), s.backward.begin(), s.backward.end());
+  return s.forward;
 }
 
 double gemm_flops(const std::vector<GemmCall>& calls) {
@@ -112,18 +143,31 @@ Result device_result(const std::string& type, int64_t batch, Device device, doub
   return {json, row};
 }
 
+// Random integers in [0, n) of `shape`.
+Tensor random_ids(const Shape& shape, int64_t n, Generator& g) {
+  std::vector<int64_t> ids(static_cast<size_t>(shape.numel()));
+  for (auto& id : ids) id = static_cast<int64_t>(g.below(static_cast<uint64_t>(n)));
+  return Tensor::from_vector(ids, shape);
+}
+
+// One training step of the registry's `type` at `batch` samples (gpt: windows of its ctx, 128);
+// samples/s counts tokens for the gpt.
 Result bench_train_step(const std::string& type, int64_t batch, int threads, int reps, Device device) {
   ModelConfig config;
   config.type = type;
+  const bool tokens = model_input_layout(type) == InputLayout::tokens;
+  if (tokens) {
+    config.num_classes = 256;
+    config.input_shape = Shape{config.ctx};
+  }
   auto model = create_model(config);
   model->build(device, 1);
   Shape in{batch};
   for (int64_t d : config.input_shape) in.push_back(d);
   Generator g(RngKey{2, 0, static_cast<uint32_t>(RngPurpose::test)});
-  Tensor x = Tensor::randn(in, 0, 1, g).to(device);
-  std::vector<int64_t> labels(static_cast<size_t>(batch));
-  for (auto& l : labels) l = static_cast<int64_t>(g.below(static_cast<uint64_t>(config.num_classes)));
-  Tensor y = Tensor::from_vector(labels, Shape{batch}).to(device);
+  Tensor x = (tokens ? random_ids(in, config.num_classes, g) : Tensor::randn(in, 0, 1, g)).to(device);
+  const int64_t predictions = tokens ? in.numel() : batch;
+  Tensor y = random_ids(Shape{predictions}, config.num_classes, g).to(device);
   Generator dropout(RngKey{2, 0, static_cast<uint32_t>(RngPurpose::dropout)});
 
   const auto step = [&] {
@@ -133,16 +177,17 @@ Result bench_train_step(const std::string& type, int64_t batch, int threads, int
     ctx.input_grad = false;  // as the trainer: no gradient for the data
     model->arena().zero_grad();
     Tensor logits = model->forward(x, ctx);
-    LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(batch));
-    model->backward(loss.grad, ctx);
+    LossOutput loss = softmax_cross_entropy(logits.view(Shape{predictions, config.num_classes}), y,
+                                            1.0f / static_cast<float>(predictions));
+    model->backward(loss.grad.view(logits.shape()), ctx);
     ops::axpy(-0.01f, model->arena().grads(), model->arena().values());
     if (device.is_cuda()) gpu::synchronize(device.index);
   };
   const double step_ms = bench::median(bench::sample_ms(step, 2, reps));
-  if (device.is_cuda()) return device_result(type, batch, device, step_ms);
+  if (device.is_cuda()) return device_result(type, predictions, device, step_ms);
   const std::vector<GemmCall> calls = step_gemms(model->net(), in);
   const double gemm_ms = time_gemms_alone(calls, g, reps);
-  const double samples_per_s = batch / (step_ms * 1e-3), ratio = step_ms / gemm_ms;
+  const double samples_per_s = predictions / (step_ms * 1e-3), ratio = step_ms / gemm_ms;
   const double gflops = gemm_flops(calls) / (gemm_ms * 1e6);
   bench::JsonLine json("train_step");
   json.add("model", type).add("batch", batch).add("threads", threads).add("step_ms", step_ms, 3);
@@ -159,8 +204,8 @@ void run(const bench::Args& args) {
   const int reps = static_cast<int>(args.positive_integer("--reps", 10));
   const std::string only = args.text("--only", "");
   const Device device = Device::parse(args.text("--device", "cpu"));
-  if (!only.empty() && only != "sgemm" && only != "mlp" && only != "cnn")
-    throw bench::UsageError("--only must be sgemm, mlp or cnn, got '" + only + "'");
+  if (!only.empty() && only != "sgemm" && only != "mlp" && only != "cnn" && only != "gpt")
+    throw bench::UsageError("--only must be sgemm, mlp, cnn or gpt, got '" + only + "'");
   bench::JsonOutput json(args.text("--json", ""), bench::JsonOutput::Mode::truncate);
   cpu::set_blas_threads(threads);
 
@@ -169,6 +214,7 @@ void run(const bench::Args& args) {
     for (int64_t n : {256, 512, 1024, 2048}) results.push_back(bench_sgemm(n, threads, reps));
   for (const char* type : {"mlp", "cnn"})
     if (only.empty() || only == type) results.push_back(bench_train_step(type, 256, threads, reps, device));
+  if (only.empty() || only == "gpt") results.push_back(bench_train_step("gpt", 16, threads, reps, device));
 
   for (const Result& r : results) json.emit(r.json);
   std::printf("\nbench_core (%s, %d BLAS threads, OpenBLAS %s kernels, median of %d after warm-up)\n",

@@ -74,14 +74,16 @@ void set_root_attr(const h5::File& f, const char* attr, const T& value) {
   }
 }
 
-// Opens dataset `name` and checks it holds f32 elements of `shape`.
-h5::Dataset tensor_dataset(const h5::File& f, const std::string& name, const Shape& shape) {
-  DTRAIN_CHECK(f.has(name), "checkpoint ", f.file(), ": missing dataset ", name, " (expected f32 ", shape.str(), ")");
+// Opens dataset `name` and checks it holds `dtype` elements (f32, u8) of `shape`.
+h5::Dataset tensor_dataset(const h5::File& f, const std::string& name, const Shape& shape,
+                           const std::string& dtype = "f32") {
+  DTRAIN_CHECK(f.has(name), "checkpoint ", f.file(), ": missing dataset ", name, " (expected ", dtype, " ", shape.str(),
+               ")");
   h5::Dataset d = f.dataset(name);
   const Shape have = d.shape();
   const std::string type = d.type_name();
-  DTRAIN_CHECK(have == shape && type == "f32", "checkpoint ", f.file(), ": dataset ", name, " is ", type, " ",
-               have.str(), ", expected f32 ", shape.str());
+  DTRAIN_CHECK(have == shape && type == dtype, "checkpoint ", f.file(), ": dataset ", name, " is ", type, " ",
+               have.str(), ", expected ", dtype, " ", shape.str());
   return d;
 }
 
@@ -108,6 +110,9 @@ void check_digest(const h5::Dataset& d, uint64_t digest) {
 void check_checksum(const h5::Dataset& d, const void* data, size_t bytes, int64_t format) {
   if (format >= 2) check_digest(d, xxh3_64(data, bytes));
 }
+
+// The weight-decay group of every parameter (u8, registration order); files before it have none.
+constexpr const char* kWeightDecayGroups = "/param_groups/weight_decay";
 
 // Creates dataset `name` of `file_type`, writes `data` (elements of `mem_type`) and its checksum.
 void write_checked(const h5::File& f, const std::string& name, hid_t file_type, hid_t mem_type, const Shape& shape,
@@ -288,6 +293,11 @@ void write_checkpoint_file(const std::string& path, const ParameterArena& arena,
   for (int r = 0; r < meta.world_size; ++r)
     write_checked(f, "/rng/" + std::to_string(r), H5T_STD_U64LE, H5T_NATIVE_UINT64, Shape{1},
                   &meta.rng_offsets[static_cast<size_t>(r)], 1, sizeof(uint64_t));
+  // The optimizer's parameter groups: 1 where weight decay applies, in registration order.
+  std::vector<uint8_t> decay;
+  for (const Parameter* p : params) decay.push_back(p->weight_decay ? 1 : 0);
+  write_checked(f, kWeightDecayGroups, H5T_STD_U8LE, H5T_NATIVE_UINT8, Shape{static_cast<int64_t>(decay.size())},
+                decay.data(), decay.size(), decay.size());
   const int64_t sampler[2] = {meta.sampler.epoch, meta.sampler.position};
   write_checked(f, "/sampler", H5T_STD_I64LE, H5T_NATIVE_INT64, Shape{2}, sampler, 2, sizeof sampler);
 
@@ -325,6 +335,21 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
   return read_meta(f);
 }
 
+// The groups stored in the file must be the model's: an optimizer state trained under other groups
+// would continue under a different rule.
+void check_weight_decay_groups(const std::string& path, const h5::File& f, const std::vector<Parameter*>& params,
+                               int64_t format) {
+  std::vector<uint8_t> stored(params.size());
+  read_field(path, std::string("dataset ") + kWeightDecayGroups, [&] {
+    const h5::Dataset d = tensor_dataset(f, kWeightDecayGroups, Shape{static_cast<int64_t>(params.size())}, "u8");
+    read_checked(d, H5T_NATIVE_UINT8, stored.data(), stored.size(), stored.size(), format);
+  });
+  for (size_t i = 0; i < params.size(); ++i)
+    DTRAIN_CHECK((stored[i] != 0) == params[i]->weight_decay, "checkpoint ", path, ": parameter '", params[i]->name,
+                 "' was trained ", stored[i] ? "with" : "without", " weight decay, the model has it ",
+                 params[i]->weight_decay ? "with" : "without");
+}
+
 CheckpointMeta load_checkpoint(const std::string& path, ParameterArena& arena, Optimizer* optimizer,
                                const std::vector<std::string>& signature) {
   DTRAIN_CHECK(arena.allocated(), "load_checkpoint ", path, ": the model's parameters are not allocated");
@@ -356,6 +381,7 @@ CheckpointMeta load_checkpoint(const std::string& path, ParameterArena& arena, O
       });
     };
     for (const Parameter* p : params) read_f32("/params/" + p->name, *p, values);
+    if (f.has(kWeightDecayGroups)) check_weight_decay_groups(path, f, params, format);
     for (size_t i = 0; i < slots.size(); ++i)
       for (const Parameter* p : params) read_f32("/optim/" + p->name + "/" + slots[i].first, *p, slot_values[i]);
   }

@@ -36,7 +36,9 @@ const char* kExportUsage =
     "                     [--prune FRACTION] [--opset 17] [--data TEST.h5|none] [--labels A,B,...|@FILE]\n\n"
     "Writes DIR/NAME/N/model.onnx (N: one past the newest version; an existing version is never\n"
     "overwritten) and DIR/NAME/config.json. The model takes the samples as the dataset stores them\n"
-    "(u8 pixels: the normalisation is in the graph) and outputs `probabilities` and `class`.\n";
+    "(u8 pixels: the normalisation is in the graph) and outputs `probabilities` and `class`.\n"
+    "A language model (gpt) takes `input_ids` and outputs `logits`; model_with_past.onnx beside it\n"
+    "decodes with a key/value cache, and config.json carries its sizes (\"language_model\").\n";
 
 const CommandUsage kExport{"export", kExportUsage};
 int usage_error(const std::string& message) { return kExport.error(message); }
@@ -152,6 +154,24 @@ void report_accuracy(const ExportedModel& exported, const std::string& path, con
   std::printf("\n");
 }
 
+// Writes the version folder and config.json: model.onnx, and for a language model its sizes and
+// model_with_past.onnx; else the class labels.
+int64_t write_version(const ExportArgs& a, const TrainConfig& config, Model& model, const ExportOptions& options,
+                      const ExportedModel& exported, const std::string& data) {
+  RepositoryModelConfig rc{a.name, exported.inputs, exported.outputs, a.max_batch_size, {}};
+  if (exported.language_model) {
+    DTRAIN_CHECK(a.labels.empty(), "--labels: the model is a language model; its outputs are logits, not classes");
+    rc.language_model = exported.language_model;
+    const ExportedModel with_past = export_onnx_with_past(model, options);
+    return write_model_version(a.repo, rc, a.version, exported, {{kModelWithPastFile, &with_past}});
+  }
+  rc.labels = a.labels.empty() ? known_labels(config, data) : parse_labels(a.labels);
+  if (!rc.labels.empty() && config.model.num_classes > 0)
+    DTRAIN_CHECK(static_cast<int64_t>(rc.labels.size()) == config.model.num_classes, "--labels: ", rc.labels.size(),
+                 " labels for a model with ", config.model.num_classes, " classes");
+  return write_model_version(a.repo, rc, a.version, exported);
+}
+
 }  // namespace
 
 int cmd_export(const std::vector<std::string>& args) {
@@ -173,6 +193,8 @@ int cmd_export(const std::vector<std::string>& args) {
   const double read_s = seconds_since(read_begin);
   std::string data = a.data_given ? a.data : config.data.test;
   if (data == "none" || (!a.data_given && !std::filesystem::exists(data))) data.clear();
+  // A language model's test set is a token corpus; the accuracy report reads classified samples.
+  if (language_model_info(model->net())) data.clear();
 
   // The unpruned f32 model is the baseline for the size ratio and the accuracy change.
   ExportOptions options = export_options(a, meta);
@@ -193,17 +215,14 @@ int cmd_export(const std::vector<std::string>& args) {
   options.quantize = a.quantize;
   const auto export_begin = Clock::now();
   const ExportedModel exported = export_onnx(*model, options);
-  RepositoryModelConfig rc{a.name, exported.inputs, exported.outputs, a.max_batch_size, {}};
-  rc.labels = a.labels.empty() ? known_labels(config, data) : parse_labels(a.labels);
-  if (!rc.labels.empty() && config.model.num_classes > 0)
-    DTRAIN_CHECK(static_cast<int64_t>(rc.labels.size()) == config.model.num_classes, "--labels: ", rc.labels.size(),
-                 " labels for a model with ", config.model.num_classes, " classes");
-  const int64_t written = write_model_version(a.repo, rc, a.version, exported);
+  const int64_t written = write_version(a, config, *model, options, exported, data);
   const double export_s = seconds_since(export_begin);
   const std::string path = (std::filesystem::path(a.repo) / a.name / std::to_string(written) / "model.onnx").string();
   std::printf("exported %s (%lld bytes, opset %d, quantize %s) in %.3f s; checkpoint read %.3f s (ratio %.2f)\n",
               path.c_str(), static_cast<long long>(exported.size()), a.opset, a.quantize.c_str(), export_s, read_s,
               read_s > 0 ? export_s / read_s : 0.0);
+  if (exported.language_model)
+    std::printf("language model: %s beside it (decoding with a key/value cache)\n", kModelWithPastFile);
   if (transformed)
     std::printf("size: %lld bytes vs %lld f32 unpruned (ratio %.3f)\n", static_cast<long long>(exported.size()),
                 static_cast<long long>(baseline_size),

@@ -12,6 +12,7 @@ int cmd_train(const std::vector<std::string>& args);
 int cmd_export(const std::vector<std::string>& args);      // checkpoint -> ONNX model repository version
 int cmd_eval(const std::vector<std::string>& args);        // accuracy of an ONNX model on a dataset
 int cmd_checkpoint(const std::vector<std::string>& args);  // checkpoint verify: every checksum of a file
+int cmd_generate(const std::vector<std::string>& args);    // a language model's continuation of a prompt
 
 // The whole `dtrain` command line (the commands above, --help, --version) for main(): a program
 // that registers its own models first and then calls this is a complete dtrain for them

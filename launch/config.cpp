@@ -160,6 +160,11 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
            m.input_shape = Shape(dims.begin(), dims.end());
          }});
   t.add("model.num_classes", "classes (0: from the training data's num_classes)", &m.num_classes);
+  t.add("model.n_layer", "gpt: transformer blocks", &m.n_layer);
+  t.add("model.n_head", "gpt: attention heads per block", &m.n_head);
+  t.add("model.n_embd", "gpt: width (a multiple of n_head)", &m.n_embd);
+  t.add("model.ctx", "gpt: context length in tokens (the training windows' length)", &m.ctx);
+  t.add("model.vocab", "gpt: vocabulary size (0: the training data's vocab_size; 256 for bytes)", &m.vocab);
   t.add({"model.options", "extra key=value pairs for user-registered models, comma-separated",
          [&m] {
            std::string s;
@@ -185,6 +190,8 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
   t.add("data.augment_crop_padding", "random crop after zero padding by this many pixels (0: off)",
         &d.augment_crop_padding);
   t.add("data.augment_flip", "random horizontal flips", &d.augment_flip);
+  t.add("data.eval_windows", "token data: validation windows evaluated (0: every non-overlapping one)",
+        &d.eval_windows);
 
   OptimizerConfig& o = c.optim;
   ScheduleConfig& s = c.schedule;
@@ -392,6 +399,13 @@ void validate_model(const TrainConfig& c) {
   for (int64_t h : c.model.hidden) DTRAIN_CHECK(h > 0, "config key model.hidden: sizes must be positive, got ", h);
   for (int64_t d : c.model.input_shape) DTRAIN_CHECK(d > 0, "config key model.input_shape: dims must be positive");
   DTRAIN_CHECK(c.model.num_classes >= 0, "config key model.num_classes: must be >= 0 (0: from the data)");
+  for (const auto& [key, value] :
+       {std::pair{"model.n_layer", c.model.n_layer}, std::pair{"model.n_head", c.model.n_head},
+        std::pair{"model.n_embd", c.model.n_embd}, std::pair{"model.ctx", c.model.ctx}})
+    DTRAIN_CHECK(value > 0, "config key ", key, ": must be positive, got ", value);
+  DTRAIN_CHECK(c.model.n_embd % c.model.n_head == 0, "config key model.n_embd: ", c.model.n_embd,
+               " is not a multiple of model.n_head (", c.model.n_head, ")");
+  DTRAIN_CHECK(c.model.vocab >= 0, "config key model.vocab: must be >= 0 (0: from the data)");
   const auto models = registered_models();
   if (std::find(models.begin(), models.end(), c.model.type) == models.end()) {
     std::string list;
@@ -405,6 +419,7 @@ void validate_data(const TrainConfig& c) {
   DTRAIN_CHECK(c.data.max_memory_mb > 0, "config key data.max_memory_mb: must be > 0");
   DTRAIN_CHECK(c.data.prefetch >= 0, "config key data.prefetch: must be >= 0");
   DTRAIN_CHECK(c.data.augment_crop_padding >= 0, "config key data.augment_crop_padding: must be >= 0");
+  DTRAIN_CHECK(c.data.eval_windows >= 0, "config key data.eval_windows: must be >= 0 (0: all)");
 }
 
 void validate_optim(const TrainConfig& c) {

@@ -21,6 +21,7 @@ struct DataConfig {
   bool shuffle = true;
   int augment_crop_padding = 0;
   bool augment_flip = false;
+  int64_t eval_windows = 0;  // token data: validation windows evaluated (0: every non-overlapping one)
 };
 
 struct TrainSection {

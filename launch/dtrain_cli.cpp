@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"info", cmd_info, "version, build options, GPUs, launcher environment, BLAS threads"},
     {"train", cmd_train, "train a model data-parallel (mpirun/srun/single process), checkpoint, resume"},
     {"export", cmd_export, "export a checkpoint to an ONNX model repository (int8, pruning, accuracy report)"},
+    {"generate", cmd_generate, "continue a prompt with a trained language model (model.type=gpt)"},
     {"eval", cmd_eval, "accuracy of an exported ONNX model on a dataset, run by dtrain's ONNX engine"},
     {"data", cmd_data, "convert IDX/CSV/text into a dataset file, describe one (convert, info)"},
     {"checkpoint", cmd_checkpoint, "verify a checkpoint: every dataset and attribute against its checksum"},

@@ -52,6 +52,7 @@ void LogWindow::report(ProgressStatus status, double elapsed_s, double data_wait
                          .add("accuracy", status.accuracy)
                          .add("lr", status.lr)
                          .add("samples_per_s", status.samples_per_s)
+                         .add("unit", status.rate_unit)
                          .add("comm_s", comm_s_)
                          .add("data_wait_s", data_wait)
                          .add("steps", steps_)

@@ -94,9 +94,9 @@ void Progress::draw(const ProgressStatus& st) {
   const int filled = static_cast<int>(frac * kWidth);
   std::string bar(filled, '#');
   bar.resize(kWidth, '.');
-  std::printf("\r\033[Kepoch %ld/%ld [%s] step %ld/%ld  loss %.4f  acc %.3f  %.0f samples/s  ETA %s",
+  std::printf("\r\033[Kepoch %ld/%ld [%s] step %ld/%ld  loss %.4f  acc %.3f  %.0f %s/s  ETA %s",
               static_cast<long>(st.epoch + 1), static_cast<long>(st.epochs), bar.c_str(), static_cast<long>(st.step),
-              static_cast<long>(st.total_steps), st.loss, st.accuracy, st.samples_per_s,
+              static_cast<long>(st.total_steps), st.loss, st.accuracy, st.samples_per_s, st.rate_unit,
               format_duration(st.eta_s).c_str());
   std::fflush(stdout);
   drawn_ = true;
@@ -117,10 +117,9 @@ void Progress::report(const ProgressStatus& st, double comm_s, double data_wait_
     draw(st);
     return;
   }
-  log_info(
-      "epoch {}/{} step {}/{} loss {:.4f} acc {:.3f} lr {:.4g} {:.0f} samples/s comm {:.3f}s data-wait {:.3f}s ETA {}",
-      st.epoch + 1, st.epochs, st.step, st.total_steps, st.loss, st.accuracy, st.lr, st.samples_per_s, comm_s,
-      data_wait_s, format_duration(st.eta_s));
+  log_info("epoch {}/{} step {}/{} loss {:.4f} acc {:.3f} lr {:.4g} {:.0f} {}/s comm {:.3f}s data-wait {:.3f}s ETA {}",
+           st.epoch + 1, st.epochs, st.step, st.total_steps, st.loss, st.accuracy, st.lr, st.samples_per_s,
+           st.rate_unit, comm_s, data_wait_s, format_duration(st.eta_s));
 }
 
 void Progress::message(const std::string& line) {

@@ -43,7 +43,9 @@ class MetricsLog {
 struct ProgressStatus {
   int64_t epoch = 0, epochs = 0;  // epoch is 0-based
   int64_t step = 0, total_steps = 0;
+  // samples_per_s, loss and accuracy count predictions: samples, or tokens for a language model
   double loss = 0, accuracy = 0, lr = 0, samples_per_s = 0, eta_s = 0;
+  const char* rate_unit = "samples";  // "tokens" for a language model
 };
 
 // mode: "bar" redraws one line on stdout (at most 10 times a second), "lines" logs one line per

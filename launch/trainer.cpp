@@ -25,6 +25,7 @@
 #include "core/ops.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/token_windows.h"
 #include "launch/checkpoint.h"
 #include "launch/collective_wait.h"
 #include "launch/log_window.h"
@@ -71,9 +72,10 @@ Device choose_device(const std::string& text, const LaunchEnv& env) {
 }
 
 // The model's per-sample input shape from the data: the sample shape, with a channel dim added
-// for a model of images when the samples are plain [H, W] images. An explicit model.input_shape
-// must hold the same number of elements.
+// for a model of images when the samples are plain [H, W] images; for a model of tokens, its
+// context. An explicit model.input_shape must hold the same number of elements.
 Shape resolve_input_shape(const ModelConfig& model, const data::DatasetInfo& train) {
+  if (model_input_layout(model.type) == InputLayout::tokens) return Shape{model.ctx};
   const Shape& sample = train.sample_shape;
   if (model.input_shape.empty()) {
     if (model_input_layout(model.type) == InputLayout::images && sample.size() == 2)
@@ -84,6 +86,27 @@ Shape resolve_input_shape(const ModelConfig& model, const data::DatasetInfo& tra
                " holds ", model.input_shape.numel(), " elements but the samples of ", train.path, " are ", sample.str(),
                " (", sample.numel(), ")");
   return model.input_shape;
+}
+
+// A model of tokens trains on a token corpus, every other model on a classification file.
+void check_data_kind(const ModelConfig& model, const std::string& key, const std::string& path, bool tokens) {
+  const bool wants_tokens = model_input_layout(model.type) == InputLayout::tokens;
+  if (wants_tokens && !tokens)
+    fail("config key ", key, ": ", path, " is a classification file (/x, /y); model.type=", model.type,
+         " trains on a token corpus (/tokens: dtrain data convert --from text)");
+  if (!wants_tokens && tokens)
+    fail("config key ", key, ": ", path, " is a token corpus (/tokens); model.type=", model.type,
+         " trains on a classification file (/x, /y); a language model is model.type=gpt");
+}
+
+data::TokenWindowOptions token_window_options(const TrainConfig& c, bool training) {
+  data::TokenWindowOptions o;
+  o.ctx = c.model.ctx;
+  o.batch_size = c.train.batch_size;
+  o.seed = c.train.seed;
+  o.random = training;
+  o.max_windows = training ? 0 : c.data.eval_windows;
+  return o;
 }
 
 data::LoaderOptions loader_options(const TrainConfig& c, Device device, bool training) {
@@ -114,6 +137,21 @@ void set_blas_threads_per_rank(int configured, int ranks_on_node) {
 
 }  // namespace
 
+namespace {
+
+// Logits and labels as rows of one prediction each: [B, classes] and [B]; a model of tokens
+// predicts at every position: [B * T, vocab] and [B * T].
+struct Predictions {
+  Tensor logits, labels;
+};
+Predictions as_rows(const Tensor& logits, const Tensor& labels) {
+  const int64_t classes = logits.shape().back(), rows = logits.numel() / classes;
+  DTRAIN_CHECK(labels.numel() == rows, "the model predicts ", rows, " rows for labels of shape ", labels.shape().str());
+  return {logits.view(Shape{rows, classes}), labels.view(Shape{rows})};
+}
+
+}  // namespace
+
 struct Trainer::State {
   // Where this rank runs and how it talks to the others.
   struct Runtime {
@@ -123,8 +161,9 @@ struct Trainer::State {
   };
   struct Datasets {
     data::DatasetInfo train_info;
-    std::unique_ptr<data::Loader> train_loader;
-    std::unique_ptr<data::Loader> test_loader;  // null without data.test
+    bool tokens = false;  // token corpora: windows of model.ctx tokens, a prediction per token
+    std::unique_ptr<data::BatchSource> train_loader;
+    std::unique_ptr<data::BatchSource> test_loader;  // null without data.test
   };
   // The model and what trains it.
   struct Learner {
@@ -163,6 +202,7 @@ struct Trainer::State {
   void start_runtime();
   void probe_outputs() const;
   void open_data();
+  std::unique_ptr<data::BatchSource> open_source(const std::string& path, bool training) const;
   void build_learner();
   void plan_steps();
   std::string choose_resume_checkpoint() const;
@@ -229,23 +269,34 @@ void Trainer::State::start_runtime() {
 // The data comes before the model: it fixes the model's input shape and classes.
 void Trainer::State::open_data() {
   TrainConfig& c = config;
-  const Communicator& comm = *runtime.comm;
-  datasets.train_info = data::inspect_dataset(c.data.train);
+  datasets.tokens = data::is_token_dataset(c.data.train);
+  check_data_kind(c.model, "data.train", c.data.train, datasets.tokens);
+  datasets.train_loader = open_source(c.data.train, true);
+  datasets.train_info = datasets.train_loader->info();
   const data::DatasetInfo& train = datasets.train_info;
   c.model.input_shape = resolve_input_shape(c.model, train);
+  if (datasets.tokens && c.model.vocab > 0) c.model.num_classes = c.model.vocab;
   if (c.model.num_classes == 0) c.model.num_classes = train.num_classes;
-  DTRAIN_CHECK(c.model.num_classes >= train.num_classes, "config key model.num_classes: ", c.model.num_classes,
-               " is less than the ", train.num_classes, " classes of ", c.data.train);
-  datasets.train_loader =
-      std::make_unique<data::Loader>(c.data.train, comm.rank(), comm.size(), loader_options(c, runtime.device, true));
+  DTRAIN_CHECK(c.model.num_classes >= train.num_classes, "config key model.", datasets.tokens ? "vocab" : "num_classes",
+               ": ", c.model.num_classes, " is less than the ", train.num_classes,
+               datasets.tokens ? " tokens" : " classes", " of ", c.data.train);
   if (c.data.test.empty()) return;
-  datasets.test_loader =
-      std::make_unique<data::Loader>(c.data.test, comm.rank(), comm.size(), loader_options(c, runtime.device, false));
+  check_data_kind(c.model, "data.test", c.data.test, data::is_token_dataset(c.data.test));
+  datasets.test_loader = open_source(c.data.test, false);
   const data::DatasetInfo& test = datasets.test_loader->info();
-  DTRAIN_CHECK(test.sample_shape == train.sample_shape, "config key data.test: samples of ", c.data.test, " are ",
-               test.sample_shape.str(), ", the training data's are ", train.sample_shape.str());
+  DTRAIN_CHECK(datasets.tokens || test.sample_shape == train.sample_shape, "config key data.test: samples of ",
+               c.data.test, " are ", test.sample_shape.str(), ", the training data's are ", train.sample_shape.str());
   DTRAIN_CHECK(test.num_classes <= c.model.num_classes, "config key data.test: ", c.data.test, " has ",
-               test.num_classes, " classes, the model ", c.model.num_classes);
+               test.num_classes, datasets.tokens ? " tokens" : " classes", ", the model ", c.model.num_classes);
+}
+
+// This rank's batches of `path`: windows of a token corpus, or a classification file's samples.
+std::unique_ptr<data::BatchSource> Trainer::State::open_source(const std::string& path, bool training) const {
+  const Communicator& comm = *runtime.comm;
+  if (datasets.tokens)
+    return std::make_unique<data::TokenWindows>(path, comm.rank(), comm.size(), token_window_options(config, training));
+  return std::make_unique<data::Loader>(path, comm.rank(), comm.size(),
+                                        loader_options(config, runtime.device, training));
 }
 
 void Trainer::State::build_learner() {
@@ -467,7 +518,7 @@ void Trainer::State::save_checkpoint() {
 EvalResult Trainer::State::evaluate() {
   DTRAIN_CHECK(datasets.test_loader, "evaluate: no test data (data.test is empty)");
   const auto begin = Clock::now();
-  data::Loader& loader = *datasets.test_loader;
+  data::BatchSource& loader = *datasets.test_loader;
   Communicator& comm = *runtime.comm;
   loader.set_epoch(0);
   const int world = comm.size(), rank = comm.rank();
@@ -477,18 +528,21 @@ EvalResult Trainer::State::evaluate() {
   double loss_sum = 0;
   int64_t correct = 0, counted = 0, k = 0;
   while (std::optional<data::Batch> b = loader.next()) {
-    const Tensor logits = learner.model->forward(input(*b), ctx);
-    const LossOutput loss = softmax_cross_entropy(logits, labels(*b), 1.0f);
-    const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
-    const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
+    const Predictions p = as_rows(learner.model->forward(input(*b), ctx), labels(*b));
+    const LossOutput loss = softmax_cross_entropy(p.logits, p.labels, 1.0f);
+    const std::vector<float> per_row = loss.per_sample.to_vector<float>();
+    const std::vector<int64_t> predicted = ops::argmax_rows(p.logits).to_vector<int64_t>();
     const int64_t* y = b->y.data<int64_t>();
+    const int64_t rows_per_sample = static_cast<int64_t>(per_row.size()) / b->size();
     for (int64_t i = 0; i < b->size(); ++i, ++k) {
       // The sampler pads the last round by wrapping around: global position rank + k * world
       // beyond the dataset is a repeat, counted once already.
       if (rank + k * world >= n) continue;
-      ++counted;
-      loss_sum += per_sample[i];
-      correct += predicted[i] == y[i];
+      for (int64_t r = i * rows_per_sample; r < (i + 1) * rows_per_sample; ++r) {
+        ++counted;
+        loss_sum += per_row[r];
+        correct += predicted[r] == y[r];
+      }
     }
   }
   Tensor counts = Tensor::from_vector(std::vector<int64_t>{correct, counted}, Shape{2}, comm.device());
@@ -512,9 +566,12 @@ void Trainer::State::evaluate_and_report(Clock::time_point run_begin) {
   outputs.last_eval = evaluate();
   const EvalResult& eval = outputs.last_eval;
   outputs.last_eval_step = position.step;
+  // A model of tokens: the loss per token in nats and bits (per byte, for a corpus of bytes).
+  const std::string bits =
+      datasets.tokens ? detail::concat(" nats/token (", eval.loss / std::log(2.0), " bits/token)") : std::string();
   outputs.progress->message(detail::concat("eval step ", position.step, " epoch ", position.epoch + 1, ": test loss ",
-                                           eval.loss, ", test accuracy ", eval.accuracy, " (", eval.samples,
-                                           " samples)"));
+                                           eval.loss, bits, ", test accuracy ", eval.accuracy, " (", eval.samples,
+                                           datasets.tokens ? " tokens)" : " samples)"));
   if (outputs.metrics)
     outputs.metrics->record(JsonObject()
                                 .add("type", "eval")
@@ -530,13 +587,14 @@ void Trainer::State::evaluate_and_report(Clock::time_point run_begin) {
 
 namespace {
 
-// This rank's per-sample training losses and hits (averaged over ranks when logged).
+// This rank's per-prediction training losses and hits (averaged over ranks when logged): one per
+// sample, or per token for a model of tokens.
 void count_samples(const data::Batch& batch, const LossOutput& loss, const Tensor& logits, StepStats& stats) {
-  const std::vector<float> per_sample = loss.per_sample.to_vector<float>();
+  const std::vector<float> per_row = loss.per_sample.to_vector<float>();
   const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
   const int64_t* labels = batch.y.data<int64_t>();
-  for (int64_t i = 0; i < batch.size(); ++i) {
-    stats.sample_losses.push_back(per_sample[i]);
+  for (size_t i = 0; i < per_row.size(); ++i) {
+    stats.sample_losses.push_back(per_row[i]);
     stats.correct += predicted[i] == labels[i];
   }
 }
@@ -597,14 +655,14 @@ bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, Ste
   const bool last = last_of_accumulation || epoch_done();
   const auto t1 = Clock::now();
   outputs.trace.span("data wait", t0, t1, TraceRecorder::compute, step);
-  const Tensor x = input(*batch), y = labels(*batch);
   const int64_t b = batch->size();
-  const Tensor logits = learner.model->forward(x, ctx);
-  const LossOutput loss = softmax_cross_entropy(logits, y, 1.0f / static_cast<float>(b));
+  const Tensor logits = learner.model->forward(input(*batch), ctx);
+  const Predictions p = as_rows(logits, labels(*batch));
+  const LossOutput loss = softmax_cross_entropy(p.logits, p.labels, 1.0f / static_cast<float>(p.labels.numel()));
   const auto t2 = Clock::now();
   outputs.trace.span("forward", t1, t2, TraceRecorder::compute, step);
   learner.sync->begin_backward(last, b);
-  learner.model->backward(loss.grad, ctx);
+  learner.model->backward(loss.grad.view(logits.shape()), ctx);
   const auto t3 = Clock::now();
   outputs.trace.span("backward", t2, t3, TraceRecorder::compute, step);
   learner.sync->finish_backward();
@@ -614,7 +672,7 @@ bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, Ste
       outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, step);
     stats.comm_s = learner.sync->last_stats().comm_s;
   }
-  count_samples(*batch, loss, logits, stats);
+  count_samples(*batch, loss, p.logits, stats);
   return last;
 }
 
@@ -669,6 +727,7 @@ ProgressStatus Trainer::State::progress_status(float lr, double elapsed_s, int64
   status.step = position.step;
   status.total_steps = position.total_steps;
   status.lr = lr;
+  if (datasets.tokens) status.rate_unit = "tokens";
   status.eta_s = elapsed_s / static_cast<double>(position.step - start_step) *
                  static_cast<double>(position.total_steps - position.step);
   return status;
@@ -678,7 +737,7 @@ TrainResult Trainer::run() {
   State& s = *s_;
   const TrainConfig& c = s.config;
   const State::Position& at = s.position;
-  const data::Loader& loader = *s.datasets.train_loader;
+  const data::BatchSource& loader = *s.datasets.train_loader;
   const int64_t start_step = at.step;
   const auto run_begin = Clock::now();
   LogWindow window(*s.runtime.comm, c.comm.timeout_s, *s.outputs.progress, s.outputs.metrics.get(), run_begin,
@@ -784,10 +843,12 @@ TrainResult Trainer::State::finish_run(bool interrupted, int64_t start_step, Clo
   result.checkpoint = outputs.last_checkpoint;
   result.skipped_steps = outputs.skipped_steps;
   const int64_t done = position.step - start_step;
-  const int64_t samples_per_step = config.train.batch_size * config.train.accumulation * runtime.comm->size();
-  log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} samples/s){}", interrupted ? "stopped" : "finished",
+  const int64_t samples_per_step = config.train.batch_size * config.train.accumulation * runtime.comm->size() *
+                                   (datasets.tokens ? config.model.ctx : 1);
+  log_info("{} after {} steps ({} this run, {:.1f} s, {:.0f} {}/s){}", interrupted ? "stopped" : "finished",
            position.step, done, result.seconds,
            done > 0 ? static_cast<double>(done * samples_per_step) / result.seconds : 0.0,
+           datasets.tokens ? "tokens" : "samples",
            outputs.last_eval.samples > 0
                ? detail::concat(": test accuracy ", outputs.last_eval.accuracy, ", test loss ", outputs.last_eval.loss)
                : std::string());
