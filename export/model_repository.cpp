@@ -91,7 +91,12 @@ std::string model_config_json(const RepositoryModelConfig& c) {
                     ",\n  \"inputs\": " + tensors_json(c.inputs) + ",\n  \"outputs\": " + tensors_json(c.outputs) +
                     ",\n  \"labels\": [";
   for (size_t i = 0; i < c.labels.size(); ++i) out += (i ? ", " : "") + json_string(c.labels[i]);
-  return out + "]\n}\n";
+  out += "]";
+  if (const auto& lm = c.language_model)
+    out += ",\n  \"language_model\": {\"vocab\": " + std::to_string(lm->vocab) +
+           ", \"ctx\": " + std::to_string(lm->ctx) + ", \"n_layer\": " + std::to_string(lm->n_layer) +
+           ", \"n_head\": " + std::to_string(lm->n_head) + ", \"n_embd\": " + std::to_string(lm->n_embd) + "}";
+  return out + "\n}\n";
 }
 
 int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
@@ -102,8 +107,12 @@ int64_t write_model_version(const std::string& repo, const RepositoryModelConfig
 }
 
 int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
-                            const ExportedModel& model) {
+                            const ExportedModel& model, const std::vector<VersionFile>& more) {
   check_model_name(config.name);
+  for (const VersionFile& f : more)
+    DTRAIN_CHECK(f.model && f.name != "model.onnx" && f.name.find('/') == std::string::npos && !f.name.empty() &&
+                     f.name[0] != '.',
+                 "model '", config.name, "': '", f.name, "' is not a plain file name beside model.onnx");
   DTRAIN_CHECK(version >= 0, "model version must be positive, got ", version);
   const fs::path dir = fs::path(repo) / config.name;
   const std::vector<int64_t> versions = list_model_versions(repo, config.name);
@@ -129,6 +138,7 @@ int64_t write_model_version(const std::string& repo, const RepositoryModelConfig
     fs::create_directory(tmp, ec);
     DTRAIN_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message());
     write_file(tmp / "model.onnx", model.parts);
+    for (const VersionFile& f : more) write_file(tmp / f.name, f.model->parts);
     write_file(config_tmp, model_config_json(config));
     // rename(2) onto an existing non-empty folder fails, so a version that appeared meanwhile survives.
     fs::rename(tmp, final_dir, ec);

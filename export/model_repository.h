@@ -4,6 +4,7 @@
 // version folder appears complete or not at all (written under a temporary name, then renamed),
 // and an existing version is never overwritten.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,11 +18,24 @@ struct RepositoryModelConfig {
   std::string name;
   std::vector<TensorInfo> inputs, outputs;
   int64_t max_batch_size = 64;
-  std::vector<std::string> labels;  // class names, index = class id; empty when unknown
+  std::vector<std::string> labels;                                 // class names, index = class id; empty when unknown
+  std::optional<LanguageModelInfo> language_model = std::nullopt;  // a language model's sizes
+};
+
+// The decoding graph with a key/value cache a language model's version folder may hold beside
+// model.onnx (export_onnx_with_past).
+constexpr const char* kModelWithPastFile = "model_with_past.onnx";
+
+// A file of a version folder besides model.onnx.
+struct VersionFile {
+  std::string name;  // a plain file name, "model_with_past.onnx"
+  const ExportedModel* model;
 };
 
 // {"name": ..., "platform": "onnx", "max_batch_size": ..., "inputs": [{"name", "datatype" (KServe
-// V2: FP32, UINT8, INT64), "shape" (-1 = batch)}], "outputs": [...], "labels": [...]}
+// V2: FP32, UINT8, INT64), "shape" (-1 = dynamic: the batch, a language model's length)}],
+// "outputs": [...], "labels": [...]} and for a language model
+// "language_model": {"vocab", "ctx", "n_layer", "n_head", "n_embd"}.
 std::string model_config_json(const RepositoryModelConfig& config);
 
 // Writes REPO/NAME/<version>/model.onnx and REPO/NAME/config.json. version 0 means one past the
@@ -29,8 +43,9 @@ std::string model_config_json(const RepositoryModelConfig& config);
 // exists, or when the name is not a plain folder name. Returns the version written.
 int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
                             const std::string& onnx_bytes);
-// The same for an export, written straight from its parts (no copy of the weights).
+// The same for an export, written straight from its parts (no copy of the weights), with `more`
+// files beside model.onnx in the version folder (all appear at once, in one rename).
 int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
-                            const ExportedModel& model);
+                            const ExportedModel& model, const std::vector<VersionFile>& more = {});
 
 }  // namespace dtrain

@@ -379,9 +379,10 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
     const TensorInfo& info = m.inputs[i];
     const Tensor& t = inputs[i];
     bool ok = t.defined() && t.dtype() == info.dtype && t.ndim() == static_cast<int>(info.shape.size());
-    for (int k = 0; ok && k < t.ndim(); ++k) ok = info.shape[k] < 0 ? t.dim(k) >= 1 : t.dim(k) == info.shape[k];
+    // A dynamic dim may be empty (a key/value cache of no positions yet), except the batch.
+    for (int k = 0; ok && k < t.ndim(); ++k) ok = info.shape[k] < 0 ? t.dim(k) >= (k == 0) : t.dim(k) == info.shape[k];
     DTRAIN_CHECK(ok, where, ": input '", info.name, "' expects ", inference::onnx_type_name(info.dtype), " ",
-                 shape_str(info.shape), " (-1: any size >= 1), got ",
+                 shape_str(info.shape), " (-1: any size; the first dim >= 1), got ",
                  t.defined() ? inference::onnx_type_name(t.dtype()) + " " + t.shape().str() : std::string("nothing"));
     DTRAIN_CHECK(t.is_contiguous(), where, ": input '", info.name, "' must be contiguous");
     values[m.input_slots[i]] = t.device() == m.device ? t : t.to(m.device);

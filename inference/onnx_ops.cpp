@@ -1,5 +1,6 @@
 // The ops of dtrain's ONNX engine: kernels on core's CPU/CUDA kernel interface, attribute parsers,
-// and the one table (kOps) that names them.
+// and the one table (kOps) that names them (the elementwise and layout ops' kernels are in
+// onnx_elementwise_ops.cpp and onnx_layout_ops.cpp).
 #include "inference/onnx_ops.h"
 
 #include <algorithm>
@@ -52,15 +53,16 @@ int64_t attr_int(const onnx::NodeProto& n, const char* name, int64_t fallback) {
   return a ? a->i() : fallback;
 }
 
+std::vector<int64_t> attr_ints(const onnx::NodeProto& n, const char* name) {
+  const auto* a = find_attr(n, name);
+  return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : std::vector<int64_t>{};
+}
+
 namespace {
 
 float attr_float(const onnx::NodeProto& n, const char* name, float fallback) {
   const auto* a = find_attr(n, name);
   return a ? a->f() : fallback;
-}
-std::vector<int64_t> attr_ints(const onnx::NodeProto& n, const char* name) {
-  const auto* a = find_attr(n, name);
-  return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : std::vector<int64_t>{};
 }
 
 // All entries equal (an empty list gives `fallback`).
@@ -82,37 +84,6 @@ void check_f32(const Tensor& t, const std::string& what, const char* input) {
 
 // A scalar's value on the host (a one-element copy for device tensors).
 float scalar_value(const Tensor& t) { return t.to_vector<float>()[0]; }
-
-// Add or Mul with the broadcasts dtrain's exporter writes.
-Tensor run_binary(const Node& node, const OpInputs& in, Device d, bool add) {
-  const Tensor &a = *in[0], &b = *in[1];
-  check_f32(a, node.label, "A");
-  check_f32(b, node.label, "B");
-  if (a.shape() == b.shape()) {
-    Tensor y = Tensor::empty(a.shape(), DType::f32, d);
-    if (add)
-      DTRAIN_DISPATCH(d, add, a.data<float>(), b.data<float>(), y.data<float>(), a.numel());
-    else
-      DTRAIN_DISPATCH(d, mul, a.data<float>(), b.data<float>(), y.data<float>(), a.numel());
-    return y;
-  }
-  const bool b_small = b.numel() <= a.numel();
-  const Tensor& big = b_small ? a : b;
-  const Tensor& small = b_small ? b : a;
-  if (small.numel() == 1) {
-    const float s = scalar_value(small);
-    Tensor y = Tensor::empty(big.shape(), DType::f32, d);
-    DTRAIN_DISPATCH(d, affine, big.data<float>(), y.data<float>(), big.numel(), add ? 1.0f : s, add ? s : 0.0f);
-    return y;
-  }
-  if (add && small.ndim() == 1 && big.ndim() >= 1 && small.dim(0) == big.dim(-1)) {  // bias over the last dim
-    Tensor y = big.clone();
-    DTRAIN_DISPATCH(d, add_bias_rows, y.data<float>(), small.data<float>(), big.numel() / small.dim(0), small.dim(0));
-    return y;
-  }
-  fail(node.label, ": broadcasting ", a.shape().str(), " with ", b.shape().str(),
-       " is not supported (equal shapes, a scalar, or for Add a vector over the last dim)");
-}
 
 Tensor run_gemm(const Node& node, const OpInputs& in, Device d) {
   const Tensor &a = *in[0], &b = *in[1];
@@ -143,20 +114,36 @@ Tensor run_gemm(const Node& node, const OpInputs& in, Device d) {
   return y;
 }
 
-// A [..., K] x B [K, N] as one row-major GEMM over all leading dims.
+// A [..., M, K] x B [..., K, N] with NumPy broadcasting of the batch dims: one GEMM over all
+// leading dims when B is 2-D, else one per batch matrix.
 Tensor run_matmul(const Node& node, const OpInputs& in, Device d) {
   const Tensor &a = *in[0], &b = *in[1];
   check_f32(a, node.label, "A");
   check_f32(b, node.label, "B");
-  DTRAIN_CHECK(a.ndim() >= 2 && b.ndim() == 2, node.label, ": supports A [..., K] x B [K, N], got ", a.shape().str(),
-               " and ", b.shape().str());
-  const int64_t k = b.dim(0), n = b.dim(1);
-  DTRAIN_CHECK(a.dim(-1) == k, node.label, ": inner dims differ: A ", a.shape().str(), " B ", b.shape().str());
-  Shape ys = a.shape();
-  ys[ys.size() - 1] = n;
+  DTRAIN_CHECK(a.ndim() >= 2 && b.ndim() >= 2, node.label, ": supports A [..., M, K] x B [..., K, N], got ",
+               a.shape().str(), " and ", b.shape().str(), " (1-D operands are not supported)");
+  const int64_t m = a.dim(-2), k = a.dim(-1), n = b.dim(-1);
+  DTRAIN_CHECK(b.dim(-2) == k, node.label, ": inner dims differ: A ", a.shape().str(), " B ", b.shape().str());
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
+  const Broadcast batch = broadcast(a_batch, b_batch, node.label + " (batch dims)");
+  Shape ys = batch.shape;
+  ys.push_back(m);
+  ys.push_back(n);
   Tensor y = Tensor::empty(ys, DType::f32, d);
-  DTRAIN_DISPATCH(d, gemm, false, false, a.numel() / k, n, k, 1.0f, a.data<float>(), k, b.data<float>(), n, 0.0f,
-                  y.data<float>(), n);
+  if (y.numel() == 0) return y;
+  if (k == 0) return Tensor::zeros(ys, DType::f32, d);
+  if (b.ndim() == 2) {
+    DTRAIN_DISPATCH(d, gemm, false, false, a.numel() / k, n, k, 1.0f, a.data<float>(), k, b.data<float>(), n, 0.0f,
+                    y.data<float>(), n);
+    return y;
+  }
+  const float *pa = a.data<float>(), *pb = b.data<float>();
+  float* py = y.data<float>();
+  for_each_index(
+      batch.shape, batch.shape.size(), batch.a_strides.data(), batch.b_strides.data(), [&](int64_t oa, int64_t ob) {
+        DTRAIN_DISPATCH(d, gemm, false, false, m, n, k, 1.0f, pa + oa * m * k, k, pb + ob * k * n, n, 0.0f, py, n);
+        py += m * n;
+      });
   return y;
 }
 
@@ -314,6 +301,7 @@ Tensor run_layernorm(const Node& node, const OpInputs& in, Device d) {
   const int64_t cols = x.dim(-1), rows = x.numel() / cols;
   DTRAIN_CHECK(scale.numel() == cols && (!bias || bias->numel() == cols), node.label, ": Scale and B must have ", cols,
                " elements");
+  if (x.numel() == 0) return Tensor::empty(x.shape(), DType::f32, d);
   Tensor zeros;
   if (!bias) zeros = Tensor::zeros(Shape{cols}, DType::f32, d);
   Tensor y = Tensor::empty(x.shape(), DType::f32, d);
@@ -352,19 +340,7 @@ Tensor run_gather(const Node& node, const OpInputs& in, Device d) {
   return y;
 }
 
-Tensor run_add(const Node& node, const OpInputs& in, Device d) { return run_binary(node, in, d, true); }
-Tensor run_mul(const Node& node, const OpInputs& in, Device d) { return run_binary(node, in, d, false); }
-
 Tensor run_identity(const Node&, const OpInputs& in, Device) { return *in[0]; }
-
-Tensor run_cast(const Node& node, const OpInputs& in, Device d) {
-  const Tensor& x = *in[0];
-  if (x.dtype() == DType::f32) return x;
-  DTRAIN_CHECK(x.dtype() == DType::u8, node.label, ": Cast from ", dtype_name(x.dtype()), " to FLOAT is not supported");
-  Tensor y = Tensor::empty(x.shape(), DType::f32, d);
-  DTRAIN_DISPATCH(d, u8_to_f32, x.data<uint8_t>(), y.data<float>(), x.numel(), 1.0f, 0.0f);
-  return y;
-}
 
 Tensor run_erf(const Node& node, const OpInputs& in, Device d) {
   const Tensor& x = *in[0];
@@ -396,6 +372,7 @@ Tensor run_softmax(const Node& node, const OpInputs& in, Device d) {
   check_f32(x, node.label, "input");
   last_axis(node.axis, x.ndim(), node.label);
   Tensor y = Tensor::empty(x.shape(), DType::f32, d);
+  if (x.numel() == 0) return y;
   DTRAIN_DISPATCH(d, softmax_rows, x.data<float>(), y.data<float>(), x.numel() / x.dim(-1), x.dim(-1));
   return y;
 }
@@ -415,11 +392,6 @@ Tensor run_argmax(const Node& node, const OpInputs& in, Device d) {
 // ---- attribute parsers (each rejects what the kernels do not implement)
 
 void parse_none(const onnx::NodeProto&, Node&) {}
-
-void parse_cast(const onnx::NodeProto& n, Node& node) {
-  DTRAIN_CHECK(attr_int(n, "to", 0) == onnx::TensorProto_DataType_FLOAT, node.label,
-               ": only Cast to FLOAT is supported");
-}
 
 void parse_gemm(const onnx::NodeProto& n, Node& node) {
   node.trans_a = attr_int(n, "transA", 0) != 0;
@@ -478,7 +450,10 @@ const OpSpec kOps[] = {
     {"Cast",                1, 1,   false,    parse_cast,      run_cast},
     {"Mul",                 2, 2,   false,    parse_none,      run_mul},
     {"Add",                 2, 2,   false,    parse_none,      run_add},
+    {"Sub",                 2, 2,   false,    parse_none,      run_sub},
+    {"Div",                 2, 2,   false,    parse_none,      run_div},
     {"Erf",                 1, 1,   false,    parse_none,      run_erf},
+    {"Tanh",                1, 1,   false,    parse_none,      run_tanh},
     {"Relu",                1, 1,   false,    parse_none,      run_relu},
     {"Gemm",                2, 3,   true,     parse_gemm,      run_gemm},
     {"MatMul",              2, 2,   false,    parse_none,      run_matmul},
@@ -489,6 +464,11 @@ const OpSpec kOps[] = {
     {"Gather",              2, 2,   false,    parse_gather,    run_gather},
     {"Softmax",             1, 1,   false,    parse_softmax,   run_softmax},
     {"ArgMax",              1, 1,   false,    parse_argmax,    run_argmax},
+    {"Shape",               1, 1,   false,    parse_shape,     run_shape},
+    {"Reshape",             2, 2,   false,    parse_reshape,   run_reshape},
+    {"Transpose",           1, 1,   false,    parse_transpose, run_transpose},
+    {"Slice",               3, 5,   true,     parse_none,      run_slice},
+    {"Concat",              1, 1 << 16, false, parse_concat,   run_concat},
 };
 // clang-format on
 

@@ -98,6 +98,31 @@ TEST_F(ModelRepository, WritesConfigJsonWithKServeTypesAndBatchAxis) {
   EXPECT_NE(json.find("\"labels\": [\"T-shirt/top\", \"Trouser \\\"x\\\"\"]"), std::string::npos) << json;
 }
 
+// A language model's version: model.onnx and model_with_past.onnx appear together; config.json
+// describes the dynamic length (-1) and carries the sizes the server needs.
+TEST_F(ModelRepository, WritesALanguageModelsGraphsAndSizes) {
+  RepositoryModelConfig c{"bytes", {{"input_ids", DType::i64, {-1, -1}}}, {{"logits", DType::f32, {-1, -1, 256}}}, 8,
+                          {},      LanguageModelInfo{256, 64, 2, 4, 128}};
+  ExportedModel full, with_past;
+  const std::string a = "full", b = "cached";
+  full.parts.emplace_back(a.data(), a.size());
+  with_past.parts.emplace_back(b.data(), b.size());
+  EXPECT_EQ(write_model_version(repo_.string(), c, 0, full, {{kModelWithPastFile, &with_past}}), 1);
+  EXPECT_EQ(read(repo_ / "bytes" / "1" / "model.onnx"), "full");
+  EXPECT_EQ(read(repo_ / "bytes" / "1" / "model_with_past.onnx"), "cached");
+  const std::string json = read(repo_ / "bytes" / "config.json");
+  EXPECT_NE(json.find("{\"name\": \"input_ids\", \"datatype\": \"INT64\", \"shape\": [-1, -1]}"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find("{\"name\": \"logits\", \"datatype\": \"FP32\", \"shape\": [-1, -1, 256]}"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"language_model\": {\"vocab\": 256, \"ctx\": 64, \"n_layer\": 2, \"n_head\": 4, "
+                      "\"n_embd\": 128}"),
+            std::string::npos)
+      << json;
+  EXPECT_EQ(model_config_json(config()).find("language_model"), std::string::npos);
+  EXPECT_THROW(write_model_version(repo_.string(), c, 0, full, {{"../x.onnx", &with_past}}), Error);
+}
+
 // A write that fails half-way (here: the file size limit, as a full disk would) removes the
 // folders it created: a failed export leaves no empty model folder behind.
 TEST_F(ModelRepository, AFailedWriteLeavesNoFolderBehind) {

@@ -271,5 +271,165 @@ TEST(OnnxExport, Int8KeepsArgmaxOnRandomInputsAndShrinksTheFile) {
   }
 }
 
+// ---- the gpt: model.onnx (logits, dynamic length) and model_with_past.onnx (the decoding contract)
+
+TEST(OnnxExportGpt, DeclaresInputIdsAndLogitsWithDynamicBatchAndLength) {
+  auto model = make_test_model(test::gpt_test_config(16), 31);
+  const ExportedModel e = export_onnx(*model, ExportOptions{});
+  EXPECT_EQ(e.inputs, (std::vector<TensorInfo>{{"input_ids", DType::i64, {-1, -1}}}));
+  EXPECT_EQ(e.outputs, (std::vector<TensorInfo>{{"logits", DType::f32, {-1, -1, 256}}}));
+  ASSERT_TRUE(e.language_model.has_value());
+  EXPECT_EQ(*e.language_model, (LanguageModelInfo{256, 16, 2, 2, 32}));
+  const OnnxModel engine = OnnxModel::from_bytes(e.bytes());
+  EXPECT_EQ(engine.inputs(), e.inputs);
+  EXPECT_EQ(engine.outputs(), e.outputs);
+  // Not a language model: no "language_model", and no graph with a cache.
+  EXPECT_FALSE(export_onnx(*make_test_model(test::tokens_test_config(), 1), ExportOptions{}).language_model);
+}
+
+TEST(OnnxExportGpt, EngineLogitsMatchTheTrainingForwardAtEveryLength) {
+  auto model = make_test_model(test::gpt_test_config(16), 32);
+  const OnnxModel engine = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  Generator g(RngKey{32, 0, static_cast<uint32_t>(RngPurpose::test)});
+  for (int64_t batch : {1, 3})
+    for (int64_t t : {1, 5, 16}) {
+      const Tensor ids = test::random_ids(Shape{batch, t}, 256, g);
+      const Tensor got = engine.run({ids})[0];
+      ASSERT_EQ(got.shape(), (Shape{batch, t, 256}));
+      const float diff = test::max_abs_diff(got, test::reference_logits(*model, ids));
+      EXPECT_LE(diff, 1e-4f) << "batch " << batch << " length " << t;
+      std::printf("[ gpt ] batch %lld length %2lld: max |engine - training forward| = %.3g\n",
+                  static_cast<long long>(batch), static_cast<long long>(t), diff);
+    }
+}
+
+TEST(OnnxExportGpt, WithPastDeclaresTheDecodingContract) {
+  auto model = make_test_model(test::gpt_test_config(16), 33);
+  const ExportedModel e = export_onnx_with_past(*model, ExportOptions{});
+  std::vector<TensorInfo> inputs{{"input_ids", DType::i64, {-1, -1}},
+                                 {"position_ids", DType::i64, {-1, -1}},
+                                 {"attention_mask", DType::i64, {-1, -1}}};
+  std::vector<TensorInfo> outputs{{"logits", DType::f32, {-1, -1, 256}}};
+  for (int layer = 0; layer < 2; ++layer)
+    for (const char* part : {"key", "value"}) {
+      const std::string suffix = std::to_string(layer) + "." + part;
+      inputs.push_back({"past_key_values." + suffix, DType::f32, {-1, 2, -1, 16}});
+      outputs.push_back({"present." + suffix, DType::f32, {-1, 2, -1, 16}});
+    }
+  EXPECT_EQ(e.inputs, inputs);
+  EXPECT_EQ(e.outputs, outputs);
+  const OnnxModel engine = OnnxModel::from_bytes(e.bytes());
+  EXPECT_EQ(engine.inputs(), inputs);
+  EXPECT_EQ(engine.outputs(), outputs);
+  onnx::ModelProto proto;
+  ASSERT_TRUE(proto.ParseFromString(e.bytes()));
+  EXPECT_EQ(proto.graph().input(2).type().tensor_type().shape().dim(1).dim_param(), "P_plus_S");
+  EXPECT_EQ(proto.graph().input(3).type().tensor_type().shape().dim(2).dim_param(), "P");
+}
+
+// A prompt in one call on an empty cache (P = 0), then one token per call: the logits at every
+// position are model.onnx's, and the caches grow by one position per call.
+TEST(OnnxExportGpt, WithPastGivesTheFullModelsLogitsTokenByToken) {
+  auto model = make_test_model(test::gpt_test_config(16), 34);
+  const OnnxModel full = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  const OnnxModel with_past = OnnxModel::from_bytes(export_onnx_with_past(*model, ExportOptions{}).bytes());
+  Generator g(RngKey{34, 0, static_cast<uint32_t>(RngPurpose::test)});
+  const std::vector<int64_t> tokens = test::random_ids(Shape{16}, 256, g).to_vector<int64_t>();
+  const Tensor want = full.run({test::ids_tensor(tokens)})[0];  // [1, 16, 256]
+  const std::vector<int64_t> prompt(tokens.begin(), tokens.begin() + 5);
+  test::CachedRun r = test::run_with_past(with_past, test::ids_tensor(prompt), test::ids_tensor({0, 1, 2, 3, 4}),
+                                          test::ids_tensor({1, 1, 1, 1, 1}), test::empty_cache(with_past, 1));
+  EXPECT_LE(test::max_abs_diff(r.logits, want.view(Shape{16, 256}).slice(0, 5).view(Shape{1, 5, 256})), 1e-5f);
+  for (int64_t p = 5; p < 16; ++p) {
+    r = test::run_with_past(with_past, test::ids_tensor({tokens[p]}), test::ids_tensor({p}),
+                            test::ids_tensor(std::vector<int64_t>(p + 1, 1)), r.cache);
+    ASSERT_EQ(r.cache[0].shape(), (Shape{1, 2, p + 1, 16}));
+    EXPECT_LE(test::max_abs_diff(r.logits, want.view(Shape{16, 256}).slice(p, p + 1).view(Shape{1, 1, 256})), 1e-5f)
+        << "position " << p;
+  }
+}
+
+// Two prompts of 3 and 6 tokens in one batch, the short one left-padded, then a step of both: each
+// row's logits are those of the row run alone.
+TEST(OnnxExportGpt, WithPastMasksLeftPaddingPerRow) {
+  auto model = make_test_model(test::gpt_test_config(16), 35);
+  const OnnxModel full = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  const OnnxModel with_past = OnnxModel::from_bytes(export_onnx_with_past(*model, ExportOptions{}).bytes());
+  const std::vector<int64_t> a{7, 8, 9, 10}, b{20, 21, 22, 23, 24, 25, 26};  // prompt, then the step's token
+  const Tensor ids = test::ids_tensor({0, 0, 0, 7, 8, 9, 20, 21, 22, 23, 24, 25}, 2);
+  const Tensor positions = test::ids_tensor({0, 0, 0, 0, 1, 2, 0, 1, 2, 3, 4, 5}, 2);
+  const Tensor mask = test::ids_tensor({0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 2);
+  const test::CachedRun prefill = test::run_with_past(with_past, ids, positions, mask, test::empty_cache(with_past, 2));
+  const test::CachedRun step =
+      test::run_with_past(with_past, test::ids_tensor({10, 26}, 2), test::ids_tensor({3, 6}, 2),
+                          test::ids_tensor({0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 2), prefill.cache);
+  ASSERT_EQ(step.cache[3].shape(), (Shape{2, 2, 7, 16}));
+  const std::vector<float> got_prefill = prefill.logits.to_vector<float>(), got_step = step.logits.to_vector<float>();
+  for (int row = 0; row < 2; ++row) {
+    const std::vector<int64_t>& tokens = row == 0 ? a : b;
+    const std::vector<float> want = full.run({test::ids_tensor(tokens)})[0].to_vector<float>();
+    const size_t n = tokens.size() - 1, pad = 6 - n;
+    float diff = 0;
+    for (size_t t = 0; t < n; ++t)
+      for (size_t v = 0; v < 256; ++v)
+        diff = std::max(diff, std::fabs(got_prefill[(row * 6 + pad + t) * 256 + v] - want[t * 256 + v]));
+    for (size_t v = 0; v < 256; ++v) diff = std::max(diff, std::fabs(got_step[row * 256 + v] - want[n * 256 + v]));
+    EXPECT_LE(diff, 1e-5f) << "row " << row;
+  }
+}
+
+TEST(OnnxExportGpt, GreedyContinuationIsTheSameWithAndWithoutTheCache) {
+  auto model = make_test_model(test::gpt_test_config(80), 36);
+  const OnnxModel full = OnnxModel::from_bytes(export_onnx(*model, ExportOptions{}).bytes());
+  const OnnxModel with_past = OnnxModel::from_bytes(export_onnx_with_past(*model, ExportOptions{}).bytes());
+  const std::vector<int64_t> prompt{'H', 'e', 'l', 'l', 'o'};
+  const std::vector<int64_t> cached = test::greedy_cached(with_past, prompt, 64);
+  EXPECT_EQ(cached.size(), 69u);
+  EXPECT_EQ(cached, test::greedy_full(full, prompt, 64, 80));
+  std::string text;
+  for (int64_t t : cached) text += std::to_string(t) + " ";
+  std::printf("[ gpt ] greedy: %s\n", text.c_str());
+}
+
+TEST(OnnxExportGpt, Int8ExportRunsAndKeepsMostArgmaxes) {
+  auto model = make_test_model(test::gpt_test_config(16), 37);
+  ExportOptions opt;
+  opt.quantize = "int8";
+  const OnnxModel int8 = OnnxModel::from_bytes(export_onnx(*model, opt).bytes());
+  const OnnxModel past = OnnxModel::from_bytes(export_onnx_with_past(*model, opt).bytes());
+  Generator g(RngKey{37, 0, static_cast<uint32_t>(RngPurpose::test)});
+  const Tensor ids = test::random_ids(Shape{4, 16}, 256, g);
+  const std::vector<int64_t> a = ops::argmax_rows(int8.run({ids})[0].view(Shape{64, 256})).to_vector<int64_t>();
+  const std::vector<int64_t> b =
+      ops::argmax_rows(test::reference_logits(*model, ids).view(Shape{64, 256})).to_vector<int64_t>();
+  int same = 0;
+  for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
+  EXPECT_GE(same, 56) << "of 64";
+  EXPECT_EQ(test::greedy_cached(past, {1, 2, 3}, 8), test::greedy_full(int8, {1, 2, 3}, 8, 16));
+}
+
+TEST(OnnxExportGpt, WithPastOfAModelThatIsNoLanguageModelOrAnOldOpsetIsAnError) {
+  auto mlp = make_test_model(test::image_test_config(), 1, false);
+  try {
+    export_onnx_with_past(*mlp, ExportOptions{});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'onnx_every_layer_image' is not a language model"), std::string::npos)
+        << e.what();
+  }
+  auto gpt = make_test_model(test::gpt_test_config(16), 1, false);
+  ExportOptions old;
+  old.opset = 13;
+  for (auto* f : {&export_onnx, &export_onnx_with_past}) {
+    try {
+      f(*gpt, old);
+      FAIL() << "expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("needs opset 17 (LayerNormalization), got 13"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dtrain

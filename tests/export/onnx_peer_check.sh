@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The onnxruntime peer check (ctest label e2e): onnx_peer_dump exports mlp and cnn (f32, int8)
 # and records dtrain's engine outputs; onnx_peer_check.js runs onnxruntime-node on the same inputs
-# and compares. Exits 77 (ctest SKIP_RETURN_CODE) with the reason when node or onnxruntime-node is
-# missing; onnxruntime-node is a test-only install:
+# and compares. With --gpt in place of the images (ctest onnx_peer_check_gpt): a tiny gpt's
+# model.onnx and model_with_past.onnx, logits and greedy continuations. Exits 77 (ctest
+# SKIP_RETURN_CODE) with the reason when node or onnxruntime-node is missing; onnxruntime-node is
+# a test-only install:
 #   npm install --prefix NODE_PREFIX --ignore-scripts onnxruntime-node@1.30.0
-# usage: onnx_peer_check.sh ONNX_PEER_DUMP NODE_PREFIX WORK_DIR [IDX_IMAGES]
+# usage: onnx_peer_check.sh ONNX_PEER_DUMP NODE_PREFIX WORK_DIR [IDX_IMAGES | --gpt]
 set -euo pipefail
 dump="$1" node_prefix="$2" work="$3" images="${4:-}"
 if ! command -v node >/dev/null 2>&1; then

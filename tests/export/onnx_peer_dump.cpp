@@ -5,7 +5,11 @@
 // little-endian files plus cases.json for onnx_peer_check.js.
 // mlp/cnn inputs: the Fashion-MNIST test images (IDX, as Debian's dataset-fashion-mnist ships
 // them) when the path given exists, else random u8 images.
+// With --gpt instead: a tiny random gpt's model.onnx and model_with_past.onnx, dtrain's engine and
+// training-forward logits on random ids, a left-padded chain of cached calls and greedy
+// continuations with and without the cache (gpt/ and gpt_cases.json).
 // usage: onnx_peer_dump OUT_DIR [IDX_IMAGES]
+//        onnx_peer_dump OUT_DIR --gpt
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -128,18 +132,145 @@ int dump_file(const fs::path& out, const std::string& model_path, const std::str
   return 0;
 }
 
+// ---- the gpt: model.onnx and model_with_past.onnx of a tiny random gpt (gpt_cases.json)
+
+std::string json_ints(const std::vector<int64_t>& v) {
+  std::string s;
+  for (int64_t x : v) s += (s.empty() ? "" : ", ") + std::to_string(x);
+  return "[" + s + "]";
+}
+
+void write_tensor(const fs::path& path, const Tensor& t) {
+  const Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu());
+  write_raw(path, host.raw_data(), static_cast<size_t>(host.nbytes()));
+}
+
+// model.onnx on random ids of each (batch, length): the ids, the engine's logits and the training
+// forward's.
+std::string dump_gpt_full_runs(Model& model, const OnnxModel& full, const fs::path& dir, Generator& g) {
+  std::string runs;
+  for (const auto& [batch, length] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {2, 80}}) {
+    const std::string tag = std::to_string(batch) + "x" + std::to_string(length);
+    const Tensor ids = test::random_ids(Shape{batch, length}, 256, g);
+    const Tensor engine = full.run({ids})[0], forward = test::reference_logits(model, ids);
+    write_tensor(dir / ("full_ids_" + tag + ".i64"), ids);
+    write_tensor(dir / ("full_engine_" + tag + ".f32"), engine);
+    write_tensor(dir / ("full_forward_" + tag + ".f32"), forward);
+    std::printf("onnx_peer_dump: gpt model.onnx [%s]: max |engine - training forward| = %.3g\n", tag.c_str(),
+                test::max_abs_diff(engine, forward));
+    runs += std::string(runs.empty() ? "" : ", ") + "{\"batch\": " + std::to_string(batch) +
+            ", \"length\": " + std::to_string(length) + ", \"tag\": \"" + tag + "\"}";
+  }
+  return "[" + runs + "]";
+}
+
+// The training forward's logits of each row's real tokens so far, at the positions of the call's
+// S new tokens (left padding gets zeros; the peer check compares real positions only).
+Tensor forward_at(Model& model, const std::vector<std::vector<int64_t>>& rows, int64_t s) {
+  std::vector<float> out;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const std::vector<float> z = test::reference_logits(model, test::ids_tensor(rows[r])).to_vector<float>();
+    const int64_t real = static_cast<int64_t>(rows[r].size()), first = real - std::min(s, real);
+    out.insert(out.end(), static_cast<size_t>(std::max<int64_t>(0, s - real) * 256), 0.0f);
+    out.insert(out.end(), z.begin() + first * 256, z.end());
+  }
+  return Tensor::from_vector(out, Shape{static_cast<int64_t>(rows.size()), s, 256});
+}
+
+// model_with_past on two rows (5 and 9 prompt tokens, the first left-padded), then 3 steps of one
+// token: each call's inputs, the engine's logits, the training forward's, and the last presents.
+std::string dump_gpt_past_runs(Model& model, const OnnxModel& with_past, const fs::path& dir, Generator& g) {
+  std::vector<std::vector<int64_t>> rows{test::random_ids(Shape{5}, 256, g).to_vector<int64_t>(),
+                                         test::random_ids(Shape{9}, 256, g).to_vector<int64_t>()};
+  const std::vector<int64_t> pads{4, 0};
+  std::vector<int64_t> ids, positions, mask;
+  for (size_t r = 0; r < 2; ++r)
+    for (int64_t j = 0; j < 9; ++j) {
+      const bool real = j >= pads[r];
+      ids.push_back(real ? rows[r][j - pads[r]] : 0);
+      positions.push_back(real ? j - pads[r] : 0);
+      mask.push_back(real);
+    }
+  test::CachedRun run{Tensor(), test::empty_cache(with_past, 2)};
+  std::string calls;
+  for (int call = 0; call < 4; ++call) {
+    const Tensor t_ids = test::ids_tensor(ids, 2), t_pos = test::ids_tensor(positions, 2);
+    const Tensor t_mask = test::ids_tensor(mask, 2);
+    run = test::run_with_past(with_past, t_ids, t_pos, t_mask, run.cache);
+    const std::string tag = std::to_string(call);
+    write_tensor(dir / ("past_ids_" + tag + ".i64"), t_ids);
+    write_tensor(dir / ("past_positions_" + tag + ".i64"), t_pos);
+    write_tensor(dir / ("past_mask_" + tag + ".i64"), t_mask);
+    write_tensor(dir / ("past_engine_" + tag + ".f32"), run.logits);
+    write_tensor(dir / ("past_forward_" + tag + ".f32"), forward_at(model, rows, t_ids.dim(1)));
+    calls += std::string(calls.empty() ? "" : ", ") + "{\"tag\": \"" + tag +
+             "\", \"new\": " + std::to_string(t_ids.dim(1)) + ", \"total\": " + std::to_string(t_mask.dim(1)) + "}";
+    ids.clear();  // the next call: one new token per row
+    positions.clear();
+    for (size_t r = 0; r < 2; ++r) {
+      rows[r].push_back(static_cast<int64_t>(g.below(256)));
+      ids.push_back(rows[r].back());
+      positions.push_back(static_cast<int64_t>(rows[r].size()) - 1);
+    }
+    std::vector<int64_t> next_mask;
+    for (size_t r = 0; r < 2; ++r) {
+      const auto row = mask.begin() + static_cast<std::ptrdiff_t>(r * mask.size() / 2);
+      next_mask.insert(next_mask.end(), row, row + static_cast<std::ptrdiff_t>(mask.size() / 2));
+      next_mask.push_back(1);
+    }
+    mask = next_mask;
+  }
+  for (size_t i = 0; i < run.cache.size(); ++i)
+    write_tensor(dir / ("past_present_" + std::to_string(i) + ".f32"), run.cache[i]);
+  return "[" + calls + "]";
+}
+
+// Writes gpt/ (both graphs, the runs above and a greedy continuation of 64 tokens with and without
+// the cache) and gpt_cases.json.
+void dump_gpt(const fs::path& out) {
+  const int64_t ctx = 80, prompt_length = 16, steps = 64;
+  auto model = test::make_test_model(test::gpt_test_config(ctx), 81);
+  const fs::path dir = out / "gpt";
+  fs::create_directories(dir);
+  const std::string full_bytes = export_onnx(*model, ExportOptions{}).bytes();
+  const std::string past_bytes = export_onnx_with_past(*model, ExportOptions{}).bytes();
+  write_raw(dir / "model.onnx", full_bytes.data(), full_bytes.size());
+  write_raw(dir / "model_with_past.onnx", past_bytes.data(), past_bytes.size());
+  const OnnxModel full = OnnxModel::from_bytes(full_bytes), with_past = OnnxModel::from_bytes(past_bytes);
+  Generator g(RngKey{82, 0, static_cast<uint32_t>(RngPurpose::test)});
+  const std::string full_runs = dump_gpt_full_runs(*model, full, dir, g);
+  const std::string past_runs = dump_gpt_past_runs(*model, with_past, dir, g);
+  const std::vector<int64_t> prompt = test::random_ids(Shape{prompt_length}, 256, g).to_vector<int64_t>();
+  const std::vector<int64_t> cached = test::greedy_cached(with_past, prompt, steps);
+  const std::vector<int64_t> recomputed = test::greedy_full(full, prompt, steps, ctx);
+  std::printf("onnx_peer_dump: gpt greedy continuation of %lld tokens: with and without the cache %s\n",
+              static_cast<long long>(steps), cached == recomputed ? "agree" : "DIFFER");
+  std::ofstream(out / "gpt_cases.json") << "{\"dir\": \"gpt\", \"vocab\": 256, \"ctx\": " << ctx
+                                        << ", \"n_layer\": 2, \"n_head\": 2, \"head_dim\": 16"
+                                        << ",\n \"full_runs\": " << full_runs << ",\n \"past_runs\": " << past_runs
+                                        << ",\n \"greedy\": {\"prompt\": " << json_ints(prompt)
+                                        << ", \"steps\": " << steps
+                                        << ",\n  \"engine_with_past\": " << json_ints(cached)
+                                        << ",\n  \"engine_without_past\": " << json_ints(recomputed) << "}}\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: onnx_peer_dump OUT_DIR [IDX_IMAGES]\n"
+                 "       onnx_peer_dump OUT_DIR --gpt\n"
                  "       onnx_peer_dump OUT_DIR --model MODEL.onnx --data DATASET.h5 [--quantize none|int8]\n");
     return 2;
   }
   try {
     const fs::path out = argv[1];
     fs::create_directories(out);
+    if (argc >= 3 && std::string(argv[2]) == "--gpt") {
+      dump_gpt(out);
+      return 0;
+    }
     if (argc >= 6 && std::string(argv[2]) == "--model" && std::string(argv[4]) == "--data")
       return dump_file(out, argv[3], argv[5], argc >= 8 && std::string(argv[6]) == "--quantize" ? argv[7] : "none");
     std::string source;

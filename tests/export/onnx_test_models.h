@@ -2,6 +2,7 @@
 // Models and helpers shared by the ONNX tests and the onnxruntime peer check: two registered test
 // models that together hold every core layer type, random inputs, and the reference outputs
 // (Model::forward in eval mode, softmax and argmax on the host in double).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -11,6 +12,7 @@
 
 #include "core/model.h"
 #include "core/ops.h"
+#include "inference/onnx_engine.h"
 
 namespace dtrain::test {
 
@@ -118,6 +120,103 @@ inline Reference reference_outputs(Model& model, const Tensor& x) {
     r.classes.push_back(best);
   }
   return r;
+}
+
+// ---- the gpt (a language model): logits, and decoding through model.onnx and model_with_past.onnx
+
+// A tiny gpt: 2 blocks of 2 heads, 32 wide, a byte vocabulary, `ctx` positions.
+inline ModelConfig gpt_test_config(int64_t ctx) {
+  ModelConfig c;
+  c.type = "gpt";
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 32;
+  c.ctx = ctx;
+  c.num_classes = 256;
+  c.input_shape = Shape{ctx};
+  return c;
+}
+
+// Model::forward (eval): logits [N, T, vocab] of ids [N, T].
+inline Tensor reference_logits(Model& model, const Tensor& ids) {
+  PassContext ctx;
+  ctx.training = false;
+  return model.forward(ids, ctx);
+}
+
+inline Tensor ids_tensor(const std::vector<int64_t>& ids, int64_t rows = 1) {
+  return Tensor::from_vector(ids, Shape{rows, static_cast<int64_t>(ids.size()) / rows});
+}
+
+// One call of a model_with_past: logits [N, S, vocab] and the cache for the next call (per layer
+// keys, values [N, heads, P+S, head_dim]).
+struct CachedRun {
+  Tensor logits;
+  std::vector<Tensor> cache;
+};
+
+// An empty cache (P = 0) for `rows` rows, shaped from the graph's past_key_values inputs.
+inline std::vector<Tensor> empty_cache(const OnnxModel& with_past, int64_t rows) {
+  std::vector<Tensor> cache;
+  for (size_t i = 3; i < with_past.inputs().size(); ++i) {
+    const std::vector<int64_t>& s = with_past.inputs()[i].shape;
+    cache.push_back(Tensor::zeros(Shape{rows, s[1], 0, s[3]}));
+  }
+  return cache;
+}
+
+inline CachedRun run_with_past(const OnnxModel& with_past, const Tensor& ids, const Tensor& positions,
+                               const Tensor& mask, const std::vector<Tensor>& cache) {
+  std::vector<Tensor> in{ids, positions, mask};
+  in.insert(in.end(), cache.begin(), cache.end());
+  std::vector<Tensor> out = with_past.run(in);
+  CachedRun r{out[0], {}};
+  r.cache.assign(out.begin() + 1, out.end());
+  return r;
+}
+
+inline int64_t last_argmax(const Tensor& logits) {
+  const std::vector<float> z = logits.to_vector<float>();
+  const int64_t vocab = logits.dim(-1);
+  const float* last = z.data() + z.size() - vocab;
+  return std::max_element(last, last + vocab) - last;
+}
+
+// Greedy continuation of `prompt` by `steps` tokens with model.onnx: each step runs the last `ctx`
+// tokens whole and takes the argmax at the last position.
+inline std::vector<int64_t> greedy_full(const OnnxModel& full, std::vector<int64_t> tokens, int64_t steps,
+                                        int64_t ctx) {
+  for (int64_t i = 0; i < steps; ++i) {
+    const size_t first = tokens.size() > static_cast<size_t>(ctx) ? tokens.size() - ctx : 0;
+    const std::vector<int64_t> window(tokens.begin() + static_cast<std::ptrdiff_t>(first), tokens.end());
+    tokens.push_back(last_argmax(full.run({ids_tensor(window)})[0]));
+  }
+  return tokens;
+}
+
+// The same with model_with_past: the prompt in one call, then one token per call on the cache
+// (the prompt and the steps must fit the model's ctx).
+inline std::vector<int64_t> greedy_cached(const OnnxModel& with_past, std::vector<int64_t> tokens, int64_t steps) {
+  std::vector<int64_t> positions(tokens.size());
+  for (size_t i = 0; i < positions.size(); ++i) positions[i] = static_cast<int64_t>(i);
+  CachedRun r = run_with_past(with_past, ids_tensor(tokens), ids_tensor(positions),
+                              ids_tensor(std::vector<int64_t>(tokens.size(), 1)), empty_cache(with_past, 1));
+  for (int64_t i = 0; i < steps; ++i) {
+    tokens.push_back(last_argmax(r.logits));
+    if (i + 1 == steps) break;
+    const int64_t position = static_cast<int64_t>(tokens.size()) - 1;
+    r = run_with_past(with_past, ids_tensor({tokens.back()}), ids_tensor({position}),
+                      ids_tensor(std::vector<int64_t>(tokens.size(), 1)), r.cache);
+  }
+  return tokens;
+}
+
+inline float max_abs_diff(const Tensor& a, const Tensor& b) {
+  const std::vector<float> x = a.to_vector<float>(), y = b.to_vector<float>();
+  DTRAIN_CHECK(x.size() == y.size(), "max_abs_diff: ", a.shape().str(), " vs ", b.shape().str());
+  float m = 0;
+  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(x[i] - y[i]));
+  return m;
 }
 
 }  // namespace dtrain::test

@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <climits>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <variant>
 
 #include "export/onnx_export.h"
 #include "export/quantize.h"
@@ -154,6 +157,205 @@ TEST(OnnxEngine, ConcurrentRunsGiveTheSameOutputsAsSequentialOnes) {
       });
   }
   for (int i = 0; i < 4; ++i) EXPECT_EQ(got[i], want[i]) << "thread " << i;
+}
+
+// ---- the layout and elementwise ops the transformer graphs use, one node at a time
+
+struct Attr {
+  std::string name;
+  std::variant<int64_t, std::vector<int64_t>> value;
+};
+
+int onnx_elem(DType t) {
+  switch (t) {
+    case DType::i64: return onnx::TensorProto_DataType_INT64;
+    case DType::i32: return onnx::TensorProto_DataType_INT32;
+    default: return onnx::TensorProto_DataType_FLOAT;
+  }
+}
+
+// A graph of one node `op` named "n" whose inputs are graph inputs with every dim dynamic; runs it
+// on `inputs` and returns its output (declared `out`).
+Tensor run_op(const std::string& op, const std::vector<Tensor>& inputs, const std::vector<Attr>& attrs = {},
+              DType out = DType::f32) {
+  onnx::ModelProto p;
+  p.set_ir_version(8);
+  p.add_opset_import()->set_version(17);
+  auto* g = p.mutable_graph();
+  auto* n = g->add_node();
+  n->set_op_type(op);
+  n->set_name("n");
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto* vi = g->add_input();
+    vi->set_name(std::string("x").append(std::to_string(i)));  // (not "x" + ...: GCC 12's -Wrestrict false positive)
+    auto* t = vi->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx_elem(inputs[i].dtype()));
+    auto* shape = t->mutable_shape();
+    for (int k = 0; k < inputs[i].ndim(); ++k)
+      shape->add_dim()->set_dim_param(std::string("d").append(std::to_string(k)));
+    n->add_input(vi->name());
+  }
+  n->add_output("y");
+  auto* y = g->add_output();
+  y->set_name("y");
+  y->mutable_type()->mutable_tensor_type()->set_elem_type(onnx_elem(out));
+  y->mutable_type()->mutable_tensor_type()->mutable_shape();
+  for (const Attr& a : attrs) {
+    auto* at = n->add_attribute();
+    at->set_name(a.name);
+    if (const auto* i = std::get_if<int64_t>(&a.value)) {
+      at->set_type(onnx::AttributeProto_AttributeType_INT);
+      at->set_i(*i);
+    } else {
+      at->set_type(onnx::AttributeProto_AttributeType_INTS);
+      for (int64_t v : std::get<std::vector<int64_t>>(a.value)) at->add_ints(v);
+    }
+  }
+  return OnnxModel::from_bytes(p.SerializeAsString(), Device::cpu(), op + ".onnx").run(inputs)[0];
+}
+
+Tensor iota(const Shape& shape) {
+  std::vector<float> v(static_cast<size_t>(shape.numel()));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  return Tensor::from_vector(v, shape);
+}
+
+Tensor i64s(const std::vector<int64_t>& v) { return Tensor::from_vector(v, Shape{static_cast<int64_t>(v.size())}); }
+
+TEST(OnnxEngineOps, TransposeMovesEveryDimAndReversesWithoutPerm) {
+  const Tensor y = run_op("Transpose", {iota(Shape{2, 3, 4})}, {{"perm", std::vector<int64_t>{2, 0, 1}}});
+  ASSERT_EQ(y.shape(), (Shape{4, 2, 3}));
+  const std::vector<float> v = y.to_vector<float>();
+  for (int64_t k = 0; k < 4; ++k)
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t j = 0; j < 3; ++j) EXPECT_EQ(v[(k * 2 + i) * 3 + j], static_cast<float>((i * 3 + j) * 4 + k));
+  EXPECT_EQ(run_op("Transpose", {iota(Shape{2, 3})}).to_vector<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  const std::string msg = error_of([] {
+    run_op("Transpose", {iota(Shape{2, 3})}, {{"perm", std::vector<int64_t>{0, 0}}});
+  });
+  EXPECT_NE(msg.find("Transpose node 'n': perm [0, 0] is not a permutation"), std::string::npos) << msg;
+}
+
+TEST(OnnxEngineOps, ReshapeCopiesZeroDimsAndInfersMinusOne) {
+  EXPECT_EQ(run_op("Reshape", {iota(Shape{2, 3, 4}), i64s({0, -1})}).shape(), (Shape{2, 12}));
+  EXPECT_EQ(run_op("Reshape", {iota(Shape{2, 3, 4}), i64s({0, 0, 2, 2})}).shape(), (Shape{2, 3, 2, 2}));
+  EXPECT_EQ(run_op("Reshape", {iota(Shape{1, 0, 4}), i64s({0, 0, 2, 2})}).shape(), (Shape{1, 0, 2, 2}));
+  const std::string msg = error_of([] { run_op("Reshape", {iota(Shape{2, 3, 4}), i64s({0, 5})}); });
+  EXPECT_NE(msg.find("Reshape node 'n': cannot reshape [2, 3, 4] (24 elements) to [2, 5]"), std::string::npos) << msg;
+}
+
+TEST(OnnxEngineOps, SliceClampsCountsFromTheEndAndSteps) {
+  const Tensor x = iota(Shape{4, 5});
+  Tensor y = run_op("Slice", {x, i64s({1, -2}), i64s({3, INT64_MAX}), i64s({0, 1})});
+  EXPECT_EQ(y.shape(), (Shape{2, 2}));
+  EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{8, 9, 13, 14}));
+  y = run_op("Slice", {x, i64s({-1}), i64s({INT64_MIN}), i64s({1}), i64s({-2})});  // columns 4, 2, 0
+  EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{4, 2, 0, 9, 7, 5, 14, 12, 10, 19, 17, 15}));
+  EXPECT_EQ(run_op("Slice", {x, i64s({3}), i64s({1}), i64s({0})}).shape(), (Shape{0, 5}));
+}
+
+TEST(OnnxEngineOps, ConcatJoinsAlongAnAxisIncludingEmptyInputs) {
+  const Tensor empty = Tensor::zeros(Shape{1, 2, 0, 3});
+  const Tensor b = iota(Shape{1, 2, 2, 3});
+  EXPECT_EQ(run_op("Concat", {empty, b}, {{"axis", int64_t{2}}}).to_vector<float>(), b.to_vector<float>());
+  const Tensor y = run_op("Concat", {iota(Shape{2, 1}), iota(Shape{2, 2})}, {{"axis", int64_t{-1}}});
+  EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{0, 0, 1, 1, 2, 3}));
+  EXPECT_EQ(run_op("Concat", {i64s({4}), i64s({7, 8})}, {{"axis", int64_t{0}}}, DType::i64).to_vector<int64_t>(),
+            (std::vector<int64_t>{4, 7, 8}));
+  const std::string msg = error_of([] {
+    run_op("Concat", {iota(Shape{2, 1}), iota(Shape{3, 1})}, {{"axis", int64_t{1}}});
+  });
+  EXPECT_NE(msg.find("Concat node 'n': input 1 (FLOAT [3, 1]) does not match input 0 (FLOAT [2, 1]) outside axis 1"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(OnnxEngineOps, ShapeReturnsTheDimsBetweenStartAndEnd) {
+  const Tensor x = Tensor::zeros(Shape{3, 4, 5});
+  EXPECT_EQ(run_op("Shape", {x}, {}, DType::i64).to_vector<int64_t>(), (std::vector<int64_t>{3, 4, 5}));
+  EXPECT_EQ(run_op("Shape", {x}, {{"start", int64_t{1}}, {"end", int64_t{2}}}, DType::i64).to_vector<int64_t>(),
+            (std::vector<int64_t>{4}));
+  EXPECT_EQ(run_op("Shape", {x}, {{"start", int64_t{-2}}}, DType::i64).to_vector<int64_t>(),
+            (std::vector<int64_t>{4, 5}));
+}
+
+TEST(OnnxEngineOps, ArithmeticBroadcastsLikeNumPy) {
+  const Tensor a = iota(Shape{2, 1, 3}), b = iota(Shape{4, 1});
+  const std::vector<float> av = a.to_vector<float>(), bv = b.to_vector<float>();
+  const Tensor sum = run_op("Add", {a, b}), diff = run_op("Sub", {a, b}), prod = run_op("Mul", {b, a});
+  ASSERT_EQ(sum.shape(), (Shape{2, 4, 3}));
+  const std::vector<float> s = sum.to_vector<float>(), d = diff.to_vector<float>(), m = prod.to_vector<float>();
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int k = 0; k < 3; ++k) {
+        const size_t at = static_cast<size_t>((i * 4 + j) * 3 + k);
+        EXPECT_EQ(s[at], av[i * 3 + k] + bv[j]);
+        EXPECT_EQ(d[at], av[i * 3 + k] - bv[j]);
+        EXPECT_EQ(m[at], av[i * 3 + k] * bv[j]);
+      }
+  // A mask over the heads ([N, 1, S, K] onto [N, H, S, K]) and a bias over the trailing dims.
+  const Tensor scores = iota(Shape{2, 3, 2, 2}), mask = iota(Shape{2, 1, 2, 2});
+  const std::vector<float> masked = run_op("Add", {scores, mask}).to_vector<float>();
+  for (int n = 0; n < 2; ++n)
+    for (int h = 0; h < 3; ++h)
+      for (int i = 0; i < 4; ++i)
+        EXPECT_EQ(masked[(n * 3 + h) * 4 + i], static_cast<float>((n * 3 + h) * 4 + i + n * 4 + i));
+  const std::vector<float> biased = run_op("Add", {iota(Shape{2, 2}), scores}).to_vector<float>();
+  for (int i = 0; i < 24; ++i) EXPECT_EQ(biased[i], static_cast<float>(i + i % 4));
+  EXPECT_EQ(run_op("Div", {iota(Shape{1, 3}), Tensor::full(Shape{1}, 4.0f)}).to_vector<float>(),
+            (std::vector<float>{0, 0.25f, 0.5f}));
+  EXPECT_EQ(run_op("Sub", {i64s({16, 16}), i64s({3, 16})}, {}, DType::i64).to_vector<int64_t>(),
+            (std::vector<int64_t>{13, 0}));
+  std::string msg = error_of([] { run_op("Add", {iota(Shape{2, 3}), iota(Shape{2, 2})}); });
+  EXPECT_NE(msg.find("Add node 'n': shapes [2, 3] and [2, 2] do not broadcast"), std::string::npos) << msg;
+  msg = error_of([] { run_op("Mul", {iota(Shape{2}), i64s({1, 2})}); });
+  EXPECT_NE(msg.find("Mul of FLOAT and INT64 is not supported"), std::string::npos) << msg;
+  msg = error_of([] { run_op("Div", {i64s({1, 2}), i64s({1, 0})}, {}, DType::i64); });
+  EXPECT_NE(msg.find("Div node 'n': division by zero"), std::string::npos) << msg;
+}
+
+TEST(OnnxEngineOps, MatMulBroadcastsBatchDims) {
+  Generator g(RngKey{3, 0, static_cast<uint32_t>(RngPurpose::test)});
+  const Tensor a = Tensor::randn(Shape{2, 1, 3, 4}, 0, 1, g), b = Tensor::randn(Shape{3, 4, 5}, 0, 1, g);
+  const Tensor y = run_op("MatMul", {a, b});
+  ASSERT_EQ(y.shape(), (Shape{2, 3, 3, 5}));
+  const std::vector<float> av = a.to_vector<float>(), bv = b.to_vector<float>(), yv = y.to_vector<float>();
+  for (int n = 0; n < 2; ++n)
+    for (int h = 0; h < 3; ++h)
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 5; ++j) {
+          double want = 0;
+          for (int k = 0; k < 4; ++k) want += av[(n * 3 + i) * 4 + k] * bv[(h * 4 + k) * 5 + j];
+          EXPECT_NEAR(yv[((n * 3 + h) * 3 + i) * 5 + j], want, 1e-5) << n << h << i << j;
+        }
+  EXPECT_EQ(run_op("MatMul", {Tensor::zeros(Shape{2, 0, 4}), Tensor::zeros(Shape{2, 4, 3})}).shape(), (Shape{2, 0, 3}));
+  const std::string msg = error_of([] { run_op("MatMul", {iota(Shape{2, 3, 4}), iota(Shape{3, 4, 5})}); });
+  EXPECT_NE(msg.find("MatMul node 'n' (batch dims): shapes [2] and [3] do not broadcast"), std::string::npos) << msg;
+}
+
+TEST(OnnxEngineOps, TanhAndCastsBetweenFloatAndInt64) {
+  const Tensor x = Tensor::from_vector<float>({-3.0f, -0.5f, 0.0f, 0.25f, 8.0f}, Shape{5});
+  const std::vector<float> y = run_op("Tanh", {x}).to_vector<float>();
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(y[i], std::tanh(x.to_vector<float>()[i]));
+  EXPECT_EQ(run_op("Cast", {i64s({0, 1, -7})}, {{"to", int64_t{onnx::TensorProto_DataType_FLOAT}}}).to_vector<float>(),
+            (std::vector<float>{0, 1, -7}));
+  EXPECT_EQ(run_op("Cast", {Tensor::from_vector<float>({2.7f, -2.7f}, Shape{2})},
+                   {{"to", int64_t{onnx::TensorProto_DataType_INT64}}}, DType::i64)
+                .to_vector<int64_t>(),
+            (std::vector<int64_t>{2, -2}));
+  const std::string msg = error_of([] {
+    run_op("Cast", {i64s({1})}, {{"to", int64_t{onnx::TensorProto_DataType_DOUBLE}}});
+  });
+  EXPECT_NE(msg.find("Cast node 'n': Cast to DOUBLE is not supported"), std::string::npos) << msg;
+}
+
+// An empty cache (P = 0) is an input of size 0 in a dynamic dim; only the batch must not be empty.
+TEST(OnnxEngineOps, DynamicDimsMayBeEmptyExceptTheBatch) {
+  EXPECT_EQ(run_op("Relu", {Tensor::zeros(Shape{2, 0, 3})}).shape(), (Shape{2, 0, 3}));
+  const std::string msg = error_of([] { run_op("Relu", {Tensor::zeros(Shape{0, 3})}); });
+  EXPECT_NE(msg.find("input 'x0' expects FLOAT [-1, -1] (-1: any size; the first dim >= 1), got FLOAT [0, 3]"),
+            std::string::npos)
+      << msg;
 }
 
 }  // namespace
