@@ -53,6 +53,33 @@ void self_check(const ModelVersion& v) {
   if (v.max_batch > 1) check_rows(v, v.max_batch);
 }
 
+// What config.json says about a version (all optional).
+struct VersionConfig {
+  int64_t max_batch_size = 0;  // 0: not given
+  std::string platform = "onnx";
+  std::vector<std::string> labels;
+  std::optional<LanguageModelSpec> language_model;
+};
+
+VersionConfig read_version_config(const fs::path& file) {
+  VersionConfig c;
+  if (!fs::exists(file)) return c;
+  std::ifstream in(file);
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    if (j.contains("max_batch_size") && j["max_batch_size"].is_number_integer() &&
+        j["max_batch_size"].get<int64_t>() > 0)
+      c.max_batch_size = j["max_batch_size"].get<int64_t>();
+    if (j.contains("platform") && j["platform"].is_string()) c.platform = j["platform"].get<std::string>();
+    if (j.contains("labels") && j["labels"].is_array())
+      for (const auto& l : j["labels"]) c.labels.push_back(l.is_string() ? l.get<std::string>() : l.dump());
+    if (j.contains("language_model")) c.language_model = parse_language_model_spec(j["language_model"], file.string());
+  } catch (const nlohmann::json::exception& e) {
+    fail(file.string(), " is not valid JSON: ", e.what());
+  }
+  return c;
+}
+
 }  // namespace
 
 ModelStore::ModelStore(StoreOptions options, ServeMetrics* metrics) : options_(std::move(options)), metrics_(metrics) {}
@@ -84,36 +111,49 @@ void ModelStore::start_polling(double seconds) {
 
 std::shared_ptr<const ModelVersion> ModelStore::load(const std::string& model, int64_t version) const {
   const fs::path dir = fs::path(options_.repo) / model;
-  auto v = std::make_shared<ModelVersion>(
-      model, version, OnnxModel::load((dir / std::to_string(version) / "model.onnx").string(), options_.device));
+  const fs::path version_dir = dir / std::to_string(version);
+  auto v = std::make_shared<ModelVersion>(model, version,
+                                          OnnxModel::load((version_dir / "model.onnx").string(), options_.device));
+  const VersionConfig config = read_version_config(dir / "config.json");
   v->max_batch = options_.batching.max_batch;
-  const fs::path config = dir / "config.json";
-  if (fs::exists(config)) {
-    std::ifstream in(config);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-      if (j.contains("max_batch_size") && j["max_batch_size"].is_number_integer() &&
-          j["max_batch_size"].get<int64_t>() > 0)
-        v->max_batch = std::min(v->max_batch, j["max_batch_size"].get<int64_t>());
-      if (j.contains("platform") && j["platform"].is_string()) v->platform = j["platform"].get<std::string>();
-      if (j.contains("labels") && j["labels"].is_array())
-        for (const auto& l : j["labels"]) v->labels.push_back(l.is_string() ? l.get<std::string>() : l.dump());
-    } catch (const nlohmann::json::exception& e) {
-      fail(config.string(), " is not valid JSON: ", e.what());
-    }
-  }
-  self_check(*v);
+  if (config.max_batch_size > 0) v->max_batch = std::min(v->max_batch, config.max_batch_size);
+  v->platform = config.platform;
+  v->labels = config.labels;
+  if (config.language_model)
+    attach_generator(*v, version_dir, *config.language_model);
+  else
+    attach_batcher(*v);
+  return v;
+}
+
+void ModelStore::attach_batcher(ModelVersion& v) const {
+  self_check(v);
   BatcherOptions batching = options_.batching;
-  batching.max_batch = v->max_batch;
-  const OnnxModel* engine = &v->model;
+  batching.max_batch = v.max_batch;
+  const OnnxModel* engine = &v.model;
   ServeMetrics* metrics = metrics_;
-  v->batcher =
+  v.batcher =
       std::make_unique<Batcher>([engine](const std::vector<Tensor>& inputs) { return engine->run(inputs); }, batching,
-                                [metrics, model, version](int64_t rows, double compute_s) {
+                                [metrics, model = v.name, version = v.version](int64_t rows, double compute_s) {
                                   if (metrics) metrics->observe_batch(model, version, rows, compute_s);
                                 });
-  return v;
+}
+
+// The language model's graphs, self-checked, and its scheduler (up to max_batch sequences at once).
+void ModelStore::attach_generator(ModelVersion& v, const fs::path& version_dir, const LanguageModelSpec& spec) const {
+  v.language_model = options_.open_language_model(version_dir, v.model, spec, options_.device);
+  check_language_model(*v.language_model);
+  GenerationObserver observer;
+  if (ServeMetrics* m = metrics_) {
+    const std::string model = v.name;
+    const int64_t version = v.version;
+    observer.prefill = [m, model, version](int64_t, double s) { m->observe_prefill(model, version, s); };
+    observer.step = [m, model, version](int64_t rows, double s) { m->observe_decode_step(model, version, rows, s); };
+    observer.first_token = [m, model, version](double s) { m->observe_first_token(model, version, s); };
+    observer.generated = [m, model, version](int64_t n) { m->count_generated(model, version, n); };
+  }
+  v.generator =
+      std::make_unique<GenerationScheduler>(v.language_model, GenerationOptions{v.max_batch}, std::move(observer));
 }
 
 // What the repository holds now: model -> version -> model.onnx stamp.
@@ -173,7 +213,10 @@ void ModelStore::scan() {
       auto& versions = loaded_[name];
       versions[v] = std::move(loaded);
       failed_[name].erase(v);
-      log_info("loaded model '{}' version {} (max batch {}){}", name, v, versions[v]->max_batch,
+      log_info("loaded model '{}' version {} (max batch {}{}){}", name, v, versions[v]->max_batch,
+               !versions[v]->generator                ? ""
+               : versions[v]->generator->uses_cache() ? ", language model with key/value cache"
+                                                      : ", language model, recomputing (no model_with_past.onnx)",
                versions.rbegin()->first == v ? ", now the default" : "");
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(versions_mutex_);
@@ -253,7 +296,9 @@ std::vector<VersionGauges> ModelStore::gauges() const {
   std::lock_guard<std::mutex> lock(versions_mutex_);
   std::vector<VersionGauges> out;
   for (const auto& [name, versions] : loaded_)
-    for (const auto& [v, p] : versions) out.push_back(VersionGauges{name, v, p->batcher->queue_depth()});
+    for (const auto& [v, p] : versions)
+      out.push_back(p->generator ? VersionGauges{name, v, p->generator->queued(), p->generator->active()}
+                                 : VersionGauges{name, v, p->batcher->queue_depth()});
   return out;
 }
 

@@ -1,12 +1,15 @@
 #pragma once
 // The models the server serves: every REPO/NAME/V/model.onnx, loaded with dtrain's ONNX engine,
-// each version with its own Batcher. scan() loads new version folders (a version serves, and the
-// newest becomes the default, only after it loaded and passed a self-check: one all-zero row),
+// each version with its own Batcher, or, when config.json has "language_model", its own
+// GenerationScheduler (model_with_past.onnx beside model.onnx when the export wrote one).
+// scan() loads new version folders (a version serves, and the newest becomes the default, only
+// after it loaded and passed a self-check: one all-zero row, or a language model's token steps),
 // and unloads versions whose folder disappeared; requests hold a shared_ptr, so in-flight ones
 // finish on the version they started on. A poller thread calls scan() every poll_seconds.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,6 +20,8 @@
 
 #include "inference/onnx_engine.h"
 #include "serve/batcher.h"
+#include "serve/generation.h"
+#include "serve/language_model.h"
 #include "serve/metrics.h"
 
 namespace dtrain::serve {
@@ -27,8 +32,10 @@ struct ModelVersion {
   OnnxModel model;
   int64_t max_batch = 64;  // min(--max-batch, config.json max_batch_size)
   std::string platform = "onnx";
-  std::vector<std::string> labels;  // from config.json, may be empty
-  std::unique_ptr<Batcher> batcher;
+  std::vector<std::string> labels;                      // from config.json, may be empty
+  std::unique_ptr<Batcher> batcher;                     // null for a language model
+  std::shared_ptr<const LanguageModel> language_model;  // config.json has "language_model"
+  std::unique_ptr<GenerationScheduler> generator;       // language models only
   ModelVersion(std::string name_, int64_t version_, OnnxModel model_)
       : name(std::move(name_)), version(version_), model(std::move(model_)) {}
 };
@@ -37,6 +44,7 @@ struct StoreOptions {
   std::string repo;
   Device device = Device::cpu();
   BatcherOptions batching;
+  LanguageModelOpener open_language_model = open_onnx_language_model;  // tests open fakes
 };
 
 // A version the repository holds: READY (serving), UNAVAILABLE (failed to load: `reason`).
@@ -79,6 +87,8 @@ class ModelStore {
     int64_t file_stamp = 0;  // retried when the file changes
   };
   std::shared_ptr<const ModelVersion> load(const std::string& model, int64_t version) const;
+  void attach_batcher(ModelVersion& v) const;
+  void attach_generator(ModelVersion& v, const std::filesystem::path& version_dir, const LanguageModelSpec& spec) const;
 
   StoreOptions options_;
   ServeMetrics* metrics_;

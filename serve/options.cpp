@@ -67,6 +67,8 @@ po::options_description option_table(ServeOptions& o, std::string& max_body) {
       "max-queue-delay-us", po::value(&o.max_queue_delay_us)->default_value(o.max_queue_delay_us),
       "how long a request waits for others to join its batch (0: no waiting)")(
       "instances", po::value(&o.instances)->default_value(o.instances), "engine workers per model version")(
+      "max-tokens", po::value(&o.max_tokens)->default_value(o.max_tokens),
+      "largest max_tokens a generate request may ask for (language models)")(
       "api-key-file", po::value(&o.api_key_file), "file with one API key per line: require Authorization: Bearer KEY")(
       "max-body-bytes", po::value(&max_body)->default_value(max_body), "largest request body (413 above it)")(
       "poll-seconds", po::value(&o.poll_seconds)->default_value(o.poll_seconds),
@@ -91,6 +93,7 @@ void check_values(ServeOptions& o, const std::string& max_body) {
   require(o.max_queue_delay_us >= 0 && o.max_queue_delay_us <= 10'000'000,
           "the option '--max-queue-delay-us' must be 0..10000000");
   require(o.instances >= 1 && o.instances <= 256, "the option '--instances' must be 1..256");
+  require(o.max_tokens >= 1 && o.max_tokens <= 1 << 20, "the option '--max-tokens' must be 1..1048576");
   require(o.poll_seconds >= 0, "the option '--poll-seconds' must not be negative");
   require(o.log_format == "text" || o.log_format == "json", "the option '--log-format' must be text or json");
   require(o.drain_seconds > 0, "the option '--drain-seconds' must be positive");

@@ -14,7 +14,8 @@ struct ServeOptions {
   int threads = 256;  // HTTP worker threads = connections served at once (keep-alive holds one)
   int64_t max_batch = 64;
   int64_t max_queue_delay_us = 2000;
-  int instances = 1;  // engine workers per model version
+  int instances = 1;         // engine workers per model version
+  int64_t max_tokens = 256;  // largest max_tokens a generate request may ask for
   std::string api_key_file;
   int64_t max_body_bytes = 8 << 20;
   double poll_seconds = 5;

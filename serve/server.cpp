@@ -15,9 +15,11 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "serve/generate_request.h"
 #include "serve/infer_request.h"
 #include "serve/kserve_types.h"
 #include "serve/model_store.h"
+#include "serve/utf8.h"
 #include "serve/worker_pool.h"
 
 using nlohmann::json;
@@ -91,6 +93,48 @@ class PoolQueue : public httplib::TaskQueue {
   WorkerPool pool_;
 };
 
+// Writes one generation as Server-Sent Events, as Triton's generate_stream does: one
+// "data: {json}\n\n" per token (text_output: the text that token completes), then one with
+// finish_reason (or {"error"} when the engine failed). Destroyed before the end (the client went
+// away, or the server stopped), it cancels the generation.
+class SseWriter {
+ public:
+  SseWriter(std::shared_ptr<const ModelVersion> version, std::optional<std::string> id,
+            std::shared_ptr<GenerationStream> stream)
+      : version_(std::move(version)), id_(std::move(id)), stream_(std::move(stream)) {}
+  ~SseWriter() { stream_->cancel(); }
+  SseWriter(const SseWriter&) = delete;
+  SseWriter& operator=(const SseWriter&) = delete;
+
+  // httplib's chunked content provider: blocks for the next tokens; false when the client is gone.
+  bool write_next(httplib::DataSink& sink) {
+    const GenerationStream::Event e = stream_->next();
+    for (int64_t token : e.tokens)
+      if (!write(sink, event(decoder_.push(static_cast<uint8_t>(token)), ""))) return false;
+    if (!e.done) return true;
+    const std::string last = e.error.empty()
+                                 ? event(decoder_.finish(), e.finish_reason)
+                                 : sse_event(error_json("generation failed on model '" + version_->name + "' version " +
+                                                        std::to_string(version_->version) + ": " + e.error));
+    if (!write(sink, last)) return false;
+    sink.done();
+    return true;
+  }
+
+ private:
+  static bool write(httplib::DataSink& sink, const std::string& bytes) {
+    return sink.write(bytes.data(), bytes.size());
+  }
+  std::string event(const std::string& text, const std::string& finish_reason) const {
+    return sse_event(generate_response_json(version_->name, version_->version, id_, text, finish_reason));
+  }
+
+  std::shared_ptr<const ModelVersion> version_;  // held until the stream ends
+  std::optional<std::string> id_;
+  std::shared_ptr<GenerationStream> stream_;
+  Utf8Decoder decoder_;
+};
+
 }  // namespace
 
 struct Server::Impl {
@@ -103,12 +147,10 @@ struct Server::Impl {
   std::thread loader;
   int port = 0;
 
-  explicit Impl(const ServeOptions& o)
+  Impl(const ServeOptions& o, StoreOptions store_options)
       : options(o),
         api_keys(o.api_key_file.empty() ? std::vector<std::string>{} : read_api_keys(o.api_key_file)),
-        store(StoreOptions{o.repo, Device::parse(o.device),
-                           BatcherOptions{o.max_batch, o.max_queue_delay_us, o.instances}},
-              &metrics) {
+        store(std::move(store_options), &metrics) {
     setup();
   }
 
@@ -197,6 +239,12 @@ struct Server::Impl {
               {"outputs", tensor_list(v.model.outputs())},
               {"parameters", {{"max_batch_size", v.max_batch}, {"version", std::to_string(v.version)}}}};
     if (!v.labels.empty()) body["parameters"]["labels"] = v.labels;
+    if (v.language_model) {
+      const LanguageModelSpec& lm = v.language_model->spec();
+      body["parameters"]["language_model"] = {{"vocab", lm.vocab},     {"ctx", lm.ctx},
+                                              {"n_layer", lm.n_layer}, {"n_head", lm.n_head},
+                                              {"n_embd", lm.n_embd},   {"kv_cache", v.language_model->has_cache()}};
+    }
     reply(res, 200, dump(body));
   }
 
@@ -207,16 +255,30 @@ struct Server::Impl {
           dump(json{{"name", l.version->name}, {"version", std::to_string(l.version->version)}, {"ready", true}}));
   }
 
-  void infer(const httplib::Request& req, httplib::Response& res) {
-    const auto start = Clock::now();
+  // The version a request's path names; otherwise answers 404 or 503 (counted) and returns null.
+  std::shared_ptr<const ModelVersion> find_or_reply(const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1].str();
-    const Lookup l = store.find(name, version_of(req));
+    Lookup l = store.find(name, version_of(req));
     if (!l.version) {
       // Unknown names share one series: a client must not be able to grow the metrics at will.
       metrics.count_request(l.status == 404 ? "" : name, 0, l.status);
-      return reply_error(res, l.status, l.error);
+      reply_error(res, l.status, l.error);
     }
-    const ModelVersion& v = *l.version;
+    return std::move(l.version);
+  }
+
+  void infer(const httplib::Request& req, httplib::Response& res) {
+    const auto start = Clock::now();
+    const std::shared_ptr<const ModelVersion> found = find_or_reply(req, res);
+    if (!found) return;
+    const ModelVersion& v = *found;
+    if (!v.batcher) {
+      metrics.count_request(v.name, v.version, 400);
+      return reply_error(res, 400,
+                         "model '" + v.name + "' version " + std::to_string(v.version) +
+                             " is a language model: send text to /v2/models/" + v.name +
+                             "/generate or /generate_stream");
+    }
     InferRequest request;
     try {
       request = parse_infer_request(req.body, v.model.inputs(), v.model.outputs(), v.max_batch);
@@ -243,6 +305,46 @@ struct Server::Impl {
     metrics.count_request(v.name, v.version, 200);
     metrics.observe_request(v.name, v.version, result.queue_s,
                             std::chrono::duration<double>(Clock::now() - start).count());
+  }
+
+  // The generate extension. Errors before generation starts answer 4xx JSON; then /generate
+  // answers once, /generate_stream streams Server-Sent Events (SseWriter).
+  void generate(const httplib::Request& req, httplib::Response& res, bool streaming) {
+    const std::shared_ptr<const ModelVersion> found = find_or_reply(req, res);
+    if (!found) return;
+    const ModelVersion& v = *found;
+    GenerateRequest g;
+    try {
+      DTRAIN_CHECK(v.generator, "model '", v.name, "' version ", v.version,
+                   " is not a language model (its config.json has no \"language_model\"); use /infer");
+      g = parse_generate_request(req.body, options.max_tokens);
+    } catch (const Error& e) {
+      metrics.count_request(v.name, v.version, 400);
+      return reply_error(res, 400, e.what());
+    }
+    std::vector<int64_t> prompt;
+    for (unsigned char c : g.text_input) prompt.push_back(c);
+    std::shared_ptr<GenerationStream> stream = v.generator->submit(std::move(prompt), g.max_tokens, g.sampling, g.seed);
+    if (streaming) {
+      metrics.count_request(v.name, v.version, 200);
+      auto writer = std::make_shared<SseWriter>(found, g.id, std::move(stream));
+      res.set_header("Cache-Control", "no-cache");
+      res.set_chunked_content_provider("text/event-stream; charset=utf-8",
+                                       [writer](size_t, httplib::DataSink& sink) { return writer->write_next(sink); });
+      return;
+    }
+    std::string bytes;
+    GenerationStream::Event e;
+    while (!e.done) {
+      e = stream->next();
+      for (int64_t token : e.tokens) bytes += static_cast<char>(token);
+    }
+    metrics.count_request(v.name, v.version, e.error.empty() ? 200 : 500);
+    if (!e.error.empty())
+      return reply_error(
+          res, 500,
+          "generation failed on model '" + v.name + "' version " + std::to_string(v.version) + ": " + e.error);
+    reply(res, 200, generate_response_json(v.name, v.version, g.id, decode_utf8_bytes(bytes), e.finish_reason));
   }
 
   void repository_index(httplib::Response& res) const {
@@ -284,10 +386,10 @@ struct Server::Impl {
     });
 
     http.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
-      reply(
-          res, 200,
-          dump(json{
-              {"name", "dtrain-serve"}, {"version", DTRAIN_VERSION}, {"extensions", {"model_repository", "metrics"}}}));
+      reply(res, 200,
+            dump(json{{"name", "dtrain-serve"},
+                      {"version", DTRAIN_VERSION},
+                      {"extensions", {"model_repository", "metrics", "generate"}}}));
     });
     http.Get("/v2/health/live",
              [](const httplib::Request&, httplib::Response& res) { reply(res, 200, R"({"live":true})"); });
@@ -299,6 +401,10 @@ struct Server::Impl {
     http.Get(model, [this](const httplib::Request& req, httplib::Response& res) { model_metadata(req, res); });
     http.Get(model + "/ready", [this](const httplib::Request& req, httplib::Response& res) { model_ready(req, res); });
     http.Post(model + "/infer", [this](const httplib::Request& req, httplib::Response& res) { infer(req, res); });
+    http.Post(model + "/generate",
+              [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, false); });
+    http.Post(model + "/generate_stream",
+              [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, true); });
     http.Get("/v2/repository/index",
              [this](const httplib::Request&, httplib::Response& res) { repository_index(res); });
     http.Post("/v2/repository/index",
@@ -310,11 +416,16 @@ struct Server::Impl {
   }
 };
 
-Server::Server(const ServeOptions& options) {
+Server::Server(const ServeOptions& options) : Server(options, {}) {}
+
+Server::Server(const ServeOptions& options, const std::function<void(StoreOptions&)>& customize_store) {
   std::error_code ec;
   DTRAIN_CHECK(std::filesystem::is_directory(options.repo, ec), "the model repository --repo ", options.repo,
                " is not a directory (dtrain export --repo creates one)");
-  impl_ = std::make_unique<Impl>(options);
+  StoreOptions store{options.repo, Device::parse(options.device),
+                     BatcherOptions{options.max_batch, options.max_queue_delay_us, options.instances}};
+  if (customize_store) customize_store(store);
+  impl_ = std::make_unique<Impl>(options, std::move(store));
 }
 
 Server::~Server() = default;

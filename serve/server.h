@@ -1,16 +1,22 @@
 #pragma once
 // dtrain-serve's HTTP server: the KServe V2 REST endpoints over a ModelStore, API keys, body
 // limit, access log and /metrics. cpp-httplib stays inside server.cpp.
+#include <functional>
 #include <memory>
 
 #include "serve/options.h"
 
 namespace dtrain::serve {
 
+struct StoreOptions;
+
 class Server {
  public:
   // Checks that the repository is a directory and reads the API key file (throws naming either).
   explicit Server(const ServeOptions& options);
+  // The same, with the model store's options adjusted before it is built (tests open a fake
+  // language model through it).
+  Server(const ServeOptions& options, const std::function<void(StoreOptions&)>& customize_store);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

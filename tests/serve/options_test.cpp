@@ -23,6 +23,8 @@ TEST(ServeOptions, DefaultsAndCommandLine) {
   EXPECT_EQ(p.options.instances, 1);
   EXPECT_EQ(p.options.max_body_bytes, 1024);
   EXPECT_EQ(p.options.poll_seconds, 5);
+  EXPECT_EQ(p.options.max_tokens, 256);
+  EXPECT_EQ(parse_serve_options({"--repo", "m", "--max-tokens", "1000"}).options.max_tokens, 1000);
 }
 
 TEST(ServeOptions, ReadsTheSameKeysFromAnIniFileAndTheCommandLineWins) {
@@ -49,6 +51,7 @@ TEST(ServeOptions, BadOptionsExitTwoWithOneLineNamingTheOption) {
   expect_usage_error({"--repo", "m", "--port", "abc"}, "--port");
   expect_usage_error({"--repo", "m", "--port", "70000"}, "'--port'");
   expect_usage_error({"--repo", "m", "--max-batch", "0"}, "'--max-batch'");
+  expect_usage_error({"--repo", "m", "--max-tokens", "0"}, "'--max-tokens'");
   expect_usage_error({"--repo", "m", "--max-body-bytes", "8XB"}, "'--max-body-bytes'");
   expect_usage_error({"--repo", "m", "--frobnicate"}, "--frobnicate");
   expect_usage_error({"--repo", "m", "--device", "tpu"}, "'--device'");

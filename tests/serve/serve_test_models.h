@@ -1,12 +1,14 @@
 #pragma once
 // Small models exported straight into a model repository (no training: random weights are enough
-// to compare the server with the engine), for the serve tests.
+// to compare the server with the engine), for the serve tests. The tiny gpt's configuration is
+// tests/export's (export/onnx_test_models.h there).
 #include <cstdint>
 #include <string>
 
 #include "core/model.h"
 #include "export/model_repository.h"
 #include "export/onnx_export.h"
+#include "export/onnx_test_models.h"
 
 namespace dtrain::serve_test {
 
@@ -27,6 +29,25 @@ inline int64_t export_small_model(const std::string& repo, const std::string& na
   const ExportedModel exported = export_onnx(*model, options);
   RepositoryModelConfig rc{name, exported.inputs, exported.outputs, max_batch_size, {"a", "b", "c", "d"}};
   return write_model_version(repo, rc, version, exported);
+}
+
+// A tiny gpt (bytes, random weights: its text is noise, which is enough to compare decoding
+// paths), written as REPO/NAME/<version> (0: the next one) with model.onnx, model_with_past.onnx
+// unless `with_past` is false, and config.json's "language_model". Returns the version written.
+inline std::unique_ptr<Model> tiny_gpt(uint64_t seed, int64_t ctx) {
+  auto model = create_model(test::gpt_test_config(ctx));  // tests/export's tiny gpt: 2 blocks, 2 heads, 32 wide
+  model->build(Device::cpu(), seed);
+  return model;
+}
+
+inline int64_t export_tiny_gpt(const std::string& repo, const std::string& name, uint64_t seed, int64_t ctx = 64,
+                               bool with_past = true, int64_t version = 0) {
+  auto model = tiny_gpt(seed, ctx);
+  const ExportedModel full = export_onnx(*model, ExportOptions{});
+  RepositoryModelConfig rc{name, full.inputs, full.outputs, 64, {}, full.language_model};
+  if (!with_past) return write_model_version(repo, rc, version, full);
+  const ExportedModel past = export_onnx_with_past(*model, ExportOptions{});
+  return write_model_version(repo, rc, version, full, {{kModelWithPastFile, &past}});
 }
 
 }  // namespace dtrain::serve_test
