@@ -83,6 +83,7 @@ int cmd_generate(const std::vector<std::string>& args) {
     std::fflush(stdout);
   }
   std::fputc('\n', stdout);
+  std::fflush(stdout);
   std::fprintf(stderr, "generated %lld tokens in %.2f s (%.1f tokens/s, recomputing the last %lld tokens each)\n",
                static_cast<long long>(a.max_tokens), seconds_since(begin),
                a.max_tokens / std::max(1e-9, seconds_since(begin)), static_cast<long long>(ctx_len));

@@ -28,16 +28,9 @@ echo "== the exported int8 model (models/fmnist-mlp/$newest/model.onnx) on the t
 build/launch/dtrain eval --model "models/fmnist-mlp/$newest/model.onnx" --data data/fmnist-test.h5
 echo "== serve models/ with dtrain-serve (KServe V2) and ask it about one test image"
 port="${DTRAIN_SERVE_PORT:-8000}"
-mkdir -p runs
-build/serve/dtrain-serve --repo models --port "$port" > runs/quickstart-serve.log 2>&1 &
-serve_pid=$!
-trap 'kill -TERM "$serve_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do  # up to 20 s for the repository to load
-  if curl -sf "http://127.0.0.1:$port/v2/health/ready" > /dev/null; then break; fi
-  if ! kill -0 "$serve_pid" 2>/dev/null; then cat runs/quickstart-serve.log; exit 1; fi
-  sleep 0.2
-done
-curl -sf "http://127.0.0.1:$port/v2/health/ready" > /dev/null || { echo "dtrain-serve not ready after 20 s" >&2; cat runs/quickstart-serve.log; exit 1; }
+# shellcheck source=scripts/serve-lib.sh
+source scripts/serve-lib.sh
+start_serve models "$port" runs/quickstart-serve.log
 fm=/usr/share/datasets/fashion-mnist
 # The first test image (raw pixels, as the exported model takes them) and its label, from the IDX files.
 pixels=$(set +o pipefail; zcat "$fm/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c 784 | od -An -tu1 -v | tr -s ' \n' ' ')
@@ -48,7 +41,5 @@ echo "== curl -X POST http://127.0.0.1:$port/v2/models/fmnist-mlp/infer (true cl
 curl -sf -X POST "http://127.0.0.1:$port/v2/models/fmnist-mlp/infer" -H 'Content-Type: application/json' \
   -d "{\"id\":\"quickstart-1\",\"inputs\":[{\"name\":\"input\",\"shape\":[1,28,28],\"datatype\":\"UINT8\",\"data\":[$data]}],\"outputs\":[{\"name\":\"class\"}]}"
 echo
-kill -TERM "$serve_pid"
-wait "$serve_pid"
-trap - EXIT
+stop_serve
 echo "== dtrain-serve stopped (SIGTERM); its log: runs/quickstart-serve.log; docs/serve.md for the endpoints"

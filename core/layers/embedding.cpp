@@ -58,11 +58,7 @@ Tensor Embedding::forward(const Tensor& ids, PassContext& ctx) {
   const std::string name = describe(*this);
   layers::check_input(ids, name, DType::i64);
   layers::check_param(ids, weight_, name);
-  // Ids index memory, so they are range-checked on the host (a small copy for device tensors).
-  const std::vector<int64_t> host = ids.to_vector<int64_t>();
-  for (size_t i = 0; i < host.size(); ++i)
-    DTRAIN_CHECK(host[i] >= 0 && host[i] < vocab_, name, ": id ", host[i], " at position ", i, " is out of range [0, ",
-                 vocab_, ")");
+  layers::check_ids(ids, vocab_, name);
   Tensor y = Tensor::empty(output_shape(ids.shape()), DType::f32, ids.device());
   DTRAIN_DISPATCH(ids.device(), embedding_forward, ids.data<int64_t>(), weight_->value.data<float>(), y.data<float>(),
                   ids.numel(), dim_);

@@ -24,6 +24,13 @@ void check_grad(const Tensor& dy, const Shape& expected, const std::string& laye
                expected.str());
 }
 
+void check_ids(const Tensor& ids, int64_t vocab, const std::string& layer) {
+  const std::vector<int64_t> host = ids.to_vector<int64_t>();
+  for (size_t i = 0; i < host.size(); ++i)
+    DTRAIN_CHECK(host[i] >= 0 && host[i] < vocab, layer, ": id ", host[i], " at position ", i, " is out of range [0, ",
+                 vocab, ")");
+}
+
 void check_forwarded(bool forwarded, const std::string& layer) {
   DTRAIN_CHECK(forwarded, layer, ": backward called before forward");
 }

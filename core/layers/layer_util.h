@@ -15,6 +15,9 @@ void check_input(const Tensor& x, const std::string& layer, DType dtype = DType:
 void check_param(const Tensor& x, const Parameter* p, const std::string& layer);
 // Throws unless dy has the shape of the last forward's output (and is contiguous f32).
 void check_grad(const Tensor& dy, const Shape& expected, const std::string& layer);
+// Throws unless every id of the i64 tensor `ids` is in [0, vocab), naming the first outside. Ids
+// index memory, so they are checked on the host (a small copy for device tensors).
+void check_ids(const Tensor& ids, int64_t vocab, const std::string& layer);
 // Throws if backward comes before any training forward.
 void check_forwarded(bool forwarded, const std::string& layer);
 

@@ -84,11 +84,7 @@ Tensor TokenPositionEmbedding::forward(const Tensor& ids, PassContext& ctx) {
   layers::check_input(ids, name, DType::i64);
   const Shape out_shape = output_shape(ids.shape());
   layers::check_param(ids, wte_, name);
-  // Ids index memory, so they are range-checked on the host (a small copy for device tensors).
-  const std::vector<int64_t> host = ids.to_vector<int64_t>();
-  for (size_t i = 0; i < host.size(); ++i)
-    DTRAIN_CHECK(host[i] >= 0 && host[i] < vocab_, name, ": id ", host[i], " at position ", i, " is out of range [0, ",
-                 vocab_, ")");
+  layers::check_ids(ids, vocab_, name);
   const Device d = ids.device();
   const int64_t n = out_shape[0], t = out_shape[1];
   Tensor y = Tensor::empty(out_shape, DType::f32, d);
