@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <span>
@@ -106,11 +107,6 @@ int64_t infer_num_classes(const std::vector<int64_t>& y, int64_t given) {
   int64_t max_label = -1;
   for (int64_t v : y) max_label = std::max(max_label, v);
   return std::max<int64_t>(max_label + 1, 1);
-}
-
-std::string file_size_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  return in ? std::to_string(static_cast<int64_t>(in.tellg())) : "?";
 }
 
 }  // namespace
@@ -288,12 +284,16 @@ void check_text_split(const TextConvertOptions& o) {
 void convert_text(const TextConvertOptions& o) {
   DTRAIN_CHECK(!o.input.empty(), "convert --from text needs --input");
   check_text_split(o);
+  std::error_code ec;
+  DTRAIN_CHECK(!std::filesystem::is_directory(o.input, ec), "--input ", o.input,
+               " is a directory, expected a text file");
   std::ifstream in(o.input, std::ios::binary);
   DTRAIN_CHECK(in.good(), o.input, ": cannot open: ", std::strerror(errno));
   std::ostringstream buffer;
   buffer << in.rdbuf();
   const std::string bytes = buffer.str();
-  DTRAIN_CHECK(!bytes.empty() || file_size_text(o.input) == "0", o.input, ": read error");
+  DTRAIN_CHECK(!in.bad(), o.input, ": read error: ", std::strerror(errno));
+  DTRAIN_CHECK(!bytes.empty(), "--input ", o.input, " is empty: there is no text to make tokens of");
   std::vector<int32_t> tokens(bytes.size());
   std::transform(bytes.begin(), bytes.end(), tokens.begin(),
                  [](char c) { return static_cast<int32_t>(static_cast<unsigned char>(c)); });

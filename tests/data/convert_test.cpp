@@ -122,6 +122,27 @@ TEST_F(Convert, TextBecomesByteTokens) {
   EXPECT_EQ(f.dataset("/tokens").read_all<int32_t>(), (std::vector<int32_t>{'h', 'i', 255}));
 }
 
+TEST_F(Convert, EmptyTextOrADirectoryIsRefusedAndWritesNothing) {
+  write_text(path("empty.txt"), "");
+  EXPECT_THROW(
+      {
+        try {
+          convert_text({path("empty.txt"), path("out.h5"), {}});
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("empty.txt is empty"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      Error);
+  try {
+    convert_text({dir_.string(), path("out.h5"), {}});
+    ADD_FAILURE() << "a directory was converted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is a directory"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(path("out.h5")));
+}
+
 TEST_F(Convert, TruncatedIdxNamesFileAndSizes) {
   for (bool gzip : {true, false}) {
     IdxConvertOptions o;
