@@ -392,6 +392,16 @@ CheckpointMeta load_checkpoint(const std::string& path, ParameterArena& arena, O
   return meta;
 }
 
+CheckpointModel load_checkpoint_model(const std::string& path) {
+  CheckpointModel out;
+  out.meta = read_checkpoint_meta(path);
+  out.config = parse_config_text(out.meta.config, path + " (config attribute)");
+  out.model = create_model(out.config.model);
+  out.model->build(Device::cpu(), 0);
+  load_checkpoint(path, out.model->arena(), nullptr, out.model->signature());
+  return out;
+}
+
 std::vector<std::string> list_checkpoints(const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) return {};

@@ -6,6 +6,7 @@
 //   /optim/<name>/<slot>        f32, the parameter's shape (one per optimizer slot)
 //   /rng/<rank>                 u64 [1]: that rank's dropout stream offset (RngPurpose::dropout)
 //   /sampler                    i64 [2]: epoch, position (samples of each rank consumed this epoch)
+//   /param_groups/weight_decay  u8 [parameters]: 1 where weight decay applies (registration order)
 //   attributes on /: step, epoch, world_size, optimizer_type, optimizer_steps, config (the full
 //   resolved INI text), signature (Model::signature() lines joined by '\n'), dtrain_version,
 //   test_accuracy (-1 when never evaluated), test_loss, input_dtype ("u8" | "f32"), x_scale,
@@ -15,8 +16,12 @@
 // Every load checks every checksum it reads; a file without format_version (format 1, no checksums)
 // loads with a warning that it cannot be verified.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "core/model.h"
+#include "launch/config.h"
 
 #include "core/arena.h"
 #include "data/sampler.h"
@@ -64,6 +69,15 @@ CheckpointMeta read_checkpoint_meta(const std::string& path);
 // slots and sets the optimizer's steps. Returns the meta.
 CheckpointMeta load_checkpoint(const std::string& path, ParameterArena& arena, Optimizer* optimizer,
                                const std::vector<std::string>& signature);
+
+// The model a checkpoint was trained as: its stored configuration, the model that describes,
+// built on the CPU, and the stored parameters loaded into it (every checksum checked).
+struct CheckpointModel {
+  CheckpointMeta meta;
+  TrainConfig config;
+  std::unique_ptr<Model> model;
+};
+CheckpointModel load_checkpoint_model(const std::string& path);
 
 // The step-<N>.h5 files in dir, newest (highest N) first; empty when dir does not exist.
 std::vector<std::string> list_checkpoints(const std::string& dir);

@@ -185,11 +185,10 @@ int cmd_export(const std::vector<std::string>& args) {
   const CheckpointReport report = verify_checkpoint(a.checkpoint);
   DTRAIN_CHECK(report.ok(), "checkpoint ", a.checkpoint, " fails verification: ", report.first_problem(),
                " (`dtrain checkpoint verify` lists every part)");
-  const CheckpointMeta meta = read_checkpoint_meta(a.checkpoint);
-  const TrainConfig config = parse_config_text(meta.config, a.checkpoint + " (config attribute)");
-  auto model = create_model(config.model);
-  model->build(Device::cpu(), 0);
-  load_checkpoint(a.checkpoint, model->arena(), nullptr, model->signature());
+  CheckpointModel trained = load_checkpoint_model(a.checkpoint);
+  const CheckpointMeta& meta = trained.meta;
+  const TrainConfig& config = trained.config;
+  std::unique_ptr<Model>& model = trained.model;
   const double read_s = seconds_since(read_begin);
   std::string data = a.data_given ? a.data : config.data.test;
   if (data == "none" || (!a.data_given && !std::filesystem::exists(data))) data.clear();

@@ -56,13 +56,11 @@ std::optional<int> parse_generate_args(const std::vector<std::string>& args, Gen
 int cmd_generate(const std::vector<std::string>& args) {
   GenerateArgs a;
   if (const auto stop = parse_generate_args(args, a)) return *stop;
-  const CheckpointMeta meta = read_checkpoint_meta(a.checkpoint);
-  const TrainConfig config = parse_config_text(meta.config, a.checkpoint + " (config attribute)");
+  const CheckpointModel trained = load_checkpoint_model(a.checkpoint);
+  const TrainConfig& config = trained.config;
   DTRAIN_CHECK(model_input_layout(config.model.type) == InputLayout::tokens, a.checkpoint,
                ": model.type=", config.model.type, " is not a language model (generate needs model.type=gpt)");
-  auto model = create_model(config.model);
-  model->build(Device::cpu(), 0);
-  load_checkpoint(a.checkpoint, model->arena(), nullptr, model->signature());
+  Model& model = *trained.model;
   const int64_t vocab = config.model.num_classes, ctx_len = config.model.ctx;
   DTRAIN_CHECK(vocab >= 256, a.checkpoint, ": the vocabulary has ", vocab, " tokens; prompts are bytes (256)");
 
@@ -75,7 +73,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   for (int64_t i = 0; i < a.max_tokens; ++i) {
     const int64_t t = std::min<int64_t>(static_cast<int64_t>(tokens.size()), ctx_len);
     const std::vector<int64_t> window(tokens.end() - t, tokens.end());
-    const Tensor logits = model->forward(Tensor::from_vector(window, Shape{1, t}), pass);
+    const Tensor logits = model.forward(Tensor::from_vector(window, Shape{1, t}), pass);
     const std::vector<float> last = logits.flat_range((t - 1) * vocab, vocab).to_vector<float>();
     const int64_t next = sample_token(last, a.sampling, gen);
     tokens.push_back(next);
