@@ -61,7 +61,7 @@ class JsonFields : public spdlog::custom_flag_formatter {
 // the drain; its destructor (the server stopped) ends it.
 class SignalWatcher {
  public:
-  SignalWatcher(dtrain::serve::Server& server, double drain_seconds) {
+  SignalWatcher(dtrain::serve::Server& server, double notice_seconds, double drain_seconds) {
     DTRAIN_CHECK(::pipe(pipe_) == 0, "cannot create the signal pipe");
     g_signal_pipe_write = pipe_[1];
     struct sigaction action {};
@@ -70,7 +70,8 @@ class SignalWatcher {
     action.sa_flags = SA_RESTART;
     ::sigaction(SIGTERM, &action, nullptr);
     ::sigaction(SIGINT, &action, nullptr);
-    thread_ = std::thread([this, &server, drain_seconds] { watch(server, drain_seconds); });
+    thread_ =
+        std::thread([this, &server, notice_seconds, drain_seconds] { watch(server, notice_seconds, drain_seconds); });
   }
   ~SignalWatcher() {
     {
@@ -88,12 +89,19 @@ class SignalWatcher {
   }
 
  private:
-  void watch(dtrain::serve::Server& server, double drain_seconds) {
+  void watch(dtrain::serve::Server& server, double notice_seconds, double drain_seconds) {
     char sig = 0;
     while (::read(pipe_[0], &sig, 1) < 0 && errno == EINTR) {}
     if (sig != SIGTERM && sig != SIGINT) return;
-    dtrain::log_info("{}: no new connections, finishing in-flight requests (up to {} s)",
-                     sig == SIGTERM ? "SIGTERM" : "SIGINT", drain_seconds);
+    const char* name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (notice_seconds > 0) {
+      dtrain::log_info("{}: answering not-ready on /v2/health/ready for {} s, still serving (--drain-notice-seconds)",
+                       name, notice_seconds);
+      server.begin_drain();
+      std::unique_lock<std::mutex> lock(done_mutex_);
+      if (done_changed_.wait_for(lock, std::chrono::duration<double>(notice_seconds), [this] { return done_; })) return;
+    }
+    dtrain::log_info("{}: no new connections, finishing in-flight requests (up to {} s)", name, drain_seconds);
     server.stop();
     std::unique_lock<std::mutex> lock(done_mutex_);
     if (!done_changed_.wait_for(lock, std::chrono::duration<double>(drain_seconds), [this] { return done_; })) {
@@ -134,15 +142,17 @@ int main(int argc, char** argv) {
 
   try {
     const dtrain::serve::ServeOptions& o = parsed.options;
+    dtrain::cpu::set_blas_threads(o.engine_threads);
     dtrain::serve::Server server(o);
     const int port = server.bind();
     dtrain::log_info(
-        "dtrain-serve {} listening on http://{}:{} (repo {}, max batch {}, queue delay {} us, {} instance(s), "
-        "{} threads{})",
-        DTRAIN_VERSION, o.host, port, o.repo, o.max_batch, o.max_queue_delay_us, o.instances, o.threads,
-        o.api_key_file.empty() ? "" : ", API keys required");
+        "dtrain-serve {} listening on http://{}:{} (repo {}, max batch {}, {} batching{}, {} instance(s), "
+        "{} engine thread(s), {} threads{})",
+        DTRAIN_VERSION, o.host, port, o.repo, o.max_batch, o.batching,
+        o.batching == "delay" ? fmt::format(" up to {} us", o.max_queue_delay_us) : std::string(), o.instances,
+        o.engine_threads, o.threads, o.api_key_file.empty() ? "" : ", API keys required");
     {
-      SignalWatcher watcher(server, o.drain_seconds);
+      SignalWatcher watcher(server, o.drain_notice_seconds, o.drain_seconds);
       server.serve();
     }
     dtrain::log_info("stopped");

@@ -64,9 +64,20 @@ po::options_description option_table(ServeOptions& o, std::string& max_body) {
       "HTTP worker threads at most: connections served at once (an idle keep-alive connection holds one); started as "
       "needed")("max-batch", po::value(&o.max_batch)->default_value(o.max_batch),
                 "rows per engine run (also the largest request; a model's config.json max_batch_size may lower it)")(
+      "batching", po::value(&o.batching)->default_value(o.batching),
+      "eager: an idle engine worker runs what is queued at once, batches form while workers are busy; delay: "
+      "wait up to --max-queue-delay-us for a batch to fill (Triton's dynamic batcher)")(
       "max-queue-delay-us", po::value(&o.max_queue_delay_us)->default_value(o.max_queue_delay_us),
-      "how long a request waits for others to join its batch (0: no waiting)")(
-      "instances", po::value(&o.instances)->default_value(o.instances), "engine workers per model version")(
+      "--batching delay: how long a request waits for others to join its batch (0: no waiting)")(
+      "max-queue-size", po::value(&o.max_queue_size)->default_value(o.max_queue_size),
+      "requests that may wait per model version; more get 429 (0: no limit)")(
+      "queue-timeout-us", po::value(&o.queue_timeout_us)->default_value(o.queue_timeout_us),
+      "a request still queued after this long gets 503 without running (0: no limit; a request's parameters.timeout "
+      "may shorten it)")("instances", po::value(&o.instances)->default_value(o.instances),
+                         "engine workers per model version")(
+      "engine-threads", po::value(&o.engine_threads)->default_value(o.engine_threads),
+      "OpenBLAS threads for the engine's matrix products (process-wide); the HTTP threads parsing JSON need the "
+      "other cores, so raise it only for large models on many cores")(
       "max-tokens", po::value(&o.max_tokens)->default_value(o.max_tokens),
       "largest max_tokens a generate request may ask for (language models)")(
       "api-key-file", po::value(&o.api_key_file), "file with one API key per line: require Authorization: Bearer KEY")(
@@ -75,6 +86,9 @@ po::options_description option_table(ServeOptions& o, std::string& max_body) {
       "how often the repository is scanned for new or removed versions (0: never)")(
       "drain-seconds", po::value(&o.drain_seconds)->default_value(o.drain_seconds),
       "on SIGTERM/SIGINT, how long in-flight requests may take before the server exits anyway")(
+      "drain-notice-seconds", po::value(&o.drain_notice_seconds)->default_value(o.drain_notice_seconds),
+      "on SIGTERM/SIGINT, first answer 503 on /v2/health/ready for this long while still serving, so a load "
+      "balancer's health check takes the server out of rotation (0: stop accepting at once)")(
       "device", po::value(&o.device)->default_value(o.device), "cpu | cuda | cuda:N")(
       "log-format", po::value(&o.log_format)->default_value(o.log_format),
       "log lines: text | json (one JSON object per line)");
@@ -92,11 +106,18 @@ void check_values(ServeOptions& o, const std::string& max_body) {
   require(o.max_batch >= 1 && o.max_batch <= 1 << 20, "the option '--max-batch' must be at least 1");
   require(o.max_queue_delay_us >= 0 && o.max_queue_delay_us <= 10'000'000,
           "the option '--max-queue-delay-us' must be 0..10000000");
+  require(o.batching == "eager" || o.batching == "delay", "the option '--batching' must be eager or delay");
+  require(o.max_queue_size >= 0 && o.max_queue_size <= 1 << 24, "the option '--max-queue-size' must be 0..16777216");
+  require(o.queue_timeout_us >= 0 && o.queue_timeout_us <= 3'600'000'000LL,
+          "the option '--queue-timeout-us' must be 0..3600000000");
+  require(o.engine_threads >= 1 && o.engine_threads <= 1024, "the option '--engine-threads' must be 1..1024");
   require(o.instances >= 1 && o.instances <= 256, "the option '--instances' must be 1..256");
   require(o.max_tokens >= 1 && o.max_tokens <= 1 << 20, "the option '--max-tokens' must be 1..1048576");
   require(o.poll_seconds >= 0, "the option '--poll-seconds' must not be negative");
   require(o.log_format == "text" || o.log_format == "json", "the option '--log-format' must be text or json");
   require(o.drain_seconds > 0, "the option '--drain-seconds' must be positive");
+  require(o.drain_notice_seconds >= 0 && o.drain_notice_seconds <= 3600,
+          "the option '--drain-notice-seconds' must be 0..3600");
   try {
     Device::parse(o.device);
   } catch (const Error& e) {

@@ -14,12 +14,18 @@ struct ServeOptions {
   int threads = 256;  // HTTP worker threads = connections served at once (keep-alive holds one)
   int64_t max_batch = 64;
   int64_t max_queue_delay_us = 2000;
-  int instances = 1;         // engine workers per model version
+  std::string batching = "eager";  // eager | delay (serve/batcher.h)
+  int64_t max_queue_size = 0;      // requests waiting per model version (0: no limit)
+  int64_t queue_timeout_us = 0;    // how long a request may wait in the queue (0: no limit)
+  int instances = 1;
+  int engine_threads =
+      1;  // OpenBLAS threads for the engine's GEMMs (process-wide)              // engine workers per model version
   int64_t max_tokens = 256;  // largest max_tokens a generate request may ask for
   std::string api_key_file;
   int64_t max_body_bytes = 8 << 20;
   double poll_seconds = 5;
   double drain_seconds = 30;
+  double drain_notice_seconds = 0;  // on SIGTERM: answer not-ready this long before closing
   std::string device = "cpu";
   std::string log_format = "text";  // access log lines: text | json
 };

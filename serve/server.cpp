@@ -29,6 +29,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The binary tensor data extension's header: the length of the JSON at the body's start.
+constexpr const char* kBinaryHeader = "Inference-Header-Content-Length";
+
 // Per connection thread: when the current request started and its id (set before routing, read
 // by the access logger on the same thread).
 thread_local Clock::time_point t_request_start;
@@ -144,6 +147,7 @@ struct Server::Impl {
   ModelStore store;
   HttpServer http;
   std::atomic<uint64_t> next_request_id{1};
+  std::atomic<bool> draining{false};
   std::thread loader;
   int port = 0;
 
@@ -281,19 +285,30 @@ struct Server::Impl {
     }
     InferRequest request;
     try {
-      request = parse_infer_request(req.body, v.model.inputs(), v.model.outputs(), v.max_batch);
+      std::optional<std::string> header_length;
+      if (req.has_header(kBinaryHeader)) header_length = req.get_header_value(kBinaryHeader);
+      request = parse_infer_request(req.body, v.model.inputs(), v.model.outputs(), v.max_batch, header_length);
     } catch (const Error& e) {
       metrics.count_request(v.name, v.version, 400);
       return reply_error(res, 400, e.what());
     }
     BatchResult result;
     try {
-      result = v.batcher->submit(request.inputs).get();
+      result = v.batcher->submit(request.inputs, request.timeout_us).get();
+    } catch (const QueueFull& e) {
+      metrics.count_request(v.name, v.version, 429);
+      res.set_header("Retry-After", "1");
+      return reply_error(res, 429,
+                         std::string("model '") + v.name + "' version " + std::to_string(v.version) + ": " + e.what());
     } catch (const std::exception& e) {
       metrics.count_request(v.name, v.version, 503);
       return reply_error(res, 503,
                          std::string("model '") + v.name + "' version " + std::to_string(v.version) +
                              " cannot take requests: " + e.what());
+    }
+    if (result.timed_out) {
+      metrics.count_request(v.name, v.version, 503);
+      return reply_error(res, 503, "model '" + v.name + "' version " + std::to_string(v.version) + ": " + result.error);
     }
     if (!result.error.empty()) {
       metrics.count_request(v.name, v.version, 500);
@@ -301,7 +316,14 @@ struct Server::Impl {
           res, 500,
           "inference failed on model '" + v.name + "' version " + std::to_string(v.version) + ": " + result.error);
     }
-    reply(res, 200, infer_response_json(v.name, v.version, request, v.model.outputs(), result.outputs));
+    InferResponse answer = infer_response(v.name, v.version, request, v.model.outputs(), result.outputs);
+    if (answer.json_length == 0) {
+      reply(res, 200, answer.body);
+    } else {
+      res.status = 200;
+      res.set_header(kBinaryHeader, std::to_string(answer.json_length));
+      res.set_content(std::move(answer.body), "application/octet-stream");
+    }
     metrics.count_request(v.name, v.version, 200);
     metrics.observe_request(v.name, v.version, result.queue_s,
                             std::chrono::duration<double>(Clock::now() - start).count());
@@ -389,11 +411,12 @@ struct Server::Impl {
       reply(res, 200,
             dump(json{{"name", "dtrain-serve"},
                       {"version", DTRAIN_VERSION},
-                      {"extensions", {"model_repository", "metrics", "generate"}}}));
+                      {"extensions", {"model_repository", "metrics", "generate", "binary_tensor_data"}}}));
     });
     http.Get("/v2/health/live",
              [](const httplib::Request&, httplib::Response& res) { reply(res, 200, R"({"live":true})"); });
     http.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+      if (draining) return reply_error(res, 503, "draining: the server is shutting down");
       if (store.ready()) return reply(res, 200, R"({"ready":true})");
       reply_error(res, 503, "the model repository is still loading");
     });
@@ -422,8 +445,10 @@ Server::Server(const ServeOptions& options, const std::function<void(StoreOption
   std::error_code ec;
   DTRAIN_CHECK(std::filesystem::is_directory(options.repo, ec), "the model repository --repo ", options.repo,
                " is not a directory (dtrain export --repo creates one)");
-  StoreOptions store{options.repo, Device::parse(options.device),
-                     BatcherOptions{options.max_batch, options.max_queue_delay_us, options.instances}};
+  StoreOptions store{
+      options.repo, Device::parse(options.device),
+      BatcherOptions{options.max_batch, options.max_queue_delay_us, options.instances,
+                     parse_batch_policy(options.batching), options.max_queue_size, options.queue_timeout_us}};
   if (customize_store) customize_store(store);
   impl_ = std::make_unique<Impl>(options, std::move(store));
 }
@@ -458,5 +483,7 @@ void Server::serve() {
 }
 
 void Server::stop() { impl_->http.stop(); }
+
+void Server::begin_drain() { impl_->draining = true; }
 
 }  // namespace dtrain::serve

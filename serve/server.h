@@ -27,6 +27,9 @@ class Server {
   // then polls it; serves until stop(). Returns after in-flight requests finished.
   void serve();
   void stop();  // from any thread (not from a signal handler)
+  // From here on /v2/health/ready answers 503 (draining) while requests are still served, so a
+  // load balancer's health check takes the server out of rotation before stop().
+  void begin_drain();
 
  private:
   struct Impl;

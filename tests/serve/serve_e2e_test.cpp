@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -158,8 +159,8 @@ class ServeE2E : public ::testing::Test {
     std::ofstream(dir_ / "keys") << "# test keys\nother-key\n" << kKey << "\n";
     Started s =
         start_server(repo_,
-                     {"--api-key-file", (dir_ / "keys").string(), "--max-body-bytes", "256KiB", "--max-queue-delay-us",
-                      "20000", "--instances", "2", "--threads", "64", "--poll-seconds", "0.3"},
+                     {"--api-key-file", (dir_ / "keys").string(), "--max-body-bytes", "256KiB", "--batching", "delay",
+                      "--max-queue-delay-us", "20000", "--instances", "2", "--threads", "64", "--poll-seconds", "0.3"},
                      dir_ / "serve.log");
     port_ = s.port;
     pid_ = std::exchange(s.pid, -1);  // the suite owns it from here (TearDownTestSuite)
@@ -391,6 +392,95 @@ TEST_F(ServeE2E, ConcurrentRequestsAreMergedAndEachCallerGetsItsOwnRows) {
   std::printf("16 concurrent requests ran in %.0f batches\n", batches);
 }
 
+TEST_F(ServeE2E, BinaryTensorsGiveTheJsonAnswer) {
+  auto c = client();
+  const int64_t rows = 3;
+  const std::vector<uint8_t> pixels = random_pixels(rows, 77);
+  const json header{
+      {"id", "bin"},
+      {"inputs",
+       {{{"name", "input"},
+         {"shape", {rows, 8, 8}},
+         {"datatype", "UINT8"},
+         {"parameters", {{"binary_data_size", pixels.size()}}}}}},
+      {"outputs", {{{"name", "probabilities"}, {"parameters", {{"binary_data", true}}}}, {{"name", "class"}}}}};
+  const std::string head = header.dump();
+  const std::string body = head + std::string(pixels.begin(), pixels.end());
+  httplib::Headers headers{{"Inference-Header-Content-Length", std::to_string(head.size())}};
+  auto r = c->Post("/v2/models/fm/infer", headers, body, "application/octet-stream");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_TRUE(r->has_header("Inference-Header-Content-Length"));
+  const size_t n = std::stoul(r->get_header_value("Inference-Header-Content-Length"));
+  ASSERT_LE(n, r->body.size());
+  json answer = json::parse(r->body.substr(0, n));
+  EXPECT_EQ(answer["id"], "bin");
+  json& probs = answer["outputs"][0];
+  ASSERT_EQ(probs["parameters"]["binary_data_size"], rows * 4 * 4) << answer.dump();
+  ASSERT_EQ(r->body.size() - n, static_cast<size_t>(rows * 4 * 4));
+  std::vector<float> values(static_cast<size_t>(rows * 4));
+  std::memcpy(values.data(), r->body.data() + n, values.size() * sizeof(float));
+  probs["data"] = values;
+  expect_matches_engine(answer, engine_outputs("fm", 2, pixels, rows), rows);
+  // A body whose binary part does not match its header: 400 naming the size.
+  auto bad = c->Post("/v2/models/fm/infer", headers, body.substr(0, body.size() - 1), "application/octet-stream");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("binary_data_size 192 runs past"), std::string::npos) << bad->body;
+  httplib::Headers wrong{{"Inference-Header-Content-Length", "12x"}};
+  auto worse = c->Post("/v2/models/fm/infer", wrong, body, "application/octet-stream");
+  ASSERT_TRUE(worse);
+  EXPECT_EQ(worse->status, 400);
+  EXPECT_NE(worse->body.find("Inference-Header-Content-Length"), std::string::npos) << worse->body;
+}
+
+// The queue policy, with a delay policy that holds a lone request in the queue for 5 s: a second
+// request finds the queue full (429), the queued one times out (503), a request's own timeout
+// shortens the wait.
+TEST_F(ServeE2E, QueuePolicyRejectsAndTimesOut) {
+  const fs::path log = dir_ / "queue.log";
+  Started s = start_server(repo_,
+                           {"--poll-seconds", "0", "--batching", "delay", "--max-queue-delay-us", "5000000",
+                            "--max-queue-size", "1", "--queue-timeout-us", "400000"},
+                           log);
+  ASSERT_GT(s.port, 0) << test::read_text(log);
+  const std::string body = infer_body(random_pixels(1, 5), 1).dump();
+  std::optional<int> first_status;
+  std::string first_body;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread first([&] {
+    httplib::Client c("127.0.0.1", s.port);
+    c.set_read_timeout(20, 0);
+    if (auto r = c.Post("/v2/models/fm/infer", body, "application/json")) {
+      first_status = r->status;
+      first_body = r->body;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  httplib::Client c("127.0.0.1", s.port);
+  c.set_read_timeout(20, 0);
+  auto full = c.Post("/v2/models/fm/infer", body, "application/json");
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->status, 429);
+  EXPECT_NE(full->body.find("--max-queue-size"), std::string::npos) << full->body;
+  EXPECT_EQ(full->get_header_value("Retry-After"), "1");
+  first.join();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(first_status.has_value()) << test::read_text(log);
+  EXPECT_EQ(*first_status, 503) << first_body;
+  EXPECT_NE(first_body.find("over its timeout"), std::string::npos) << first_body;
+  EXPECT_LT(waited, std::chrono::seconds(4)) << "the queued request waited out the batch delay";
+  json own = json::parse(body);
+  own["parameters"] = {{"timeout", 50000}};
+  const auto t0 = std::chrono::steady_clock::now();
+  auto timed = c.Post("/v2/models/fm/infer", own.dump(), "application/json");
+  ASSERT_TRUE(timed);
+  EXPECT_EQ(timed->status, 503) << timed->body;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(350)) << "parameters.timeout was ignored";
+  const int status = stop_server(s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 TEST_F(ServeE2E, HotReloadServesANewVersionWithoutFailingRequests) {
   std::atomic<bool> stop{false};
   std::atomic<int> sent{0}, failed{0};
@@ -519,6 +609,43 @@ TEST_F(ServeE2E, FuzzedBodiesAndHeadersGetOnly4xxAndNoCrash) {
     ++answered;
   }
   EXPECT_EQ(answered, 2000);
+  // Binary bodies (the binary tensor data extension): a mangled JSON header, its length header
+  // right, off or not a number, the binary part cut or padded.
+  const std::vector<uint8_t> pixels9 = random_pixels(1, 9);
+  json binary_header = infer_body(pixels9, 1);
+  binary_header["inputs"][0].erase("data");
+  binary_header["inputs"][0]["parameters"] = {{"binary_data_size", pixels9.size()}};
+  for (int i = 0; i < 500; ++i) {
+    json h = binary_header;
+    json& size = h["inputs"][0]["parameters"]["binary_data_size"];
+    switch (rng() % 6) {
+      case 0: size = static_cast<int64_t>(rng() % 200) - 20; break;
+      case 1: size = rng() % 2 ? json("64") : json(1e30); break;
+      case 2: h["inputs"][0]["shape"][rng() % 3] = static_cast<int64_t>(rng() % 20) - 2; break;
+      case 3: h["inputs"][0]["data"] = json::array({1, 2}); break;
+      case 4: h["inputs"][0]["parameters"] = rng() % 2 ? json("x") : json::array(); break;
+      default: break;
+    }
+    std::string head = h.dump();
+    if (rng() % 5 == 0) head = head.substr(0, rng() % head.size());
+    std::string tail(pixels9.begin(), pixels9.end());
+    if (rng() % 3 == 0) tail.resize(rng() % 128);
+    std::string length = std::to_string(head.size());
+    switch (rng() % 5) {
+      case 0: length = std::to_string(rng() % (head.size() + tail.size() + 8)); break;
+      case 1: length = rng() % 2 ? "-1" : "1e3"; break;
+      default: break;
+    }
+    auto r = c->Post("/v2/models/fm/infer", {{"Inference-Header-Content-Length", length}}, head + tail,
+                     "application/octet-stream");
+    if (!r) {
+      c = client();
+      r = c->Post("/v2/models/fm/infer", {{"Inference-Header-Content-Length", length}}, head + tail,
+                  "application/octet-stream");
+    }
+    ASSERT_TRUE(r) << "no answer to binary body " << i << ": " << head.substr(0, 200);
+    ASSERT_LT(r->status, 500) << head.substr(0, 200) << " -> " << r->body.substr(0, 300);
+  }
   // Broken headers straight on a socket: a 4xx status line or a closed connection, never a 5xx.
   httplib::Headers headers[] = {{{"Content-Length", "abc"}},
                                 {{"Content-Length", "-5"}},
@@ -679,7 +806,8 @@ TEST_F(ServeE2E, Holds256KeepAliveConnectionsAtOnceWithDefaultThreads) {
 TEST_F(ServeE2E, SigtermWaitsForARequestStillInTheBatchQueue) {
   const fs::path log = dir_ / "drain.log";
   // A lone request waits the whole queue delay (1 s) for company: it is in flight when SIGTERM comes.
-  Started s = start_server(repo_, {"--poll-seconds", "0", "--max-queue-delay-us", "1000000"}, log);
+  Started s =
+      start_server(repo_, {"--poll-seconds", "0", "--batching", "delay", "--max-queue-delay-us", "1000000"}, log);
   ASSERT_GT(s.port, 0) << test::read_text(log);
   std::optional<int> status_code;
   std::thread request([&] {
