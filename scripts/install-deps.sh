@@ -18,7 +18,8 @@ pkgs=(
   nlohmann-json3-dev                  # dtrain-serve's KServe V2 JSON requests and responses
   clang-format                        # ctest format_check (scripts/check-format.sh: the tree's layout)
   gnuplot-nox bc                      # scripts/bench-comm.sh plots; tests/comm/expect_failure.sh timing
-  wrk                                 # scripts/bench-serve.sh load generator
+  wrk                                 # load generator: scripts/bench-serve.sh, examples/load-balancing
+  haproxy                             # examples/load-balancing and its e2e test (load_balancing_e2e)
   curl                                # the quickstart's query, the custom-model e2e test
   dataset-fashion-mnist               # scripts/get-data.sh: Fashion-MNIST IDX files
 )
