@@ -276,7 +276,12 @@ po::options_description key_options(const KeyTable& table) {
 using Values = std::map<std::string, std::string>;
 Values collect(const po::parsed_options& parsed) {
   Values values;
-  for (const po::option& o : parsed.options) values[o.string_key] = o.value.empty() ? std::string() : o.value.back();
+  for (const po::option& o : parsed.options) {
+    // A bare word (`dtrain train my.ini`) is no option; without this it was dropped silently.
+    DTRAIN_CHECK(o.position_key < 0, "unexpected argument '", o.value.empty() ? std::string() : o.value.back(),
+                 "' (a config file goes after --config; keys are --section.key=value)");
+    values[o.string_key] = o.value.empty() ? std::string() : o.value.back();
+  }
   return values;
 }
 

@@ -15,7 +15,7 @@ trap 'rc=$?; if [ $rc -eq 0 ]; then rm -rf "$work"; else echo "load_balancing_te
 dtrain=$build/launch/dtrain
 
 make_blobs "$dtrain" "$work"
-DTRAIN_DEVICE=cpu "$dtrain" train "$src/configs/fmnist-mlp.ini" --data.train="$work/train.h5" \
+DTRAIN_DEVICE=cpu "$dtrain" train --config "$src/configs/fmnist-mlp.ini" --data.train="$work/train.h5" \
   --data.test="$work/test.h5" --model.hidden=16 --train.batch_size=16 --train.max_steps=40 --log.progress=lines \
   --log.dir="$work/run" > "$work/train.log" 2>&1 || { cat "$work/train.log"; exit 1; }
 "$dtrain" export --checkpoint "$(ls -1 "$work"/run/ckpt/step-*.h5 | tail -n 1)" --repo "$work/models" --name blobs \
