@@ -12,4 +12,7 @@ bool is_model_version_name(const std::string& name);
 // The numeric version folders of REPO/NAME, ascending (empty when there are none).
 std::vector<int64_t> list_model_versions(const std::string& repo, const std::string& name);
 
+// A pipeline's version folder holds this instead of model.onnx: {"stages": [...]} (serve/pipeline.h).
+constexpr const char* kPipelineFileName = "pipeline.json";
+
 }  // namespace dtrain

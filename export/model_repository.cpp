@@ -83,11 +83,17 @@ void write_file(const fs::path& path, const std::vector<std::span<const char>>& 
 
 void write_file(const fs::path& path, const std::string& bytes) { write_file(path, {{bytes.data(), bytes.size()}}); }
 
+// Writes REPO/NAME/<version>/`main_file` (+ `more`) and config.json (write_model_version's contract).
+int64_t write_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
+                      const char* main_file, const std::vector<std::span<const char>>& main_parts,
+                      const std::vector<VersionFile>& more);
+
 }  // namespace
 
 std::string model_config_json(const RepositoryModelConfig& c) {
-  std::string out = "{\n  \"name\": " + json_string(c.name) +
-                    ",\n  \"platform\": \"onnx\",\n  \"max_batch_size\": " + std::to_string(c.max_batch_size) +
+  std::string out = "{\n  \"name\": " + json_string(c.name) + ",\n  \"platform\": \"" +
+                    (c.pipeline_stages.empty() ? "onnx" : "pipeline") +
+                    "\",\n  \"max_batch_size\": " + std::to_string(c.max_batch_size) +
                     ",\n  \"inputs\": " + tensors_json(c.inputs) + ",\n  \"outputs\": " + tensors_json(c.outputs) +
                     ",\n  \"labels\": [";
   for (size_t i = 0; i < c.labels.size(); ++i) out += (i ? ", " : "") + json_string(c.labels[i]);
@@ -96,6 +102,7 @@ std::string model_config_json(const RepositoryModelConfig& c) {
     out += ",\n  \"language_model\": {\"vocab\": " + std::to_string(lm->vocab) +
            ", \"ctx\": " + std::to_string(lm->ctx) + ", \"n_layer\": " + std::to_string(lm->n_layer) +
            ", \"n_head\": " + std::to_string(lm->n_head) + ", \"n_embd\": " + std::to_string(lm->n_embd) + "}";
+  if (!c.pipeline_stages.empty()) out += ",\n  \"stages\": " + c.pipeline_stages;
   return out + "\n}\n";
 }
 
@@ -108,6 +115,72 @@ int64_t write_model_version(const std::string& repo, const RepositoryModelConfig
 
 int64_t write_model_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
                             const ExportedModel& model, const std::vector<VersionFile>& more) {
+  return write_version(repo, config, version, "model.onnx", model.parts, more);
+}
+
+namespace {
+
+// {"model": ..., "version": ..., "inputs": {...}, "outputs": {...}} for a stage reading `in` and
+// writing `outs` (stage tensor -> pipeline tensor).
+std::string stage_json(const std::string& model, int64_t version, const std::string& in,
+                       const std::vector<std::pair<std::string, std::string>>& outs) {
+  std::string s = "{\"model\": \"" + model + "\", \"version\": " + std::to_string(version) +
+                  ", \"inputs\": {\"input\": \"" + in + "\"}, \"outputs\": {";
+  for (size_t i = 0; i < outs.size(); ++i) s += (i ? ", \"" : "\"") + outs[i].first + "\": \"" + outs[i].second + "\"";
+  return s + "}}";
+}
+
+}  // namespace
+
+PipelineExport export_pipeline(const std::string& repo, const std::string& name, Model& model,
+                               const ExportOptions& options, const std::vector<int64_t>& split_at,
+                               const std::vector<std::string>& labels, int64_t max_batch_size, int64_t version) {
+  const auto n = static_cast<int64_t>(model.net().children().size());
+  std::vector<int64_t> cuts = split_at;
+  cuts.insert(cuts.begin(), 0);
+  cuts.push_back(n);
+  for (size_t k = 0; k + 1 < cuts.size(); ++k)
+    DTRAIN_CHECK(cuts[k] < cuts[k + 1], "pipeline '", name, "': split points must increase within 1..", n - 1);
+  PipelineExport result;
+  std::string stages = "[";
+  std::vector<TensorInfo> inputs, outputs;
+  std::string previous = "input";
+  for (size_t k = 0; k + 1 < cuts.size(); ++k) {
+    ExportOptions o = options;
+    o.layer_begin = cuts[k];
+    o.layer_end = cuts[k + 1];
+    const std::string stage = name + ".stage" + std::to_string(k + 1);
+    o.metadata.emplace_back("pipeline", name);
+    o.metadata.emplace_back("layers", std::to_string(cuts[k]) + ".." + std::to_string(cuts[k + 1] - 1));
+    const ExportedModel e = export_onnx(model, o);
+    const bool last = k + 2 == cuts.size();
+    RepositoryModelConfig rc{stage, e.inputs, e.outputs, max_batch_size, last ? labels : std::vector<std::string>{}};
+    const int64_t v = write_model_version(repo, rc, version, e);
+    if (k == 0) inputs = e.inputs;
+    std::vector<std::pair<std::string, std::string>> outs;
+    for (const TensorInfo& t : e.outputs) outs.emplace_back(t.name, last ? t.name : stage + "." + t.name);
+    if (last) outputs = e.outputs;
+    stages += (k ? ",\n    " : "\n    ") + stage_json(stage, v, previous, outs);
+    previous = outs.front().second;
+    result.stages.push_back({stage, v, cuts[k], cuts[k + 1] - 1, e.size()});
+  }
+  RepositoryModelConfig pipeline{name, inputs, outputs, max_batch_size, labels};
+  pipeline.pipeline_stages = stages + "\n  ]";
+  result.version = write_pipeline_version(repo, pipeline, version);
+  return result;
+}
+
+int64_t write_pipeline_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version) {
+  DTRAIN_CHECK(!config.pipeline_stages.empty(), "model '", config.name, "': a pipeline needs its stages");
+  const std::string body = "{\"stages\": " + config.pipeline_stages + "}\n";
+  return write_version(repo, config, version, kPipelineFileName, {{body.data(), body.size()}}, {});
+}
+
+namespace {
+
+int64_t write_version(const std::string& repo, const RepositoryModelConfig& config, int64_t version,
+                      const char* main_file, const std::vector<std::span<const char>>& main_parts,
+                      const std::vector<VersionFile>& more) {
   check_model_name(config.name);
   for (const VersionFile& f : more)
     DTRAIN_CHECK(f.model && f.name != "model.onnx" && f.name.find('/') == std::string::npos && !f.name.empty() &&
@@ -137,7 +210,7 @@ int64_t write_model_version(const std::string& repo, const RepositoryModelConfig
     fs::remove_all(tmp, ec);
     fs::create_directory(tmp, ec);
     DTRAIN_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message());
-    write_file(tmp / "model.onnx", model.parts);
+    write_file(tmp / main_file, main_parts);
     for (const VersionFile& f : more) write_file(tmp / f.name, f.model->parts);
     write_file(config_tmp, model_config_json(config));
     // rename(2) onto an existing non-empty folder fails, so a version that appeared meanwhile survives.
@@ -153,5 +226,7 @@ int64_t write_model_version(const std::string& repo, const RepositoryModelConfig
   DTRAIN_CHECK(!ec, "cannot rename ", config_tmp.string(), " to ", (dir / "config.json").string(), ": ", ec.message());
   return version;
 }
+
+}  // namespace
 
 }  // namespace dtrain

@@ -59,6 +59,47 @@ void add_outputs(GraphWriter& gw, const std::string& logits, const Shape& shape,
   result.outputs.push_back(onnx_export::add_graph_output(gw.graph(), "class", DType::i64, dims));
 }
 
+// The network's layers [begin, end) from `x` of `shape` (the shape layer `begin` sees, batch 1);
+// returns the value they produce and sets `shape` to its shape.
+std::string add_layers(GraphWriter& gw, const Sequential& net, int64_t begin, int64_t end, std::string x,
+                       Shape& shape) {
+  const auto& layers = net.children();
+  for (int64_t i = begin; i < end; ++i) {
+    const auto& layer = layers[static_cast<size_t>(i)];
+    x = layer->to_onnx(gw, x, shape, std::to_string(i));  // the names Sequential::to_onnx gives
+    shape = layer->output_shape(shape);
+  }
+  return x;
+}
+
+// A classifier's graph, whole or the stage [layer_begin, layer_end) of it.
+void add_classifier(GraphWriter& gw, Model& model, DType input_dtype, const ExportOptions& options,
+                    ExportedModel& result) {
+  const auto& layers = model.net().children();
+  const auto n = static_cast<int64_t>(layers.size());
+  const int64_t begin = options.layer_begin, end = options.layer_end < 0 ? n : options.layer_end;
+  DTRAIN_CHECK(begin >= 0 && begin < end && end <= n, "ONNX export: layers [", begin, ", ", end,
+               ") are not a stage of the model '", model.config().type, "', which has ", n, " top-level layers");
+  Shape shape{1};  // batch 1 stands for the dynamic N
+  for (int64_t d : model.config().input_shape) shape.push_back(d);
+  std::string x;
+  if (begin == 0) {
+    x = add_input(gw, input_dtype, shape, options, result);
+  } else {
+    for (int64_t i = 0; i < begin; ++i) shape = layers[static_cast<size_t>(i)]->output_shape(shape);
+    std::vector<onnx_export::Dim> dims{dim("N")};
+    for (int i = 1; i < shape.size(); ++i) dims.push_back(dim(shape[i]));
+    result.inputs.push_back(onnx_export::add_graph_input(gw.graph(), "input", DType::f32, dims));
+    x = "input";
+  }
+  x = add_layers(gw, model.net(), begin, end, x, shape);
+  if (end == n) return add_outputs(gw, x, shape, result);
+  gw.rename(x, "activation");
+  std::vector<onnx_export::Dim> dims{dim("N")};
+  for (int i = 1; i < shape.size(); ++i) dims.push_back(dim(shape[i]));
+  result.outputs.push_back(onnx_export::add_graph_output(gw.graph(), "activation", DType::f32, dims));
+}
+
 // input_ids INT64 [N, T] -> logits [N, T, vocab], T dynamic (at most ctx).
 void add_language_model(GraphWriter& gw, Model& model, const LanguageModelInfo& lm, ExportedModel& result) {
   result.inputs.push_back(onnx_export::add_graph_input(gw.graph(), "input_ids", DType::i64, {dim("N"), dim("T")}));
@@ -117,6 +158,8 @@ ExportedModel export_onnx(Model& model, const ExportOptions& options) {
   const std::optional<LanguageModelInfo> lm = language_model_info(model.net());
   DTRAIN_CHECK(!lm || options.opset >= 17, "ONNX export: the language model '", model.config().type,
                "' needs opset 17 (LayerNormalization), got ", options.opset);
+  DTRAIN_CHECK(!lm || (options.layer_begin == 0 && options.layer_end < 0), "ONNX export: the language model '",
+               model.config().type, "' cannot be split into stages (its key/value cache spans every block)");
   onnx::ModelProto proto;
   onnx_export::start_model(proto, options.opset, model.config().type);
   GraphWriter gw(proto.mutable_graph(), options.quantize == "int8");
@@ -124,10 +167,7 @@ ExportedModel export_onnx(Model& model, const ExportOptions& options) {
   if (lm) {
     add_language_model(gw, model, *lm, result);
   } else {
-    Shape shape{1};  // batch 1 stands for the dynamic N
-    for (int64_t d : model.config().input_shape) shape.push_back(d);
-    const std::string x = add_input(gw, input_dtype, shape, options, result);
-    add_outputs(gw, model.net().to_onnx(gw, x, shape, ""), model.net().output_shape(shape), result);
+    add_classifier(gw, model, input_dtype, options, result);
   }
   onnx_export::add_metadata(proto, model, input_dtype, options);
   onnx_export::check_model_proto(proto);

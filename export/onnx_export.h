@@ -38,6 +38,11 @@ struct ExportOptions {
   // Extra metadata_props (step, config, test_accuracy, ...); a key given here replaces the
   // exporter's own (dtrain_version, model, input_dtype, x_scale, x_shift, quantize).
   std::vector<std::pair<std::string, std::string>> metadata;
+  // A pipeline stage (`dtrain export --split-at`): only the network's top-level layers
+  // [layer_begin, layer_end) (-1: to the end). A stage that does not start at layer 0 takes
+  // "input" FP32 [N, ...] (the previous stage's output, no normalisation); one that does not end
+  // at the last layer outputs "activation" FP32 [N, ...] instead of probabilities and class.
+  int64_t layer_begin = 0, layer_end = -1;
 };
 
 // A language model's sizes (config.json's "language_model"; dtrain-serve reads them).

@@ -33,12 +33,16 @@ namespace {
 
 const char* kExportUsage =
     "usage: dtrain export --checkpoint CKPT.h5 --repo DIR --name NAME [--version N] [--quantize none|int8]\n"
-    "                     [--prune FRACTION] [--opset 17] [--data TEST.h5|none] [--labels A,B,...|@FILE]\n\n"
+    "                     [--prune FRACTION] [--opset 17] [--data TEST.h5|none] [--labels A,B,...|@FILE]\n"
+    "                     [--split-at LAYER[,LAYER...]]\n\n"
     "Writes DIR/NAME/N/model.onnx (N: one past the newest version; an existing version is never\n"
     "overwritten) and DIR/NAME/config.json. The model takes the samples as the dataset stores them\n"
     "(u8 pixels: the normalisation is in the graph) and outputs `probabilities` and `class`.\n"
     "A language model (gpt) takes `input_ids` and outputs `logits`; model_with_past.onnx beside it\n"
-    "decodes with a key/value cache, and config.json carries its sizes (\"language_model\").\n";
+    "decodes with a key/value cache, and config.json carries its sizes (\"language_model\").\n"
+    "--split-at cuts the network before the given top-level layers: each stage becomes its own model\n"
+    "NAME.stage1, NAME.stage2, ... and NAME a pipeline over them (DIR/NAME/N/pipeline.json), which\n"
+    "dtrain-serve runs in-process or with stages on other servers (docs/serve.md, Pipelines).\n";
 
 const CommandUsage kExport{"export", kExportUsage};
 int usage_error(const std::string& message) { return kExport.error(message); }
@@ -85,7 +89,8 @@ std::string number(double v) {
 namespace {
 
 struct ExportArgs {
-  std::string checkpoint, repo, name, quantize = "none", data, labels;
+  std::string checkpoint, repo, name, quantize = "none", data, labels, split;
+  std::vector<int64_t> split_at;  // --split-at, parsed and checked against the model in cmd_export
   int64_t version = 0, max_batch_size = 64;
   int opset = 17;
   double prune = 0;
@@ -109,7 +114,9 @@ std::optional<int> parse_export_args(const std::vector<std::string>& args, Expor
       "class labels for config.json: A,B,... or @FILE (one per line); "
       "default: Fashion-MNIST's names for Fashion-MNIST data, else none")(
       "max-batch-size", po::value(&a.max_batch_size)->default_value(64),
-      "config.json max_batch_size (server batching)");
+      "config.json max_batch_size (server batching)")(
+      "split-at", po::value(&a.split),
+      "split the network before these top-level layers (e.g. 4 or 2,5): NAME.stage1.. and a pipeline NAME");
   po::variables_map vm;
   if (const auto stop = parse_command_options(kExport, args, opts, vm)) return stop;
   a.data_given = vm.count("data") > 0;
@@ -122,6 +129,23 @@ std::optional<int> parse_export_args(const std::vector<std::string>& args, Expor
                        ", got " + std::to_string(a.opset));
   if (!(a.prune >= 0 && a.prune < 1)) return usage_error("--prune must be in [0, 1)");
   if (a.max_batch_size <= 0) return usage_error("--max-batch-size must be positive");
+  if (vm.count("split-at")) {
+    std::stringstream ss(a.split);
+    for (std::string item; std::getline(ss, item, ',');) {
+      size_t end = 0;
+      int64_t layer = -1;
+      try {
+        layer = std::stoll(item, &end);
+      } catch (const std::exception&) {
+        end = 0;
+      }
+      if (end == 0 || end != item.size() || layer < 1 || (!a.split_at.empty() && layer <= a.split_at.back()))
+        return usage_error("--split-at '" + a.split +
+                           "' must be increasing layer indices, at least 1 (the first layer of the second stage)");
+      a.split_at.push_back(layer);
+    }
+    if (a.split_at.empty()) return usage_error("--split-at needs at least one layer index");
+  }
   return std::nullopt;
 }
 
@@ -154,12 +178,17 @@ void report_accuracy(const ExportedModel& exported, const std::string& path, con
   std::printf("\n");
 }
 
+int64_t write_pipeline(const ExportArgs& a, Model& model, const ExportOptions& base,
+                       const std::vector<std::string>& labels);
+
 // Writes the version folder and config.json: model.onnx, and for a language model its sizes and
-// model_with_past.onnx; else the class labels.
+// model_with_past.onnx; else the class labels (and with --split-at, the stages and the pipeline).
 int64_t write_version(const ExportArgs& a, const TrainConfig& config, Model& model, const ExportOptions& options,
                       const ExportedModel& exported, const std::string& data) {
   RepositoryModelConfig rc{a.name, exported.inputs, exported.outputs, a.max_batch_size, {}};
   if (exported.language_model) {
+    DTRAIN_CHECK(a.split_at.empty(), "--split-at: the model is a language model, which cannot be split into stages ",
+                 "(its key/value cache spans every block)");
     DTRAIN_CHECK(a.labels.empty(), "--labels: the model is a language model; its outputs are logits, not classes");
     rc.language_model = exported.language_model;
     const ExportedModel with_past = export_onnx_with_past(model, options);
@@ -169,7 +198,47 @@ int64_t write_version(const ExportArgs& a, const TrainConfig& config, Model& mod
   if (!rc.labels.empty() && config.model.num_classes > 0)
     DTRAIN_CHECK(static_cast<int64_t>(rc.labels.size()) == config.model.num_classes, "--labels: ", rc.labels.size(),
                  " labels for a model with ", config.model.num_classes, " classes");
+  if (!a.split_at.empty()) return write_pipeline(a, model, options, rc.labels);
   return write_model_version(a.repo, rc, a.version, exported);
+}
+
+// The network's top-level layers as "0 Conv2d, 1 ReLU, ..." for --split-at's messages.
+std::string layer_list(Model& model) {
+  std::string out;
+  const auto& layers = model.net().children();
+  for (size_t i = 0; i < layers.size(); ++i) out += (i ? ", " : "") + std::to_string(i) + " " + layers[i]->type();
+  return out;
+}
+
+// --split-at: the stages and the pipeline over them (export_pipeline), with a line per stage.
+int64_t write_pipeline(const ExportArgs& a, Model& model, const ExportOptions& base,
+                       const std::vector<std::string>& labels) {
+  const auto n = static_cast<int64_t>(model.net().children().size());
+  DTRAIN_CHECK(a.split_at.back() < n, "--split-at ", a.split, ": the model '", model.config().type, "' has ", n,
+               " top-level layers (", layer_list(model), "); a stage starts at 1..", n - 1);
+  const PipelineExport p =
+      export_pipeline(a.repo, a.name, model, base, a.split_at, labels, a.max_batch_size, a.version);
+  for (size_t k = 0; k < p.stages.size(); ++k) {
+    const PipelineExport::Stage& s = p.stages[k];
+    std::printf("stage %zu: layers %lld..%lld -> %s/%s/%lld/model.onnx (%lld bytes)\n", k + 1,
+                static_cast<long long>(s.first_layer), static_cast<long long>(s.last_layer), a.repo.c_str(),
+                s.model.c_str(), static_cast<long long>(s.version), static_cast<long long>(s.bytes));
+  }
+  return p.version;
+}
+
+// What was written, and how long it took against reading the checkpoint.
+void print_written(const ExportArgs& a, const std::string& path, const ExportedModel& exported, double export_s,
+                   double read_s) {
+  if (a.split_at.empty())
+    std::printf("exported %s (%lld bytes, opset %d, quantize %s) in %.3f s; checkpoint read %.3f s (ratio %.2f)\n",
+                path.c_str(), static_cast<long long>(exported.size()), a.opset, a.quantize.c_str(), export_s, read_s,
+                read_s > 0 ? export_s / read_s : 0.0);
+  else
+    std::printf("exported the pipeline %s over %zu stages (opset %d, quantize %s) in %.3f s\n", path.c_str(),
+                a.split_at.size() + 1, a.opset, a.quantize.c_str(), export_s);
+  if (exported.language_model)
+    std::printf("language model: %s beside it (decoding with a key/value cache)\n", kModelWithPastFile);
 }
 
 }  // namespace
@@ -216,17 +285,16 @@ int cmd_export(const std::vector<std::string>& args) {
   const ExportedModel exported = export_onnx(*model, options);
   const int64_t written = write_version(a, config, *model, options, exported, data);
   const double export_s = seconds_since(export_begin);
-  const std::string path = (std::filesystem::path(a.repo) / a.name / std::to_string(written) / "model.onnx").string();
-  std::printf("exported %s (%lld bytes, opset %d, quantize %s) in %.3f s; checkpoint read %.3f s (ratio %.2f)\n",
-              path.c_str(), static_cast<long long>(exported.size()), a.opset, a.quantize.c_str(), export_s, read_s,
-              read_s > 0 ? export_s / read_s : 0.0);
-  if (exported.language_model)
-    std::printf("language model: %s beside it (decoding with a key/value cache)\n", kModelWithPastFile);
+  const std::string path = (std::filesystem::path(a.repo) / a.name / std::to_string(written) /
+                            (a.split_at.empty() ? "model.onnx" : kPipelineFileName))
+                               .string();
+  print_written(a, path, exported, export_s, read_s);
   if (transformed)
     std::printf("size: %lld bytes vs %lld f32 unpruned (ratio %.3f)\n", static_cast<long long>(exported.size()),
                 static_cast<long long>(baseline_size),
                 static_cast<double>(exported.size()) / static_cast<double>(baseline_size));
-  if (!data.empty()) report_accuracy(exported, path, transformed ? baseline : std::string(), data);
+  if (!data.empty())
+    report_accuracy(exported, a.split_at.empty() ? path : "unsplit", transformed ? baseline : std::string(), data);
   return 0;
 }
 

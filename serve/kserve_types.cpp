@@ -1,5 +1,7 @@
 #include "serve/kserve_types.h"
 
+#include "core/error.h"
+
 namespace dtrain::serve {
 
 const char* kserve_dtype(DType t) {
@@ -11,6 +13,12 @@ const char* kserve_dtype(DType t) {
     case DType::u8: return "UINT8";
   }
   return "?";
+}
+
+DType parse_kserve_dtype(const std::string& name) {
+  for (DType t : {DType::f32, DType::bf16, DType::i32, DType::i64, DType::u8})
+    if (name == kserve_dtype(t)) return t;
+  fail("'", name.substr(0, 40), "' is not a datatype this server handles (FP32, BF16, INT32, INT64, UINT8)");
 }
 
 }  // namespace dtrain::serve

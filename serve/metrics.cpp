@@ -81,6 +81,11 @@ void ServeMetrics::observe_batch(const std::string& model, int64_t version, int6
   v.batch_rows.observe(static_cast<double>(rows));
 }
 
+void ServeMetrics::observe_stage(const std::string& model, int64_t version, int64_t stage, double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stages_.try_emplace({model, version, stage}, kSecondsBounds).first->second.observe(seconds);
+}
+
 void ServeMetrics::observe_prefill(const std::string& model, int64_t version, double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
   generation_[{model, version}].prefill.observe(seconds);
@@ -164,6 +169,15 @@ std::string ServeMetrics::render(const std::vector<VersionGauges>& loaded) const
     for (const auto& [key, v] : versions_) (v.*f.histogram).render(out, f.name, version_labels(key.first, key.second));
   }
   render_generation(out, loaded);
+  if (!stages_.empty()) {
+    out +=
+        "# HELP dtrain_serve_pipeline_stage_seconds Run time of each stage of a pipeline, here or on another server.\n";
+    out += "# TYPE dtrain_serve_pipeline_stage_seconds histogram\n";
+    for (const auto& [key, h] : stages_)
+      h.render(
+          out, "dtrain_serve_pipeline_stage_seconds",
+          version_labels(std::get<0>(key), std::get<1>(key)) + ",stage=\"" + std::to_string(std::get<2>(key)) + "\"");
+  }
   out +=
       "# HELP dtrain_serve_queue_depth Requests waiting for an engine worker (language models: for a decoding slot).\n";
   out += "# TYPE dtrain_serve_queue_depth gauge\n";

@@ -46,6 +46,8 @@ class ServeMetrics {
   void observe_decode_step(const std::string& model, int64_t version, int64_t rows, double seconds);
   void observe_first_token(const std::string& model, int64_t version, double seconds);
   void count_generated(const std::string& model, int64_t version, int64_t tokens);
+  // A pipeline's stage (1-based) ran for `seconds` (in this server or on another).
+  void observe_stage(const std::string& model, int64_t version, int64_t stage, double seconds);
   std::string render(const std::vector<VersionGauges>& loaded) const;
 
  private:
@@ -65,6 +67,7 @@ class ServeMetrics {
   std::map<std::tuple<std::string, int64_t, int>, int64_t> requests_;
   std::map<Key, PerVersion> versions_;
   std::map<Key, PerGeneration> generation_;
+  std::map<std::tuple<std::string, int64_t, int64_t>, Histogram> stages_;
 };
 
 // `model="m",version="1"` with the value escaped for the text format.

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/repository_layout.h"
+#include "serve/kserve_types.h"
 
 namespace fs = std::filesystem;
 
@@ -27,7 +28,7 @@ int64_t file_stamp(const fs::path& path) {
 // Runs `rows` all-zero rows through the model and checks every output has as many rows.
 void check_rows(const ModelVersion& v, int64_t rows) {
   std::vector<Tensor> inputs;
-  for (const TensorInfo& in : v.model.inputs()) {
+  for (const TensorInfo& in : v.inputs) {
     DTRAIN_CHECK(!in.shape.empty() && in.shape[0] == -1, "input '", in.name, "' ", shape_str(in.shape),
                  " has no dynamic batch dim (dim 0 = -1), which batching needs");
     for (size_t d = 1; d < in.shape.size(); ++d)
@@ -37,11 +38,11 @@ void check_rows(const ModelVersion& v, int64_t rows) {
     for (int64_t d : in.shape) shape.push_back(d < 0 ? rows : d);
     inputs.push_back(Tensor::zeros(shape, in.dtype));
   }
-  const std::vector<Tensor> outputs = v.model.run(inputs);
-  DTRAIN_CHECK(outputs.size() == v.model.outputs().size(), "self-check: the model returned ", outputs.size(),
-               " outputs, it declares ", v.model.outputs().size());
+  const std::vector<Tensor> outputs = v.model->run(inputs);
+  DTRAIN_CHECK(outputs.size() == v.outputs.size(), "self-check: the model returned ", outputs.size(),
+               " outputs, it declares ", v.outputs.size());
   for (size_t k = 0; k < outputs.size(); ++k)
-    DTRAIN_CHECK(outputs[k].ndim() >= 1 && outputs[k].dim(0) == rows, "self-check: output '", v.model.outputs()[k].name,
+    DTRAIN_CHECK(outputs[k].ndim() >= 1 && outputs[k].dim(0) == rows, "self-check: output '", v.outputs[k].name,
                  "' has shape ", outputs[k].shape().str(), " for ", rows, " rows");
 }
 
@@ -53,13 +54,28 @@ void self_check(const ModelVersion& v) {
   if (v.max_batch > 1) check_rows(v, v.max_batch);
 }
 
-// What config.json says about a version (all optional).
+// What config.json says about a version (all optional; a pipeline's inputs and outputs required).
 struct VersionConfig {
   int64_t max_batch_size = 0;  // 0: not given
   std::string platform = "onnx";
   std::vector<std::string> labels;
   std::optional<LanguageModelSpec> language_model;
+  std::vector<TensorInfo> inputs, outputs;  // as written by dtrain export
 };
+
+// config.json's "inputs" or "outputs": [{"name", "datatype", "shape"}].
+std::vector<TensorInfo> read_tensor_list(const nlohmann::json& j, const std::string& where) {
+  std::vector<TensorInfo> out;
+  DTRAIN_CHECK(j.is_array(), where, " must be an array of {\"name\", \"datatype\", \"shape\"}");
+  for (const auto& t : j) {
+    TensorInfo info;
+    info.name = t.at("name").get<std::string>();
+    info.dtype = parse_kserve_dtype(t.at("datatype").get<std::string>());
+    info.shape = t.at("shape").get<std::vector<int64_t>>();
+    out.push_back(std::move(info));
+  }
+  return out;
+}
 
 VersionConfig read_version_config(const fs::path& file) {
   VersionConfig c;
@@ -74,6 +90,8 @@ VersionConfig read_version_config(const fs::path& file) {
     if (j.contains("labels") && j["labels"].is_array())
       for (const auto& l : j["labels"]) c.labels.push_back(l.is_string() ? l.get<std::string>() : l.dump());
     if (j.contains("language_model")) c.language_model = parse_language_model_spec(j["language_model"], file.string());
+    if (j.contains("inputs")) c.inputs = read_tensor_list(j["inputs"], file.string() + ": inputs");
+    if (j.contains("outputs")) c.outputs = read_tensor_list(j["outputs"], file.string() + ": outputs");
   } catch (const nlohmann::json::exception& e) {
     fail(file.string(), " is not valid JSON: ", e.what());
   }
@@ -109,12 +127,42 @@ void ModelStore::start_polling(double seconds) {
   });
 }
 
+// A pipeline version: pipeline.json checked against the inputs and outputs config.json declares.
+namespace {
+
+std::shared_ptr<ModelVersion> load_pipeline(const std::string& model, int64_t version, const fs::path& dir,
+                                            const VersionConfig& config) {
+  DTRAIN_CHECK(config.platform == "pipeline", (dir / "config.json").string(), " says platform '", config.platform,
+               "', but version ", version, " holds ", kPipelineFileName,
+               " (a pipeline's config.json says \"pipeline\")");
+  DTRAIN_CHECK(!config.inputs.empty() && !config.outputs.empty(), (dir / "config.json").string(),
+               ": a pipeline needs its \"inputs\" and \"outputs\"");
+  for (const TensorInfo& in : config.inputs)
+    DTRAIN_CHECK(!in.shape.empty() && in.shape[0] == -1, (dir / "config.json").string(), ": input '", in.name,
+                 "' has no dynamic batch dim (dim 0 = -1)");
+  Pipeline p =
+      read_pipeline((dir / std::to_string(version) / kPipelineFileName).string(), config.inputs, config.outputs);
+  for (const PipelineStage& s : p.stages)
+    DTRAIN_CHECK(s.model != model || !s.url.empty(), "pipeline '", model, "' names itself as a stage");
+  return std::make_shared<ModelVersion>(model, version, config.inputs, config.outputs, std::move(p));
+}
+
+}  // namespace
+
 std::shared_ptr<const ModelVersion> ModelStore::load(const std::string& model, int64_t version) const {
   const fs::path dir = fs::path(options_.repo) / model;
   const fs::path version_dir = dir / std::to_string(version);
+  const VersionConfig config = read_version_config(dir / "config.json");
+  if (fs::exists(version_dir / kPipelineFileName)) {
+    auto p = load_pipeline(model, version, dir, config);
+    p->max_batch = options_.batching.max_batch;
+    if (config.max_batch_size > 0) p->max_batch = std::min(p->max_batch, config.max_batch_size);
+    p->platform = config.platform;
+    p->labels = config.labels;
+    return p;
+  }
   auto v = std::make_shared<ModelVersion>(model, version,
                                           OnnxModel::load((version_dir / "model.onnx").string(), options_.device));
-  const VersionConfig config = read_version_config(dir / "config.json");
   v->max_batch = options_.batching.max_batch;
   if (config.max_batch_size > 0) v->max_batch = std::min(v->max_batch, config.max_batch_size);
   v->platform = config.platform;
@@ -130,7 +178,7 @@ void ModelStore::attach_batcher(ModelVersion& v) const {
   self_check(v);
   BatcherOptions batching = options_.batching;
   batching.max_batch = v.max_batch;
-  const OnnxModel* engine = &v.model;
+  const OnnxModel* engine = &*v.model;
   ServeMetrics* metrics = metrics_;
   v.batcher =
       std::make_unique<Batcher>([engine](const std::vector<Tensor>& inputs) { return engine->run(inputs); }, batching,
@@ -141,7 +189,7 @@ void ModelStore::attach_batcher(ModelVersion& v) const {
 
 // The language model's graphs, self-checked, and its scheduler (up to max_batch sequences at once).
 void ModelStore::attach_generator(ModelVersion& v, const fs::path& version_dir, const LanguageModelSpec& spec) const {
-  v.language_model = options_.open_language_model(version_dir, v.model, spec, options_.device);
+  v.language_model = options_.open_language_model(version_dir, *v.model, spec, options_.device);
   check_language_model(*v.language_model);
   GenerationObserver observer;
   if (ServeMetrics* m = metrics_) {
@@ -165,8 +213,10 @@ std::map<std::string, std::map<int64_t, int64_t>> ModelStore::list_repository() 
     if (name.empty() || name[0] == '.' || !e.is_directory()) continue;
     auto& versions = present[name];
     for (int64_t v : list_model_versions(options_.repo, name)) {
-      const fs::path file = e.path() / std::to_string(v) / "model.onnx";
-      if (fs::is_regular_file(file)) versions[v] = file_stamp(file);
+      for (const char* main : {"model.onnx", kPipelineFileName}) {
+        const fs::path file = e.path() / std::to_string(v) / main;
+        if (fs::is_regular_file(file)) versions[v] = file_stamp(file);
+      }
     }
   }
   if (ec && !scanned_) log_warn("cannot list the model repository {}: {}", options_.repo, ec.message());
@@ -214,7 +264,9 @@ void ModelStore::scan() {
       versions[v] = std::move(loaded);
       failed_[name].erase(v);
       log_info("loaded model '{}' version {} (max batch {}{}){}", name, v, versions[v]->max_batch,
-               !versions[v]->generator                ? ""
+               versions[v]->pipeline
+                   ? ", a pipeline of " + std::to_string(versions[v]->pipeline->stages.size()) + " stages"
+               : !versions[v]->generator              ? ""
                : versions[v]->generator->uses_cache() ? ", language model with key/value cache"
                                                       : ", language model, recomputing (no model_with_past.onnx)",
                versions.rbegin()->first == v ? ", now the default" : "");
@@ -298,7 +350,8 @@ std::vector<VersionGauges> ModelStore::gauges() const {
   for (const auto& [name, versions] : loaded_)
     for (const auto& [v, p] : versions)
       out.push_back(p->generator ? VersionGauges{name, v, p->generator->queued(), p->generator->active()}
-                                 : VersionGauges{name, v, p->batcher->queue_depth()});
+                    : p->batcher ? VersionGauges{name, v, p->batcher->queue_depth()}
+                                 : VersionGauges{name, v, 0});
   return out;
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 // The models the server serves: every REPO/NAME/V/model.onnx, loaded with dtrain's ONNX engine,
 // each version with its own Batcher, or, when config.json has "language_model", its own
-// GenerationScheduler (model_with_past.onnx beside model.onnx when the export wrote one).
+// GenerationScheduler (model_with_past.onnx beside model.onnx when the export wrote one); and
+// every REPO/NAME/V/pipeline.json, a pipeline over other models (serve/pipeline.h) with the inputs
+// and outputs its config.json declares.
 // scan() loads new version folders (a version serves, and the newest becomes the default, only
 // after it loaded and passed a self-check: one all-zero row, or a language model's token steps),
 // and unloads versions whose folder disappeared; requests hold a shared_ptr, so in-flight ones
@@ -23,21 +25,35 @@
 #include "serve/generation.h"
 #include "serve/language_model.h"
 #include "serve/metrics.h"
+#include "serve/pipeline.h"
 
 namespace dtrain::serve {
 
 struct ModelVersion {
   std::string name;
   int64_t version = 0;
-  OnnxModel model;
-  int64_t max_batch = 64;  // min(--max-batch, config.json max_batch_size)
+  std::optional<OnnxModel> model;           // absent for a pipeline
+  std::vector<TensorInfo> inputs, outputs;  // the model's, or the pipeline's config.json's
+  int64_t max_batch = 64;                   // min(--max-batch, config.json max_batch_size)
   std::string platform = "onnx";
   std::vector<std::string> labels;                      // from config.json, may be empty
   std::unique_ptr<Batcher> batcher;                     // null for a language model
   std::shared_ptr<const LanguageModel> language_model;  // config.json has "language_model"
   std::unique_ptr<GenerationScheduler> generator;       // language models only
+  std::shared_ptr<const Pipeline> pipeline;             // a pipeline (pipeline.json) only
   ModelVersion(std::string name_, int64_t version_, OnnxModel model_)
-      : name(std::move(name_)), version(version_), model(std::move(model_)) {}
+      : name(std::move(name_)),
+        version(version_),
+        model(std::move(model_)),
+        inputs(model->inputs()),
+        outputs(model->outputs()) {}
+  ModelVersion(std::string name_, int64_t version_, std::vector<TensorInfo> inputs_, std::vector<TensorInfo> outputs_,
+               Pipeline pipeline_)
+      : name(std::move(name_)),
+        version(version_),
+        inputs(std::move(inputs_)),
+        outputs(std::move(outputs_)),
+        pipeline(std::make_shared<const Pipeline>(std::move(pipeline_))) {}
 };
 
 struct StoreOptions {

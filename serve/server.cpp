@@ -239,10 +239,22 @@ struct Server::Impl {
     json body{{"name", v.name},
               {"versions", versions},
               {"platform", v.platform},
-              {"inputs", tensor_list(v.model.inputs())},
-              {"outputs", tensor_list(v.model.outputs())},
+              {"inputs", tensor_list(v.inputs)},
+              {"outputs", tensor_list(v.outputs)},
               {"parameters", {{"max_batch_size", v.max_batch}, {"version", std::to_string(v.version)}}}};
     if (!v.labels.empty()) body["parameters"]["labels"] = v.labels;
+    if (v.pipeline) {
+      json stages = json::array();
+      for (const PipelineStage& s : v.pipeline->stages) {
+        json stage{{"model", s.model}, {"inputs", json::object()}, {"outputs", json::object()}};
+        if (s.version > 0) stage["version"] = std::to_string(s.version);
+        if (!s.url.empty()) stage["url"] = s.url;
+        for (const auto& [name, tensor] : s.inputs) stage["inputs"][name] = tensor;
+        for (const auto& [name, tensor] : s.outputs) stage["outputs"][name] = tensor;
+        stages.push_back(std::move(stage));
+      }
+      body["parameters"]["stages"] = std::move(stages);
+    }
     if (v.language_model) {
       const LanguageModelSpec& lm = v.language_model->spec();
       body["parameters"]["language_model"] = {{"vocab", lm.vocab},     {"ctx", lm.ctx},
@@ -276,7 +288,7 @@ struct Server::Impl {
     const std::shared_ptr<const ModelVersion> found = find_or_reply(req, res);
     if (!found) return;
     const ModelVersion& v = *found;
-    if (!v.batcher) {
+    if (!v.batcher && !v.pipeline) {
       metrics.count_request(v.name, v.version, 400);
       return reply_error(res, 400,
                          "model '" + v.name + "' version " + std::to_string(v.version) +
@@ -287,14 +299,15 @@ struct Server::Impl {
     try {
       std::optional<std::string> header_length;
       if (req.has_header(kBinaryHeader)) header_length = req.get_header_value(kBinaryHeader);
-      request = parse_infer_request(req.body, v.model.inputs(), v.model.outputs(), v.max_batch, header_length);
+      request = parse_infer_request(req.body, v.inputs, v.outputs, v.max_batch, header_length);
     } catch (const Error& e) {
       metrics.count_request(v.name, v.version, 400);
       return reply_error(res, 400, e.what());
     }
     BatchResult result;
+    if (v.pipeline && !run_pipeline_request(v, request, result, res)) return;
     try {
-      result = v.batcher->submit(request.inputs, request.timeout_us).get();
+      if (!v.pipeline) result = v.batcher->submit(request.inputs, request.timeout_us).get();
     } catch (const QueueFull& e) {
       metrics.count_request(v.name, v.version, 429);
       res.set_header("Retry-After", "1");
@@ -316,7 +329,7 @@ struct Server::Impl {
           res, 500,
           "inference failed on model '" + v.name + "' version " + std::to_string(v.version) + ": " + result.error);
     }
-    InferResponse answer = infer_response(v.name, v.version, request, v.model.outputs(), result.outputs);
+    InferResponse answer = infer_response(v.name, v.version, request, v.outputs, result.outputs);
     if (answer.json_length == 0) {
       reply(res, 200, answer.body);
     } else {
@@ -327,6 +340,46 @@ struct Server::Impl {
     metrics.count_request(v.name, v.version, 200);
     metrics.observe_request(v.name, v.version, result.queue_s,
                             std::chrono::duration<double>(Clock::now() - start).count());
+  }
+
+  // A pipeline's stages, in this server or on others; false after answering a failed stage.
+  bool run_pipeline_request(const ModelVersion& v, const InferRequest& request, BatchResult& result,
+                            httplib::Response& res) {
+    const auto local = [this, &request](const PipelineStage& stage, const NamedTensors& inputs) {
+      const Lookup l =
+          store.find(stage.model, stage.version > 0 ? std::optional(std::to_string(stage.version)) : std::nullopt);
+      if (!l.version) throw StageError(l.status == 404 ? 503 : l.status, "stage: " + l.error);
+      const ModelVersion& s = *l.version;
+      if (!s.batcher)
+        throw StageError(503, "stage model '" + s.name + "' is not a plain model (a pipeline or a language model)");
+      std::vector<Tensor> ordered;
+      for (const TensorInfo& in : s.inputs) {
+        const auto it = inputs.find(in.name);
+        if (it == inputs.end())
+          throw StageError(503,
+                           "stage model '" + s.name + "' takes '" + in.name + "', which the pipeline does not give it");
+        ordered.push_back(it->second);
+      }
+      const BatchResult r = s.batcher->submit(std::move(ordered), request.timeout_us).get();
+      if (!r.error.empty()) throw StageError(r.timed_out ? 503 : 500, "stage model '" + s.name + "': " + r.error);
+      NamedTensors out;
+      for (size_t k = 0; k < s.outputs.size(); ++k) out[s.outputs[k].name] = r.outputs[k];
+      return out;
+    };
+    const auto observe = [this, &v](size_t stage, double seconds) {
+      metrics.observe_stage(v.name, v.version, static_cast<int64_t>(stage + 1), seconds);
+    };
+    try {
+      result.outputs = run_pipeline(*v.pipeline, v.inputs, request.inputs, v.outputs, local, observe);
+      return true;
+    } catch (const StageError& e) {
+      metrics.count_request(v.name, v.version, e.status());
+      reply_error(res, e.status(), "pipeline '" + v.name + "' version " + std::to_string(v.version) + ": " + e.what());
+    } catch (const std::exception& e) {
+      metrics.count_request(v.name, v.version, 500);
+      reply_error(res, 500, "pipeline '" + v.name + "' version " + std::to_string(v.version) + ": " + e.what());
+    }
+    return false;
   }
 
   // The generate extension. Errors before generation starts answer 4xx JSON; then /generate

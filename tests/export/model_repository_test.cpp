@@ -14,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/model.h"
+
 namespace dtrain {
 namespace {
 
@@ -121,6 +123,42 @@ TEST_F(ModelRepository, WritesALanguageModelsGraphsAndSizes) {
       << json;
   EXPECT_EQ(model_config_json(config()).find("language_model"), std::string::npos);
   EXPECT_THROW(write_model_version(repo_.string(), c, 0, full, {{"../x.onnx", &with_past}}), Error);
+}
+
+// export_pipeline: one model per stage and the pipeline over them; a second export makes version
+// 2 of each, the new pipeline naming the new stages.
+TEST_F(ModelRepository, WritesAPipelineOverItsStages) {
+  ModelConfig mc;
+  mc.type = "mlp";
+  mc.input_shape = Shape{8, 8};
+  mc.num_classes = 4;
+  mc.hidden = {16};
+  auto model = create_model(mc);  // Flatten, Linear, ReLU, Linear
+  model->build(Device::cpu(), 3);
+  const PipelineExport p =
+      export_pipeline(repo_.string(), "fm", *model, ExportOptions{}, {2}, {"a", "b", "c", "d"}, 8, 0);
+  ASSERT_EQ(p.stages.size(), 2u);
+  EXPECT_EQ(p.version, 1);
+  EXPECT_EQ(p.stages[0].model, "fm.stage1");
+  EXPECT_EQ(p.stages[1].first_layer, 2);
+  EXPECT_EQ(p.stages[1].last_layer, 3);
+  EXPECT_TRUE(fs::is_regular_file(repo_ / "fm.stage1" / "1" / "model.onnx"));
+  EXPECT_TRUE(fs::is_regular_file(repo_ / "fm.stage2" / "1" / "model.onnx"));
+  const std::string stages = read(repo_ / "fm" / "1" / "pipeline.json");
+  EXPECT_NE(stages.find(R"({"model": "fm.stage2", "version": 1, "inputs": {"input": "fm.stage1.activation"})"),
+            std::string::npos)
+      << stages;
+  const std::string json = read(repo_ / "fm" / "config.json");
+  EXPECT_NE(json.find("\"platform\": \"pipeline\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"stages\": ["), std::string::npos) << json;
+  EXPECT_NE(json.find("{\"name\": \"class\", \"datatype\": \"INT64\", \"shape\": [-1]}"), std::string::npos) << json;
+  EXPECT_EQ(read(repo_ / "fm.stage1" / "config.json").find("\"a\""), std::string::npos)
+      << "labels only on the last stage";
+  const PipelineExport again = export_pipeline(repo_.string(), "fm", *model, ExportOptions{}, {2}, {}, 8, 0);
+  EXPECT_EQ(again.version, 2);
+  EXPECT_NE(read(repo_ / "fm" / "2" / "pipeline.json").find(R"("model": "fm.stage1", "version": 2)"),
+            std::string::npos);
+  EXPECT_THROW(export_pipeline(repo_.string(), "fm", *model, ExportOptions{}, {4}, {}, 8, 0), Error);
 }
 
 // A write that fails half-way (here: the file size limit, as a full disk would) removes the

@@ -90,6 +90,48 @@ TEST(OnnxExport, CnnAtFullSizeRoundTripsThroughTheEngine) {
   }
 }
 
+// Stages of a split model, run one after the other, give the whole graph's answer; the first
+// takes the client's input (u8 here), the later ones FP32 "input", all but the last write
+// "activation".
+TEST(OnnxExport, StagesOfASplitModelChainToTheWholeModelsOutputs) {
+  auto model = make_test_model(test::image_test_config(), 12);
+  ExportOptions opt;
+  opt.input_dtype = "u8";
+  opt.x_scale = 1.0 / 255;
+  const OnnxModel whole = OnnxModel::from_bytes(export_onnx(*model, opt).bytes());
+  const auto n = static_cast<int64_t>(model->net().children().size());
+  Generator g(RngKey{7, 0, static_cast<uint32_t>(RngPurpose::test)});
+  const Tensor x = test::random_u8(test::batch_shape(model->config(), 9), g);
+  const std::vector<Tensor> want = whole.run({x});
+  for (const std::vector<int64_t>& cuts : {std::vector<int64_t>{0, 3, n}, std::vector<int64_t>{0, 1, 6, 9, n}}) {
+    std::vector<Tensor> y{x};
+    for (size_t k = 0; k + 1 < cuts.size(); ++k) {
+      ExportOptions o = opt;
+      o.layer_begin = cuts[k];
+      o.layer_end = k + 2 == cuts.size() ? -1 : cuts[k + 1];
+      const ExportedModel e = export_onnx(*model, o);
+      EXPECT_EQ(e.inputs[0].name, "input");
+      EXPECT_EQ(e.inputs[0].dtype, k == 0 ? DType::u8 : DType::f32);
+      EXPECT_EQ(e.outputs[0].name, k + 2 == cuts.size() ? "probabilities" : "activation");
+      y = OnnxModel::from_bytes(e.bytes()).run(y);
+    }
+    ASSERT_EQ(y.size(), 2u);
+    const std::vector<float> got = y[0].to_vector<float>(), expected = want[0].to_vector<float>();
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], expected[i], 1e-6) << "cuts " << cuts.size() << " value " << i;
+    EXPECT_EQ(y[1].to_vector<int64_t>(), want[1].to_vector<int64_t>());
+  }
+  ExportOptions bad = opt;
+  bad.layer_begin = 3;
+  bad.layer_end = 3;
+  try {
+    export_onnx(*model, bad);
+    ADD_FAILURE() << "an empty stage exported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layers [3, 3) are not a stage"), std::string::npos) << e.what();
+  }
+}
+
 TEST(OnnxExport, EmbeddingModelTakesInt64IdsAndRoundTrips) {
   auto model = make_test_model(test::tokens_test_config(), 12);
   const ExportedModel exported = export_onnx(*model, ExportOptions{});

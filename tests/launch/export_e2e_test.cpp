@@ -111,6 +111,23 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   const RunResult cnn_eval = run_dtrain({"eval", "--model", repo + "/cnn/1/model.onnx", "--data", test});
   EXPECT_EQ(first_match(cnn_eval.output, "accuracy ([0-9.]+) "), cnn_accuracy) << cnn_eval.output;
 
+  // --split-at: the cnn in three stages and the pipeline over them; bad split points name the layers.
+  const RunResult split =
+      run_dtrain({"export", "--checkpoint", cnn_ckpt, "--repo", repo, "--name", "cnnp", "--split-at", "2,4"});
+  ASSERT_EQ(split.exit_code, 0) << split.output;
+  EXPECT_NE(split.output.find("stage 3: layers 4.."), std::string::npos) << split.output;
+  for (const char* f : {"/cnnp/1/pipeline.json", "/cnnp.stage1/1/model.onnx", "/cnnp.stage3/1/model.onnx"})
+    EXPECT_TRUE(fs::is_regular_file(repo + f)) << f;
+  const RunResult beyond =
+      run_dtrain({"export", "--checkpoint", cnn_ckpt, "--repo", repo, "--name", "x", "--split-at", "99"});
+  EXPECT_EQ(beyond.exit_code, 1) << beyond.output;
+  EXPECT_NE(beyond.output.find("top-level layers (0 Conv2d"), std::string::npos) << beyond.output;
+  EXPECT_FALSE(fs::exists(repo + "/x.stage1"));
+  const RunResult order =
+      run_dtrain({"export", "--checkpoint", cnn_ckpt, "--repo", repo, "--name", "x", "--split-at", "4,2"});
+  EXPECT_EQ(order.exit_code, 2) << order.output;
+  EXPECT_NE(order.output.find("must be increasing layer indices"), std::string::npos) << order.output;
+
   const RunResult usage = run_dtrain({"export", "--checkpoint", ckpt});
   EXPECT_EQ(usage.exit_code, 2) << usage.output;
   const RunResult opset = run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "o", "--opset", "12"});

@@ -156,6 +156,7 @@ class ServeE2E : public ::testing::Test {
     serve_test::export_small_model(repo_, "fm", "u8", 1);
     serve_test::export_small_model(repo_, "fm", "u8", 2);
     serve_test::export_small_model(repo_, "f32m", "f32", 5, 0, 8);
+    serve_test::export_small_pipeline(repo_, "fmp", 2);  // fm version 2's weights, in two stages
     std::ofstream(dir_ / "keys") << "# test keys\nother-key\n" << kKey << "\n";
     Started s =
         start_server(repo_,
@@ -253,7 +254,7 @@ TEST_F(ServeE2E, ServerHealthAndModelMetadata) {
   EXPECT_EQ(get(*c, "/v2/models/fm/ready", 200)["version"], "2");
   EXPECT_EQ(get(*c, "/v2/models/fm/versions/1/ready", 200)["ready"], true);
   const json index = get(*c, "/v2/repository/index", 200);
-  ASSERT_EQ(index.size(), 3u) << index.dump();
+  ASSERT_EQ(index.size(), 6u) << index.dump();  // f32m, fm 1 and 2, the pipeline fmp and its two stages
   EXPECT_EQ(index[0], json::parse(R"({"name":"f32m","version":"1","state":"READY"})"));
   EXPECT_EQ(post(*c, "/v2/repository/index", "", 200), index);
 }
@@ -479,6 +480,113 @@ TEST_F(ServeE2E, QueuePolicyRejectsAndTimesOut) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(350)) << "parameters.timeout was ignored";
   const int status = stop_server(s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// A pipeline (fm version 2 split in two) answers as the unsplit model: in-process, and with both
+// stages on another dtrain-serve; its metadata shows the stages, /metrics each stage's time.
+TEST_F(ServeE2E, APipelineAnswersAsTheUnsplitModelInProcessAndAcrossServers) {
+  auto c = client();
+  const json meta = get(*c, "/v2/models/fmp", 200);
+  EXPECT_EQ(meta["platform"], "pipeline");
+  EXPECT_EQ(meta["inputs"], json::parse(R"([{"name":"input","datatype":"UINT8","shape":[-1,8,8]}])"));
+  ASSERT_EQ(meta["parameters"]["stages"].size(), 2u) << meta.dump();
+  EXPECT_EQ(meta["parameters"]["stages"][1]["model"], "fmp.stage2");
+  const int64_t rows = 3;
+  const std::vector<uint8_t> pixels = random_pixels(rows, 31);
+  const json local = post(*c, "/v2/models/fmp/infer", infer_body(pixels, rows, "p1").dump(), 200);
+  EXPECT_EQ(local["id"], "p1");
+  expect_matches_engine(local, engine_outputs("fm", 2, pixels, rows), rows);
+  EXPECT_GE(metric("dtrain_serve_pipeline_stage_seconds_count{model=\"fmp\",version=\"1\",stage=\"2\"}"), 1);
+
+  // Server B (no API key) serves the stage models; the suite's server gets a pipeline "fmr" whose
+  // stages both run on B, and one "fmdead" whose second stage points where nothing listens.
+  const fs::path log = dir_ / "stages.log";
+  Started b = start_server(repo_, {"--poll-seconds", "0"}, log);
+  ASSERT_GT(b.port, 0) << test::read_text(log);
+  const std::string url = "http://127.0.0.1:" + std::to_string(b.port);
+  for (const auto& [name, second_url] : {std::pair<std::string, std::string>{"fmr", url},
+                                         std::pair<std::string, std::string>{"fmdead", "http://127.0.0.1:1"}}) {
+    json config = json::parse(test::read_text(fs::path(repo_) / "fmp" / "config.json"));
+    config["name"] = name;
+    json stages = json::parse(test::read_text(fs::path(repo_) / "fmp" / "1" / "pipeline.json"));
+    stages["stages"][0]["url"] = url;
+    stages["stages"][1]["url"] = second_url;
+    fs::create_directories(dir_ / "staging" / name / "1");
+    std::ofstream(dir_ / "staging" / name / "config.json") << config.dump();
+    std::ofstream(dir_ / "staging" / name / "1" / "pipeline.json") << stages.dump();
+    fs::rename(dir_ / "staging" / name, fs::path(repo_) / name);
+  }
+  bool ready = false;
+  for (int i = 0; i < 100 && !ready; ++i) {
+    auto r = c->Get("/v2/models/fmdead/ready");
+    ready = r && r->status == 200;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(ready) << "the suite's server did not load the new pipelines";
+  const json remote = post(*c, "/v2/models/fmr/infer", infer_body(pixels, rows).dump(), 200);
+  expect_matches_engine(remote, engine_outputs("fm", 2, pixels, rows), rows);
+  EXPECT_EQ(remote["model_name"], "fmr");
+  const json dead = post(*c, "/v2/models/fmdead/infer", infer_body(pixels, rows).dump(), 502);
+  EXPECT_NE(dead["error"].get<std::string>().find("at http://127.0.0.1:1 cannot be reached"), std::string::npos)
+      << dead.dump();
+  const int status = stop_server(b);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // B is gone: the remote pipeline now answers 502 naming B, and the server keeps serving.
+  const json gone = post(*c, "/v2/models/fmr/infer", infer_body(pixels, rows).dump(), 502);
+  EXPECT_NE(gone["error"].get<std::string>().find(url), std::string::npos) << gone.dump();
+  post(*c, "/v2/models/fmp/infer", infer_body(pixels, rows).dump(), 200);
+}
+
+// Broken pipeline.json files (truncated, fields mangled): each version is UNAVAILABLE with a
+// reason or READY, never a crash, and the server keeps answering.
+TEST_F(ServeE2E, FuzzedPipelineConfigsNeverCrashTheServer) {
+  std::mt19937 rng(20261202);
+  const std::string good = test::read_text(fs::path(repo_) / "fmp" / "1" / "pipeline.json");
+  const fs::path staging = dir_ / "fuzzp";
+  fs::create_directories(staging);
+  fs::copy_file(fs::path(repo_) / "fmp" / "config.json", staging / "config.json");
+  constexpr int kVersions = 24;
+  for (int v = 1; v <= kVersions; ++v) {
+    std::string text = good;
+    json j = json::parse(good);
+    json& stage = j["stages"][rng() % 2];
+    switch (rng() % 8) {
+      case 0: text = good.substr(0, rng() % good.size()); break;
+      case 1: stage["model"] = rng() % 2 ? json(7) : json("../../etc"); break;
+      case 2: stage["inputs"] = json::object({{"input", "missing"}}); break;
+      case 3: stage["outputs"] = json::array(); break;
+      case 4: stage["url"] = rng() % 2 ? json("http://127.0.0.1:1") : json("file:///x"); break;
+      case 5: stage["version"] = rng() % 2 ? json(-3) : json(99); break;
+      case 6: j["stages"] = json::array(); break;
+      default: j = json::array({1, 2}); break;
+    }
+    if (rng() % 8 != 0) text = j.dump();
+    fs::create_directories(staging / std::to_string(v));
+    std::ofstream(staging / std::to_string(v) / "pipeline.json") << text;
+  }
+  fs::rename(staging, fs::path(repo_) / "fuzzp");
+  auto c = client();
+  int listed = 0;
+  for (int i = 0; i < 100 && listed < kVersions; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    listed = 0;
+    for (const json& row : get(*c, "/v2/repository/index", 200))
+      if (row["name"] == "fuzzp") {
+        ++listed;
+        if (row["state"] == "UNAVAILABLE") {
+          EXPECT_TRUE(row.contains("reason")) << row.dump();
+        }
+      }
+  }
+  EXPECT_EQ(listed, kVersions);
+  for (int v = 1; v <= kVersions; ++v) {
+    auto r = c->Post(("/v2/models/fuzzp/versions/" + std::to_string(v) + "/infer").c_str(),
+                     infer_body(random_pixels(1, 3), 1).dump(), "application/json");
+    ASSERT_TRUE(r) << "version " << v;
+    EXPECT_TRUE(r->status == 200 || r->status == 502 || r->status == 503) << v << ": " << r->status << " " << r->body;
+  }
+  EXPECT_EQ(get(*c, "/v2/health/ready", 200)["ready"], true);
+  fs::remove_all(fs::path(repo_) / "fuzzp");
 }
 
 TEST_F(ServeE2E, HotReloadServesANewVersionWithoutFailingRequests) {

@@ -14,8 +14,7 @@ namespace dtrain::serve_test {
 
 // An mlp over [8, 8] samples (4 classes) taking UINT8 pixels scaled by 1/255 ("u8") or FP32 ("f32"),
 // written as REPO/NAME/<version> (0: the next one). Returns the version written.
-inline int64_t export_small_model(const std::string& repo, const std::string& name, const std::string& input_dtype,
-                                  uint64_t seed, int64_t version = 0, int64_t max_batch_size = 64) {
+inline std::unique_ptr<Model> small_mlp(uint64_t seed) {
   ModelConfig config;
   config.type = "mlp";
   config.input_shape = Shape{8, 8};
@@ -23,12 +22,29 @@ inline int64_t export_small_model(const std::string& repo, const std::string& na
   config.hidden = {16};
   auto model = create_model(config);
   model->build(Device::cpu(), seed);
+  return model;
+}
+
+inline ExportOptions small_mlp_options(const std::string& input_dtype) {
   ExportOptions options;
   options.input_dtype = input_dtype;
   options.x_scale = input_dtype == "u8" ? 1.0 / 255.0 : 1.0;
-  const ExportedModel exported = export_onnx(*model, options);
+  return options;
+}
+
+inline int64_t export_small_model(const std::string& repo, const std::string& name, const std::string& input_dtype,
+                                  uint64_t seed, int64_t version = 0, int64_t max_batch_size = 64) {
+  auto model = small_mlp(seed);
+  const ExportedModel exported = export_onnx(*model, small_mlp_options(input_dtype));
   RepositoryModelConfig rc{name, exported.inputs, exported.outputs, max_batch_size, {"a", "b", "c", "d"}};
   return write_model_version(repo, rc, version, exported);
+}
+
+// The same mlp as export_small_model (same seed: same weights) split before layer 2 into
+// NAME.stage1 and NAME.stage2, with the pipeline NAME over them. Returns the pipeline's version.
+inline int64_t export_small_pipeline(const std::string& repo, const std::string& name, uint64_t seed) {
+  auto model = small_mlp(seed);
+  return export_pipeline(repo, name, *model, small_mlp_options("u8"), {2}, {"a", "b", "c", "d"}, 64, 0).version;
 }
 
 // A tiny gpt (bytes, random weights: its text is noise, which is enough to compare decoding
