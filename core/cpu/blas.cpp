@@ -8,6 +8,7 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "core/cpu/parallel.h"
 #include "core/kernels.h"
 
 extern "C" char* openblas_get_corename(void);
@@ -27,7 +28,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
               static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
 }
 
-void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+void set_blas_threads(int threads) {
+  openblas_set_num_threads(threads);
+  set_parallel_threads(threads);  // the non-GEMM passes follow the same policy (core/cpu/parallel.h)
+}
 int blas_threads() { return openblas_get_num_threads(); }
 const char* blas_core_name() { return openblas_get_corename(); }
 
