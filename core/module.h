@@ -3,6 +3,7 @@
 // backward needs; backward returns dL/dx, ADDS into its parameters' gradients, then calls
 // ctx.grad_ready(p) for each of its parameters so ParamSync can launch a full bucket at once.
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ struct PassContext {
   // the first Linear/Conv2d skips computing it and returns an undefined tensor, and Sequential
   // skips the backward of parameter-free layers before it.
   bool input_grad = true;
+  // false: every layer runs on its own, no epilogue fusion (Module::fuse); tests compare both.
+  bool fuse = true;
   void grad_ready(const Parameter& p) const {
     if (arena) arena->grad_ready(p);
   }
@@ -45,6 +48,16 @@ class Module {
   // The default throws naming the layer and its type: a layer is exportable once it says how.
   virtual std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
                               const std::string& path) const;
+  // Epilogue fusion: before each forward, a Sequential offers a child the siblings after it
+  // (`next`) and the input it is about to get; the child returns how many of those siblings its
+  // next forward (and that forward's backward) computes as part of its own, bitwise as they
+  // would, and Sequential skips them. Only parameter-free siblings may be taken. Default: none.
+  virtual size_t fuse(std::span<const std::unique_ptr<Module>> next, const Tensor& x, const PassContext& ctx) {
+    (void)next;
+    (void)x;
+    (void)ctx;
+    return 0;
+  }
 };
 
 }  // namespace dtrain

@@ -1,6 +1,7 @@
 // CPU kernels for Linear and Conv2d: bias add/reduce, NCHW <-> CNHW, im2col and its adjoint.
 #include <algorithm>
 
+#include "core/cpu/reduce.h"
 #include "core/kernels.h"
 
 namespace dtrain::cpu {
@@ -28,12 +29,7 @@ void add_bias_channels(float* y, const float* bias, int64_t n, int64_t c, int64_
 }
 
 void sum_channels(const float* dy, float* db, int64_t n, int64_t c, int64_t hw) {
-  for (int64_t i = 0; i < n * c; ++i) {
-    const float* plane = dy + i * hw;
-    float s = 0.0f;
-    for (int64_t j = 0; j < hw; ++j) s += plane[j];
-    db[i % c] += s;
-  }
+  for (int64_t i = 0; i < n * c; ++i) db[i % c] += sum_lanes(dy + i * hw, hw);
 }
 
 void swap_01(const float* x, float* y, int64_t a, int64_t b, int64_t inner) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/cpu/parallel.h"
 #include "core/layers/layer_util.h"
 #include "core/layers/layers.h"
 
@@ -14,11 +15,20 @@ namespace dtrain {
 namespace cpu {
 
 void relu_forward(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  parallel_for(n, kElementGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  });
 }
 
+// dy is read unconditionally so the select vectorises (a load under the condition kept it a
+// branch, mispredicted on every other element: 5x slower than the forward).
 void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+  parallel_for(n, kElementGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float g = dy[i];
+      dx[i] = x[i] > 0.0f ? g : 0.0f;
+    }
+  });
 }
 
 namespace {

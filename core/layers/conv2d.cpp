@@ -2,12 +2,195 @@
 //   forward:  cols[CK, N*P] = im2col(x); y_cn[OC, N*P] = W[OC, CK] cols; y = swap_01(y_cn) + b
 //   backward: dy_cn = swap_01(dy); dW += dy_cn cols^T; db += sum over N, P of dy;
 //             dcols = W^T dy_cn; dx = col2im(dcols) (skipped when ctx.input_grad is false)
+//
+// Fused with the ReLU and 2x2 max-pool after it (CPU; Sequential asks through fuse()), the pass
+// after the GEMM reads y_cn once and writes the pooled output and one byte per output saying
+// which window element won (or that ReLU zeroed it); backward expands dy through that byte
+// straight into dy_cn. Since ReLU is monotone, pool(relu(v)) = relu(pool(v)) with the same
+// winner whenever the gradient is not zero, so the result is bitwise the unfused one.
+#include <algorithm>
 #include <string>
+#include <vector>
 
+#include "core/cpu/parallel.h"
+#include "core/cpu/reduce.h"
+#include "core/cpu/simd.h"
 #include "core/layers/layer_util.h"
 #include "core/layers/layers.h"
 
 namespace dtrain {
+
+// ---- its fused CPU kernels (CPU only: on other devices the layers run one by one)
+namespace cpu {
+namespace {
+
+constexpr uint8_t kDead = 255;  // mask value: ReLU zeroed the window's maximum, so no gradient
+
+#if DTRAIN_X86_SIMD
+// Rows r0, r1 (+ b) -> ow outputs of the 2x2 pool, 8 at a time in the low half of 16 lanes (the
+// tail masked): the same comparisons in the same order as relu_pool_plane's loop, so the same bits.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void relu_pool_rows_avx512(const float* r0, const float* r1,
+                                                                                float b, float* y, uint8_t* mask,
+                                                                                int64_t ow) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512 bias = _mm512_set1_ps(b);
+  for (int64_t ox = 0; ox < ow; ox += 8) {
+    const int64_t count = std::min<int64_t>(8, ow - ox);
+    const auto in = static_cast<__mmask16>((1u << (2 * count)) - 1), out = static_cast<__mmask16>((1u << count) - 1);
+    const __m512 top = _mm512_add_ps(_mm512_maskz_loadu_ps(in, r0 + 2 * ox), bias);
+    const __m512 bottom = _mm512_add_ps(_mm512_maskz_loadu_ps(in, r1 + 2 * ox), bias);
+    // (two-source permutes: GCC 12's one-source one merges into an undefined vector and warns)
+    const __m512 v[4] = {_mm512_permutex2var_ps(top, even, top), _mm512_permutex2var_ps(top, odd, top),
+                         _mm512_permutex2var_ps(bottom, even, bottom), _mm512_permutex2var_ps(bottom, odd, bottom)};
+    __m512 best = v[0];
+    __m512i at = _mm512_setzero_si512();
+    for (int k = 1; k < 4; ++k) {
+      const __mmask16 greater = _mm512_cmp_ps_mask(v[k], best, _CMP_GT_OQ);
+      best = _mm512_mask_blend_ps(greater, best, v[k]);
+      at = _mm512_mask_blend_epi32(greater, at, _mm512_set1_epi32(k));
+    }
+    const __mmask16 live = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(y + ox, out, _mm512_maskz_mov_ps(live, best));
+    at = _mm512_mask_blend_epi32(live, _mm512_set1_epi32(kDead), at);
+    _mm_mask_storeu_epi8(mask + ox, out, _mm512_maskz_cvtepi32_epi8(out, at));
+  }
+}
+
+// The adjoint: ow gradients -> rows r0, r1, each at its window's winner and 0 elsewhere.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void relu_pool_rows_backward_avx512(const float* dy,
+                                                                                         const uint8_t* mask, float* r0,
+                                                                                         float* r1, int64_t ow) {
+  const __m512i interleave = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  for (int64_t ox = 0; ox < ow; ox += 8) {
+    const int64_t count = std::min<int64_t>(8, ow - ox);
+    const auto in = static_cast<__mmask16>((1u << count) - 1), out = static_cast<__mmask16>((1u << (2 * count)) - 1);
+    const __m512 g = _mm512_maskz_loadu_ps(in, dy + ox);
+    const __m512i m = _mm512_maskz_cvtepu8_epi32(in, _mm_maskz_loadu_epi8(in, mask + ox));
+    __m512 picked[2];  // rows r0 and r1: winners 0, 1 and 2, 3 interleaved
+    for (int half = 0; half < 2; ++half) {
+      const __m512 left = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(2 * half)), g);
+      const __m512 right = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(2 * half + 1)), g);
+      picked[half] = _mm512_permutex2var_ps(left, interleave, right);
+    }
+    _mm512_mask_storeu_ps(r0 + 2 * ox, out, picked[0]);
+    _mm512_mask_storeu_ps(r1 + 2 * ox, out, picked[1]);
+  }
+}
+
+bool have_avx512() {
+  static const bool yes = cpu_simd_allowed() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return yes;
+}
+#endif
+
+// One plane: src [h, w] (+ b) -> y [h/pool, w/pool] = max over each window of max(v, 0); mask =
+// the window position (row-major) of the first strict maximum, as MaxPool2d scans, or kDead.
+DTRAIN_CPU_CLONES void relu_pool_plane(const float* src, float b, float* y, uint8_t* mask, int64_t h, int64_t w,
+                                       int64_t pool) {
+  if (pool == 1) {
+    for (int64_t i = 0; i < h * w; ++i) {
+      const float v = src[i] + b;
+      y[i] = v > 0.0f ? v : 0.0f;
+      mask[i] = v > 0.0f ? 0 : kDead;
+    }
+    return;
+  }
+  const int64_t oh = h / 2, ow = w / 2;
+#if DTRAIN_X86_SIMD
+  if (have_avx512()) {
+    for (int64_t oy = 0; oy < oh; ++oy)
+      relu_pool_rows_avx512(src + 2 * oy * w, src + (2 * oy + 1) * w, b, y + oy * ow, mask + oy * ow, ow);
+    return;
+  }
+#endif
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    const float* r0 = src + 2 * oy * w;
+    const float* r1 = r0 + w;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const float v0 = r0[2 * ox] + b, v1 = r0[2 * ox + 1] + b, v2 = r1[2 * ox] + b, v3 = r1[2 * ox + 1] + b;
+      float best = v0;
+      uint8_t at = 0;
+      at = v1 > best ? 1 : at;
+      best = v1 > best ? v1 : best;
+      at = v2 > best ? 2 : at;
+      best = v2 > best ? v2 : best;
+      at = v3 > best ? 3 : at;
+      best = v3 > best ? v3 : best;
+      y[oy * ow + ox] = best > 0.0f ? best : 0.0f;
+      mask[oy * ow + ox] = best > 0.0f ? at : kDead;
+    }
+  }
+}
+
+// The adjoint for one plane: dst [h, w] = dy [h/pool, w/pool] at each window's winner, 0 elsewhere.
+DTRAIN_CPU_CLONES void relu_pool_plane_backward(const float* dy, const uint8_t* mask, float* dst, int64_t h, int64_t w,
+                                                int64_t pool) {
+  if (pool == 1) {
+    for (int64_t i = 0; i < h * w; ++i) {
+      const float g = dy[i];
+      dst[i] = mask[i] == 0 ? g : 0.0f;
+    }
+    return;
+  }
+  const int64_t oh = h / 2, ow = w / 2;
+#if DTRAIN_X86_SIMD
+  if (have_avx512()) {
+    for (int64_t oy = 0; oy < oh; ++oy)
+      relu_pool_rows_backward_avx512(dy + oy * ow, mask + oy * ow, dst + 2 * oy * w, dst + (2 * oy + 1) * w, ow);
+    return;
+  }
+#endif
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    float* r0 = dst + 2 * oy * w;
+    float* r1 = r0 + w;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const float g = dy[oy * ow + ox];
+      const uint8_t m = mask[oy * ow + ox];
+      r0[2 * ox] = m == 0 ? g : 0.0f;
+      r0[2 * ox + 1] = m == 1 ? g : 0.0f;
+      r1[2 * ox] = m == 2 ? g : 0.0f;
+      r1[2 * ox + 1] = m == 3 ? g : 0.0f;
+    }
+  }
+}
+
+// y_cn [c, n, h, w] (+ bias[c]) -> y, mask [n, c, h/pool, w/pool], one plane per range item.
+void relu_pool_forward(const float* y_cn, const float* bias, float* y, uint8_t* mask, int64_t c, int64_t n, int64_t h,
+                       int64_t w, int64_t pool) {
+  const int64_t hw = h * w, ohw = (h / pool) * (w / pool);
+  parallel_for(c * n, std::max<int64_t>(1, kElementGrain / hw), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {  // p = ci * n + ni, the order of y_cn's planes
+      const int64_t ci = p / n, ni = p % n, o = (ni * c + ci) * ohw;
+      relu_pool_plane(y_cn + p * hw, bias != nullptr ? bias[ci] : 0.0f, y + o, mask + o, h, w, pool);
+    }
+  });
+}
+
+// dy, mask [n, c, h/pool, w/pool] -> dy_cn [c, n, h, w]; db[c] += the sum of each plane in
+// row-major order, then over n in order (sum_channels' order, so the same bits).
+void relu_pool_backward(const float* dy, const uint8_t* mask, float* dy_cn, float* db, int64_t c, int64_t n, int64_t h,
+                        int64_t w, int64_t pool) {
+  const int64_t hw = h * w, ohw = (h / pool) * (w / pool);
+  std::vector<float> plane_sums(db != nullptr ? static_cast<size_t>(c * n) : 0);
+  parallel_for(c * n, std::max<int64_t>(1, kElementGrain / hw), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t ci = p / n, ni = p % n, o = (ni * c + ci) * ohw;
+      float* dst = dy_cn + p * hw;
+      relu_pool_plane_backward(dy + o, mask + o, dst, h, w, pool);
+      if (db != nullptr) plane_sums[static_cast<size_t>(p)] = sum_lanes(dst, hw);
+    }
+  });
+  if (db != nullptr)
+    for (int64_t ni = 0; ni < n; ++ni)
+      for (int64_t ci = 0; ci < c; ++ci) db[ci] += plane_sums[static_cast<size_t>(ci * n + ni)];
+}
+
+}  // namespace
+}  // namespace cpu
+
+// ---- the layer
 
 namespace {
 std::string describe(const Conv2d& c) {
@@ -44,12 +227,21 @@ Shape Conv2d::output_shape(const Shape& input) const {
   return Shape{input[0], out_c_, oh, ow};
 }
 
-Tensor Conv2d::forward(const Tensor& x, PassContext& ctx) {
-  (void)ctx;
-  const std::string name = describe(*this);
-  layers::check_input(x, name);
+size_t Conv2d::fuse(std::span<const std::unique_ptr<Module>> next, const Tensor& x, const PassContext& ctx) {
+  epilogue_pool_ = 0;
+  if (!ctx.fuse || !x.defined() || !x.device().is_cpu() || x.shape().size() != 4 || next.empty() ||
+      next[0]->type() != "ReLU")
+    return 0;
+  epilogue_pool_ = 1;
+  const auto* pool = next.size() > 1 ? dynamic_cast<const MaxPool2d*>(next[1].get()) : nullptr;
+  if (pool == nullptr || pool->kernel() != 2 || pool->stride() != 2 || pool->padding() != 0) return 1;
   const Shape ys = output_shape(x.shape());
-  layers::check_param(x, weight_, name);
+  if (ys[2] % 2 != 0 || ys[3] % 2 != 0) return 1;
+  epilogue_pool_ = 2;
+  return 2;
+}
+
+Tensor Conv2d::gemm_forward(const Tensor& x, const Shape& ys) {
   const Device d = x.device();
   const int64_t n = x.dim(0), h = x.dim(2), w = x.dim(3), oh = ys[2], ow = ys[3];
   const int64_t ck = in_c_ * k_ * k_, np = n * oh * ow;
@@ -58,26 +250,62 @@ Tensor Conv2d::forward(const Tensor& x, PassContext& ctx) {
   Tensor& y_cn = layers::workspace(y_cn_, Shape{out_c_, np}, d);
   DTRAIN_DISPATCH(d, gemm, false, false, out_c_, np, ck, 1.0f, weight_->value.data<float>(), ck, cols_.data<float>(),
                   np, 0.0f, y_cn.data<float>(), np);
+  return y_cn;
+}
+
+Tensor Conv2d::forward(const Tensor& x, PassContext& ctx) {
+  (void)ctx;
+  const std::string name = describe(*this);
+  layers::check_input(x, name);
+  const Shape ys = output_shape(x.shape());
+  layers::check_param(x, weight_, name);
+  const Device d = x.device();
+  const int64_t n = ys[0], oh = ys[2], ow = ys[3];
+  const Tensor y_cn = gemm_forward(x, ys);
+  x_shape_ = x.shape();
+  ran_pool_ = epilogue_pool_;
+  epilogue_pool_ = 0;  // an offer holds for one forward
+  const float* bias = bias_ != nullptr ? bias_->value.data<float>() : nullptr;
+  if (ran_pool_ > 0) {
+    const Shape pooled{n, out_c_, oh / ran_pool_, ow / ran_pool_};
+    Tensor y = Tensor::empty(pooled, DType::f32, d);
+    layers::workspace(mask_, pooled, d, DType::u8);
+    cpu::relu_pool_forward(y_cn.data<float>(), bias, y.data<float>(), mask_.data<uint8_t>(), out_c_, n, oh, ow,
+                           ran_pool_);
+    return y;
+  }
   Tensor y = Tensor::empty(ys, DType::f32, d);
   DTRAIN_DISPATCH(d, swap_01, y_cn.data<float>(), y.data<float>(), out_c_, n, oh * ow);
-  if (bias_) DTRAIN_DISPATCH(d, add_bias_channels, y.data<float>(), bias_->value.data<float>(), n, out_c_, oh * ow);
-  x_shape_ = x.shape();
+  if (bias_) DTRAIN_DISPATCH(d, add_bias_channels, y.data<float>(), bias, n, out_c_, oh * ow);
   return y;
+}
+
+Tensor Conv2d::dy_to_cn(const Tensor& dy, const Shape& ys) {
+  const Device d = dy.device();
+  const int64_t n = ys[0], oh = ys[2], ow = ys[3];
+  Tensor& dy_cn = layers::workspace(dy_cn_, Shape{out_c_, n * oh * ow}, d);
+  float* db = bias_ != nullptr ? bias_->grad.data<float>() : nullptr;
+  if (ran_pool_ > 0) {
+    cpu::relu_pool_backward(dy.data<float>(), mask_.data<uint8_t>(), dy_cn.data<float>(), db, out_c_, n, oh, ow,
+                            ran_pool_);
+    return dy_cn;
+  }
+  DTRAIN_DISPATCH(d, swap_01, dy.data<float>(), dy_cn.data<float>(), n, out_c_, oh * ow);
+  if (db != nullptr) DTRAIN_DISPATCH(d, sum_channels, dy.data<float>(), db, n, out_c_, oh * ow);
+  return dy_cn;
 }
 
 Tensor Conv2d::backward(const Tensor& dy, PassContext& ctx) {
   const std::string name = describe(*this);
   layers::check_forwarded(cols_.defined(), name);
   const Shape ys = output_shape(x_shape_);
-  layers::check_grad(dy, ys, name);
+  layers::check_grad(dy, ran_pool_ > 0 ? Shape{ys[0], ys[1], ys[2] / ran_pool_, ys[3] / ran_pool_} : ys, name);
   const Device d = dy.device();
   const int64_t n = x_shape_[0], h = x_shape_[2], w = x_shape_[3], oh = ys[2], ow = ys[3];
   const int64_t ck = in_c_ * k_ * k_, np = n * oh * ow;
-  Tensor& dy_cn = layers::workspace(dy_cn_, Shape{out_c_, np}, d);
-  DTRAIN_DISPATCH(d, swap_01, dy.data<float>(), dy_cn.data<float>(), n, out_c_, oh * ow);
+  const Tensor dy_cn = dy_to_cn(dy, ys);
   DTRAIN_DISPATCH(d, gemm, false, true, out_c_, ck, np, 1.0f, dy_cn.data<float>(), np, cols_.data<float>(), np, 1.0f,
                   weight_->grad.data<float>(), ck);
-  if (bias_) DTRAIN_DISPATCH(d, sum_channels, dy.data<float>(), bias_->grad.data<float>(), n, out_c_, oh * ow);
   Tensor dx;
   if (ctx.input_grad) {
     Tensor& dcols = layers::workspace(dcols_, Shape{ck, np}, d);

@@ -80,6 +80,9 @@ class Conv2d : public Module {
   std::string to_onnx(OnnxGraph& graph, const std::string& x, const Shape& input,
                       const std::string& path) const override;
   std::vector<Parameter*> parameters() const override;
+  // Takes a ReLU after it, and a 2x2 stride-2 max-pool after that when the output's height and
+  // width are even (CPU only): forward then returns the pooled output.
+  size_t fuse(std::span<const std::unique_ptr<Module>> next, const Tensor& x, const PassContext& ctx) override;
   int64_t in_channels() const { return in_c_; }
   int64_t out_channels() const { return out_c_; }
   int64_t kernel() const { return k_; }
@@ -96,6 +99,12 @@ class Conv2d : public Module {
   Shape x_shape_;
   Tensor cols_;                  // im2col of the last input [C*K*K, N*OH*OW]
   Tensor y_cn_, dy_cn_, dcols_;  // workspaces reused across steps
+  // The epilogue fuse() chose for the next forward / the last forward ran: 0 none, 1 ReLU,
+  // 2 ReLU + 2x2 max-pool; mask_ holds that forward's window winners (u8, kDead when zeroed).
+  int64_t epilogue_pool_ = 0, ran_pool_ = 0;
+  Tensor mask_;
+  Tensor gemm_forward(const Tensor& x, const Shape& ys);  // im2col + GEMM into y_cn_
+  Tensor dy_to_cn(const Tensor& dy, const Shape& ys);     // dy -> dy_cn_ (+ the bias gradient)
 };
 
 class MaxPool2d : public Module {
@@ -218,6 +227,7 @@ class Sequential : public Module {
 
  private:
   std::vector<std::unique_ptr<Module>> children_;
+  std::vector<size_t> ran_;  // the children the last forward called (others were fused into them)
 };
 
 // ---- the transformer's parts (core/layers/attention.cpp, core/layers/transformer.cpp)

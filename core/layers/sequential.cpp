@@ -1,5 +1,6 @@
 // Sequential: forward runs the children in order, backward in reverse (so parameter gradients
 // become ready in reverse registration order).
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,13 @@ Shape Sequential::output_shape(const Shape& input) const {
 
 Tensor Sequential::forward(const Tensor& x, PassContext& ctx) {
   Tensor y = x;
-  for (const auto& c : children_) y = c->forward(y, ctx);
+  ran_.clear();
+  for (size_t i = 0; i < children_.size(); ++i) {
+    const size_t fused = children_[i]->fuse(std::span(children_).subspan(i + 1), y, ctx);
+    y = children_[i]->forward(y, ctx);
+    ran_.push_back(i);
+    i += fused;  // the siblings it took ran inside its forward
+  }
   return y;
 }
 
@@ -42,7 +49,8 @@ Tensor Sequential::backward(const Tensor& dy, PassContext& ctx) {
     any = any || !children_[i]->parameters().empty();
   }
   Tensor g = dy;
-  for (size_t i = children_.size(); i-- > 0;) {
+  for (size_t r = ran_.size(); r-- > 0;) {  // the children the last forward ran (fused ones took the rest)
+    const size_t i = ran_[r];
     ctx.input_grad = needed[i] != 0;
     g = children_[i]->backward(g, ctx);
     if (!needed[i]) break;

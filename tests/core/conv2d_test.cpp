@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <string>
+#include <vector>
+
 #include "core/kernels.h"
 #include "core/layers/layers.h"
 #include "gradcheck.h"
@@ -32,6 +36,49 @@ INSTANTIATE_TEST_SUITE_P(StrideAndPadding, Conv2dGrad,
                          [](const auto& info) {
                            return "Stride" + std::to_string(info.param.stride) + "Pad" + std::to_string(info.param.pad);
                          });
+
+// Conv2d -> ReLU [-> MaxPool2d] as Sequential runs it (fused on the CPU) against the same layers
+// one by one (ctx.fuse = false): output, input gradient and parameter gradients bitwise equal.
+struct FusedCase {
+  Shape input;
+  int64_t pool_kernel;  // 0: no pool after the ReLU
+  const char* name;
+};
+
+class Conv2dFused : public ::testing::TestWithParam<FusedCase> {};
+
+std::vector<std::vector<float>> run_block(const FusedCase& c, bool fuse) {
+  Sequential net;
+  net.emplace<Conv2d>(c.input[1], 16, 3, 1, 1).emplace<ReLU>();
+  if (c.pool_kernel > 0) net.emplace<MaxPool2d>(c.pool_kernel);
+  ParameterArena arena;
+  build(net, arena, 7);
+  Generator g = test_gen(3);
+  const Tensor x = Tensor::randn(c.input, -0.2f, 1, g);  // shifted: many windows lose to ReLU
+  PassContext ctx;
+  ctx.fuse = fuse;
+  const Tensor y = net.forward(x, ctx);
+  const Tensor dx = net.backward(Tensor::randn(y.shape(), 0, 1, g), ctx);
+  return {y.to_vector<float>(), dx.to_vector<float>(), arena.grads().to_vector<float>()};
+}
+
+TEST_P(Conv2dFused, MatchesTheLayersRunOneByOneBitwise) {
+  const auto fused = run_block(GetParam(), true), apart = run_block(GetParam(), false);
+  const char* what[] = {"output", "input gradient", "parameter gradients"};
+  for (size_t i = 0; i < fused.size(); ++i) {
+    ASSERT_EQ(fused[i].size(), apart[i].size()) << what[i];
+    EXPECT_EQ(std::memcmp(fused[i].data(), apart[i].data(), fused[i].size() * sizeof(float)), 0) << what[i];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Epilogues, Conv2dFused,
+                         ::testing::Values(FusedCase{Shape{5, 3, 10, 12}, 2,
+                                                     "Pool2Short"},  // 6 outputs a row: one masked chunk
+                                           FusedCase{Shape{3, 2, 18, 34}, 2, "Pool2Long"},     // 17 a row: 8 + 8 + 1
+                                           FusedCase{Shape{2, 3, 9, 8}, 2, "Pool2OddHeight"},  // not fused: ReLU only
+                                           FusedCase{Shape{4, 3, 9, 9}, 3, "Pool3"},  // ReLU only, then the pool layer
+                                           FusedCase{Shape{4, 1, 7, 5}, 0, "NoPool"}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Conv2d, ForwardMatchesDirectConvolution) {
   const int64_t n = 2, c = 3, h = 7, w = 5, oc = 4, k = 3, s = 2, p = 1;
