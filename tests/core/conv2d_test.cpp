@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu/parallel.h"
 #include "core/kernels.h"
 #include "core/layers/layers.h"
 #include "gradcheck.h"
@@ -71,14 +72,34 @@ TEST_P(Conv2dFused, MatchesTheLayersRunOneByOneBitwise) {
   }
 }
 
+// Pool2Short: 6 outputs a row (one masked chunk); Pool2Long: 17 (8 + 8 + 1); Pool2OddHeight: not
+// fused with the pool (ReLU only); Pool3: ReLU fused, then the pool layer on its own.
 INSTANTIATE_TEST_SUITE_P(Epilogues, Conv2dFused,
-                         ::testing::Values(FusedCase{Shape{5, 3, 10, 12}, 2,
-                                                     "Pool2Short"},  // 6 outputs a row: one masked chunk
-                                           FusedCase{Shape{3, 2, 18, 34}, 2, "Pool2Long"},     // 17 a row: 8 + 8 + 1
-                                           FusedCase{Shape{2, 3, 9, 8}, 2, "Pool2OddHeight"},  // not fused: ReLU only
-                                           FusedCase{Shape{4, 3, 9, 9}, 3, "Pool3"},  // ReLU only, then the pool layer
+                         ::testing::Values(FusedCase{Shape{5, 3, 10, 12}, 2, "Pool2Short"},
+                                           FusedCase{Shape{3, 2, 18, 34}, 2, "Pool2Long"},
+                                           FusedCase{Shape{2, 3, 9, 8}, 2, "Pool2OddHeight"},
+                                           FusedCase{Shape{4, 3, 9, 9}, 3, "Pool3"},
                                            FusedCase{Shape{4, 1, 7, 5}, 0, "NoPool"}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// The block's passes split over the rank's threads: the same bits at 1, 2 and 3 threads, fused
+// or not (inputs large enough for several ranges in every pass). OpenBLAS stays at one thread:
+// its threaded GEMM rounds differently by thread count, which is its own business.
+TEST(Conv2dThreads, ThreadCountDoesNotChangeTheBits) {
+  const FusedCase big{Shape{8, 3, 32, 32}, 2, "Big"};
+  for (bool fuse : {true, false}) {
+    cpu::set_parallel_threads(1);
+    const auto one = run_block(big, fuse);
+    for (int threads : {2, 3}) {
+      cpu::set_parallel_threads(threads);
+      const auto many = run_block(big, fuse);
+      for (size_t i = 0; i < one.size(); ++i)
+        EXPECT_EQ(std::memcmp(one[i].data(), many[i].data(), one[i].size() * sizeof(float)), 0)
+            << "fuse " << fuse << ", " << threads << " threads, result " << i;
+    }
+  }
+  cpu::set_parallel_threads(1);
+}
 
 TEST(Conv2d, ForwardMatchesDirectConvolution) {
   const int64_t n = 2, c = 3, h = 7, w = 5, oc = 4, k = 3, s = 2, p = 1;

@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
+#include "core/cpu/parallel.h"
+#include "core/kernels.h"
 #include "core/layers/layers.h"
 #include "gradcheck.h"
 
@@ -71,6 +74,25 @@ TEST(Linear, InitIsUniformWithinOneOverSqrtFanIn) {
   EXPECT_LE(hi, bound);
   EXPECT_LT(lo, -0.9f * bound);
   EXPECT_GT(hi, 0.9f * bound);
+}
+
+// The bias add and its gradient split over the rank's threads (rows, columns): the same bits
+// (OpenBLAS stays at one thread: its threaded GEMM rounds differently by thread count).
+TEST(Linear, ThreadCountDoesNotChangeTheBits) {
+  const auto run = [](int threads) {
+    cpu::set_parallel_threads(threads);
+    Linear fc(300, 520);
+    ParameterArena arena;
+    build(fc, arena, 5);
+    Generator g = test_gen(8);
+    PassContext ctx;
+    const Tensor y = fc.forward(Tensor::randn(Shape{256, 300}, 0, 1, g), ctx);
+    fc.backward(Tensor::randn(y.shape(), 0, 1, g), ctx);
+    cpu::set_parallel_threads(1);
+    return std::vector<std::vector<float>>{y.to_vector<float>(), arena.grads().to_vector<float>()};
+  };
+  const auto one = run(1);
+  for (int threads : {2, 3}) EXPECT_EQ(run(threads), one) << threads << " threads";
 }
 
 TEST(Linear, WrongFeatureCountNamesTheLayer) {
