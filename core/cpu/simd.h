@@ -22,13 +22,25 @@
 #include <string_view>
 
 namespace dtrain::cpu {
-// False when the environment sets DTRAIN_CPU_SIMD=0 (read once): the hand-written AVX-512 paths
-// then give way to the portable loops, so one machine tests both (they give the same bits).
-inline bool cpu_simd_allowed() {
-  static const bool allowed = [] {
+// The widest hand-written SIMD path this CPU runs: AVX-512 (F, BW, VL), AVX2 (+ FMA) or none.
+// The environment may cap it (read once): DTRAIN_CPU_SIMD=avx2 or =0, so one machine tests every
+// path (they give the same bits).
+enum class SimdLevel { none, avx2, avx512 };
+inline SimdLevel cpu_simd_level() {
+  static const SimdLevel level = [] {
+#if DTRAIN_X86_SIMD
     const char* env = std::getenv("DTRAIN_CPU_SIMD");
-    return env == nullptr || std::string_view(env) != "0";
+    const std::string_view cap = env != nullptr ? env : "";
+    if (cap == "0") return SimdLevel::none;
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl");
+    if (avx512 && cap != "avx2") return SimdLevel::avx512;
+    return avx2 ? SimdLevel::avx2 : SimdLevel::none;
+#else
+    return SimdLevel::none;
+#endif
   }();
-  return allowed;
+  return level;
 }
 }  // namespace dtrain::cpu

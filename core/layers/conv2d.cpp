@@ -9,6 +9,7 @@
 // straight into dy_cn. Since ReLU is monotone, pool(relu(v)) = relu(pool(v)) with the same
 // winner whenever the gradient is not zero, so the result is bitwise the unfused one.
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -78,10 +79,67 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void relu_pool_rows_backwar
   }
 }
 
-bool have_avx512() {
-  static const bool yes = cpu_simd_allowed() && __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  return yes;
+// AVX2: the same rows, 8 outputs at a time; lanes past the row's end are masked off.
+__attribute__((target("avx2,fma"))) __m256i lanes_below(int64_t count, int64_t first) {
+  const __m256i index = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(first));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), index);
+}
+
+// The even (odd = 1) elements of 16 floats at p: [p0, p2, ..., p14].
+__attribute__((target("avx2,fma"))) __m256 every_other(__m256 lo, __m256 hi, bool odd) {
+  const __m256 picked =
+      odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)) : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(picked), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+__attribute__((target("avx2,fma"))) void relu_pool_rows_avx2(const float* r0, const float* r1, float b, float* y,
+                                                             uint8_t* mask, int64_t ow) {
+  const __m256 bias = _mm256_set1_ps(b), zero = _mm256_setzero_ps();
+  for (int64_t ox = 0; ox < ow; ox += 8) {
+    const int64_t count = std::min<int64_t>(8, ow - ox);
+    const __m256i in_lo = lanes_below(2 * count, 0), in_hi = lanes_below(2 * count, 8), out = lanes_below(count, 0);
+    __m256 v[4];
+    for (int row = 0; row < 2; ++row) {
+      const float* src = (row == 0 ? r0 : r1) + 2 * ox;
+      const __m256 lo = _mm256_add_ps(_mm256_maskload_ps(src, in_lo), bias);
+      const __m256 hi = _mm256_add_ps(_mm256_maskload_ps(src + 8, in_hi), bias);
+      v[2 * row] = every_other(lo, hi, false);
+      v[2 * row + 1] = every_other(lo, hi, true);
+    }
+    __m256 best = v[0], at = _mm256_setzero_ps();  // at: the winner's index as int32 bits
+    for (int k = 1; k < 4; ++k) {
+      const __m256 greater = _mm256_cmp_ps(v[k], best, _CMP_GT_OQ);
+      best = _mm256_blendv_ps(best, v[k], greater);
+      at = _mm256_blendv_ps(at, _mm256_castsi256_ps(_mm256_set1_epi32(k)), greater);
+    }
+    const __m256 live = _mm256_cmp_ps(best, zero, _CMP_GT_OQ);
+    _mm256_maskstore_ps(y + ox, out, _mm256_and_ps(best, live));
+    alignas(32) int32_t winners[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(winners),
+                       _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(_mm256_set1_epi32(kDead)), at, live)));
+    for (int64_t j = 0; j < count; ++j) mask[ox + j] = static_cast<uint8_t>(winners[j]);
+  }
+}
+
+__attribute__((target("avx2,fma"))) void relu_pool_rows_backward_avx2(const float* dy, const uint8_t* mask, float* r0,
+                                                                      float* r1, int64_t ow) {
+  for (int64_t ox = 0; ox < ow; ox += 8) {
+    const int64_t count = std::min<int64_t>(8, ow - ox);
+    const __m256 g = _mm256_maskload_ps(dy + ox, lanes_below(count, 0));
+    uint8_t bytes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::copy_n(mask + ox, count, bytes);
+    int64_t packed;
+    std::memcpy(&packed, bytes, sizeof packed);
+    const __m256i m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(packed));
+    for (int row = 0; row < 2; ++row) {
+      const __m256 left = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(m, _mm256_set1_epi32(2 * row))));
+      const __m256 right = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(m, _mm256_set1_epi32(2 * row + 1))));
+      const __m256 lo = _mm256_unpacklo_ps(left, right), hi = _mm256_unpackhi_ps(left, right);
+      float* dst = (row == 0 ? r0 : r1) + 2 * ox;
+      _mm256_maskstore_ps(dst, lanes_below(2 * count, 0), _mm256_permute2f128_ps(lo, hi, 0x20));
+      _mm256_maskstore_ps(dst + 8, lanes_below(2 * count, 8), _mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+  }
 }
 #endif
 
@@ -99,9 +157,11 @@ DTRAIN_CPU_CLONES void relu_pool_plane(const float* src, float b, float* y, uint
   }
   const int64_t oh = h / 2, ow = w / 2;
 #if DTRAIN_X86_SIMD
-  if (have_avx512()) {
+  const SimdLevel simd = cpu_simd_level();
+  if (simd != SimdLevel::none) {
+    const auto rows = simd == SimdLevel::avx512 ? relu_pool_rows_avx512 : relu_pool_rows_avx2;
     for (int64_t oy = 0; oy < oh; ++oy)
-      relu_pool_rows_avx512(src + 2 * oy * w, src + (2 * oy + 1) * w, b, y + oy * ow, mask + oy * ow, ow);
+      rows(src + 2 * oy * w, src + (2 * oy + 1) * w, b, y + oy * ow, mask + oy * ow, ow);
     return;
   }
 #endif
@@ -136,9 +196,11 @@ DTRAIN_CPU_CLONES void relu_pool_plane_backward(const float* dy, const uint8_t* 
   }
   const int64_t oh = h / 2, ow = w / 2;
 #if DTRAIN_X86_SIMD
-  if (have_avx512()) {
+  const SimdLevel simd = cpu_simd_level();
+  if (simd != SimdLevel::none) {
+    const auto rows = simd == SimdLevel::avx512 ? relu_pool_rows_backward_avx512 : relu_pool_rows_backward_avx2;
     for (int64_t oy = 0; oy < oh; ++oy)
-      relu_pool_rows_backward_avx512(dy + oy * ow, mask + oy * ow, dst + 2 * oy * w, dst + (2 * oy + 1) * w, ow);
+      rows(dy + oy * ow, mask + oy * ow, dst + 2 * oy * w, dst + (2 * oy + 1) * w, ow);
     return;
   }
 #endif
