@@ -8,6 +8,7 @@
 
 #include "comm/environment.h"
 #include "core/config.h"
+#include "core/cpu/simd.h"
 #include "core/gpu.h"
 #include "core/kernels.h"
 #include "launch/commands.h"
@@ -46,6 +47,11 @@ int cmd_info(const std::vector<std::string>& args) {
     why = std::string(" (forced by OPENBLAS_CORETYPE=") + forced + ")";
   std::printf("  blas:   OpenBLAS, %s kernels%s, %d threads\n", cpu::blas_core_name(), why.c_str(),
               cpu::blas_threads());
+  const cpu::SimdLevel simd = cpu::cpu_simd_level();
+  std::printf("  simd:   %s (dtrain's own CPU kernels; DTRAIN_CPU_SIMD=avx2|0 caps it)\n",
+              simd == cpu::SimdLevel::avx512 ? "AVX-512"
+              : simd == cpu::SimdLevel::avx2 ? "AVX2"
+                                             : "portable loops");
   const int gpus = gpu::device_count();
   std::printf("gpus:     %d visible%s\n", gpus, gpus ? "" : (" (" + gpu::no_device_reason() + ")").c_str());
   for (int i = 0; i < gpus; ++i) std::printf("  cuda:%d  %s\n", i, gpu::device_name(i).c_str());
