@@ -1,5 +1,6 @@
 // The CPU kernels split by cpu::parallel_for (core/cpu/parallel.h) give the same bytes at 1, 2 and 3
-// threads, on inputs of several grains: elementwise passes, fills, conversions, reductions and losses.
+// threads, on inputs of several grains: elementwise passes, fills, conversions, reductions, losses,
+// activations, layer norm, attention, embedding and dropout.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -155,6 +156,69 @@ TEST(ParallelKernels, LossesAreTheSameAtAnyThreadCount) {
     mse_backward(pred.data(), target.data(), dpred.data(), kN, 0.5f);
     return std::vector<std::string>{bytes_of(soft),    bytes_of(probs), bytes_of(losses),
                                     bytes_of(dlogits), bytes_of(sq),    bytes_of(dpred)};
+  });
+}
+
+TEST(ParallelKernels, GeluIsTheSameAtAnyThreadCount) {
+  const std::vector<float> x = random_floats(kN, 10, 3.0f), dy = random_floats(kN, 11);
+  expect_same_at_any_thread_count([&] {
+    std::vector<float> y(kN), dx(kN), yt(kN), dxt(kN);
+    gelu_forward(x.data(), y.data(), kN);
+    gelu_backward(x.data(), dy.data(), dx.data(), kN);
+    gelu_tanh_forward(x.data(), yt.data(), kN);
+    gelu_tanh_backward(x.data(), dy.data(), dxt.data(), kN);
+    return std::vector<std::string>{bytes_of(y), bytes_of(dx), bytes_of(yt), bytes_of(dxt)};
+  });
+}
+
+TEST(ParallelKernels, LayerNormIsTheSameAtAnyThreadCount) {
+  const std::vector<float> x = random_floats(kRows * kCols, 12, 2.0f), dy = random_floats(kRows * kCols, 13);
+  const std::vector<float> gamma = random_floats(kCols, 14), beta = random_floats(kCols, 15);
+  const std::vector<float> grads_before = random_floats(kCols, 16);
+  expect_same_at_any_thread_count([&] {
+    std::vector<float> y(kRows * kCols), mean(kRows), rstd(kRows), dx(kRows * kCols);
+    std::vector<float> dgamma = grads_before, dbeta = grads_before;  // the parameter gradients accumulate
+    layernorm_forward(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data(), kRows, kCols, 1e-5f);
+    layernorm_backward(dy.data(), x.data(), gamma.data(), mean.data(), rstd.data(), dx.data(), dgamma.data(),
+                       dbeta.data(), kRows, kCols);
+    return std::vector<std::string>{bytes_of(y),  bytes_of(mean),   bytes_of(rstd),
+                                    bytes_of(dx), bytes_of(dgamma), bytes_of(dbeta)};
+  });
+}
+
+TEST(ParallelKernels, AttentionIsTheSameAtAnyThreadCount) {
+  constexpr int64_t b = 4, t = 110, heads = 3, c = heads * 8;  // 12 (batch, head) pairs of t * t scores
+  const std::vector<float> qkv = random_floats(b * t * 3 * c, 17), dout = random_floats(b * t * c, 18);
+  expect_same_at_any_thread_count([&] {
+    std::vector<float> out(b * t * c), att(b * heads * t * t), dqkv(b * t * 3 * c), scratch(b * heads * t * t);
+    attention_forward(qkv.data(), out.data(), att.data(), b, t, c, heads);
+    attention_backward(dout.data(), qkv.data(), att.data(), dqkv.data(), scratch.data(), b, t, c, heads);
+    return std::vector<std::string>{bytes_of(out), bytes_of(att), bytes_of(dqkv)};
+  });
+}
+
+TEST(ParallelKernels, EmbeddingIsTheSameAtAnyThreadCount) {
+  constexpr int64_t vocab = 50;  // far fewer rows than ids: each table row accumulates many times
+  const std::vector<float> table = random_floats(vocab * kCols, 19), dy = random_floats(kRows * kCols, 20);
+  const std::vector<float> grads_before = random_floats(vocab * kCols, 21);
+  const std::vector<int64_t> ids = random_ids(kRows, vocab, 22);
+  expect_same_at_any_thread_count([&] {
+    std::vector<float> y(kRows * kCols), dtable = grads_before;
+    embedding_forward(ids.data(), table.data(), y.data(), kRows, kCols);
+    embedding_backward(ids.data(), dy.data(), dtable.data(), kRows, kCols);
+    return std::vector<std::string>{bytes_of(y), bytes_of(dtable)};
+  });
+}
+
+TEST(ParallelKernels, DropoutIsTheSameAtAnyThreadCount) {
+  const RngStream stream = rng_stream(RngKey{3, 1, static_cast<uint32_t>(RngPurpose::dropout)});
+  const std::vector<float> x = random_floats(kN, 23), dy = random_floats(kN, 24);
+  expect_same_at_any_thread_count([&] {
+    std::vector<float> y(kN), dx(kN);
+    std::vector<uint8_t> mask(kN);
+    dropout_forward(x.data(), y.data(), mask.data(), kN, 0.3f, stream, 99);
+    dropout_backward(dy.data(), mask.data(), dx.data(), kN, 0.3f);
+    return std::vector<std::string>{bytes_of(y), bytes_of(mask), bytes_of(dx)};
   });
 }
 
