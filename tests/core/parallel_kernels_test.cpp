@@ -45,6 +45,9 @@ std::string bytes_of(const std::vector<T>& v) {
 // Runs `outputs` (which returns the bytes of each output of a kernel run) at 1 thread, then at 2
 // and 3, and expects the same bytes; leaves the thread count at 1.
 void expect_same_at_any_thread_count(const std::function<std::vector<std::string>()>& outputs) {
+  struct BackToOneThread {
+    ~BackToOneThread() { set_blas_threads(1); }
+  } back_to_one_thread;  // also when an assertion returns early
   set_blas_threads(1);
   const std::vector<std::string> want = outputs();
   for (int threads : {2, 3}) {
@@ -57,7 +60,6 @@ void expect_same_at_any_thread_count(const std::function<std::vector<std::string
           << "output " << k << " differs at " << threads << " threads";
     }
   }
-  set_blas_threads(1);
 }
 
 TEST(ParallelKernels, FillsAreTheSameAtAnyThreadCount) {
