@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/gpu.h"
+#include "core/kernels.h"
 #include "core/rng.h"
 #include "data/h5.h"
 
@@ -152,12 +153,11 @@ class Loader::Producer {
     return data_.get() + (it - rows_.begin()) * info_.sample_bytes();
   }
 
-  // x_f32 = x_u8 * x_scale + x_shift; f32 data is copied as is.
-  void normalise(const uint8_t* __restrict src, float* __restrict dst) const {
+  // x_f32 = x_u8 * x_scale + x_shift (cpu::u8_to_f32); f32 data is copied as is.
+  void normalise(const uint8_t* src, float* dst) const {
     const int64_t n = info_.sample_elements();
     if (info_.x_dtype == DType::u8) {
-      const float scale = info_.x_scale, shift = info_.x_shift;
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale + shift;  // vectorised at -O3
+      cpu::u8_to_f32(src, dst, n, info_.x_scale, info_.x_shift);
     } else {
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
     }

@@ -41,4 +41,7 @@ void parallel_for(int64_t n, int64_t grain, F&& f) {
 // Elementwise passes: ranges of at least this many elements (~128 KiB of f32) are worth a thread.
 constexpr int64_t kElementGrain = 32 * 1024;
 
+// Passes over rows (or columns) of `cols` elements each: the rows that make up kElementGrain elements.
+constexpr int64_t row_grain(int64_t cols) { return cols >= kElementGrain ? 1 : kElementGrain / (cols > 0 ? cols : 1); }
+
 }  // namespace dtrain::cpu

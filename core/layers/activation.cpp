@@ -38,16 +38,20 @@ constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 
 // y = x Phi(x), Phi(x) = 0.5 (1 + erf(x / sqrt 2))
 void gelu_forward(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+  parallel_for(n, kElementGrain, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+  });
 }
 
 // dy/dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
 void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
-    dx[i] = dy[i] * (cdf + x[i] * pdf);
-  }
+  parallel_for(n, kElementGrain, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
+      const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
+      dx[i] = dy[i] * (cdf + x[i] * pdf);
+    }
+  });
 }
 
 namespace {
@@ -76,17 +80,21 @@ inline float gelu_tanh_gate(float x) {
 
 // y = 0.5 x (1 + tanh(u)) = x s, s = 1 / (1 + exp(-2u))
 void gelu_tanh_forward(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * gelu_tanh_gate(x[i]);
+  parallel_for(n, kElementGrain, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = x[i] * gelu_tanh_gate(x[i]);
+  });
 }
 
 // dy/dx = s + x 2 s (1 - s) du/dx, du/dx = sqrt(2/pi) (1 + 3 0.044715 x^2)
 // (0.5 (1 - tanh^2 u) = 2 s (1 - s))
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float s = gelu_tanh_gate(x[i]);
-    const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x[i] * x[i]);
-    dx[i] = dy[i] * (s + x[i] * 2.0f * s * (1.0f - s) * du);
-  }
+  parallel_for(n, kElementGrain, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float s = gelu_tanh_gate(x[i]);
+      const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x[i] * x[i]);
+      dx[i] = dy[i] * (s + x[i] * 2.0f * s * (1.0f - s) * du);
+    }
+  });
 }
 
 }  // namespace cpu

@@ -2,13 +2,15 @@
 // dropout stream at counters [offset, offset + n); dx = dy m / (1 - p). Identity otherwise.
 #include <string>
 
+#include "core/cpu/parallel.h"
 #include "core/layers/layer_util.h"
 #include "core/layers/layers.h"
 
 namespace dtrain {
 
 // ---- its CPU kernels (declared in core/kernel_list.inc; core/cuda/dropout.cu has the CUDA ones)
-// The mask depends only on (stream, offset + i), so the CPU and CUDA kernels draw identical masks.
+// The mask depends only on (stream, offset + i), so the CPU and CUDA kernels draw identical masks,
+// at any thread count.
 namespace cpu {
 
 namespace {
@@ -17,16 +19,20 @@ float keep_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 
 void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, RngStream stream, uint64_t offset) {
   const float s = keep_scale(p);
-  for (int64_t i = 0; i < n; ++i) {
-    const bool keep = rng_uniform_at(stream, offset + static_cast<uint64_t>(i)) >= p;
-    mask[i] = keep ? 1 : 0;
-    y[i] = keep ? x[i] * s : 0.0f;
-  }
+  parallel_for(n, kElementGrain, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const bool keep = rng_uniform_at(stream, offset + static_cast<uint64_t>(i)) >= p;
+      mask[i] = keep ? 1 : 0;
+      y[i] = keep ? x[i] * s : 0.0f;
+    }
+  });
 }
 
 void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) {
   const float s = keep_scale(p);
-  for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] ? dy[i] * s : 0.0f;
+  parallel_for(n, kElementGrain, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dx[i] = mask[i] ? dy[i] * s : 0.0f;
+  });
 }
 
 }  // namespace cpu

@@ -2,25 +2,31 @@
 #include <algorithm>
 #include <string>
 
+#include "core/cpu/parallel.h"
 #include "core/layers/layer_util.h"
 #include "core/layers/layers.h"
 
 namespace dtrain {
 
 // ---- its CPU kernels (declared in core/kernel_list.inc; core/cuda/embedding.cu has the CUDA ones)
-// The lookup and its scatter-add gradient.
+// The lookup (split over rows) and its scatter-add gradient (split over the embedding dim, so each
+// table element is accumulated by one range, in the order of the ids).
 namespace cpu {
 
 void embedding_forward(const int64_t* ids, const float* table, float* y, int64_t n, int64_t dim) {
-  for (int64_t i = 0; i < n; ++i) std::copy_n(table + ids[i] * dim, dim, y + i * dim);
+  parallel_for(n, row_grain(dim), [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) std::copy_n(table + ids[i] * dim, dim, y + i * dim);
+  });
 }
 
 void embedding_backward(const int64_t* ids, const float* dy, float* dtable, int64_t n, int64_t dim) {
-  for (int64_t i = 0; i < n; ++i) {
-    float* row = dtable + ids[i] * dim;
-    const float* g = dy + i * dim;
-    for (int64_t j = 0; j < dim; ++j) row[j] += g[j];
-  }
+  parallel_for(dim, row_grain(n), [=](int64_t begin, int64_t end) {
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = dtable + ids[i] * dim;
+      const float* g = dy + i * dim;
+      for (int64_t j = begin; j < end; ++j) row[j] += g[j];
+    }
+  });
 }
 
 }  // namespace cpu

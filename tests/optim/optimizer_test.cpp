@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <string>
 
+#include "core/cpu/parallel.h"
+#include "core/kernels.h"
 #include "optim/optimizer.h"
 
 namespace dtrain {
@@ -132,6 +136,53 @@ TEST(Optimizer, ClipGradNormScalesToTheLimit) {
   auto g = f.arena.grads().to_vector<float>();
   EXPECT_NEAR(std::sqrt(g[0] * g[0] + g[1] * g[1]), 1.0f, 1e-4);
   EXPECT_NEAR(clip_grad_norm(f.arena, 10.0f), 1.0f, 1e-4);  // under the limit: unchanged
+}
+
+// A few steps of `c` on an arena of a decayed [300, 400] weight and a non-decayed bias of over
+// three element grains; returns the bytes of the values and of every state slot.
+std::string bytes_after_steps(const OptimizerConfig& c) {
+  const auto normal = [](Tensor& v, Generator& g) {
+    for (int64_t i = 0; i < v.numel(); ++i) v.data<float>()[i] = g.normal();
+  };
+  ParameterArena arena;
+  arena.add("w", Shape{300, 400}, normal);
+  arena.add("b", Shape{3 * cpu::kElementGrain + 77}, normal, false);
+  Generator g;
+  arena.allocate(Device::cpu(), g);
+  auto opt = make_optimizer(c, arena);
+  float* grads = arena.grads().data<float>();
+  for (int step = 0; step < 3; ++step) {
+    for (int64_t i = 0; i < arena.numel(); ++i) grads[i] = std::sin(0.001f * static_cast<float>(i) + step);
+    opt->step(arena, c.lr);
+  }
+  const auto bytes = [](const Tensor& t) {
+    return std::string(static_cast<const char*>(t.raw_data()), static_cast<size_t>(t.nbytes()));
+  };
+  std::string out = bytes(arena.values());
+  for (const auto& [name, slot] : opt->slots()) out += bytes(*slot);
+  return out;
+}
+
+TEST(Optimizer, StepsAreBitwiseTheSameAtAnyThreadCount) {
+  for (const char* type : {"sgd", "adam", "adamw", "rmsprop"})
+    for (bool nesterov : {false, true}) {
+      if (nesterov && std::string(type) != "sgd") continue;
+      OptimizerConfig c;
+      c.type = type;
+      c.lr = 0.01f;
+      c.momentum = 0.5f;
+      c.nesterov = nesterov;
+      c.weight_decay = 0.1f;
+      cpu::set_blas_threads(1);
+      const std::string want = bytes_after_steps(c);
+      for (int threads : {2, 3}) {
+        cpu::set_blas_threads(threads);
+        const std::string got = bytes_after_steps(c);
+        EXPECT_TRUE(got.size() == want.size() && std::memcmp(got.data(), want.data(), want.size()) == 0)
+            << type << (nesterov ? " nesterov" : "") << " differs at " << threads << " threads";
+      }
+      cpu::set_blas_threads(1);
+    }
 }
 
 TEST(Optimizer, BadConfigNamesTheKey) {
