@@ -13,9 +13,10 @@ namespace dtrain::cpu {
 
 namespace {
 
-// Reductions add fixed blocks of this many elements, each left to right in double, then the block
-// sums in order on the caller: the same bits at any thread count (and, up to one block, the same
-// bits as one left-to-right sum).
+// Reductions add fixed blocks of this many elements, each in 4 interleaved double lanes (one
+// chain of dependent adds ran at a quarter of the speed: the mlp's gradient norm every step) combined
+// as (l0 + l1) + (l2 + l3), then the block sums in order on the caller: the same bits at any thread
+// count.
 constexpr int64_t kSumBlock = 8192;
 
 template <class Term>
@@ -24,10 +25,13 @@ float blocked_sum(int64_t n, Term term) {
   std::vector<double> block_sums(static_cast<size_t>(blocks));
   parallel_for(blocks, kElementGrain / kSumBlock, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
-      double s = 0;
+      double lane[4] = {0, 0, 0, 0};
       const int64_t stop = std::min(n, (k + 1) * kSumBlock);
-      for (int64_t i = k * kSumBlock; i < stop; ++i) s += term(i);
-      block_sums[static_cast<size_t>(k)] = s;
+      int64_t i = k * kSumBlock;
+      for (; i + 4 <= stop; i += 4)
+        for (int j = 0; j < 4; ++j) lane[j] += term(i + j);
+      for (int j = 0; i + j < stop; ++j) lane[j] += term(i + j);
+      block_sums[static_cast<size_t>(k)] = (lane[0] + lane[1]) + (lane[2] + lane[3]);
     }
   });
   double s = 0;
