@@ -15,6 +15,8 @@
 # Installs python3-torch, python3-numpy and python3-h5py with apt-get when torch is missing
 # (a benchmark-only dependency, not in install-deps.sh). Both run with OMP_WAIT_POLICY=PASSIVE
 # unless the environment sets it: PyTorch's OpenMP threads spin otherwise, against OpenBLAS's.
+# Both use the same OpenBLAS kernels: where dtrain restarts itself with a better OPENBLAS_CORETYPE
+# than OpenBLAS picked, PyTorch runs with it too (Debian's torch loads the same libopenblas).
 #   scripts/bench-peer.sh [--models mlp,cnn,gpt] [--layouts 2x1,1x2] [--rounds 3] [--warmup 50]
 #                         [--steps 200] [--gpt-steps 100] [--learning STEPS] [--build build]
 set -euo pipefail
@@ -84,6 +86,10 @@ trap 'rm -rf "$work"' EXIT
 # What runs: the CPU, dtrain's OpenBLAS kernels, PyTorch's version and the BLAS it loads.
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 dtrain_blas=$("$dtrain" info | sed -n 's/^ *blas: *//p' | sed -E 's/, [0-9]+ threads?$//')
+# Where OpenBLAS picks kernels older than the CPU and dtrain restarts itself with a better family,
+# PyTorch (the same Debian libopenblas) gets that family too: same GEMM kernels on both sides.
+better=$(echo "$dtrain_blas" | sed -n 's/.*dtrain set OPENBLAS_CORETYPE=\([A-Za-z0-9]*\).*/\1/p')
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -n "$better" ]; then export OPENBLAS_CORETYPE="$better"; fi
 torch_info=$("$python" - << 'PY'
 import ctypes, torch
 a = torch.ones(64, 64); a @ a

@@ -58,11 +58,13 @@ namespace {
 constexpr float kSqrt2OverPi = 0.79788456080286535588f;
 constexpr float kGeluCubic = 0.044715f;
 
-// exp(x), relative error below 3e-7, branch-free so the loops below vectorise (std::tanh and
-// std::exp are library calls per element, which cost 40 % of a gpt step): x = n ln2 + r with
-// |r| <= ln2 / 2, exp(r) by its Taylor polynomial of degree 6, 2^n through the exponent bits.
-inline float exp_approx(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
+// exp(x) for x <= 0, relative error below 3e-7, branch-free so the loops below vectorise
+// (std::tanh and std::exp are library calls per element, which cost 40 % of a gpt step):
+// x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor polynomial of degree 6, 2^n through the
+// exponent bits. Only non-positive arguments: with both signs allowed (clamped to [-87, 88]) the
+// vectorised loop ran 7x slower on Intel (SSE: 20 ms per 1M elements against 3 ms).
+inline float exp_nonpositive(float x) {
+  x = std::max(x, -87.0f);
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float n = (x * 1.44269504088896341f + kRound) - kRound;
   const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
@@ -71,10 +73,13 @@ inline float exp_approx(float x) {
   return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
 }
 
-// 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+// 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3); with e = exp(-2|u|):
+// 1 / (1 + e) for u >= 0, e / (1 + e) below.
 inline float gelu_tanh_gate(float x) {
   const float u = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
-  return 1.0f / (1.0f + exp_approx(-2.0f * u));
+  const float e = exp_nonpositive(-2.0f * std::abs(u));
+  const float inv = 1.0f / (1.0f + e);
+  return u >= 0.0f ? inv : e * inv;
 }
 }  // namespace
 
