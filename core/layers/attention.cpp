@@ -48,12 +48,18 @@ void causal_softmax_backward_rows(const float* a, float* d, int64_t t) {
 
 }  // namespace
 
+namespace {
+int64_t pair_grain(int64_t pairs, int64_t t) { return blas_threads() > 1 ? pairs : row_grain(t * t); }
+}  // namespace
+
 // Split over the (batch, head) pairs, ranges of at least kElementGrain scores: a pair writes its
-// own columns of out (dqkv) and its own t x t block of att (scratch).
+// own columns of out (dqkv) and its own t x t block of att (scratch). Not while OpenBLAS runs
+// threads of its own (pair_grain): the pool's threads would then call a threaded SGEMM at once,
+// which contends for OpenBLAS's one thread server (measured: no faster than the pairs in turn).
 void attention_forward(const float* qkv, float* out, float* att, int64_t b, int64_t t, int64_t c, int64_t heads) {
   const int64_t hd = c / heads, ld = 3 * c;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  parallel_for(b * heads, row_grain(t * t), [=](int64_t begin, int64_t end) {
+  parallel_for(b * heads, pair_grain(b * heads, t), [=](int64_t begin, int64_t end) {
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t n = pair / heads, h = pair % heads;
       const float* q = qkv + n * t * ld + h * hd;
@@ -69,7 +75,7 @@ void attention_backward(const float* dout, const float* qkv, const float* att, f
                         int64_t t, int64_t c, int64_t heads) {
   const int64_t hd = c / heads, ld = 3 * c;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  parallel_for(b * heads, row_grain(t * t), [=](int64_t begin, int64_t end) {
+  parallel_for(b * heads, pair_grain(b * heads, t), [=](int64_t begin, int64_t end) {
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t n = pair / heads, h = pair % heads;
       const int64_t head = n * t * ld + h * hd;
