@@ -1,8 +1,10 @@
 // CPU kernels for Linear and Conv2d: bias add/reduce, NCHW <-> CNHW, im2col and its adjoint.
 #include <algorithm>
+#include <vector>
 
 #include "core/cpu/parallel.h"
 #include "core/cpu/reduce.h"
+#include "core/cpu/simd.h"
 #include "core/kernels.h"
 
 namespace dtrain::cpu {
@@ -105,6 +107,38 @@ void im2col_segment(const float* plane, float* out, int64_t h, int64_t w, int64_
   }
 }
 
+// dst[j] += src[j] * mask[j]: mask is 1 or 0, and adding a zero product leaves dst as it was
+// (dst starts at +0 and never becomes -0), so this is the masked scatter bitwise for finite data.
+DTRAIN_CPU_CLONES void add_masked(float* dst, const float* src, const float* mask, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dst[j] += src[j] * mask[j];
+}
+
+// col2im_plane for stride 1 and an output as large as the input (im2col_same_size's adjoint):
+// each tap is one flat shifted add over the plane; columns[kj] masks the padding columns that
+// wrapped into the next or previous row. Rows of 7-28 pixels were too short to vectorise.
+void col2im_plane_same_size(const float* cols, float* plane, const float* columns, int64_t ncols, int64_t ci,
+                            int64_t ni, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t pad) {
+  const int64_t hw = h * w;
+  for (int64_t ki = 0; ki < kh; ++ki)
+    for (int64_t kj = 0; kj < kw; ++kj) {
+      const float* row = cols + ((ci * kh + ki) * kw + kj) * ncols + ni * hw;
+      const int64_t delta = (ki - pad) * w + (kj - pad);
+      const int64_t lo = std::clamp<int64_t>(-delta, 0, hw), hi = std::clamp<int64_t>(hw - delta, lo, hw);
+      add_masked(plane + lo + delta, row + lo, columns + kj * hw + lo, hi - lo);
+    }
+}
+
+// columns[kj][oy*w + ox] = 1 where ox + kj - pad lies in [0, w) (the tap reads the plane), else 0.
+std::vector<float> valid_columns(int64_t h, int64_t w, int64_t kw, int64_t pad) {
+  std::vector<float> columns(static_cast<size_t>(kw * h * w));
+  for (int64_t kj = 0; kj < kw; ++kj)
+    for (int64_t j = 0; j < h * w; ++j) {
+      const int64_t ix = j % w + kj - pad;
+      columns[static_cast<size_t>(kj * h * w + j)] = ix >= 0 && ix < w ? 1.0f : 0.0f;
+    }
+  return columns;
+}
+
 // The adjoint for one input plane: plane += every tap's (ki, kj ascending) segment of sample ni.
 void col2im_plane(const float* cols, float* plane, int64_t ncols, int64_t ci, int64_t ni, int64_t h, int64_t w,
                   int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
@@ -146,11 +180,16 @@ void im2col(const float* x, float* cols, int64_t n, int64_t c, int64_t h, int64_
 void col2im(const float* cols, float* dx, int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
             int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
   const int64_t ncols = n * oh * ow;
+  const bool same_size = stride == 1 && oh == h && ow == w;
+  const std::vector<float> columns = same_size ? valid_columns(h, w, kw, pad) : std::vector<float>{};
   parallel_for(n * c, std::max<int64_t>(1, kElementGrain / std::max<int64_t>(1, kh * kw * oh * ow)),
                [&](int64_t b, int64_t e) {
                  for (int64_t p = b; p < e; ++p) {
                    const int64_t ni = p / c, ci = p % c;
-                   col2im_plane(cols, dx + p * h * w, ncols, ci, ni, h, w, kh, kw, stride, pad, oh, ow);
+                   if (same_size)
+                     col2im_plane_same_size(cols, dx + p * h * w, columns.data(), ncols, ci, ni, h, w, kh, kw, pad);
+                   else
+                     col2im_plane(cols, dx + p * h * w, ncols, ci, ni, h, w, kh, kw, stride, pad, oh, ow);
                  }
                });
 }

@@ -173,6 +173,35 @@ TEST(Conv2d, Im2colMatchesItsDefinition) {
   }
 }
 
+// col2im against its definition (each input element adds its taps in (ki, kj) order, the order
+// both paths keep), bitwise: the same-size flat path with its column masks and the general path.
+TEST(Conv2d, Col2imMatchesItsDefinitionBitwise) {
+  struct Case {
+    int64_t h, w, k, s, p;
+  };
+  for (const Case& t : {Case{5, 6, 3, 1, 1}, Case{4, 4, 5, 1, 2}, Case{3, 2, 5, 1, 2}, Case{4, 3, 1, 1, 0},
+                        Case{5, 4, 3, 2, 1}, Case{6, 6, 3, 1, 0}}) {
+    const int64_t n = 2, c = 3, oh = (t.h + 2 * t.p - t.k) / t.s + 1, ow = (t.w + 2 * t.p - t.k) / t.s + 1;
+    Generator g = test_gen(11);
+    const std::vector<float> cols = Tensor::randn(Shape{c * t.k * t.k, n * oh * ow}, 0, 1, g).to_vector<float>();
+    std::vector<float> got(static_cast<size_t>(n * c * t.h * t.w), 0.0f), want = got;
+    cpu::col2im(cols.data(), got.data(), n, c, t.h, t.w, t.k, t.k, t.s, t.p, oh, ow);
+    for (int64_t ni = 0; ni < n; ++ni)
+      for (int64_t ci = 0; ci < c; ++ci)
+        for (int64_t ki = 0; ki < t.k; ++ki)
+          for (int64_t kj = 0; kj < t.k; ++kj)
+            for (int64_t oy = 0; oy < oh; ++oy)
+              for (int64_t ox = 0; ox < ow; ++ox) {
+                const int64_t iy = oy * t.s - t.p + ki, ix = ox * t.s - t.p + kj;
+                if (iy < 0 || iy >= t.h || ix < 0 || ix >= t.w) continue;
+                const int64_t r = (ci * t.k + ki) * t.k + kj, col = (ni * oh + oy) * ow + ox;
+                want[static_cast<size_t>(((ni * c + ci) * t.h + iy) * t.w + ix)] += cols[r * n * oh * ow + col];
+              }
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+        << "h " << t.h << " w " << t.w << " k " << t.k << " s " << t.s << " p " << t.p;
+  }
+}
+
 TEST(Conv2d, WrongChannelsNameTheLayerAndShape) {
   Conv2d conv(1, 32, 3, 1, 1);
   ParameterArena arena;
