@@ -121,7 +121,7 @@ data::LoaderOptions loader_options(const TrainConfig& c, Device device, bool tra
   return o;
 }
 
-// BLAS threads: the cores this rank may run on (its affinity mask, so a launcher's binding or a
+// CPU threads (OpenBLAS's and dtrain's own passes, core/cpu/parallel.h): the cores this rank may run on (its affinity mask, so a launcher's binding or a
 // Slurm cpuset is respected) shared among the ranks on the node, unless configured.
 void set_blas_threads_per_rank(int configured, int ranks_on_node) {
   cpu_set_t mask;
@@ -131,7 +131,7 @@ void set_blas_threads_per_rank(int configured, int ranks_on_node) {
                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = configured > 0 ? configured : std::max(1, cores / std::max(1, ranks_on_node));
   cpu::set_blas_threads(threads);
-  log_info("BLAS threads per rank: {} ({} usable cores, {} ranks on this node), OpenBLAS {} kernels", threads, cores,
+  log_info("CPU threads per rank: {} ({} usable cores, {} ranks on this node), OpenBLAS {} kernels", threads, cores,
            ranks_on_node, cpu::blas_core_name());
 }
 

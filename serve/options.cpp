@@ -76,7 +76,7 @@ po::options_description option_table(ServeOptions& o, std::string& max_body) {
       "may shorten it)")("instances", po::value(&o.instances)->default_value(o.instances),
                          "engine workers per model version")(
       "engine-threads", po::value(&o.engine_threads)->default_value(o.engine_threads),
-      "OpenBLAS threads for the engine's matrix products (process-wide); the HTTP threads parsing JSON need the "
+      "threads for the engine's matrix products and its other CPU passes (process-wide); the HTTP threads parsing JSON need the "
       "other cores, so raise it only for large models on many cores")(
       "max-tokens", po::value(&o.max_tokens)->default_value(o.max_tokens),
       "largest max_tokens a generate request may ask for (language models)")(
