@@ -229,7 +229,9 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
         "cuda: TF32 tensor cores for f32 GEMMs (~8x faster on Ampere and later, products rounded to 10 mantissa "
         "bits); off so a GPU run matches the CPU's f32 results",
         &r.allow_tf32);
-  t.add("train.threads", "threads per rank, for OpenBLAS and dtrain's own CPU passes (0: cores on the node / ranks on the node)", &r.threads);
+  t.add("train.threads",
+        "threads per rank, for OpenBLAS and dtrain's own CPU passes (0: cores on the node / ranks on the node)",
+        &r.threads);
   t.add("train.on_nonfinite",
         "a step whose loss or gradient is NaN or infinite: stop (end the run, exit 1, the last checkpoint kept) | "
         "skip (drop the step's update, logged as a skip record in metrics.jsonl)",

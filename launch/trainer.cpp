@@ -121,8 +121,8 @@ data::LoaderOptions loader_options(const TrainConfig& c, Device device, bool tra
   return o;
 }
 
-// CPU threads (OpenBLAS's and dtrain's own passes, core/cpu/parallel.h): the cores this rank may run on (its affinity mask, so a launcher's binding or a
-// Slurm cpuset is respected) shared among the ranks on the node, unless configured.
+// CPU threads (OpenBLAS's and dtrain's own passes, core/cpu/parallel.h): the cores this rank may run on (its affinity
+// mask, so a launcher's binding or a Slurm cpuset is respected) shared among the ranks on the node, unless configured.
 void set_blas_threads_per_rank(int configured, int ranks_on_node) {
   cpu_set_t mask;
   CPU_ZERO(&mask);

@@ -76,7 +76,8 @@ po::options_description option_table(ServeOptions& o, std::string& max_body) {
       "may shorten it)")("instances", po::value(&o.instances)->default_value(o.instances),
                          "engine workers per model version")(
       "engine-threads", po::value(&o.engine_threads)->default_value(o.engine_threads),
-      "threads for the engine's matrix products and its other CPU passes (process-wide); the HTTP threads parsing JSON need the "
+      "threads for the engine's matrix products and its other CPU passes (process-wide); the HTTP threads parsing JSON "
+      "need the "
       "other cores, so raise it only for large models on many cores")(
       "max-tokens", po::value(&o.max_tokens)->default_value(o.max_tokens),
       "largest max_tokens a generate request may ask for (language models)")(
@@ -144,7 +145,12 @@ ParsedOptions parse_serve_options(const std::vector<std::string>& args) {
       "usage: dtrain-serve --repo DIR [--host 127.0.0.1] [--port 8000] [--config FILE.ini] [options]\n";
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(cli).run(), vm);
+    const po::parsed_options parsed = po::command_line_parser(args).options(cli).run();
+    for (const po::option& opt : parsed.options)  // a bare word is no option: Boost would drop it silently
+      if (opt.position_key >= 0)
+        throw po::error("unexpected argument '" + (opt.value.empty() ? std::string() : opt.value.back()) +
+                        "' (a config file goes after --config; every value goes after its --option)");
+    po::store(parsed, vm);
     if (vm.count("config")) {
       std::istringstream in;
       try {

@@ -134,6 +134,13 @@ TEST(ExportE2E, ExportsVersionsQuantizesAndEvalReproducesTheAccuracy) {
   EXPECT_EQ(opset.exit_code, 2) << opset.output;
   EXPECT_NE(opset.output.find("--opset must be 13..17, got 12"), std::string::npos) << opset.output;
   EXPECT_FALSE(fs::exists(repo + "/o"));
+  // A bare word is refused by name, not dropped (export, eval, generate and data convert share the parser).
+  const RunResult stray = run_dtrain({"export", "--checkpoint", ckpt, "--repo", repo, "--name", "s", "model.onnx"});
+  EXPECT_EQ(stray.exit_code, 2) << stray.output;
+  EXPECT_NE(stray.output.find("unexpected argument 'model.onnx'"), std::string::npos) << stray.output;
+  EXPECT_FALSE(fs::exists(repo + "/s"));
+  const RunResult eval_stray = run_dtrain({"eval", "--model", repo + "/fmnist/1/model.onnx", "--data", test, "x"});
+  EXPECT_EQ(eval_stray.exit_code, 2) << eval_stray.output;
   if (!HasFailure()) fs::remove_all(dir);
 }
 

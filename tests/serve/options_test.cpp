@@ -54,6 +54,7 @@ TEST(ServeOptions, BadOptionsExitTwoWithOneLineNamingTheOption) {
   expect_usage_error({"--repo", "m", "--max-tokens", "0"}, "'--max-tokens'");
   expect_usage_error({"--repo", "m", "--max-body-bytes", "8XB"}, "'--max-body-bytes'");
   expect_usage_error({"--repo", "m", "--frobnicate"}, "--frobnicate");
+  expect_usage_error({"--repo", "m", "serve.ini"}, "unexpected argument 'serve.ini'");
   expect_usage_error({"--repo", "m", "--device", "tpu"}, "'--device'");
   expect_usage_error({"--repo", "m", "--log-format", "xml"}, "'--log-format'");
   expect_usage_error({"--config", "/nonexistent/serve.ini"}, "/nonexistent/serve.ini");
