@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/layers/layer_util.h"
 #include "core/layers/layers.h"
 
 namespace dtrain {
@@ -41,6 +42,7 @@ Tensor Sequential::backward(const Tensor& dy, PassContext& ctx) {
   // Child i's input gradient matters when ours does or when an earlier child has parameters.
   // Without either, the children before it need no backward at all: stop there (what is
   // returned then may be undefined, which a caller that set input_grad = false ignores).
+  layers::check_forwarded(!ran_.empty() || children_.empty(), "Sequential");
   const bool input_grad = ctx.input_grad;
   std::vector<char> needed(children_.size());
   bool any = input_grad;

@@ -32,6 +32,14 @@ TEST(Sequential, NamesParametersByChildIndexInRegistrationOrder) {
   EXPECT_EQ(net.output_shape(Shape{7, 2, 4, 4}), (Shape{7, 3}));
 }
 
+TEST(Sequential, BackwardBeforeForwardThrows) {
+  Sequential net = small_net();
+  ParameterArena arena;
+  testing::build(net, arena);
+  PassContext ctx;
+  EXPECT_THROW(net.backward(Tensor::zeros(Shape{2, 3}), ctx), Error);
+}
+
 TEST(Sequential, ShapeErrorsNameTheFailingChild) {
   Sequential net = small_net();
   try {
