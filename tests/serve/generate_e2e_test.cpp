@@ -283,7 +283,14 @@ TEST_F(GenerateE2E, MetadataAndMetricsDescribeTheLanguageModel) {
   const json server = json::parse(c.Get("/v2")->body);
   EXPECT_NE(std::find(server["extensions"].begin(), server["extensions"].end(), "generate"),
             server["extensions"].end());
-  const std::string m = metrics();
+  // The reply can reach the client just before the scheduler retires the finished sequence, so
+  // the active gauge may still read 1 for a moment: wait (up to 2 s) for it to reach 0.
+  std::string m = metrics();
+  const std::string idle = "dtrain_serve_active_sequences{model=\"gpt\",version=\"1\"} 0";
+  for (int i = 0; i < 200 && m.find(idle) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    m = metrics();
+  }
   for (const char* needle : {"# TYPE dtrain_serve_generated_tokens_total counter",
                              "dtrain_serve_time_to_first_token_seconds_count{model=\"gpt\",version=\"1\"}",
                              "dtrain_serve_decode_step_seconds_bucket{model=\"gpt\",version=\"1\",le=\"+Inf\"}",
