@@ -144,15 +144,20 @@ TEST(Conv2d, Col2imIsTheAdjointOfIm2col) {
   EXPECT_NEAR(testing::dot(back, x.to_vector<float>()), testing::dot(cols, cols_r.to_vector<float>()), 1e-4);
 }
 
+// Planes h x w, kernel k, stride s, padding p: the stride-1 "same size" fast path (kernel 1, 3, 5,
+// and a kernel wider than the plane) and the general path.
+struct Geometry {
+  int64_t h, w, k, s, p;
+  int64_t out(int64_t in) const { return (in + 2 * p - k) / s + 1; }
+};
+constexpr Geometry kGeometries[] = {{5, 6, 3, 1, 1}, {4, 4, 5, 1, 2}, {3, 2, 5, 1, 2},
+                                    {4, 3, 1, 1, 0}, {5, 4, 3, 2, 1}, {6, 6, 3, 1, 0}};
+
 // im2col against its definition, for the stride-1 "same size" fast path (kernel 1, 3, 5, and a
 // kernel wider than the plane) and the general path.
 TEST(Conv2d, Im2colMatchesItsDefinition) {
-  struct Case {
-    int64_t h, w, k, s, p;
-  };
-  for (const Case& t : {Case{5, 6, 3, 1, 1}, Case{4, 4, 5, 1, 2}, Case{3, 2, 5, 1, 2}, Case{4, 3, 1, 1, 0},
-                        Case{5, 4, 3, 2, 1}, Case{6, 6, 3, 1, 0}}) {
-    const int64_t n = 2, c = 3, oh = (t.h + 2 * t.p - t.k) / t.s + 1, ow = (t.w + 2 * t.p - t.k) / t.s + 1;
+  for (const Geometry& t : kGeometries) {
+    const int64_t n = 2, c = 3, oh = t.out(t.h), ow = t.out(t.w);
     Generator g = test_gen(9);
     const std::vector<float> x = Tensor::randn(Shape{n, c, t.h, t.w}, 0, 1, g).to_vector<float>();
     std::vector<float> cols(static_cast<size_t>(c * t.k * t.k * n * oh * ow), -7.0f);
@@ -176,12 +181,8 @@ TEST(Conv2d, Im2colMatchesItsDefinition) {
 // col2im against its definition (each input element adds its taps in (ki, kj) order, the order
 // both paths keep), bitwise: the same-size flat path with its column masks and the general path.
 TEST(Conv2d, Col2imMatchesItsDefinitionBitwise) {
-  struct Case {
-    int64_t h, w, k, s, p;
-  };
-  for (const Case& t : {Case{5, 6, 3, 1, 1}, Case{4, 4, 5, 1, 2}, Case{3, 2, 5, 1, 2}, Case{4, 3, 1, 1, 0},
-                        Case{5, 4, 3, 2, 1}, Case{6, 6, 3, 1, 0}}) {
-    const int64_t n = 2, c = 3, oh = (t.h + 2 * t.p - t.k) / t.s + 1, ow = (t.w + 2 * t.p - t.k) / t.s + 1;
+  for (const Geometry& t : kGeometries) {
+    const int64_t n = 2, c = 3, oh = t.out(t.h), ow = t.out(t.w);
     Generator g = test_gen(11);
     const std::vector<float> cols = Tensor::randn(Shape{c * t.k * t.k, n * oh * ow}, 0, 1, g).to_vector<float>();
     std::vector<float> got(static_cast<size_t>(n * c * t.h * t.w), 0.0f), want = got;
