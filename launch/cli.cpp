@@ -14,14 +14,18 @@ int CommandUsage::error(const std::string& message) const {
   return 2;
 }
 
+std::optional<std::string> bare_word(const po::parsed_options& parsed) {
+  for (const po::option& o : parsed.options)
+    if (o.position_key >= 0) return o.value.empty() ? std::string() : o.value.back();
+  return std::nullopt;
+}
+
 std::optional<int> parse_command_options(const CommandUsage& cmd, const std::vector<std::string>& args,
                                          const po::options_description& opts, po::variables_map& vm) {
   try {
     const po::parsed_options parsed = po::command_line_parser(args).options(opts).run();
-    for (const po::option& o : parsed.options)  // a bare word is no option: Boost would drop it silently
-      if (o.position_key >= 0)
-        return cmd.error("unexpected argument '" + (o.value.empty() ? std::string() : o.value.back()) +
-                         "' (every value goes after its --option)");
+    if (const auto word = bare_word(parsed))
+      return cmd.error("unexpected argument '" + *word + "' (every value goes after its --option)");
     po::store(parsed, vm);
     po::notify(vm);
   } catch (const po::error& e) {

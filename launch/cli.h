@@ -16,6 +16,10 @@ struct CommandUsage {
   int error(const std::string& message) const;
 };
 
+// The first bare word among parsed options (Boost collects it as a positional option, which a
+// command without positional arguments would drop silently), or nullopt.
+std::optional<std::string> bare_word(const boost::program_options::parsed_options& parsed);
+
 // Parses `args` into `vm`. Returns an exit code when the command must stop now (0 after printing
 // the usage and the options for --help, 2 after a parse error), nullopt to go on.
 std::optional<int> parse_command_options(const CommandUsage& cmd, const std::vector<std::string>& args,

@@ -17,6 +17,7 @@
 #include "comm/communicator.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "launch/cli.h"
 
 namespace po = boost::program_options;
 
@@ -277,13 +278,12 @@ po::options_description key_options(const KeyTable& table) {
 // The value of each option in parse order; a key given twice keeps its last value.
 using Values = std::map<std::string, std::string>;
 Values collect(const po::parsed_options& parsed) {
+  // A bare word (`dtrain train my.ini`) is no option; without this it was dropped silently.
+  const auto word = bare_word(parsed);
+  DTRAIN_CHECK(!word, "unexpected argument '", word.value_or(""),
+               "' (a config file goes after --config; keys are --section.key=value)");
   Values values;
-  for (const po::option& o : parsed.options) {
-    // A bare word (`dtrain train my.ini`) is no option; without this it was dropped silently.
-    DTRAIN_CHECK(o.position_key < 0, "unexpected argument '", o.value.empty() ? std::string() : o.value.back(),
-                 "' (a config file goes after --config; keys are --section.key=value)");
-    values[o.string_key] = o.value.empty() ? std::string() : o.value.back();
-  }
+  for (const po::option& o : parsed.options) values[o.string_key] = o.value.empty() ? std::string() : o.value.back();
   return values;
 }
 
@@ -453,7 +453,8 @@ void validate_train(const TrainConfig& c) {
   DTRAIN_CHECK(c.train.accumulation >= 1, "config key train.accumulation: must be >= 1");
   DTRAIN_CHECK(c.train.eval_every >= 0, "config key train.eval_every: must be >= 0");
   DTRAIN_CHECK(c.train.log_every >= 1, "config key train.log_every: must be >= 1");
-  DTRAIN_CHECK(c.train.threads >= 0, "config key train.threads: must be >= 0");
+  DTRAIN_CHECK(c.train.threads >= 0 && c.train.threads <= 1024, "config key train.threads: must be 0..1024, got ",
+               c.train.threads);
   check_one_of("train.on_nonfinite", c.train.on_nonfinite, {"stop", "skip"});
   DTRAIN_CHECK(c.train.max_skipped >= 1, "config key train.max_skipped: must be >= 1");
   try {

@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/kernels.h"
@@ -45,9 +47,17 @@ class Pool {
       ++generation_;
     }
     wake_.notify_all();
-    run_range(0);
+    std::exception_ptr error;
+    try {
+      run_range(0);
+    } catch (...) {  // wait for the other ranges first: they read the caller's captures
+      error = std::current_exception();
+    }
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [&] { return pending_ == 0; });
+    if (!error) error = std::exchange(worker_error_, nullptr);
+    worker_error_ = nullptr;
+    if (error) std::rethrow_exception(error);
   }
 
  private:
@@ -60,9 +70,11 @@ class Pool {
 
   void run_range(int r) {
     const int64_t begin = job_.n * r / job_.ranges, end = job_.n * (r + 1) / job_.ranges;
-    t_in_range = true;
+    struct InRange {  // nested calls run inline, also while an exception leaves the range
+      InRange() { t_in_range = true; }
+      ~InRange() { t_in_range = false; }
+    } in_range;
     if (begin < end) job_.fn(job_.context, begin, end);
-    t_in_range = false;
   }
 
   // Worker `index` runs range index + 1 of each job after generation `seen` that has one.
@@ -74,8 +86,14 @@ class Pool {
       seen = generation_;
       if (index + 1 >= job_.ranges) continue;
       lock.unlock();
-      run_range(index + 1);
+      std::exception_ptr error;
+      try {
+        run_range(index + 1);
+      } catch (...) {  // handed to the caller, which rethrows the first one
+        error = std::current_exception();
+      }
       lock.lock();
+      if (error && !worker_error_) worker_error_ = error;
       if (--pending_ == 0) done_.notify_one();
     }
   }
@@ -108,12 +126,13 @@ class Pool {
 
   std::atomic<int> threads_;
   std::mutex busy_;  // held by the thread whose job the pool runs
-  std::mutex mu_;    // guards job_, generation_, pending_, stop_
+  std::mutex mu_;    // guards job_, generation_, pending_, stop_, worker_error_
   std::condition_variable wake_, done_;
   Job job_;
   uint64_t generation_ = 0;
   int pending_ = 0;
   bool stop_ = false;
+  std::exception_ptr worker_error_;  // the first exception a worker's range threw in this job
   std::vector<std::thread> workers_;
 };
 

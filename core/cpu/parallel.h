@@ -10,6 +10,7 @@
 //  - each output element is written by exactly one range, computed in the same order as a serial
 //    loop would (elementwise maps; reductions split over their OUTPUTS, e.g. bias channels);
 //  - no atomics and no per-thread partial sums combined afterwards.
+// An exception thrown in a range reaches parallel_for's caller once every range has ended.
 // A call from inside a range, or while another thread holds the pool (a server's concurrent
 // engine calls), runs inline: no nesting, no deadlock.
 #include <cstdint>

@@ -18,12 +18,13 @@
 #define DTRAIN_X86_SIMD 0
 #endif
 
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
 namespace dtrain::cpu {
 // The widest hand-written SIMD path this CPU runs: AVX-512 (F, BW, VL), AVX2 (+ FMA) or none.
-// The environment may cap it (read once): DTRAIN_CPU_SIMD=avx2 or =0, so one machine tests every
+// The environment may cap it (read once): DTRAIN_CPU_SIMD=avx2 or =0 (avx512: no cap), so one machine tests every
 // path (they give the same bits).
 enum class SimdLevel { none, avx2, avx512 };
 inline SimdLevel cpu_simd_level() {
@@ -31,6 +32,8 @@ inline SimdLevel cpu_simd_level() {
 #if DTRAIN_X86_SIMD
     const char* env = std::getenv("DTRAIN_CPU_SIMD");
     const std::string_view cap = env != nullptr ? env : "";
+    if (cap != "" && cap != "avx512" && cap != "avx2" && cap != "0")  // a tuning knob: warn, do not stop a run
+      std::fprintf(stderr, "warning: DTRAIN_CPU_SIMD='%s' is not avx512, avx2 or 0; using the widest path\n", env);
     if (cap == "0") return SimdLevel::none;
     const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

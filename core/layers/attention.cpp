@@ -7,7 +7,6 @@
 #include <cmath>
 #include <string>
 
-#include "core/cpu/parallel.h"
 #include "core/layers/layer_util.h"
 #include "core/layers/layers.h"
 
@@ -48,48 +47,40 @@ void causal_softmax_backward_rows(const float* a, float* d, int64_t t) {
 
 }  // namespace
 
-namespace {
-int64_t pair_grain(int64_t pairs, int64_t t) { return blas_threads() > 1 ? pairs : row_grain(t * t); }
-}  // namespace
-
-// Split over the (batch, head) pairs, ranges of at least kElementGrain scores: a pair writes its
-// own columns of out (dqkv) and its own t x t block of att (scratch). Not while OpenBLAS runs
-// threads of its own (pair_grain): the pool's threads would then call a threaded SGEMM at once,
-// which contends for OpenBLAS's one thread server (measured: no faster than the pairs in turn).
+// One (batch, head) pair after another: a pair writes its own columns of out (dqkv) and its own
+// t x t block of att (scratch). Each pair's GEMMs run on OpenBLAS's threads; the pairs are not
+// split over cpu::parallel_for, whose threads would call a threaded SGEMM at once and contend for
+// OpenBLAS's one thread server (measured: no faster than the pairs in turn).
 void attention_forward(const float* qkv, float* out, float* att, int64_t b, int64_t t, int64_t c, int64_t heads) {
   const int64_t hd = c / heads, ld = 3 * c;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  parallel_for(b * heads, pair_grain(b * heads, t), [=](int64_t begin, int64_t end) {
-    for (int64_t pair = begin; pair < end; ++pair) {
-      const int64_t n = pair / heads, h = pair % heads;
-      const float* q = qkv + n * t * ld + h * hd;
-      float* a = att + pair * t * t;
-      gemm(false, true, t, t, hd, scale, q, ld, q + c, ld, 0.0f, a, t);
-      causal_softmax_rows(a, t);
-      gemm(false, false, t, hd, t, 1.0f, a, t, q + 2 * c, ld, 0.0f, out + n * t * c + h * hd, c);
-    }
-  });
+  for (int64_t pair = 0; pair < b * heads; ++pair) {
+    const int64_t n = pair / heads, h = pair % heads;
+    const float* q = qkv + n * t * ld + h * hd;
+    float* a = att + pair * t * t;
+    gemm(false, true, t, t, hd, scale, q, ld, q + c, ld, 0.0f, a, t);
+    causal_softmax_rows(a, t);
+    gemm(false, false, t, hd, t, 1.0f, a, t, q + 2 * c, ld, 0.0f, out + n * t * c + h * hd, c);
+  }
 }
 
 void attention_backward(const float* dout, const float* qkv, const float* att, float* dqkv, float* scratch, int64_t b,
                         int64_t t, int64_t c, int64_t heads) {
   const int64_t hd = c / heads, ld = 3 * c;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  parallel_for(b * heads, pair_grain(b * heads, t), [=](int64_t begin, int64_t end) {
-    for (int64_t pair = begin; pair < end; ++pair) {
-      const int64_t n = pair / heads, h = pair % heads;
-      const int64_t head = n * t * ld + h * hd;
-      const float *q = qkv + head, *k = q + c, *v = q + 2 * c;
-      const float* a = att + pair * t * t;
-      const float* dy = dout + n * t * c + h * hd;
-      float* ds = scratch + pair * t * t;
-      gemm(false, true, t, t, hd, 1.0f, dy, c, v, ld, 0.0f, ds, t);                   // dA = dout v^T
-      gemm(true, false, t, hd, t, 1.0f, a, t, dy, c, 0.0f, dqkv + head + 2 * c, ld);  // dv = A^T dout
-      causal_softmax_backward_rows(a, ds, t);                                         // dS
-      gemm(false, false, t, hd, t, scale, ds, t, k, ld, 0.0f, dqkv + head, ld);       // dq = s dS k
-      gemm(true, false, t, hd, t, scale, ds, t, q, ld, 0.0f, dqkv + head + c, ld);    // dk = s dS^T q
-    }
-  });
+  for (int64_t pair = 0; pair < b * heads; ++pair) {
+    const int64_t n = pair / heads, h = pair % heads;
+    const int64_t head = n * t * ld + h * hd;
+    const float *q = qkv + head, *k = q + c, *v = q + 2 * c;
+    const float* a = att + pair * t * t;
+    const float* dy = dout + n * t * c + h * hd;
+    float* ds = scratch + pair * t * t;
+    gemm(false, true, t, t, hd, 1.0f, dy, c, v, ld, 0.0f, ds, t);                   // dA = dout v^T
+    gemm(true, false, t, hd, t, 1.0f, a, t, dy, c, 0.0f, dqkv + head + 2 * c, ld);  // dv = A^T dout
+    causal_softmax_backward_rows(a, ds, t);                                         // dS
+    gemm(false, false, t, hd, t, scale, ds, t, k, ld, 0.0f, dqkv + head, ld);       // dq = s dS k
+    gemm(true, false, t, hd, t, scale, ds, t, q, ld, 0.0f, dqkv + head + c, ld);    // dk = s dS^T q
+  }
 }
 
 }  // namespace cpu

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -60,6 +61,19 @@ TEST_P(ParallelTest, ConcurrentCallersAllFinish) {
     });
   for (std::thread& t : callers) t.join();
   EXPECT_EQ(total.load(), 4 * 200 * 512);
+}
+
+TEST_P(ParallelTest, AnExceptionInAnyRangeReachesTheCallerAndThePoolGoesOn) {
+  for (int64_t thrower : {int64_t{0}, int64_t{999}}) {  // the caller's range, then the last range
+    EXPECT_THROW(parallel_for(1000, 1,
+                              [&](int64_t b, int64_t e) {
+                                if (thrower >= b && thrower < e) throw std::runtime_error("range failed");
+                              }),
+                 std::runtime_error);
+    std::atomic<int64_t> total{0};
+    parallel_for(1000, 1, [&](int64_t b, int64_t e) { total += e - b; });
+    EXPECT_EQ(total.load(), 1000);
+  }
 }
 
 TEST_P(ParallelTest, ThreadCountFollowsTheBlasPolicy) { EXPECT_EQ(parallel_threads(), GetParam()); }

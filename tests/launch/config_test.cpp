@@ -95,6 +95,7 @@ TEST(Config, BadValuesNameTheKey) {
   EXPECT_NE(error_of({"--model.type=resnet"}).find("model.type: 'resnet' is not a registered model"),
             std::string::npos);
   EXPECT_NE(error_of({"--train.batch_size=0"}).find("train.batch_size"), std::string::npos);
+  EXPECT_NE(error_of({"--train.threads=100000"}).find("train.threads: must be 0..1024, got 100000"), std::string::npos);
   EXPECT_NE(error_of({"--train.device=tpu"}).find("train.device"), std::string::npos);
   EXPECT_NE(error_of({"--comm.compress=fp8"}).find("comm.compress"), std::string::npos);
   EXPECT_NE(error_of({"--log.progress=fancy"}).find("log.progress"), std::string::npos);
