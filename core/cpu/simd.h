@@ -3,7 +3,9 @@
 // AVX2 + FMA (x86-64-v3) and the baseline, and the loader picks the best the CPU runs (ifunc),
 // so one binary vectorises wide on every machine it lands on. The loop must vectorise on its own
 // (no loads under a condition; the file built with -fno-trapping-math to if-convert compares).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Not under ThreadSanitizer: the loader runs the ifunc resolvers before TSan's runtime starts,
+// and the instrumented resolver crashes the program at load.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define DTRAIN_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define DTRAIN_CPU_CLONES
