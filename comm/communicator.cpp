@@ -27,7 +27,20 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
+bool WorkState::spin_until_done(double limit_s) const {
+  if (done_flag_.load(std::memory_order_acquire)) return true;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_s);
+  for (int i = 1;; ++i) {
+    if (done_flag_.load(std::memory_order_acquire)) return true;
+    if (i % 64 == 0) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::yield();  // lets the completing thread run where cores are oversubscribed
+    }
+  }
+}
+
 bool WorkState::wait(double timeout_s) {
+  spin_until_done(std::min(timeout_s, kSpinS));
   std::unique_lock<std::mutex> lock(mu_);
   const auto limit = std::chrono::duration<double>(std::min(timeout_s, 1e7));
   if (!cv_.wait_for(lock, limit, [&] { return done_; })) return false;
@@ -49,6 +62,7 @@ void WorkState::complete(std::string error) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     done_ = true;
+    done_flag_.store(true, std::memory_order_release);
     error_ = std::move(error);
     finished_ = std::chrono::steady_clock::now();
     if (started_ == std::chrono::steady_clock::time_point{}) started_ = finished_;

@@ -5,6 +5,7 @@
 //
 // Every rank must issue the same collectives in the same order. Buffers must stay alive and
 // untouched until the Work is done (each Work also keeps its tensors' storage alive).
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -29,7 +30,9 @@ class WorkState {
   // Blocks until done or `timeout_s` passed; true when done. Rethrows the op's error as dtrain::Error.
   virtual bool wait(double timeout_s);
   virtual bool is_done();
-  // Called by the backend: marks the op finished (error empty on success).
+  // Called by the backend: marks the op finished (error empty on success). Waiters spin briefly
+  // (kSpinS) on an atomic flag before they sleep, so a short collective's hand-off back costs no
+  // futex wake-up.
   void complete(std::string error = {});
   void mark_started();
   const std::string& description() const { return description_; }
@@ -39,9 +42,14 @@ class WorkState {
   std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point> interval() const;
 
  protected:
+  // Spins up to `limit_s` for the done flag; true when it was set.
+  bool spin_until_done(double limit_s) const;
+  static constexpr double kSpinS = 50e-6;
+
   std::mutex mu_;  // guards done_, error_, started_, finished_
   std::condition_variable cv_;
   bool done_ = false;
+  std::atomic<bool> done_flag_{false};  // done_, readable without mu_
   std::string error_;
   std::chrono::steady_clock::time_point started_{}, finished_{};
   std::string description_;
@@ -85,6 +93,15 @@ class Communicator {
   virtual Work barrier() = 0;
   // Ends the whole job now (MPI_Abort where MPI runs): used by the watchdog and by failing ranks.
   [[noreturn]] virtual void abort(int code) noexcept = 0;
+
+  // The training step the collectives issued from now on belong to (-1: none). It is part of each
+  // collective's fingerprint (comm/fingerprint.h), so a rank that skipped a step fails at once.
+  // A communicator that wraps another forwards it.
+  virtual void set_step_tag(int64_t step) { step_tag_ = step; }
+  int64_t step_tag() const { return step_tag_; }
+
+ private:
+  int64_t step_tag_ = -1;
 };
 
 struct CommOptions {
@@ -92,6 +109,7 @@ struct CommOptions {
   Device model_device = Device::cpu();  // auto picks nccl for a CUDA model when NCCL is built
   int gpu = -1;                         // nccl: pinned GPU; -1 = local rank modulo visible GPUs
   bool log_world = true;                // rank 0 logs world size, ranks per node, backend and devices
+  bool fingerprint = true;              // comm.fingerprint: check each collective's fingerprint across ranks first
 };
 
 // Creates the communicator (collective: every rank of the launch calls it).

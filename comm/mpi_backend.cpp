@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <cstring>
 #include <future>
+#include <vector>
 
 #include "comm/backends.h"
+#include "comm/fingerprint.h"
 #include "comm/mpi_runtime.h"
 #include "core/ops.h"
 
@@ -110,15 +112,29 @@ MpiRuntime::~MpiRuntime() {
   thread_.join();
 }
 
+void MpiRuntime::spin_for_task() const {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(kIdleSpinS);
+  for (int i = 1; queued_.load(std::memory_order_acquire) == 0; ++i) {
+    if (i % 64 == 0) {
+      if (std::chrono::steady_clock::now() >= until) return;
+      std::this_thread::yield();
+    }
+  }
+}
+
 void MpiRuntime::loop() {
   for (;;) {
     Task task;
+    spin_for_task();
     {
       std::unique_lock<std::mutex> lock(mu_);
+      sleeping_ = true;
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      sleeping_ = false;
       if (queue_.empty()) break;  // stop_ and drained
       task = std::move(queue_.front());
       queue_.pop_front();
+      queued_.fetch_sub(1, std::memory_order_relaxed);
     }
     task.state->mark_started();
     try {
@@ -139,12 +155,15 @@ void MpiRuntime::loop() {
 
 Work MpiRuntime::submit(std::string description, std::function<void()> op) {
   auto state = std::make_shared<WorkState>(std::move(description));
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     DTRAIN_CHECK(!stop_, "MPI progress thread already stopped; cannot run ", state->description());
     queue_.push_back(Task{state, std::move(op)});
+    queued_.fetch_add(1, std::memory_order_release);
+    wake = sleeping_;
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
   return Work(state);
 }
 
@@ -174,7 +193,7 @@ std::string describe(const char* op, const Tensor& t) {
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator() : rt_(MpiRuntime::instance()) {
+  explicit MpiCommunicator(bool fingerprint) : rt_(MpiRuntime::instance()), fingerprint_(fingerprint) {
     rt_.run("communicator setup", [this] {
       DTRAIN_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
       DTRAIN_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
@@ -210,7 +229,9 @@ class MpiCommunicator final : public Communicator {
   Work broadcast(Tensor t, int root) override {
     check_buffer(t, "broadcast");
     DTRAIN_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " outside world of ", size_);
-    return rt_.submit(describe("broadcast", t) + " from rank " + std::to_string(root), [this, t, root] {
+    const Fingerprint fp = next_fingerprint(CollectiveKind::broadcast, &t, -1, root);
+    return rt_.submit(describe("broadcast", t) + " from rank " + std::to_string(root), [this, t, root, fp] {
+      check_fingerprint(fp);
       char* p = static_cast<char*>(t.raw_data());
       const int64_t esize = dtype_size(t.dtype());
       for (int64_t done = 0; done < t.numel(); done += kMaxChunk) {
@@ -228,15 +249,18 @@ class MpiCommunicator final : public Communicator {
     DTRAIN_CHECK(t.dtype() != DType::u8 || op == ReduceOp::max, "allreduce: u8 supports max only");
     MPI_Op mop = op == ReduceOp::max ? MPI_MAX : MPI_SUM;
     if (t.dtype() == DType::bf16) mop = op == ReduceOp::max ? rt_.bf16_max() : rt_.bf16_sum();
-    return rt_.submit(describe(detail::concat("allreduce(", reduce_op_name(op), ")").c_str(), t), [this, t, op, mop] {
-      char* p = static_cast<char*>(t.raw_data());
-      const int64_t esize = dtype_size(t.dtype());
-      for (int64_t done = 0; done < t.numel(); done += kMaxChunk) {
-        const int n = static_cast<int>(std::min(kMaxChunk, t.numel() - done));
-        DTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + done * esize, n, mpi_type(t.dtype()), mop, comm_));
-      }
-      if (op == ReduceOp::average && size_ > 1) divide(t, size_);
-    });
+    const Fingerprint fp = next_fingerprint(CollectiveKind::allreduce, &t, static_cast<int64_t>(op));
+    return rt_.submit(
+        describe(detail::concat("allreduce(", reduce_op_name(op), ")").c_str(), t), [this, t, op, mop, fp] {
+          check_fingerprint(fp);
+          char* p = static_cast<char*>(t.raw_data());
+          const int64_t esize = dtype_size(t.dtype());
+          for (int64_t done = 0; done < t.numel(); done += kMaxChunk) {
+            const int n = static_cast<int>(std::min(kMaxChunk, t.numel() - done));
+            DTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + done * esize, n, mpi_type(t.dtype()), mop, comm_));
+          }
+          if (op == ReduceOp::average && size_ > 1) divide(t, size_);
+        });
   }
 
   Work allgather(Tensor in, Tensor out) override {
@@ -246,14 +270,20 @@ class MpiCommunicator final : public Communicator {
                  " ", dtype_name(out.dtype()), ", expected ", in.numel() * size_, " ", dtype_name(in.dtype()), " (",
                  size_, " ranks x ", in.numel(), ")");
     DTRAIN_CHECK(in.numel() <= INT_MAX, "allgather: ", in.numel(), " elements per rank exceed MPI's int count");
-    return rt_.submit(describe("allgather", in), [this, in, out] {
+    const Fingerprint fp = next_fingerprint(CollectiveKind::allgather, &in);
+    return rt_.submit(describe("allgather", in), [this, in, out, fp] {
+      check_fingerprint(fp);
       DTRAIN_MPI_CHECK(MPI_Allgather(in.raw_data(), static_cast<int>(in.numel()), mpi_type(in.dtype()), out.raw_data(),
                                      static_cast<int>(in.numel()), mpi_type(in.dtype()), comm_));
     });
   }
 
   Work barrier() override {
-    return rt_.submit("barrier", [this] { DTRAIN_MPI_CHECK(MPI_Barrier(comm_)); });
+    const Fingerprint fp = next_fingerprint(CollectiveKind::barrier, nullptr);
+    return rt_.submit("barrier", [this, fp] {
+      check_fingerprint(fp);
+      DTRAIN_MPI_CHECK(MPI_Barrier(comm_));
+    });
   }
 
   [[noreturn]] void abort(int code) noexcept override {
@@ -264,6 +294,20 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // On the calling thread, in issue order: this collective's fingerprint.
+  Fingerprint next_fingerprint(CollectiveKind kind, const Tensor* t, int64_t op = -1, int64_t root = -1) {
+    return make_fingerprint(seq_++, kind, step_tag(), t, op, root);
+  }
+  // On the progress thread, before the collective: every rank's fingerprint in one allgather; a
+  // mismatch fails this Work on every rank with the same message.
+  void check_fingerprint(const Fingerprint& mine) {
+    if (!fingerprint_ || size_ == 1) return;
+    gathered_.resize(size_);
+    DTRAIN_MPI_CHECK(
+        MPI_Allgather(&mine, kFingerprintWords, MPI_INT64_T, gathered_.data(), kFingerprintWords, MPI_INT64_T, comm_));
+    const std::string mismatch = fingerprint_mismatch(gathered_);
+    if (!mismatch.empty()) fail(mismatch);
+  }
   static void check_buffer(const Tensor& t, const char* op) {
     DTRAIN_CHECK(t.defined(), op, ": undefined tensor");
     DTRAIN_CHECK(t.device().is_cpu(), op, ": the mpi backend needs CPU buffers, got a tensor on ", t.device().str());
@@ -284,13 +328,15 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm_ = MPI_COMM_NULL, node_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
+  bool fingerprint_;
+  int64_t seq_ = 0;                    // collectives issued (calling thread)
+  std::vector<Fingerprint> gathered_;  // progress thread only
 };
 
 }  // namespace
 
 std::unique_ptr<Communicator> make_mpi_communicator(const CommOptions& options) {
-  (void)options;
-  return std::make_unique<MpiCommunicator>();
+  return std::make_unique<MpiCommunicator>(options.fingerprint);
 }
 
 }  // namespace dtrain

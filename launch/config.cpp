@@ -246,6 +246,10 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
   t.add("comm.timeout_s", "watchdog: a collective not done after this many seconds aborts the job", &k.timeout_s);
   t.add("comm.check_every", "steps between cross-rank parameter checksums (0: never)", &k.check_every);
   t.add("comm.compress", "none | bf16 (gradients on the wire)", &k.compress);
+  t.add("comm.fingerprint",
+        "check every collective's (sequence, op, dtype, count, root, step) across ranks before it runs, so "
+        "mismatched collectives fail at once naming both sides (mpi backend; one small allgather each)",
+        &k.fingerprint);
 
   CheckpointSection& p = c.checkpoint;
   t.add("checkpoint.dir", "checkpoint directory (empty: <log.dir>/ckpt)", &p.dir);

@@ -47,6 +47,7 @@ struct CommSection {
   double timeout_s = 300;
   int64_t check_every = 1000;     // steps between cross-rank parameter checksums; 0: never
   std::string compress = "none";  // none | bf16
+  bool fingerprint = true;        // check each collective's fingerprint across ranks before it runs
 };
 
 struct CheckpointSection {

@@ -30,6 +30,7 @@ class StallingCommunicator final : public Communicator {
   }
   Work allgather(Tensor in, Tensor out) override { return inner_->allgather(std::move(in), std::move(out)); }
   Work barrier() override { return inner_->barrier(); }
+  void set_step_tag(int64_t step) override { inner_->set_step_tag(step); }
   [[noreturn]] void abort(int code) noexcept override {
     inner_->abort(code);
     std::abort();  // not reached: Communicator::abort does not return
