@@ -23,14 +23,16 @@ const bench::Program kProgram{.name = "bench_comm",
                               .usage = "usage: mpiexec -n N bench_comm [--max-mib 256] [--json FILE]",
                               .options = {"--max-mib", "--json"}};
 
-// The communicator and, on rank 0, where the JSON lines go (stdout and the appended --json FILE).
+// The communicator (collective fingerprints on, the default), one without fingerprints and, on
+// rank 0, where the JSON lines go (stdout and the appended --json FILE).
 struct Bench {
-  Bench(Communicator& c, const std::string& json_path)
-      : comm(c), json(c.rank() == 0 ? json_path : "", bench::JsonOutput::Mode::append) {}
+  Bench(Communicator& c, Communicator& no_fingerprints, const std::string& json_path)
+      : comm(c), plain(no_fingerprints), json(c.rank() == 0 ? json_path : "", bench::JsonOutput::Mode::append) {}
   void emit(const bench::JsonLine& line) {
     if (comm.rank() == 0) json.emit(line);
   }
   Communicator& comm;
+  Communicator& plain;
   bench::JsonOutput json;
 };
 
@@ -83,9 +85,14 @@ std::unique_ptr<ParameterArena> make_arena(const std::vector<int64_t>& sizes) {
 void bandwidth(Bench& b, int64_t max_bytes) {
   const int n = b.comm.size();
   const double bus = 2.0 * (n - 1) / n;
-  const bench::Table table(
-      {{"bytes", 10}, {"mpi algbw", 12}, {"mpi busbw", 12}, {"dtrain algbw", 12}, {"dtrain busbw", 12}, {"ratio", 8}},
-      stderr);
+  const bench::Table table({{"bytes", 10},
+                            {"mpi busbw", 12},
+                            {"dtrain busbw", 12},
+                            {"ratio", 8},
+                            {"added us", 10},
+                            {"no-fp ratio", 12},
+                            {"no-fp us", 10}},
+                           stderr);
   if (b.comm.rank() == 0) {
     std::fprintf(stderr, "\n");
     table.print_header();
@@ -97,20 +104,26 @@ void bandwidth(Bench& b, int64_t max_bytes) {
     const double t_mpi = max_over_ranks(b.comm, time_raw_mpi(raw, iters));
     raw = Tensor();
     auto arena = make_arena({numel});
-    double t_ps;
+    double t_ps, t_plain;
     {
       ParamSync sync(b.comm, *arena);
       t_ps = max_over_ranks(b.comm, time_param_sync(sync, *arena, iters));
+    }
+    {
+      ParamSync sync(b.plain, *arena);
+      t_plain = max_over_ranks(b.comm, time_param_sync(sync, *arena, iters));
     }
     const double alg_mpi = bytes / t_mpi / 1e9, alg_ps = bytes / t_ps / 1e9;
     bench::JsonLine line("allreduce");
     line.add("ranks", n).add("bytes", bytes).add("iters", iters);
     line.add("mpi_time_s", t_mpi).add("mpi_algbw_gbs", alg_mpi).add("mpi_busbw_gbs", alg_mpi * bus);
     line.add("dtrain_time_s", t_ps).add("dtrain_algbw_gbs", alg_ps).add("dtrain_busbw_gbs", alg_ps * bus);
+    line.add("dtrain_no_fingerprint_time_s", t_plain).add("no_fingerprint_ratio", t_mpi / t_plain);
     b.emit(line.add("ratio", alg_ps / alg_mpi));
     if (b.comm.rank() == 0)
-      table.print_row({std::to_string(bytes), bench::fixed(alg_mpi, 3), bench::fixed(alg_mpi * bus, 3),
-                       bench::fixed(alg_ps, 3), bench::fixed(alg_ps * bus, 3), bench::fixed(alg_ps / alg_mpi, 3)});
+      table.print_row({std::to_string(bytes), bench::fixed(alg_mpi * bus, 3), bench::fixed(alg_ps * bus, 3),
+                       bench::fixed(alg_ps / alg_mpi, 3), bench::fixed((t_ps - t_mpi) * 1e6, 1),
+                       bench::fixed(t_mpi / t_plain, 3), bench::fixed((t_plain - t_mpi) * 1e6, 1)});
   }
 }
 
@@ -208,7 +221,8 @@ void run(const bench::Args& args) {
   const std::string json_path = args.text("--json", "");
   run_or_abort([&] {
     auto comm = make_communicator(CommOptions{.backend = "mpi", .log_world = false});
-    Bench b(*comm, json_path);
+    auto plain = make_communicator(CommOptions{.backend = "mpi", .log_world = false, .fingerprint = false});
+    Bench b(*comm, *plain, json_path);
     bandwidth(b, max_mib << 20);
     small_tensors(b);
     cnn_step(b);

@@ -50,12 +50,13 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
     buckets_.back().params.push_back(p.index);
     bucket_of_[p.index] = static_cast<int>(buckets_.size()) - 1;
   }
+  for (size_t b = 0; b < buckets_.size(); ++b) bucket_names_.push_back(describe_bucket(b));
   arena_.set_grad_ready_hook([this](const Parameter& p) { on_grad_ready(p); });
 }
 
 ParamSync::~ParamSync() { arena_.set_grad_ready_hook(nullptr); }
 
-std::string ParamSync::bucket_name(size_t b) const {
+std::string ParamSync::describe_bucket(size_t b) const {
   const Bucket& bk = buckets_[b];
   const auto& params = arena_.parameters();
   return detail::concat("allreduce of gradient bucket ", b + 1, "/", buckets_.size(), " (", format_bytes(bk.numel * 4),
@@ -164,7 +165,11 @@ void ParamSync::begin_backward(bool sync, int64_t samples) {
   } else {
     DTRAIN_CHECK((samples > 0) == samples_mode_, "ParamSync: give the sample count on every micro-step or on none");
   }
-  if (samples_mode_) {
+  DTRAIN_CHECK(samples_mode_ || !options_.summed_gradients,
+               "ParamSync: summed_gradients needs the micro-batch's sample count in begin_backward");
+  if (samples_mode_ && options_.summed_gradients) {
+    local_samples_ += samples;
+  } else if (samples_mode_) {
     // Keep the arena in units of the current micro-batch: grads = sum_k n_k g_k / n_current.
     if (samples_unit_ != 0 && samples_unit_ != samples)
       ops::scale(arena_.grads(), static_cast<float>(samples_unit_) / static_cast<float>(samples));
@@ -203,7 +208,8 @@ void ParamSync::launch_ready_buckets() {
 void ParamSync::launch(size_t b) {
   const Bucket& bk = buckets_[b];
   Tensor grads = arena_.grads().flat_range(bk.begin, bk.numel);
-  if (samples_mode_ && samples_unit_ != 1 && bk.numel > 0) ops::scale(grads, static_cast<float>(samples_unit_));
+  if (samples_mode_ && !options_.summed_gradients && samples_unit_ != 1 && bk.numel > 0)
+    ops::scale(grads, static_cast<float>(samples_unit_));
   Tensor wire = grads;
   if (options_.compress_bf16 && bk.numel > 0) wire = ops::to_dtype(grads, DType::bf16);
   if (wire.device() != comm_.device()) wire = wire.to(comm_.device());
@@ -241,8 +247,9 @@ void ParamSync::finish_backward() {
       if (back.dtype() != DType::f32) back = ops::to_dtype(back, DType::f32);
       grads.copy_from(back);
     }
-    if (scale != 1.0) ops::scale(grads, static_cast<float>(scale));
+    if (scale != 1.0 && !options_.defer_average) ops::scale(grads, static_cast<float>(scale));
   }
+  grad_scale_ = options_.defer_average ? static_cast<float>(scale) : 1.0f;
   in_flight_.clear();
   micro_steps_ = 0;
 }

@@ -16,7 +16,8 @@
 // to bucket_bytes, always whole parameters. Averaging: with samples given, the sum over every
 // rank's samples divided by the global sample count (exact for uneven batches); without, the
 // sum divided by world size x micro-steps. The layers are assumed to produce the gradient of a
-// per-micro-batch mean loss.
+// per-micro-batch mean loss (or, with summed_gradients, of the sum over its samples). With
+// defer_average the division is left to the optimizer (grad_scale()).
 //
 // Watchdog: a collective not done within timeout_s prints "[rank r] watchdog: <op, bucket> not
 // finished after <s> s" and aborts the job.
@@ -39,6 +40,14 @@ struct ParamSyncOptions {
   double timeout_s = 300.0;       // comm.timeout
   int64_t check_every_steps = 0;  // compare parameter checksums every N steps (0: never)
   bool compress_bf16 = false;     // comm.compress=bf16: gradients travel as bf16
+  // finish_backward leaves the all-reduced sums in the arena, and grad_scale() is the factor that
+  // makes them the average, for the optimizer to apply as it reads them: one pass fewer over the
+  // gradients, which on a large model costs as much as the all-reduce's own overhead (the trainer
+  // does this). false: finish_backward scales the arena itself and grad_scale() is 1.
+  bool defer_average = false;
+  // With sample counts given: the layers produce the gradient of the micro-batch's loss summed over
+  // its samples (not averaged), so no bucket is scaled before its all-reduce.
+  bool summed_gradients = false;
   // Lines every rank must agree on (e.g. Model::signature(): config + "name dtype shape" lines);
   // empty: the arena's names, dtypes and shapes.
   std::vector<std::string> signature = {};
@@ -87,6 +96,9 @@ class ParamSync {
 
   const std::vector<Bucket>& buckets() const { return buckets_; }
   const SyncStats& last_stats() const { return stats_; }
+  // What the arena's gradients must be multiplied by to be the average after finish_backward: 1
+  // unless defer_average.
+  float grad_scale() const { return grad_scale_; }
   Communicator& communicator() { return comm_; }
 
  private:
@@ -96,13 +108,15 @@ class ParamSync {
   [[noreturn]] void on_timeout(const std::string& what, double waited_s);
   void wait(const Work& work, const std::string& what) { watchdog_.wait(work, what); }
   std::vector<std::string> signature_lines() const;
-  std::string bucket_name(size_t b) const;
+  std::string describe_bucket(size_t b) const;
+  const std::string& bucket_name(size_t b) const { return bucket_names_[b]; }
 
   Communicator& comm_;
   ParameterArena& arena_;
   ParamSyncOptions options_;
   std::vector<Bucket> buckets_;
-  std::vector<int> bucket_of_;  // registration index -> bucket
+  std::vector<int> bucket_of_;             // registration index -> bucket
+  std::vector<std::string> bucket_names_;  // describe_bucket(b), built once (read on every step)
   Watchdog watchdog_;
 
   // The step in progress.
@@ -112,6 +126,7 @@ class ParamSync {
   int64_t samples_unit_ = 0;   // arena grads = sum_k samples_k * grad_k / samples_unit_
   int64_t local_samples_ = 0;  // this rank's samples over the micro-steps
   bool samples_mode_ = false;
+  float grad_scale_ = 1.0f;
   Tensor sample_count_;  // i64 [1] on comm.device(), all-reduced on the sync step
   Work sample_work_;
   std::vector<int> pending_;  // per bucket: parameters not yet ready

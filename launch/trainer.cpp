@@ -256,6 +256,7 @@ void Trainer::State::start_runtime() {
   comm_options.model_device = runtime.device;
   comm_options.gpu = runtime.device.is_cuda() ? runtime.device.index : -1;
   comm_options.log_world = false;
+  comm_options.fingerprint = c.comm.fingerprint;
   runtime.comm = make_communicator(comm_options);
   Communicator& comm = *runtime.comm;
   init_logging(comm.rank(), comm.size(), c.log.all_ranks);
@@ -311,6 +312,10 @@ void Trainer::State::build_learner() {
   sync_options.timeout_s = c.comm.timeout_s;
   sync_options.check_every_steps = c.comm.check_every;
   sync_options.compress_bf16 = c.comm.compress == "bf16";
+  // The loss gradient is summed over samples and the averaging is applied by the optimizer's pass:
+  // no pass over the gradients before or after the all-reduce.
+  sync_options.defer_average = true;
+  sync_options.summed_gradients = true;
   sync_options.signature = learner.model->signature();
   learner.sync = std::make_unique<ParamSync>(comm, learner.model->arena(), sync_options);
   learner.sync->verify_signature();
@@ -631,11 +636,11 @@ StepStats Trainer::State::train_step() {
   // The gradients are all-reduced, so every rank sees the same norm: a non-finite one drops the
   // update on every rank alike, with no collective (train.on_nonfinite decides what follows).
   const auto begin = Clock::now();
-  stats.grad_norm = grad_norm(arena);
+  const float average = learner.sync->grad_scale();  // the arena holds sums: the optimizer averages
+  stats.grad_norm = grad_norm(arena) * average;
   stats.lr = learning_rate(learner.lr_schedule, c.optim.lr, position.step);
   if (std::isfinite(stats.grad_norm)) {
-    if (c.clip_norm > 0) clip_grad_norm(arena, c.clip_norm, stats.grad_norm);
-    learner.optimizer->step(arena, stats.lr);
+    learner.optimizer->step(arena, stats.lr, average * clip_coefficient(c.clip_norm, stats.grad_norm));
   } else {
     stats.nonfinite = first_nonfinite_gradient(arena);
   }
@@ -658,7 +663,10 @@ bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, Ste
   const int64_t b = batch->size();
   const Tensor logits = learner.model->forward(input(*batch), ctx);
   const Predictions p = as_rows(logits, labels(*batch));
-  const LossOutput loss = softmax_cross_entropy(p.logits, p.labels, 1.0f / static_cast<float>(p.labels.numel()));
+  // The gradient of the loss summed over the micro-batch's samples (each sample's mean over its
+  // rows: tokens for a language model), as ParamSync's summed_gradients expects.
+  const LossOutput loss =
+      softmax_cross_entropy(p.logits, p.labels, static_cast<float>(b) / static_cast<float>(p.labels.numel()));
   const auto t2 = Clock::now();
   outputs.trace.span("forward", t1, t2, TraceRecorder::compute, step);
   learner.sync->begin_backward(last, b);
@@ -746,6 +754,7 @@ TrainResult Trainer::run() {
   bool interrupted = false;
   while (at.step < at.total_steps) {
     s.start_epoch_if_done();
+    s.runtime.comm->set_step_tag(at.step);  // in every collective's fingerprint from here on
     stop_vote.start();
     const StepStats stats = s.train_step();
     window.add(stats);

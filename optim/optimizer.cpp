@@ -29,8 +29,13 @@ std::vector<std::pair<std::string, const Tensor*>> Optimizer::slots() const {
 
 float grad_norm(const ParameterArena& arena) { return std::sqrt(ops::sum_squares(arena.grads())); }
 
+float clip_coefficient(float max_norm, float norm) {
+  return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6f) : 1.0f;
+}
+
 void clip_grad_norm(ParameterArena& arena, float max_norm, float norm) {
-  if (max_norm > 0 && norm > max_norm) ops::scale(arena.grads(), max_norm / (norm + 1e-6f));
+  const float coefficient = clip_coefficient(max_norm, norm);
+  if (coefficient != 1.0f) ops::scale(arena.grads(), coefficient);
 }
 
 float clip_grad_norm(ParameterArena& arena, float max_norm) {

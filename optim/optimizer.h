@@ -24,8 +24,10 @@ struct OptimizerConfig {
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
-  // Applies one update with learning rate `lr` from the gradient arena to the value arena.
-  virtual void step(ParameterArena& arena, float lr) = 0;
+  // Applies one update with learning rate `lr` from the gradient arena, each gradient multiplied by
+  // grad_scale as it is read (ParamSync::grad_scale() times clip_coefficient(); 1: as they are), to
+  // the value arena.
+  virtual void step(ParameterArena& arena, float lr, float grad_scale = 1.0f) = 0;
   // Named state slots (e.g. "momentum", "exp_avg", "exp_avg_sq"), each a flat arena-shaped tensor.
   std::vector<std::pair<std::string, Tensor*>> slots();
   std::vector<std::pair<std::string, const Tensor*>> slots() const;
@@ -57,6 +59,9 @@ float grad_norm(const ParameterArena& arena);
 float clip_grad_norm(ParameterArena& arena, float max_norm);
 // The same with the norm already known (grad_norm of the arena).
 void clip_grad_norm(ParameterArena& arena, float max_norm, float norm);
+// The factor clipping scales gradients of global L2 norm `norm` by (PyTorch's clip_grad_norm_:
+// max_norm / (norm + 1e-6) when norm > max_norm > 0, else 1), for Optimizer::step's grad_scale.
+float clip_coefficient(float max_norm, float norm);
 // "parameter '1.weight' (element 17 of its gradient is nan)" for the first parameter, in
 // registration order, whose gradient holds a NaN or an infinity; "" when every gradient is finite.
 std::string first_nonfinite_gradient(const ParameterArena& arena);

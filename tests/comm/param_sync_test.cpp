@@ -57,11 +57,11 @@ std::vector<float> data_parallel_parameters(const std::vector<int64_t>& sizes, i
       // Without sample counts micro-batches must be equal; with them, make them uneven on purpose.
       const int64_t n = k + 1 < micro ? local / micro + (with_samples && k == 0 ? 1 : 0) : local - done;
       sync.begin_backward(k + 1 == micro, with_samples ? n : 0);
-      m.forward_backward(s, first + done, n);
+      m.forward_backward(s, first + done, n, options.summed_gradients);
       sync.finish_backward();
       done += n;
     }
-    m.sgd(kLr);
+    m.sgd(kLr, sync.grad_scale());
     sync.after_step(s + 1);
   }
   return m.arena.values().to_vector<float>();
@@ -112,6 +112,43 @@ TEST(ParamSync, MatchesOneRankWithGradientAccumulation) {
 TEST(ParamSync, AveragesAcrossRanksWithUnevenBatches) {
   expect_close(data_parallel_parameters(uneven_sizes(), 1, true), reference_parameters(), 1e-5);
   expect_close(data_parallel_parameters(uneven_sizes(), 3, true), reference_parameters(), 1e-5);
+}
+
+// The trainer's mode: summed per-sample gradients, no pass before the all-reduce, and the average
+// left to the update (grad_scale()).
+TEST(ParamSync, SummedGradientsWithTheAverageLeftToTheOptimizer) {
+  ParamSyncOptions o = small_buckets();
+  o.defer_average = true;
+  o.summed_gradients = true;
+  expect_close(data_parallel_parameters(uneven_sizes(), 1, true, o), reference_parameters(), 1e-5);
+  expect_close(data_parallel_parameters(uneven_sizes(), 3, true, o), reference_parameters(), 1e-5);
+  expect_close(data_parallel_parameters(even_sizes(), 2, true, o), reference_parameters(), 1e-5);
+}
+
+TEST(ParamSync, DeferredAverageIsTheSameFloatAsTheScaledArena) {
+  // Sums times grad_scale() must give exactly the bits finish_backward's own scaling gives.
+  TinyMlp a(3), b(3);
+  ParamSync plain(comm(), a.arena);
+  ParamSyncOptions o;
+  o.defer_average = true;
+  ParamSync deferred(comm(), b.arena, o);
+  for (auto [m, sync] : {std::pair{&a, &plain}, std::pair{&b, &deferred}}) {
+    sync->begin_backward(true, 0);
+    m->forward_backward(0, comm().rank() * 8, 8);
+    sync->finish_backward();
+  }
+  EXPECT_EQ(plain.grad_scale(), 1.0f);
+  EXPECT_EQ(deferred.grad_scale(), 1.0f / static_cast<float>(comm().size()));
+  const std::vector<float> want = a.arena.grads().to_vector<float>(), sums = b.arena.grads().to_vector<float>();
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(sums[i] * deferred.grad_scale(), want[i]) << "element " << i;
+}
+
+TEST(ParamSync, SummedGradientsNeedSampleCounts) {
+  TinyMlp m(1);
+  ParamSyncOptions o;
+  o.summed_gradients = true;
+  ParamSync sync(comm(), m.arena, o);
+  EXPECT_THROW(sync.begin_backward(true, 0), Error);
 }
 
 TEST(ParamSync, DefaultBucketSizesGiveTheSameResult) {

@@ -32,8 +32,9 @@ struct TinyMlp {
     for (int64_t j = 0; j < kOut; ++j) t[j] = std::cos(0.53f * (i + 2) - 0.29f * j + 0.07f * step);
   }
 
-  // Adds the gradient of the mean loss over samples [first, first + n) of `step` into the arena.
-  void forward_backward(int64_t step, int64_t first, int64_t n) {
+  // Adds the gradient of the mean loss over samples [first, first + n) of `step` into the arena
+  // (summed: of the loss summed over them, as ParamSyncOptions::summed_gradients expects).
+  void forward_backward(int64_t step, int64_t first, int64_t n, bool summed = false) {
     Tensor x = Tensor::empty(Shape{n, kIn}), t = Tensor::empty(Shape{n, kOut});
     for (int64_t r = 0; r < n; ++r) sample(step, first + r, x.data<float>() + r * kIn, t.data<float>() + r * kOut);
     Tensor h = Tensor::empty(Shape{n, kHidden});
@@ -51,7 +52,8 @@ struct TinyMlp {
     const float* b2p = b2->value.data<float>();
     const float* tp = t.data<float>();
     for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < kOut; ++j) yp[r * kOut + j] = (yp[r * kOut + j] + b2p[j] - tp[r * kOut + j]) / n;
+      for (int64_t j = 0; j < kOut; ++j)
+        yp[r * kOut + j] = (yp[r * kOut + j] + b2p[j] - tp[r * kOut + j]) / (summed ? 1 : n);
     const Tensor& dy = y;
     // Layer 2: dW2 += dy^T a, db2 += sum_rows dy, da = dy W2.
     ops::gemm(dy, true, a, false, w2->grad, 1.0f, 1.0f);
@@ -71,8 +73,9 @@ struct TinyMlp {
     arena.grad_ready(*w1);
   }
 
-  void sgd(float lr) {
-    ops::axpy(-lr, arena.grads(), arena.values());
+  // p -= lr * grad_scale * g (grad_scale: ParamSync::grad_scale()).
+  void sgd(float lr, float grad_scale = 1.0f) {
+    ops::axpy(-lr * grad_scale, arena.grads(), arena.values());
     arena.zero_grad();
   }
 };

@@ -6,6 +6,7 @@
 
 #include "core/cpu/parallel.h"
 #include "core/kernels.h"
+#include "core/ops.h"
 #include "optim/optimizer.h"
 
 namespace dtrain {
@@ -183,6 +184,34 @@ TEST(Optimizer, StepsAreBitwiseTheSameAtAnyThreadCount) {
       }
       cpu::set_blas_threads(1);
     }
+}
+
+// grad_scale (ParamSync's deferred average times clipping's coefficient) multiplies each gradient
+// as the update reads it: the same bits as scaling the gradient arena first.
+TEST(Optimizer, GradScaleIsTheSameAsScaledGradients) {
+  for (const char* type : {"sgd", "adam", "adamw", "rmsprop"}) {
+    OptimizerConfig c;
+    c.type = type;
+    c.lr = 0.01f;
+    c.momentum = 0.5f;
+    c.weight_decay = 0.1f;
+    Fixture scaled, folded;
+    auto a = make_optimizer(c, scaled.arena), b = make_optimizer(c, folded.arena);
+    const float scale = 0.25f * clip_coefficient(1.0f, 3.7f);
+    for (int step = 0; step < 3; ++step) {
+      scaled.set_grads(step);
+      folded.set_grads(step);
+      ops::scale(scaled.arena.grads(), scale);
+      a->step(scaled.arena, c.lr);
+      b->step(folded.arena, c.lr, scale);
+    }
+    const std::vector<float> want = scaled.arena.values().to_vector<float>();
+    const std::vector<float> got = folded.arena.values().to_vector<float>();
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float))) << type;
+  }
+  EXPECT_EQ(clip_coefficient(0.0f, 5.0f), 1.0f);   // clipping off
+  EXPECT_EQ(clip_coefficient(10.0f, 5.0f), 1.0f);  // under the limit
+  EXPECT_FLOAT_EQ(clip_coefficient(1.0f, 4.0f), 0.25f);
 }
 
 TEST(Optimizer, BadConfigNamesTheKey) {
