@@ -82,6 +82,9 @@ std::unique_ptr<ParameterArena> make_arena(const std::vector<int64_t>& sizes) {
   return arena;
 }
 
+// As `dtrain train` runs it: the average left to the optimizer's pass (ParamSync::grad_scale()).
+const ParamSyncOptions kTrainerMode{.defer_average = true};
+
 void bandwidth(Bench& b, int64_t max_bytes) {
   const int n = b.comm.size();
   const double bus = 2.0 * (n - 1) / n;
@@ -106,11 +109,11 @@ void bandwidth(Bench& b, int64_t max_bytes) {
     auto arena = make_arena({numel});
     double t_ps, t_plain;
     {
-      ParamSync sync(b.comm, *arena);
+      ParamSync sync(b.comm, *arena, kTrainerMode);
       t_ps = max_over_ranks(b.comm, time_param_sync(sync, *arena, iters));
     }
     {
-      ParamSync sync(b.plain, *arena);
+      ParamSync sync(b.plain, *arena, kTrainerMode);
       t_plain = max_over_ranks(b.comm, time_param_sync(sync, *arena, iters));
     }
     const double alg_mpi = bytes / t_mpi / 1e9, alg_ps = bytes / t_ps / 1e9;
@@ -134,11 +137,13 @@ void small_tensors(Bench& b) {
   auto arena = make_arena(std::vector<int64_t>(kTensors, kNumel));
   double t_bucketed, t_bucketed_small;
   {
-    ParamSync sync(b.comm, *arena);
+    ParamSync sync(b.comm, *arena, kTrainerMode);
     t_bucketed = max_over_ranks(b.comm, time_param_sync(sync, *arena, kIters));
   }
   {
-    ParamSync sync(b.comm, *arena, {.bucket_bytes = int64_t{256} << 10, .first_bucket_bytes = int64_t{256} << 10});
+    ParamSync sync(
+        b.comm, *arena,
+        {.bucket_bytes = int64_t{256} << 10, .first_bucket_bytes = int64_t{256} << 10, .defer_average = true});
     t_bucketed_small = max_over_ranks(b.comm, time_param_sync(sync, *arena, kIters));
   }
   auto per_tensor = [&] {
@@ -186,7 +191,8 @@ void cnn_step(Bench& b) {
     dy.push_back(Tensor::full(Shape{l.rows, l.out}, 0.001f));
     x.push_back(Tensor::full(Shape{l.rows, l.in}, 0.5f));
   }
-  ParamSync sync(b.comm, arena, {.bucket_bytes = int64_t{1} << 20, .first_bucket_bytes = int64_t{256} << 10});
+  ParamSync sync(b.comm, arena,
+                 {.bucket_bytes = int64_t{1} << 20, .first_bucket_bytes = int64_t{256} << 10, .defer_average = true});
   double comm_s = 0, exposed_s = 0, backward_s = 0;
   constexpr int kIters = 10;
   for (int it = -1; it < kIters; ++it) {

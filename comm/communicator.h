@@ -96,8 +96,12 @@ class Communicator {
 
   // The training step the collectives issued from now on belong to (-1: none). It is part of each
   // collective's fingerprint (comm/fingerprint.h), so a rank that skipped a step fails at once.
-  // A communicator that wraps another forwards it.
+  // A communicator that wraps another forwards it (and set_wait_at_once).
   virtual void set_step_tag(int64_t step) { step_tag_ = step; }
+  // true: the caller waits for the collectives it issues from now on at once, instead of computing
+  // while they run. The mpi backend then runs them on the waiting thread without waking its
+  // progress thread (a futex hand-off each way, 5-10 us on a small collective). A hint only.
+  virtual void set_wait_at_once(bool) {}
   int64_t step_tag() const { return step_tag_; }
 
  private:

@@ -74,8 +74,9 @@ MpiRuntime::MpiRuntime() {
       DTRAIN_MPI_CHECK(MPI_Initialized(&init));
       if (!init) {
         int provided = 0;
-        DTRAIN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+        DTRAIN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided));
         owns_mpi_ = true;
+        can_help_ = provided >= MPI_THREAD_SERIALIZED;
       } else {
         // Someone else initialised MPI: calling it from this thread needs at least SERIALIZED.
         int provided = 0;
@@ -83,6 +84,7 @@ MpiRuntime::MpiRuntime() {
         DTRAIN_CHECK(provided >= MPI_THREAD_SERIALIZED, "MPI was initialised elsewhere with ",
                      thread_level_name(provided),
                      "; the mpi backend needs to initialise MPI itself or MPI_THREAD_SERIALIZED");
+        can_help_ = true;
       }
       DTRAIN_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
       DTRAIN_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
@@ -112,37 +114,42 @@ MpiRuntime::~MpiRuntime() {
   thread_.join();
 }
 
-void MpiRuntime::spin_for_task() const {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(kIdleSpinS);
-  for (int i = 1; queued_.load(std::memory_order_acquire) == 0; ++i) {
-    if (i % 64 == 0) {
-      if (std::chrono::steady_clock::now() >= until) return;
-      std::this_thread::yield();
-    }
+// With exec_mu_ held: pops the oldest task and runs it; false when the queue was empty.
+bool MpiRuntime::run_front() {
+  Task task;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.empty()) return false;
+    task = std::move(queue_.front());
+    queue_.pop_front();
   }
+  task.state->mark_started();
+  try {
+    task.op();
+    task.state->complete();
+  } catch (const std::exception& e) {
+    task.state->complete(e.what());
+  }
+  return true;
+}
+
+bool MpiRuntime::help() {
+  if (!can_help_) return false;
+  std::unique_lock<std::mutex> exec(exec_mu_, std::try_to_lock);
+  return exec.owns_lock() && run_front();
 }
 
 void MpiRuntime::loop() {
   for (;;) {
-    Task task;
-    spin_for_task();
     {
       std::unique_lock<std::mutex> lock(mu_);
       sleeping_ = true;
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       sleeping_ = false;
       if (queue_.empty()) break;  // stop_ and drained
-      task = std::move(queue_.front());
-      queue_.pop_front();
-      queued_.fetch_sub(1, std::memory_order_relaxed);
     }
-    task.state->mark_started();
-    try {
-      task.op();
-      task.state->complete();
-    } catch (const std::exception& e) {
-      task.state->complete(e.what());
-    }
+    std::lock_guard<std::mutex> exec(exec_mu_);
+    run_front();  // a waiting thread may have run it already (help())
   }
   MPI_Op_free(&bf16_sum_);
   MPI_Op_free(&bf16_max_);
@@ -153,22 +160,50 @@ void MpiRuntime::loop() {
   }
 }
 
-Work MpiRuntime::submit(std::string description, std::function<void()> op) {
-  auto state = std::make_shared<WorkState>(std::move(description));
-  bool wake = false;
+namespace {
+
+// A Work whose waiter runs the queued collectives itself (in order, up to its own) while the
+// progress thread is not running one: the step's last bucket, which the caller waits for at once,
+// then costs no hand-off to the progress thread and back.
+class MpiWorkState final : public WorkState {
+ public:
+  MpiWorkState(std::string description, MpiRuntime& rt) : WorkState(std::move(description)), rt_(rt) {}
+  bool wait(double timeout_s) override {
+    while (!done_flag_.load(std::memory_order_acquire) && rt_.help()) {}
+    if (!done_flag_.load(std::memory_order_acquire)) rt_.wake();  // ops submitted with wake=false
+    return WorkState::wait(timeout_s);
+  }
+
+ private:
+  MpiRuntime& rt_;
+};
+
+}  // namespace
+
+Work MpiRuntime::submit(std::string description, std::function<void()> op, bool wake) {
+  auto state = std::make_shared<MpiWorkState>(std::move(description), *this);
+  bool notify = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     DTRAIN_CHECK(!stop_, "MPI progress thread already stopped; cannot run ", state->description());
     queue_.push_back(Task{state, std::move(op)});
-    queued_.fetch_add(1, std::memory_order_release);
-    wake = sleeping_;
+    notify = sleeping_ && (wake || !can_help_);
   }
-  if (wake) cv_.notify_one();
+  if (notify) cv_.notify_one();
   return Work(state);
 }
 
+void MpiRuntime::wake() {
+  bool notify = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    notify = sleeping_ && !queue_.empty();
+  }
+  if (notify) cv_.notify_one();
+}
+
 void MpiRuntime::run(std::string description, std::function<void()> op) {
-  submit(std::move(description), std::move(op)).wait();
+  submit(std::move(description), std::move(op), false).wait();
 }
 
 namespace {
@@ -187,8 +222,10 @@ MPI_Datatype mpi_type(DType t) {
 // MPI counts are int: large buffers go in chunks.
 constexpr int64_t kMaxChunk = int64_t{1} << 30;
 
-std::string describe(const char* op, const Tensor& t) {
-  return detail::concat(op, " of ", t.numel(), " ", dtype_name(t.dtype()), " (", t.nbytes(), " bytes)");
+// Built for every collective, so without a stream: "allreduce(sum) of 1024 f32 (4096 bytes)".
+std::string describe(std::string op, const Tensor& t) {
+  op.append(" of ").append(std::to_string(t.numel())).append(" ").append(dtype_name(t.dtype()));
+  return op.append(" (").append(std::to_string(t.nbytes())).append(" bytes)");
 }
 
 class MpiCommunicator final : public Communicator {
@@ -230,7 +267,7 @@ class MpiCommunicator final : public Communicator {
     check_buffer(t, "broadcast");
     DTRAIN_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " outside world of ", size_);
     const Fingerprint fp = next_fingerprint(CollectiveKind::broadcast, &t, -1, root);
-    return rt_.submit(describe("broadcast", t) + " from rank " + std::to_string(root), [this, t, root, fp] {
+    return submit_collective(describe("broadcast", t) + " from rank " + std::to_string(root), [this, t, root, fp] {
       check_fingerprint(fp);
       char* p = static_cast<char*>(t.raw_data());
       const int64_t esize = dtype_size(t.dtype());
@@ -250,17 +287,16 @@ class MpiCommunicator final : public Communicator {
     MPI_Op mop = op == ReduceOp::max ? MPI_MAX : MPI_SUM;
     if (t.dtype() == DType::bf16) mop = op == ReduceOp::max ? rt_.bf16_max() : rt_.bf16_sum();
     const Fingerprint fp = next_fingerprint(CollectiveKind::allreduce, &t, static_cast<int64_t>(op));
-    return rt_.submit(
-        describe(detail::concat("allreduce(", reduce_op_name(op), ")").c_str(), t), [this, t, op, mop, fp] {
-          check_fingerprint(fp);
-          char* p = static_cast<char*>(t.raw_data());
-          const int64_t esize = dtype_size(t.dtype());
-          for (int64_t done = 0; done < t.numel(); done += kMaxChunk) {
-            const int n = static_cast<int>(std::min(kMaxChunk, t.numel() - done));
-            DTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + done * esize, n, mpi_type(t.dtype()), mop, comm_));
-          }
-          if (op == ReduceOp::average && size_ > 1) divide(t, size_);
-        });
+    return submit_collective(describe(std::string("allreduce(") + reduce_op_name(op) + ")", t), [this, t, op, mop, fp] {
+      check_fingerprint(fp);
+      char* p = static_cast<char*>(t.raw_data());
+      const int64_t esize = dtype_size(t.dtype());
+      for (int64_t done = 0; done < t.numel(); done += kMaxChunk) {
+        const int n = static_cast<int>(std::min(kMaxChunk, t.numel() - done));
+        DTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + done * esize, n, mpi_type(t.dtype()), mop, comm_));
+      }
+      if (op == ReduceOp::average && size_ > 1) divide(t, size_);
+    });
   }
 
   Work allgather(Tensor in, Tensor out) override {
@@ -271,7 +307,7 @@ class MpiCommunicator final : public Communicator {
                  size_, " ranks x ", in.numel(), ")");
     DTRAIN_CHECK(in.numel() <= INT_MAX, "allgather: ", in.numel(), " elements per rank exceed MPI's int count");
     const Fingerprint fp = next_fingerprint(CollectiveKind::allgather, &in);
-    return rt_.submit(describe("allgather", in), [this, in, out, fp] {
+    return submit_collective(describe("allgather", in), [this, in, out, fp] {
       check_fingerprint(fp);
       DTRAIN_MPI_CHECK(MPI_Allgather(in.raw_data(), static_cast<int>(in.numel()), mpi_type(in.dtype()), out.raw_data(),
                                      static_cast<int>(in.numel()), mpi_type(in.dtype()), comm_));
@@ -280,11 +316,13 @@ class MpiCommunicator final : public Communicator {
 
   Work barrier() override {
     const Fingerprint fp = next_fingerprint(CollectiveKind::barrier, nullptr);
-    return rt_.submit("barrier", [this, fp] {
+    return submit_collective("barrier", [this, fp] {
       check_fingerprint(fp);
       DTRAIN_MPI_CHECK(MPI_Barrier(comm_));
     });
   }
+
+  void set_wait_at_once(bool at_once) override { wait_at_once_ = at_once; }
 
   [[noreturn]] void abort(int code) noexcept override {
     std::fflush(stdout);
@@ -294,6 +332,9 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  Work submit_collective(std::string description, std::function<void()> op) {
+    return rt_.submit(std::move(description), std::move(op), !wait_at_once_);
+  }
   // On the calling thread, in issue order: this collective's fingerprint.
   Fingerprint next_fingerprint(CollectiveKind kind, const Tensor* t, int64_t op = -1, int64_t root = -1) {
     return make_fingerprint(seq_++, kind, step_tag(), t, op, root);
@@ -329,6 +370,7 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
   bool fingerprint_;
+  bool wait_at_once_ = false;
   int64_t seq_ = 0;                    // collectives issued (calling thread)
   std::vector<Fingerprint> gathered_;  // progress thread only
 };

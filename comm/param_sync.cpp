@@ -205,7 +205,7 @@ void ParamSync::launch_ready_buckets() {
   while (next_launch_ < buckets_.size() && pending_[next_launch_] == 0) launch(next_launch_++);
 }
 
-void ParamSync::launch(size_t b) {
+void ParamSync::launch(size_t b, bool at_once) {
   const Bucket& bk = buckets_[b];
   Tensor grads = arena_.grads().flat_range(bk.begin, bk.numel);
   if (samples_mode_ && !options_.summed_gradients && samples_unit_ != 1 && bk.numel > 0)
@@ -214,7 +214,13 @@ void ParamSync::launch(size_t b) {
   if (options_.compress_bf16 && bk.numel > 0) wire = ops::to_dtype(grads, DType::bf16);
   if (wire.device() != comm_.device()) wire = wire.to(comm_.device());
   InFlight& f = in_flight_[b];
+  // The last bucket holds the first layers' gradients, so backward is over when it is ready, and
+  // finish_backward waits for whatever launches from there on at once: the mpi backend then runs
+  // those on the waiting thread instead of handing them to its progress thread and back.
+  at_once = at_once || b + 1 == buckets_.size();
+  if (at_once) comm_.set_wait_at_once(true);
   f.work = comm_.allreduce(wire, ReduceOp::sum);
+  if (at_once) comm_.set_wait_at_once(false);
   if (wire.raw_data() != grads.raw_data() || wire.numel() == 0) f.wire = wire;
   watchdog_.watch(f.work, bucket_name(b));
 }
@@ -224,7 +230,7 @@ void ParamSync::finish_backward() {
   in_backward_ = false;
   if (!sync_) return;
   stats_.buckets_during_backward = static_cast<int>(next_launch_);
-  while (next_launch_ < buckets_.size()) launch(next_launch_++);
+  while (next_launch_ < buckets_.size()) launch(next_launch_++, true);
 
   double scale = 1.0 / (static_cast<double>(comm_.size()) * micro_steps_);
   if (samples_mode_) {

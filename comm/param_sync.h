@@ -104,7 +104,7 @@ class ParamSync {
  private:
   void on_grad_ready(const Parameter& p);
   void launch_ready_buckets();
-  void launch(size_t b);
+  void launch(size_t b, bool at_once = false);
   [[noreturn]] void on_timeout(const std::string& what, double waited_s);
   void wait(const Work& work, const std::string& what) { watchdog_.wait(work, what); }
   std::vector<std::string> signature_lines() const;

@@ -31,6 +31,7 @@ class StallingCommunicator final : public Communicator {
   Work allgather(Tensor in, Tensor out) override { return inner_->allgather(std::move(in), std::move(out)); }
   Work barrier() override { return inner_->barrier(); }
   void set_step_tag(int64_t step) override { inner_->set_step_tag(step); }
+  void set_wait_at_once(bool at_once) override { inner_->set_wait_at_once(at_once); }
   [[noreturn]] void abort(int code) noexcept override {
     inner_->abort(code);
     std::abort();  // not reached: Communicator::abort does not return
