@@ -1,7 +1,9 @@
 // bench_comm: all-reduce bandwidth of raw MPI_Allreduce vs dtrain's ParamSync in the same run
 // (algbw and busbw = algbw * 2(n-1)/n, as nccl-tests), 200 small tensors bucketed vs one
-// all-reduce each, and the exposed-communication fraction of a CNN-shaped training step.
-//   mpiexec -n 4 bench_comm [--max-mib 256] [--json out.jsonl]
+// all-reduce each, the cost of a collective fingerprint, and the exposed-communication fraction
+// of cnn- and gpt-shaped backward passes. ParamSync runs as `dtrain train` runs it (averaging left
+// to the optimizer), with collective fingerprints and, beside it, without.
+//   mpiexec -n 4 bench_comm [--max-mib 256] [--json out.jsonl] [--label TEXT]
 // Prints one JSON line per measurement (rank 0) and a table.
 #include <mpi.h>
 
@@ -20,20 +22,25 @@ namespace dtrain {
 namespace {
 
 const bench::Program kProgram{.name = "bench_comm",
-                              .usage = "usage: mpiexec -n N bench_comm [--max-mib 256] [--json FILE]",
-                              .options = {"--max-mib", "--json"}};
+                              .usage = "usage: mpiexec -n N bench_comm [--max-mib 256] [--json FILE] [--label TEXT]",
+                              .options = {"--max-mib", "--json", "--label"}};
 
 // The communicator (collective fingerprints on, the default), one without fingerprints and, on
 // rank 0, where the JSON lines go (stdout and the appended --json FILE).
 struct Bench {
-  Bench(Communicator& c, Communicator& no_fingerprints, const std::string& json_path)
-      : comm(c), plain(no_fingerprints), json(c.rank() == 0 ? json_path : "", bench::JsonOutput::Mode::append) {}
-  void emit(const bench::JsonLine& line) {
+  Bench(Communicator& c, Communicator& no_fingerprints, const std::string& json_path, std::string label)
+      : comm(c),
+        plain(no_fingerprints),
+        json(c.rank() == 0 ? json_path : "", bench::JsonOutput::Mode::append),
+        label(std::move(label)) {}
+  void emit(bench::JsonLine& line) {
+    if (!label.empty()) line.add("label", label);
     if (comm.rank() == 0) json.emit(line);
   }
   Communicator& comm;
   Communicator& plain;
   bench::JsonOutput json;
+  std::string label;  // --label: e.g. the emulated network, in every JSON line
 };
 
 // Median-free simple timing: the slowest rank's mean over `iters` (max-reduced across ranks).
@@ -172,22 +179,63 @@ void small_tensors(Bench& b) {
                  t_each / t_bucketed_small);
 }
 
-// A CNN-shaped step (conv weights as GEMMs, then two linear layers): backward computes each
-// layer's weight gradient with a GEMM, last layer first, and calls grad_ready as the layers do.
-void cnn_step(Bench& b) {
+// One MPI_Allgather of a collective fingerprint (7 int64 per rank): what comm.fingerprint adds
+// before every collective.
+double time_fingerprint_allgather(Communicator& comm) {
+  constexpr int kIters = 2000;
+  std::vector<int64_t> mine(7, 1), all(7 * static_cast<size_t>(comm.size()));
+  double mean = 0;
+  MpiRuntime::instance().run("bench fingerprint allgather", [&] {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto t0 = Clock::now();
+    for (int i = 0; i < kIters; ++i)
+      DTRAIN_MPI_CHECK(MPI_Allgather(mine.data(), 7, MPI_INT64_T, all.data(), 7, MPI_INT64_T, MPI_COMM_WORLD));
+    mean = seconds_since(t0) / kIters;
+  });
+  return max_over_ranks(comm, mean);
+}
+
+// A model-shaped backward: each layer's weight gradient is a GEMM (dW = dy^T x) and its input
+// gradient another (dx = dy W), last layer first, with grad_ready as the layers call it.
+struct StepShape {
+  const char* name;
   struct Layer {
-    int64_t out, in, rows;  // weight [out, in]; GEMM over `rows` (batch x spatial positions)
+    int64_t out, in, rows;  // weight [out, in]; GEMM over `rows` (batch x positions)
   };
-  const std::vector<Layer> layers = {{32, 9, 32 * 28 * 28}, {64, 288, 32 * 14 * 14}, {128, 3136, 32}, {10, 128, 32}};
+  std::vector<Layer> layers;
+};
+
+// The fmnist cnn at batch 32 per rank (conv weights as im2col GEMMs, then two linear layers).
+StepShape cnn_shape() {
+  return {"cnn", {{32, 9, 32 * 28 * 28}, {64, 288, 32 * 14 * 14}, {128, 3136, 32}, {10, 128, 32}}};
+}
+
+// configs/kjv-gpt.ini's gpt (4 layers, 128 wide, ctx 128, bytes) at 16 sequences per rank:
+// embeddings, then per layer qkv, projection and the 4x MLP (LayerNorms and biases are small).
+StepShape gpt_shape() {
+  constexpr int64_t kRows = 16 * 128, kWidth = 128;
+  StepShape s{"gpt", {{256, kWidth, kRows}, {128, kWidth, kRows}}};
+  for (int l = 0; l < 4; ++l)
+    for (const auto& [out, in] : std::vector<std::pair<int64_t, int64_t>>{
+             {3 * kWidth, kWidth}, {kWidth, kWidth}, {4 * kWidth, kWidth}, {kWidth, 4 * kWidth}})
+      s.layers.push_back({out, in, kRows});
+  return s;
+}
+
+// Exposed communication of a step: how long finish_backward waits after backward, against the
+// all-reduces' own time. comm.fingerprint's cost per step is estimated as (buckets + 2: the
+// trainer's sample count and stop vote) fingerprint allgathers against the backward's time (a
+// real step adds forward and the optimizer, so the true fraction is smaller).
+void step_overlap(Bench& b, const StepShape& shape, double fingerprint_s) {
   ParameterArena arena;
   std::vector<Parameter*> w;
-  for (size_t i = 0; i < layers.size(); ++i)
-    w.push_back(&arena.add(detail::concat(i, ".weight"), Shape{layers[i].out, layers[i].in},
+  for (size_t i = 0; i < shape.layers.size(); ++i)
+    w.push_back(&arena.add(detail::concat(i, ".weight"), Shape{shape.layers[i].out, shape.layers[i].in},
                            [](Tensor& v, Generator&) { v.fill(0.01f); }));
   Generator gen(RngKey{1, 0, 0});
   arena.allocate(Device::cpu(), gen);
   std::vector<Tensor> dy, x;
-  for (const Layer& l : layers) {
+  for (const StepShape::Layer& l : shape.layers) {
     dy.push_back(Tensor::full(Shape{l.rows, l.out}, 0.001f));
     x.push_back(Tensor::full(Shape{l.rows, l.in}, 0.5f));
   }
@@ -200,9 +248,9 @@ void cnn_step(Bench& b) {
     arena.zero_grad();
     const auto t0 = Clock::now();
     sync.begin_backward();
-    for (int i = static_cast<int>(layers.size()) - 1; i >= 0; --i) {
-      ops::gemm(dy[i], true, x[i], false, w[i]->grad, 1.0f, 1.0f);  // dW = dy^T x
-      Tensor dx = ops::matmul(dy[i], w[i]->value);                  // dx = dy W (the input gradient)
+    for (int i = static_cast<int>(shape.layers.size()) - 1; i >= 0; --i) {
+      ops::gemm(dy[i], true, x[i], false, w[i]->grad, 1.0f, 1.0f);
+      Tensor dx = ops::matmul(dy[i], w[i]->value);
       arena.grad_ready(*w[i]);
     }
     const double bwd = seconds_since(t0);
@@ -212,14 +260,23 @@ void cnn_step(Bench& b) {
     comm_s += sync.last_stats().comm_s;
     exposed_s += sync.last_stats().exposed_s;
   }
+  backward_s = max_over_ranks(b.comm, backward_s / kIters);
+  comm_s = max_over_ranks(b.comm, comm_s / kIters);
+  exposed_s = max_over_ranks(b.comm, exposed_s / kIters);
   const double fraction = exposed_s / std::max(comm_s, 1e-12);
-  bench::JsonLine line("cnn_step_overlap");
-  line.add("ranks", b.comm.size()).add("params", arena.numel()).add("buckets", sync.buckets().size());
-  line.add("backward_s", backward_s / kIters).add("comm_s", comm_s / kIters).add("exposed_s", exposed_s / kIters);
-  b.emit(line.add("exposed_fraction", fraction));
+  const size_t collectives = sync.buckets().size() + 2;
+  const double fp_fraction = static_cast<double>(collectives) * fingerprint_s / backward_s;
+  bench::JsonLine line("step_overlap");
+  line.add("model", shape.name).add("ranks", b.comm.size()).add("params", arena.numel());
+  line.add("buckets", sync.buckets().size()).add("backward_s", backward_s).add("comm_s", comm_s);
+  line.add("exposed_s", exposed_s).add("exposed_fraction", fraction);
+  b.emit(line.add("fingerprint_allgather_s", fingerprint_s).add("fingerprint_step_fraction", fp_fraction));
   if (b.comm.rank() == 0)
-    std::fprintf(stderr, "CNN step: backward %.2f ms, comm %.2f ms, exposed %.2f ms (%.0f%% of comm)\n",
-                 backward_s / kIters * 1e3, comm_s / kIters * 1e3, exposed_s / kIters * 1e3, 100 * fraction);
+    std::fprintf(stderr,
+                 "%s step: backward %.2f ms, comm %.2f ms, exposed %.2f ms (%.0f%% of comm); fingerprints %zu x "
+                 "%.1f us = %.2f%% of backward\n",
+                 shape.name, backward_s * 1e3, comm_s * 1e3, exposed_s * 1e3, 100 * fraction, collectives,
+                 fingerprint_s * 1e6, 100 * fp_fraction);
 }
 
 void run(const bench::Args& args) {
@@ -228,10 +285,12 @@ void run(const bench::Args& args) {
   run_or_abort([&] {
     auto comm = make_communicator(CommOptions{.backend = "mpi", .log_world = false});
     auto plain = make_communicator(CommOptions{.backend = "mpi", .log_world = false, .fingerprint = false});
-    Bench b(*comm, *plain, json_path);
+    Bench b(*comm, *plain, json_path, args.text("--label", ""));
     bandwidth(b, max_mib << 20);
     small_tensors(b);
-    cnn_step(b);
+    const double fingerprint_s = time_fingerprint_allgather(*comm);
+    step_overlap(b, cnn_shape(), fingerprint_s);
+    step_overlap(b, gpt_shape(), fingerprint_s);
     return 0;
   });
 }
