@@ -84,6 +84,8 @@ std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time
   return {started_, finished_};
 }
 
+std::pair<int64_t, int64_t> piece_of(int64_t n, int rank, int size) { return {n * rank / size, n * (rank + 1) / size}; }
+
 Work Work::done(std::string description) {
   auto state = std::make_shared<WorkState>(std::move(description));
   state->complete();

@@ -90,6 +90,11 @@ class Communicator {
   virtual Work allreduce(Tensor t, ReduceOp op) = 0;
   // out (contiguous, size() * in.numel() elements, same dtype) receives every rank's `in` in rank order.
   virtual Work allgather(Tensor in, Tensor out) = 0;
+  // ZeRO-1's pair, in place on a contiguous f32 tensor split into one piece per rank (piece_of):
+  // reduce_scatter leaves in this rank's piece the reduction (sum or average) of every rank's
+  // piece and the rest of t unspecified; allgather_pieces gives every rank every rank's piece.
+  virtual Work reduce_scatter(Tensor t, ReduceOp op) = 0;
+  virtual Work allgather_pieces(Tensor t) = 0;
   virtual Work barrier() = 0;
   // Ends the whole job now (MPI_Abort where MPI runs): used by the watchdog and by failing ranks.
   [[noreturn]] virtual void abort(int code) noexcept = 0;
@@ -107,6 +112,10 @@ class Communicator {
  private:
   int64_t step_tag_ = -1;
 };
+
+// The piece [begin, end) of an n-element buffer that `rank` of `size` owns in reduce_scatter and
+// allgather_pieces: [n * rank / size, n * (rank + 1) / size), so pieces differ by at most one.
+std::pair<int64_t, int64_t> piece_of(int64_t n, int rank, int size);
 
 struct CommOptions {
   std::string backend = "auto";         // auto or a registered backend (registered_backends())

@@ -29,6 +29,11 @@ std::string describe_fingerprint(const Fingerprint& f) {
           detail::concat("allreduce(", f.op >= 0 && f.op <= 2 ? reduce_op_name(static_cast<ReduceOp>(f.op)) : "?", ")");
       break;
     case CollectiveKind::allgather: text = "allgather"; break;
+    case CollectiveKind::reduce_scatter:
+      text = detail::concat("reduce_scatter(",
+                            f.op >= 0 && f.op <= 2 ? reduce_op_name(static_cast<ReduceOp>(f.op)) : "?", ")");
+      break;
+    case CollectiveKind::allgather_pieces: text = "allgather_pieces"; break;
     case CollectiveKind::barrier: text = "barrier"; break;
     default: text = detail::concat("unknown collective ", f.kind);
   }

@@ -15,7 +15,14 @@
 
 namespace dtrain {
 
-enum class CollectiveKind : int64_t { broadcast = 1, allreduce = 2, allgather = 3, barrier = 4 };
+enum class CollectiveKind : int64_t {
+  broadcast = 1,
+  allreduce = 2,
+  allgather = 3,
+  barrier = 4,
+  reduce_scatter = 5,
+  allgather_pieces = 6
+};
 
 // Seven int64 words on the wire (kFingerprintWords); -1 where a field does not apply.
 struct Fingerprint {

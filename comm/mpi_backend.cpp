@@ -314,6 +314,36 @@ class MpiCommunicator final : public Communicator {
     });
   }
 
+  Work reduce_scatter(Tensor t, ReduceOp op) override {
+    check_pieces(t, "reduce_scatter");
+    DTRAIN_CHECK(op != ReduceOp::max, "reduce_scatter: sum or average only");
+    const Fingerprint fp = next_fingerprint(CollectiveKind::reduce_scatter, &t, static_cast<int64_t>(op));
+    return submit_collective(describe(std::string("reduce_scatter(") + reduce_op_name(op) + ")", t), [this, t, op, fp] {
+      check_fingerprint(fp);
+      const std::vector<int> counts = piece_counts(t.numel());
+      float* p = t.data<float>();
+      // In place: MPI leaves this rank's result at the buffer's start.
+      DTRAIN_MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, p, counts.data(), MPI_FLOAT, MPI_SUM, comm_));
+      const auto [begin, end] = piece_of(t.numel(), rank_, size_);
+      if (begin > 0) std::memmove(p + begin, p, static_cast<size_t>(end - begin) * sizeof(float));
+      if (op == ReduceOp::average && size_ > 1)
+        for (int64_t i = begin; i < end; ++i) p[i] /= static_cast<float>(size_);
+    });
+  }
+
+  Work allgather_pieces(Tensor t) override {
+    check_pieces(t, "allgather_pieces");
+    const Fingerprint fp = next_fingerprint(CollectiveKind::allgather_pieces, &t);
+    return submit_collective(describe("allgather_pieces", t), [this, t, fp] {
+      check_fingerprint(fp);
+      const std::vector<int> counts = piece_counts(t.numel());
+      std::vector<int> displs(counts.size(), 0);
+      for (size_t r = 1; r < counts.size(); ++r) displs[r] = displs[r - 1] + counts[r - 1];
+      DTRAIN_MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, t.raw_data(), counts.data(), displs.data(),
+                                      MPI_FLOAT, comm_));
+    });
+  }
+
   Work barrier() override {
     const Fingerprint fp = next_fingerprint(CollectiveKind::barrier, nullptr);
     return submit_collective("barrier", [this, fp] {
@@ -348,6 +378,20 @@ class MpiCommunicator final : public Communicator {
         MPI_Allgather(&mine, kFingerprintWords, MPI_INT64_T, gathered_.data(), kFingerprintWords, MPI_INT64_T, comm_));
     const std::string mismatch = fingerprint_mismatch(gathered_);
     if (!mismatch.empty()) fail(mismatch);
+  }
+  // Each rank's piece size (piece_of), as MPI's int counts.
+  std::vector<int> piece_counts(int64_t n) const {
+    std::vector<int> counts(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r) {
+      const auto [begin, end] = piece_of(n, r, size_);
+      counts[static_cast<size_t>(r)] = static_cast<int>(end - begin);
+    }
+    return counts;
+  }
+  static void check_pieces(const Tensor& t, const char* op) {
+    check_buffer(t, op);
+    DTRAIN_CHECK(t.dtype() == DType::f32, op, ": f32 only, got ", dtype_name(t.dtype()));
+    DTRAIN_CHECK(t.numel() <= INT_MAX, op, ": ", t.numel(), " elements exceed MPI's int count");
   }
   static void check_buffer(const Tensor& t, const char* op) {
     DTRAIN_CHECK(t.defined(), op, ": undefined tensor");

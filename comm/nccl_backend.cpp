@@ -173,6 +173,35 @@ class NcclCommunicator final : public Communicator {
       DTRAIN_NCCL_CHECK(ncclAllGather(in.raw_data(), out.raw_data(), in.numel(), nccl_type(in.dtype()), comm_, s));
     });
   }
+  // NCCL's own reduce-scatter and all-gather need equal pieces; piece_of's may differ by one, so
+  // each piece is a reduce to (or a broadcast from) its owner, all in one NCCL group.
+  Work reduce_scatter(Tensor t, ReduceOp op) override {
+    check_buffer(t, "reduce_scatter");
+    DTRAIN_CHECK(t.dtype() == DType::f32 && op != ReduceOp::max, "reduce_scatter: f32 sum or average only");
+    const ncclRedOp_t nop = op == ReduceOp::sum ? ncclSum : ncclAvg;
+    return launch(std::string("reduce_scatter(") + reduce_op_name(op) + ")", {t}, [&](cudaStream_t s) {
+      float* p = t.data<float>();
+      DTRAIN_NCCL_CHECK(ncclGroupStart());
+      for (int r = 0; r < size_; ++r) {
+        const auto [begin, end] = piece_of(t.numel(), r, size_);
+        DTRAIN_NCCL_CHECK(ncclReduce(p + begin, p + begin, end - begin, ncclFloat32, nop, r, comm_, s));
+      }
+      DTRAIN_NCCL_CHECK(ncclGroupEnd());
+    });
+  }
+  Work allgather_pieces(Tensor t) override {
+    check_buffer(t, "allgather_pieces");
+    DTRAIN_CHECK(t.dtype() == DType::f32, "allgather_pieces: f32 only");
+    return launch("allgather_pieces", {t}, [&](cudaStream_t s) {
+      float* p = t.data<float>();
+      DTRAIN_NCCL_CHECK(ncclGroupStart());
+      for (int r = 0; r < size_; ++r) {
+        const auto [begin, end] = piece_of(t.numel(), r, size_);
+        DTRAIN_NCCL_CHECK(ncclBroadcast(p + begin, p + begin, end - begin, ncclFloat32, r, comm_, s));
+      }
+      DTRAIN_NCCL_CHECK(ncclGroupEnd());
+    });
+  }
   Work barrier() override {
     return launch("barrier", {barrier_buf_}, [&](cudaStream_t s) {
       DTRAIN_NCCL_CHECK(

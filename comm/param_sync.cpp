@@ -51,6 +51,16 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
     bucket_of_[p.index] = static_cast<int>(buckets_.size()) - 1;
   }
   for (size_t b = 0; b < buckets_.size(); ++b) bucket_names_.push_back(describe_bucket(b));
+  DTRAIN_CHECK(options_.zero == 0 || options_.zero == 1, "comm.zero must be 0 or 1, got ", options_.zero);
+  if (options_.zero == 1) {
+    DTRAIN_CHECK(!options_.compress_bf16, "comm.zero=1 does not support comm.compress=bf16 (use one or the other)");
+    DTRAIN_CHECK(arena_.device() == comm_.device(), "comm.zero=1 needs the parameters where the ", comm_.backend(),
+                 " backend reduces (", comm_.device().str(), "), they are on ", arena_.device().str());
+    for (const Bucket& bk : buckets_) {
+      const auto [begin, end] = piece_of(bk.numel, comm_.rank(), comm_.size());
+      if (end > begin) shard_.emplace_back(bk.begin + begin, end - begin);
+    }
+  }
   arena_.set_grad_ready_hook([this](const Parameter& p) { on_grad_ready(p); });
 }
 
@@ -219,7 +229,7 @@ void ParamSync::launch(size_t b, bool at_once) {
   // those on the waiting thread instead of handing them to its progress thread and back.
   at_once = at_once || b + 1 == buckets_.size();
   if (at_once) comm_.set_wait_at_once(true);
-  f.work = comm_.allreduce(wire, ReduceOp::sum);
+  f.work = options_.zero == 1 ? comm_.reduce_scatter(wire, ReduceOp::sum) : comm_.allreduce(wire, ReduceOp::sum);
   if (at_once) comm_.set_wait_at_once(false);
   if (wire.raw_data() != grads.raw_data() || wire.numel() == 0) f.wire = wire;
   watchdog_.watch(f.work, bucket_name(b));
@@ -253,11 +263,57 @@ void ParamSync::finish_backward() {
       if (back.dtype() != DType::f32) back = ops::to_dtype(back, DType::f32);
       grads.copy_from(back);
     }
-    if (scale != 1.0 && !options_.defer_average) ops::scale(grads, static_cast<float>(scale));
+    if (scale != 1.0 && !options_.defer_average) {
+      if (options_.zero == 1) {  // only this rank's piece holds a reduced gradient
+        const auto [begin, end] = piece_of(buckets_[b].numel, comm_.rank(), comm_.size());
+        grads = grads.flat_range(begin, end - begin);
+      }
+      ops::scale(grads, static_cast<float>(scale));
+    }
   }
   grad_scale_ = options_.defer_average ? static_cast<float>(scale) : 1.0f;
   in_flight_.clear();
   micro_steps_ = 0;
+}
+
+// ---- ZeRO-1 ------------------------------------------------------------------------------
+
+double ParamSync::gradient_sum_squares() {
+  if (options_.zero == 0) return ops::sum_squares(arena_.grads());
+  double local = 0;
+  for (const auto& [offset, count] : shard_) local += ops::sum_squares(arena_.grads().flat_range(offset, count));
+  // f64 has no all-reduce here: the sum travels as two f32 (high part and remainder).
+  const float high = static_cast<float>(local);
+  Tensor both =
+      Tensor::from_vector(std::vector<float>{high, static_cast<float>(local - high)}, Shape{2}, comm_.device());
+  wait(comm_.allreduce(both, ReduceOp::sum), "allreduce of the gradient norm (comm.zero=1)");
+  const std::vector<float> sums = both.to_vector<float>();
+  return static_cast<double>(sums[0]) + static_cast<double>(sums[1]);
+}
+
+void ParamSync::gather_parameters() {
+  if (options_.zero == 0) return;
+  std::vector<Work> works;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (buckets_[b].numel == 0) continue;
+    works.push_back(comm_.allgather_pieces(arena_.values().flat_range(buckets_[b].begin, buckets_[b].numel)));
+    watchdog_.watch(works.back(), "allgather of parameter bucket " + std::to_string(b + 1) + " (comm.zero=1)");
+  }
+  for (const Work& w : works) wait(w, "allgather of the parameters (comm.zero=1)");
+}
+
+void ParamSync::gather_shards(const Tensor& packed, Tensor& full) {
+  DTRAIN_CHECK(full.numel() == arena_.numel(), "gather_shards: the full tensor has ", full.numel(),
+               " elements, the arena ", arena_.numel());
+  int64_t at = 0;
+  for (const auto& [offset, count] : shard_) {
+    full.flat_range(offset, count).copy_from(packed.flat_range(at, count));
+    at += count;
+  }
+  DTRAIN_CHECK(at == packed.numel(), "gather_shards: the packed tensor has ", packed.numel(),
+               " elements, this rank's shard ", at);
+  for (const Bucket& bk : buckets_)
+    if (bk.numel > 0) wait(comm_.allgather_pieces(full.flat_range(bk.begin, bk.numel)), "allgather of a shard");
 }
 
 // ---- (6) divergence check ----------------------------------------------------------------

@@ -48,6 +48,11 @@ struct ParamSyncOptions {
   // With sample counts given: the layers produce the gradient of the micro-batch's loss summed over
   // its samples (not averaged), so no bucket is scaled before its all-reduce.
   bool summed_gradients = false;
+  // comm.zero = 1 (ZeRO-1): each bucket is reduce-scattered instead of all-reduced, so after
+  // finish_backward this rank holds the reduced gradient of its shard only (shard(): its piece of
+  // every bucket, piece_of); the optimizer updates that shard with its shard of the state, and
+  // gather_parameters() all-gathers the updated values. The same bytes travel as with all-reduce.
+  int zero = 0;
   // Lines every rank must agree on (e.g. Model::signature(): config + "name dtype shape" lines);
   // empty: the arena's names, dtypes and shapes.
   std::vector<std::string> signature = {};
@@ -95,6 +100,21 @@ class ParamSync {
   void check_parameters(int64_t step);
 
   const std::vector<Bucket>& buckets() const { return buckets_; }
+
+  // ---- ZeRO-1 (options.zero = 1)
+  // This rank's shard: its piece of each bucket, as (arena offset, count) in bucket order; empty
+  // without ZeRO.
+  const std::vector<std::pair<int64_t, int64_t>>& shard() const { return shard_; }
+  // The sum of squares of the reduced gradients (before grad_scale()): of the whole arena without
+  // ZeRO (no collective), or of every rank's shard (collective: one all-reduce) with it.
+  double gradient_sum_squares();
+  // Collective, after the optimizer updated this rank's shard: every rank's shard of the
+  // parameter values to every rank (no-op without ZeRO).
+  void gather_parameters();
+  // Collective: `full` (arena-shaped, on the arena's device) receives every rank's shard of a
+  // tensor that each rank holds packed (its shard's runs in order, as Optimizer::shard packs its
+  // state), e.g. an optimizer slot for a checkpoint.
+  void gather_shards(const Tensor& packed, Tensor& full);
   const SyncStats& last_stats() const { return stats_; }
   // What the arena's gradients must be multiplied by to be the average after finish_backward: 1
   // unless defer_average.
@@ -115,8 +135,9 @@ class ParamSync {
   ParameterArena& arena_;
   ParamSyncOptions options_;
   std::vector<Bucket> buckets_;
-  std::vector<int> bucket_of_;             // registration index -> bucket
-  std::vector<std::string> bucket_names_;  // describe_bucket(b), built once (read on every step)
+  std::vector<int> bucket_of_;                      // registration index -> bucket
+  std::vector<std::string> bucket_names_;           // describe_bucket(b), built once (read on every step)
+  std::vector<std::pair<int64_t, int64_t>> shard_;  // ZeRO-1: this rank's piece of each bucket
   Watchdog watchdog_;
 
   // The step in progress.

@@ -30,6 +30,14 @@ class SingleCommunicator final : public Communicator {
     if (in.numel() > 0 && in.raw_data() != out.raw_data()) out.copy_from(in.view(out.shape()));
     return Work::done("allgather");
   }
+  Work reduce_scatter(Tensor t, ReduceOp op) override {
+    DTRAIN_CHECK(t.defined(), "reduce_scatter: undefined tensor");
+    return Work::done(std::string("reduce_scatter(") + reduce_op_name(op) + ")");
+  }
+  Work allgather_pieces(Tensor t) override {
+    DTRAIN_CHECK(t.defined(), "allgather_pieces: undefined tensor");
+    return Work::done("allgather_pieces");
+  }
   Work barrier() override { return Work::done("barrier"); }
   [[noreturn]] void abort(int code) noexcept override { std::_Exit(code); }
 

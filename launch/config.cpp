@@ -246,6 +246,10 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
   t.add("comm.timeout_s", "watchdog: a collective not done after this many seconds aborts the job", &k.timeout_s);
   t.add("comm.check_every", "steps between cross-rank parameter checksums (0: never)", &k.check_every);
   t.add("comm.compress", "none | bf16 (gradients on the wire)", &k.compress);
+  t.add("comm.zero",
+        "1: ZeRO-1, each rank keeps 1/N of the optimizer state: gradients reduce-scattered, each rank "
+        "updates its shard, parameters all-gathered (checkpoints stay whole); 0: plain data parallelism",
+        &k.zero);
   t.add("comm.fingerprint",
         "check every collective's (sequence, op, dtype, count, root, step) across ranks before it runs, so "
         "mismatched collectives fail at once naming both sides (mpi backend; one small allgather each)",
@@ -475,6 +479,9 @@ void validate_comm(const TrainConfig& c) {
   DTRAIN_CHECK(c.comm.timeout_s > 0, "config key comm.timeout_s: must be > 0");
   DTRAIN_CHECK(c.comm.check_every >= 0, "config key comm.check_every: must be >= 0");
   check_one_of("comm.compress", c.comm.compress, {"none", "bf16"});
+  DTRAIN_CHECK(c.comm.zero == 0 || c.comm.zero == 1, "config key comm.zero: must be 0 or 1, got ", c.comm.zero);
+  DTRAIN_CHECK(c.comm.zero == 0 || c.comm.compress == "none",
+               "config keys comm.zero and comm.compress: comm.zero=1 does not support comm.compress=bf16");
 }
 
 void validate_checkpoint_and_log(const TrainConfig& c) {

@@ -48,6 +48,7 @@ struct CommSection {
   int64_t check_every = 1000;     // steps between cross-rank parameter checksums; 0: never
   std::string compress = "none";  // none | bf16
   bool fingerprint = true;        // check each collective's fingerprint across ranks before it runs
+  int zero = 0;                   // 1: ZeRO-1 (optimizer state sharded across ranks)
 };
 
 struct CheckpointSection {

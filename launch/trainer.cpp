@@ -219,6 +219,9 @@ struct Trainer::State {
   EvalResult evaluate();
   void evaluate_and_report(Clock::time_point run_begin);
   void save_checkpoint();
+  void write_checkpoint_file_on_rank0();
+  void shard_optimizer(bool announce);
+  void unshard_optimizer();
   TrainResult finish_run(bool interrupted, int64_t start_step, Clock::time_point run_begin);
   std::optional<std::string> after_nonfinite_step(const StepStats& stats);
   TrainResult fail_run(std::string failure, int64_t start_step, Clock::time_point run_begin);
@@ -316,6 +319,7 @@ void Trainer::State::build_learner() {
   // no pass over the gradients before or after the all-reduce.
   sync_options.defer_average = true;
   sync_options.summed_gradients = true;
+  sync_options.zero = c.comm.zero;
   sync_options.signature = learner.model->signature();
   learner.sync = std::make_unique<ParamSync>(comm, learner.model->arena(), sync_options);
   learner.sync->verify_signature();
@@ -412,6 +416,7 @@ Trainer::Trainer(TrainConfig config) : s_(std::make_unique<State>()) {
   s.plan_steps();
   s.resume();
   s.broadcast_parameters();
+  if (s.config.comm.zero == 1) s.shard_optimizer(true);
   s.open_outputs();
 }
 
@@ -484,7 +489,39 @@ void Trainer::State::resume() {
              position.total_steps);
 }
 
+// ZeRO-1: each rank's optimizer holds its shard of the state; a checkpoint holds it whole, so it
+// resumes at any world size, with or without comm.zero. Collective.
+void Trainer::State::unshard_optimizer() {
+  std::vector<Tensor> full;
+  const ParameterArena& arena = learner.model->arena();
+  for (const auto& [name, slot] : learner.optimizer->slots()) {
+    full.push_back(Tensor::zeros(Shape{arena.numel()}, DType::f32, arena.device()));
+    learner.sync->gather_shards(*slot, full.back());
+  }
+  learner.optimizer->unshard(std::move(full));
+}
+
+void Trainer::State::shard_optimizer(bool announce) {
+  std::vector<ArenaSpan> spans;
+  for (const auto& [offset, count] : learner.sync->shard()) spans.push_back({offset, count});
+  const int64_t whole = learner.optimizer->state_bytes();
+  learner.optimizer->shard(std::move(spans));
+  if (!announce) return;
+  log_info(
+      "comm.zero=1: optimizer state {:.3f} MiB on each rank, its shard of {:.3f} MiB ({:.3f} of it, 1/{} is {:.3f})",
+      learner.optimizer->state_bytes() / 1048576.0, whole / 1048576.0,
+      static_cast<double>(learner.optimizer->state_bytes()) / static_cast<double>(std::max<int64_t>(whole, 1)),
+      runtime.comm->size(), 1.0 / runtime.comm->size());
+}
+
 void Trainer::State::save_checkpoint() {
+  const bool sharded = config.comm.zero == 1;
+  if (sharded) unshard_optimizer();
+  write_checkpoint_file_on_rank0();
+  if (sharded) shard_optimizer(false);
+}
+
+void Trainer::State::write_checkpoint_file_on_rank0() {
   // Every rank's dropout stream offset, for rank 0 to store.
   Tensor offset = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(learner.dropout_rng.offset())},
                                       Shape{1}, runtime.comm->device());
@@ -637,10 +674,11 @@ StepStats Trainer::State::train_step() {
   // update on every rank alike, with no collective (train.on_nonfinite decides what follows).
   const auto begin = Clock::now();
   const float average = learner.sync->grad_scale();  // the arena holds sums: the optimizer averages
-  stats.grad_norm = grad_norm(arena) * average;
+  stats.grad_norm = static_cast<float>(std::sqrt(learner.sync->gradient_sum_squares())) * average;
   stats.lr = learning_rate(learner.lr_schedule, c.optim.lr, position.step);
   if (std::isfinite(stats.grad_norm)) {
     learner.optimizer->step(arena, stats.lr, average * clip_coefficient(c.clip_norm, stats.grad_norm));
+    learner.sync->gather_parameters();  // comm.zero=1: each rank updated its shard
   } else {
     stats.nonfinite = first_nonfinite_gradient(arena);
   }

@@ -1,5 +1,6 @@
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/ops.h"
@@ -13,6 +14,53 @@ Optimizer::Optimizer(OptimizerConfig config, const ParameterArena& arena, std::v
   DTRAIN_CHECK(config_.weight_decay >= 0, "optim.weight_decay must be >= 0, got ", config_.weight_decay);
   for (auto& name : slot_names)
     slots_.emplace_back(std::move(name), Tensor::zeros(Shape{arena.numel()}, DType::f32, arena.device()));
+}
+
+void Optimizer::shard(std::vector<ArenaSpan> spans) {
+  DTRAIN_CHECK(spans_.empty(), "optimizer: shard() called twice without unshard()");
+  if (spans.empty()) return;
+  int64_t total = 0;
+  for (const ArenaSpan& s : spans) total += s.numel;
+  for (auto& [name, full] : slots_) {
+    Tensor packed = Tensor::zeros(Shape{total}, DType::f32, full.device());
+    int64_t at = 0;
+    for (const ArenaSpan& s : spans) {
+      packed.flat_range(at, s.numel).copy_from(full.flat_range(s.offset, s.numel));
+      at += s.numel;
+    }
+    full = packed;  // the whole-arena slot is freed here
+  }
+  spans_ = std::move(spans);
+}
+
+void Optimizer::unshard(std::vector<Tensor> full) {
+  DTRAIN_CHECK(full.size() == slots_.size(), "optimizer: unshard() got ", full.size(), " slots, expected ",
+               slots_.size());
+  for (size_t i = 0; i < full.size(); ++i) slots_[i].second = std::move(full[i]);
+  spans_.clear();
+}
+
+int64_t Optimizer::state_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [name, t] : slots_) bytes += t.nbytes();
+  return bytes;
+}
+
+void Optimizer::for_each_run(const ParameterArena& a, float weight_decay,
+                             const std::function<void(int64_t, int64_t, int64_t, float)>& fn) const {
+  const auto decayed_runs = [&](int64_t offset, int64_t numel, int64_t slot_offset) {
+    if (weight_decay == 0.0f) return fn(offset, slot_offset, numel, 0.0f);
+    for (const DecayRange& r : a.decay_ranges()) {
+      const int64_t lo = std::max(offset, r.offset), hi = std::min(offset + numel, r.offset + r.numel);
+      if (lo < hi) fn(lo, slot_offset + (lo - offset), hi - lo, r.weight_decay ? weight_decay : 0.0f);
+    }
+  };
+  if (spans_.empty()) return decayed_runs(0, a.numel(), 0);
+  int64_t slot_offset = 0;
+  for (const ArenaSpan& s : spans_) {
+    decayed_runs(s.offset, s.numel, slot_offset);
+    slot_offset += s.numel;
+  }
 }
 
 std::vector<std::pair<std::string, Tensor*>> Optimizer::slots() {

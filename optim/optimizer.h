@@ -2,6 +2,7 @@
 // Optimizers step the flat parameter arena in one fused pass (one loop on the CPU, one kernel on
 // the GPU). Their state slots are flat arenas with the parameters' layout, so a parameter's slot
 // is the same flat_range as its value (what checkpoints store per parameter).
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -10,6 +11,11 @@
 #include "core/arena.h"
 
 namespace dtrain {
+
+// A run of the flat arena: [offset, offset + numel).
+struct ArenaSpan {
+  int64_t offset = 0, numel = 0;
+};
 
 struct OptimizerConfig {
   std::string type = "sgd";  // a registered optimizer (registered_optimizers())
@@ -32,17 +38,34 @@ class Optimizer {
   std::vector<std::pair<std::string, Tensor*>> slots();
   std::vector<std::pair<std::string, const Tensor*>> slots() const;
   int64_t steps() const { return steps_; }  // updates applied so far (Adam's bias correction)
+
+  // ZeRO-1 (comm.zero = 1): from now on step() updates only `spans` of the arena (this rank's
+  // shard, ParamSync::shard()) and the state slots hold those spans alone, packed in span order,
+  // taken from the current whole-arena slots. Empty spans: no-op.
+  void shard(std::vector<ArenaSpan> spans);
+  // Back to whole-arena slots (`full`: one arena-shaped tensor per slot, e.g. every rank's shard
+  // gathered for a checkpoint); step() updates the whole arena again.
+  void unshard(std::vector<Tensor> full);
+  const std::vector<ArenaSpan>& shard_spans() const { return spans_; }
+  // Bytes of optimizer state this rank holds.
+  int64_t state_bytes() const;
   void set_steps(int64_t steps) { steps_ = steps; }
   const OptimizerConfig& config() const { return config_; }
 
  protected:
   Optimizer(OptimizerConfig config, const ParameterArena& arena, std::vector<std::string> slot_names);
   Tensor& slot(int i) { return slots_[i].second; }
+  // Calls fn(arena_offset, slot_offset, count, weight_decay) for each run of the arena this
+  // optimizer updates (all of it, or its shard) in one weight-decay group (Parameter::weight_decay:
+  // biases, norms and embeddings are not decayed). The offsets are equal unless sharded.
+  void for_each_run(const ParameterArena& a, float weight_decay,
+                    const std::function<void(int64_t, int64_t, int64_t, float)>& fn) const;
   OptimizerConfig config_;
   int64_t steps_ = 0;
 
  private:
   std::vector<std::pair<std::string, Tensor>> slots_;
+  std::vector<ArenaSpan> spans_;  // shard(); empty: the whole arena
 };
 
 // Builds the optimizer named by config.type (throws naming optim.type and the registered ones).

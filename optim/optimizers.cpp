@@ -95,15 +95,6 @@ void rmsprop_step(float* p, const float* g, float* sq, float* buf, int64_t n, fl
 
 namespace {
 
-// Calls fn(offset, count, weight_decay) for each run of the arena in one weight-decay group
-// (Parameter::weight_decay: biases, norms and embeddings are not decayed); one call for the whole
-// arena when nothing decays.
-template <typename Fn>
-void for_each_decay_group(const ParameterArena& a, float weight_decay, Fn fn) {
-  if (weight_decay == 0.0f) return fn(int64_t{0}, a.numel(), 0.0f);
-  for (const DecayRange& r : a.decay_ranges()) fn(r.offset, r.numel, r.weight_decay ? weight_decay : 0.0f);
-}
-
 // PyTorch's SGD: g += wd p; buf = momentum buf + g; p -= lr (nesterov ? g + momentum buf : buf).
 class Sgd : public Optimizer {
  public:
@@ -114,9 +105,9 @@ class Sgd : public Optimizer {
   }
   void step(ParameterArena& a, float lr, float grad_scale) override {
     float* buf = config_.momentum > 0 ? slot(0).data<float>() : nullptr;
-    for_each_decay_group(a, config_.weight_decay, [&](int64_t at, int64_t n, float wd) {
+    for_each_run(a, config_.weight_decay, [&](int64_t at, int64_t st, int64_t n, float wd) {
       DTRAIN_DISPATCH(a.device(), sgd_step, a.values().data<float>() + at, a.grads().data<float>() + at,
-                      buf ? buf + at : nullptr, n, lr, config_.momentum, config_.nesterov, wd, grad_scale);
+                      buf ? buf + st : nullptr, n, lr, config_.momentum, config_.nesterov, wd, grad_scale);
     });
     ++steps_;
   }
@@ -135,9 +126,9 @@ class Adam : public Optimizer {
     const double t = static_cast<double>(steps_ + 1);
     const float bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta1), t));
     const float bias2 = static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta2), t));
-    for_each_decay_group(a, config_.weight_decay, [&](int64_t at, int64_t n, float wd) {
+    for_each_run(a, config_.weight_decay, [&](int64_t at, int64_t st, int64_t n, float wd) {
       DTRAIN_DISPATCH(a.device(), adam_step, a.values().data<float>() + at, a.grads().data<float>() + at,
-                      slot(0).data<float>() + at, slot(1).data<float>() + at, n, lr, config_.beta1, config_.beta2,
+                      slot(0).data<float>() + st, slot(1).data<float>() + st, n, lr, config_.beta1, config_.beta2,
                       config_.eps, wd, decoupled_, bias1, bias2, grad_scale);
     });
     ++steps_;
@@ -165,9 +156,9 @@ class RmsProp : public Optimizer {
   }
   void step(ParameterArena& a, float lr, float grad_scale) override {
     float* buf = config_.momentum > 0 ? slot(1).data<float>() : nullptr;
-    for_each_decay_group(a, config_.weight_decay, [&](int64_t at, int64_t n, float wd) {
+    for_each_run(a, config_.weight_decay, [&](int64_t at, int64_t st, int64_t n, float wd) {
       DTRAIN_DISPATCH(a.device(), rmsprop_step, a.values().data<float>() + at, a.grads().data<float>() + at,
-                      slot(0).data<float>() + at, buf ? buf + at : nullptr, n, lr, config_.alpha, config_.eps, wd,
+                      slot(0).data<float>() + st, buf ? buf + st : nullptr, n, lr, config_.alpha, config_.eps, wd,
                       config_.momentum, grad_scale);
     });
     ++steps_;

@@ -95,6 +95,33 @@ TEST(MpiCommunicator, AllgatherInRankOrder) {
   EXPECT_THROW(comm().allgather(in, bad), Error);
 }
 
+TEST(MpiCommunicator, ReduceScatterAndAllgatherPiecesOfUnevenSizes) {
+  const int r = comm().rank(), w = comm().size();
+  for (int64_t n : kSizes) {
+    std::vector<float> v(n);
+    for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>((r + 1) * (i % 97));  // differs per rank
+    Tensor t = Tensor::from_vector(v, Shape{n});
+    ASSERT_TRUE(comm().reduce_scatter(t, ReduceOp::sum).wait(30));
+    const auto [begin, end] = piece_of(n, r, w);
+    const float ranks_sum = static_cast<float>(w * (w + 1) / 2);
+    const auto got = t.to_vector<float>();
+    for (int64_t i = begin; i < end; ++i) ASSERT_EQ(got[i], ranks_sum * static_cast<float>(i % 97)) << "n " << n;
+    // Each rank then fills only its piece; allgather_pieces gives everyone all of them.
+    Tensor g = Tensor::zeros(Shape{n});
+    float* gp = g.data<float>();
+    for (int64_t i = begin; i < end; ++i) gp[i] = static_cast<float>(i) + 0.5f;
+    ASSERT_TRUE(comm().allgather_pieces(g).wait(30));
+    const auto all = g.to_vector<float>();
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(all[i], static_cast<float>(i) + 0.5f) << "n " << n;
+  }
+  Tensor avg = Tensor::full(Shape{10}, static_cast<float>(r));
+  ASSERT_TRUE(comm().reduce_scatter(avg, ReduceOp::average).wait(30));
+  const auto [b, e] = piece_of(10, r, w);
+  for (int64_t i = b; i < e; ++i) EXPECT_FLOAT_EQ(avg.to_vector<float>()[i], (w - 1) / 2.0f);
+  EXPECT_EQ(piece_of(10, 0, 4), std::make_pair(int64_t{0}, int64_t{2}));
+  EXPECT_EQ(piece_of(10, 3, 4), std::make_pair(int64_t{7}, int64_t{10}));
+}
+
 TEST(MpiCommunicator, ManyOutstandingOpsCompleteInOrder) {
   std::vector<Tensor> ts;
   std::vector<Work> works;

@@ -173,5 +173,80 @@ TEST(ModelEquivalence, MlpOnAllRanksMatchesOneProcessWithTheGlobalBatch) { expec
 
 TEST(ModelEquivalence, MlpWithGradientAccumulationMatchesOneProcessWithTheGlobalBatch) { expect_matches_reference(2); }
 
+// ZeRO-1 (comm.zero = 1) against plain data parallelism, as the trainer runs both (summed
+// per-sample gradients, the average and clipping folded into AdamW's pass, decay groups crossing
+// the shards): the parameters and the optimizer state gathered whole must agree to reduction-order
+// rounding, and each rank must hold about 1/N of the state.
+struct Trained {
+  std::vector<float> values;
+  std::vector<std::vector<float>> state;  // every slot, whole
+  int64_t state_bytes = 0;                // on this rank, during training
+};
+
+Trained train_adamw(int zero) {
+  const int world = comm().size(), rank = comm().rank();
+  const int64_t local = kGlobalBatch / world;
+  auto model = built_model();
+  OptimizerConfig o;
+  o.type = "adamw";
+  o.lr = 0.01f;
+  o.weight_decay = 0.1f;
+  auto opt = make_optimizer(o, model->arena());
+  ParamSync sync(comm(), model->arena(),
+                 {.bucket_bytes = 4096,
+                  .first_bucket_bytes = 1024,
+                  .defer_average = true,
+                  .summed_gradients = true,
+                  .zero = zero,
+                  .signature = model->signature()});
+  std::vector<ArenaSpan> spans;
+  for (const auto& [offset, count] : sync.shard()) spans.push_back({offset, count});
+  opt->shard(spans);
+  Trained t;
+  t.state_bytes = opt->state_bytes();
+  for (int s = 0; s < kSteps; ++s) {
+    const Batch b = global_batch(s);
+    sync.begin_backward(true, local);
+    PassContext ctx{.training = true, .dropout_rng = nullptr, .arena = &model->arena()};
+    const Tensor labels = Tensor::from_vector<int64_t>(
+        std::vector<int64_t>(b.labels.begin() + rank * local, b.labels.begin() + (rank + 1) * local), Shape{local});
+    const Tensor logits = model->forward(b.x.slice(rank * local, (rank + 1) * local), ctx);
+    model->backward(softmax_cross_entropy(logits, labels, 1.0f).grad, ctx);  // summed over samples
+    sync.finish_backward();
+    const float norm = static_cast<float>(std::sqrt(sync.gradient_sum_squares())) * sync.grad_scale();
+    opt->step(model->arena(), o.lr, sync.grad_scale() * clip_coefficient(0.5f, norm));
+    sync.gather_parameters();
+    model->arena().zero_grad();
+  }
+  t.values = model->arena().values().to_vector<float>();
+  std::vector<Tensor> full;
+  for (const auto& [name, slot] : opt->slots()) {
+    full.push_back(Tensor::zeros(Shape{model->arena().numel()}));
+    if (zero == 1)
+      sync.gather_shards(*slot, full.back());
+    else
+      full.back().copy_from(*slot);
+    t.state.push_back(full.back().to_vector<float>());
+  }
+  return t;
+}
+
+TEST(ModelEquivalence, Zero1MatchesPlainDataParallelism) {
+  const Trained plain = train_adamw(0), zero = train_adamw(1);
+  const double rel = max_relative_difference(zero.values, plain.values);
+  if (comm().rank() == 0)
+    std::printf("world %d: ZeRO-1 vs plain, parameters max |a-b| / max |b| = %.3g; state %lld vs %lld bytes\n",
+                comm().size(), rel, static_cast<long long>(zero.state_bytes),
+                static_cast<long long>(plain.state_bytes));
+  EXPECT_LE(rel, 1e-5);
+  ASSERT_EQ(zero.state.size(), 2u);  // AdamW's exp_avg and exp_avg_sq
+  for (size_t i = 0; i < zero.state.size(); ++i)
+    EXPECT_LE(max_relative_difference(zero.state[i], plain.state[i]), 1e-4);
+  // 1/N of the state, within 5 % (pieces of each bucket differ by at most one element).
+  const double share = static_cast<double>(zero.state_bytes) / static_cast<double>(plain.state_bytes);
+  EXPECT_LE(share, 1.05 / comm().size()) << zero.state_bytes << " of " << plain.state_bytes << " bytes";
+  EXPECT_GE(share, 0.95 / comm().size());
+}
+
 }  // namespace
 }  // namespace dtrain

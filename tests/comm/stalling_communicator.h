@@ -29,6 +29,11 @@ class StallingCommunicator final : public Communicator {
     return Work(std::make_shared<WorkState>("allreduce that rank " + std::to_string(rank()) + " never starts"));
   }
   Work allgather(Tensor in, Tensor out) override { return inner_->allgather(std::move(in), std::move(out)); }
+  Work reduce_scatter(Tensor t, ReduceOp op) override {
+    if (!stalled_) return inner_->reduce_scatter(std::move(t), op);
+    return Work(std::make_shared<WorkState>("reduce_scatter that rank " + std::to_string(rank()) + " never starts"));
+  }
+  Work allgather_pieces(Tensor t) override { return inner_->allgather_pieces(std::move(t)); }
   Work barrier() override { return inner_->barrier(); }
   void set_step_tag(int64_t step) override { inner_->set_step_tag(step); }
   void set_wait_at_once(bool at_once) override { inner_->set_wait_at_once(at_once); }
