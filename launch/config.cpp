@@ -252,7 +252,7 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
         &k.zero);
   t.add("comm.fingerprint",
         "check every collective's (sequence, op, dtype, count, root, step) across ranks before it runs, so "
-        "mismatched collectives fail at once naming both sides (mpi backend; one small allgather each)",
+        "mismatched collectives fail at once naming both sides (one 56-byte allgather each)",
         &k.fingerprint);
 
   CheckpointSection& p = c.checkpoint;
