@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "comm/environment.h"
+#include "comm/fingerprint.h"
 #include "comm/mpi_runtime.h"
 #include "core/cuda/check.h"
 #include "core/gpu.h"
@@ -102,8 +103,9 @@ class NcclWorkState final : public WorkState {
 
 class NcclCommunicator final : public Communicator {
  public:
-  explicit NcclCommunicator(int gpu) {
+  NcclCommunicator(int gpu, bool fingerprint) {
     const LaunchEnv env = detect_launch_env();
+    fingerprint_ = fingerprint && env.under_mpi;
     ncclUniqueId id{};
     if (env.under_mpi) {
       MpiRuntime& rt = MpiRuntime::instance();
@@ -153,25 +155,32 @@ class NcclCommunicator final : public Communicator {
   Work broadcast(Tensor t, int root) override {
     check_buffer(t, "broadcast");
     DTRAIN_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " outside world of ", size_);
-    return launch("broadcast", {t}, [&](cudaStream_t s) {
-      DTRAIN_NCCL_CHECK(ncclBroadcast(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), root, comm_, s));
-    });
+    return launch(
+        "broadcast", {t}, make_fingerprint(seq_++, CollectiveKind::broadcast, step_tag(), &t, -1, root),
+        [&](cudaStream_t s) {
+          DTRAIN_NCCL_CHECK(ncclBroadcast(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), root, comm_, s));
+        });
   }
   Work allreduce(Tensor t, ReduceOp op) override {
     check_buffer(t, "allreduce");
     const ncclRedOp_t nop = op == ReduceOp::sum ? ncclSum : op == ReduceOp::max ? ncclMax : ncclAvg;
-    return launch(std::string("allreduce(") + reduce_op_name(op) + ")", {t}, [&](cudaStream_t s) {
-      DTRAIN_NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), nop, comm_, s));
-    });
+    return launch(
+        std::string("allreduce(") + reduce_op_name(op) + ")", {t},
+        make_fingerprint(seq_++, CollectiveKind::allreduce, step_tag(), &t, static_cast<int64_t>(op)),
+        [&](cudaStream_t s) {
+          DTRAIN_NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), nop, comm_, s));
+        });
   }
   Work allgather(Tensor in, Tensor out) override {
     check_buffer(in, "allgather");
     check_buffer(out, "allgather");
     DTRAIN_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "allgather: output has ", out.numel(),
                  " elements, expected ", in.numel() * size_);
-    return launch("allgather", {in, out}, [&](cudaStream_t s) {
-      DTRAIN_NCCL_CHECK(ncclAllGather(in.raw_data(), out.raw_data(), in.numel(), nccl_type(in.dtype()), comm_, s));
-    });
+    return launch(
+        "allgather", {in, out}, make_fingerprint(seq_++, CollectiveKind::allgather, step_tag(), &in),
+        [&](cudaStream_t s) {
+          DTRAIN_NCCL_CHECK(ncclAllGather(in.raw_data(), out.raw_data(), in.numel(), nccl_type(in.dtype()), comm_, s));
+        });
   }
   // NCCL's own reduce-scatter and all-gather need equal pieces; piece_of's may differ by one, so
   // each piece is a reduce to (or a broadcast from) its owner, all in one NCCL group.
@@ -179,34 +188,38 @@ class NcclCommunicator final : public Communicator {
     check_buffer(t, "reduce_scatter");
     DTRAIN_CHECK(t.dtype() == DType::f32 && op != ReduceOp::max, "reduce_scatter: f32 sum or average only");
     const ncclRedOp_t nop = op == ReduceOp::sum ? ncclSum : ncclAvg;
-    return launch(std::string("reduce_scatter(") + reduce_op_name(op) + ")", {t}, [&](cudaStream_t s) {
-      float* p = t.data<float>();
-      DTRAIN_NCCL_CHECK(ncclGroupStart());
-      for (int r = 0; r < size_; ++r) {
-        const auto [begin, end] = piece_of(t.numel(), r, size_);
-        DTRAIN_NCCL_CHECK(ncclReduce(p + begin, p + begin, end - begin, ncclFloat32, nop, r, comm_, s));
-      }
-      DTRAIN_NCCL_CHECK(ncclGroupEnd());
-    });
+    return launch(std::string("reduce_scatter(") + reduce_op_name(op) + ")", {t},
+                  make_fingerprint(seq_++, CollectiveKind::reduce_scatter, step_tag(), &t, static_cast<int64_t>(op)),
+                  [&](cudaStream_t s) {
+                    float* p = t.data<float>();
+                    DTRAIN_NCCL_CHECK(ncclGroupStart());
+                    for (int r = 0; r < size_; ++r) {
+                      const auto [begin, end] = piece_of(t.numel(), r, size_);
+                      DTRAIN_NCCL_CHECK(ncclReduce(p + begin, p + begin, end - begin, ncclFloat32, nop, r, comm_, s));
+                    }
+                    DTRAIN_NCCL_CHECK(ncclGroupEnd());
+                  });
   }
   Work allgather_pieces(Tensor t) override {
     check_buffer(t, "allgather_pieces");
     DTRAIN_CHECK(t.dtype() == DType::f32, "allgather_pieces: f32 only");
-    return launch("allgather_pieces", {t}, [&](cudaStream_t s) {
-      float* p = t.data<float>();
-      DTRAIN_NCCL_CHECK(ncclGroupStart());
-      for (int r = 0; r < size_; ++r) {
-        const auto [begin, end] = piece_of(t.numel(), r, size_);
-        DTRAIN_NCCL_CHECK(ncclBroadcast(p + begin, p + begin, end - begin, ncclFloat32, r, comm_, s));
-      }
-      DTRAIN_NCCL_CHECK(ncclGroupEnd());
-    });
+    return launch("allgather_pieces", {t}, make_fingerprint(seq_++, CollectiveKind::allgather_pieces, step_tag(), &t),
+                  [&](cudaStream_t s) {
+                    float* p = t.data<float>();
+                    DTRAIN_NCCL_CHECK(ncclGroupStart());
+                    for (int r = 0; r < size_; ++r) {
+                      const auto [begin, end] = piece_of(t.numel(), r, size_);
+                      DTRAIN_NCCL_CHECK(ncclBroadcast(p + begin, p + begin, end - begin, ncclFloat32, r, comm_, s));
+                    }
+                    DTRAIN_NCCL_CHECK(ncclGroupEnd());
+                  });
   }
   Work barrier() override {
-    return launch("barrier", {barrier_buf_}, [&](cudaStream_t s) {
-      DTRAIN_NCCL_CHECK(
-          ncclAllReduce(barrier_buf_.raw_data(), barrier_buf_.raw_data(), 1, ncclFloat32, ncclSum, comm_, s));
-    });
+    return launch(
+        "barrier", {barrier_buf_}, make_fingerprint(seq_++, CollectiveKind::barrier, step_tag()), [&](cudaStream_t s) {
+          DTRAIN_NCCL_CHECK(
+              ncclAllReduce(barrier_buf_.raw_data(), barrier_buf_.raw_data(), 1, ncclFloat32, ncclSum, comm_, s));
+        });
   }
   [[noreturn]] void abort(int code) noexcept override {
     std::fflush(stdout);
@@ -246,8 +259,21 @@ class NcclCommunicator final : public Communicator {
     DTRAIN_CHECK(t.is_contiguous(), op, ": tensor ", t.shape().str(), " is not contiguous");
   }
   // Orders the collective after the work already queued on the compute stream.
+  // comm.fingerprint: every rank's fingerprint over MPI (host side, before the collective is
+  // queued), as the mpi backend does; a mismatch throws on every rank at the same collective.
+  void check_fingerprint(const Fingerprint& mine) {
+    if (!fingerprint_ || size_ == 1) return;
+    std::vector<Fingerprint> all(static_cast<size_t>(size_));
+    MpiRuntime::instance().run("collective fingerprint", [&] {
+      DTRAIN_MPI_CHECK(MPI_Allgather(&mine, kFingerprintWords, MPI_INT64_T, all.data(), kFingerprintWords, MPI_INT64_T,
+                                     MPI_COMM_WORLD));
+    });
+    const std::string mismatch = fingerprint_mismatch(all);
+    if (!mismatch.empty()) fail(mismatch);
+  }
   template <typename Launch>
-  Work launch(std::string what, std::vector<Tensor> keep, Launch&& call) {
+  Work launch(std::string what, std::vector<Tensor> keep, const Fingerprint& fp, Launch&& call) {
+    check_fingerprint(fp);
     int64_t bytes = keep.empty() ? 0 : keep.front().nbytes();
     auto state =
         std::make_shared<NcclWorkState>(detail::concat(what, " (", bytes, " bytes)"), gpu_, comm_, std::move(keep));
@@ -261,6 +287,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, gpu_ = 0;
+  bool fingerprint_ = false;
+  int64_t seq_ = 0;
   cudaStream_t stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
   Tensor barrier_buf_;
@@ -273,7 +301,10 @@ std::unique_ptr<Communicator> make_nccl_communicator(const CommOptions& options)
                "comm.backend=nccl needs the model on a GPU (device=cuda), got device=cpu");
   // The model's GPU unless one is pinned: NCCL must run where the gradients are.
   const Device& model = options.model_device;
-  return std::make_unique<NcclCommunicator>(options.gpu >= 0 ? options.gpu : model.is_cuda() ? model.index : -1);
+  return std::make_unique<NcclCommunicator>(options.gpu >= 0  ? options.gpu
+                                            : model.is_cuda() ? model.index
+                                                              : -1,
+                                            options.fingerprint);
 }
 
 }  // namespace dtrain
