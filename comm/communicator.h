@@ -123,6 +123,7 @@ struct CommOptions {
   int gpu = -1;                         // nccl: pinned GPU; -1 = local rank modulo visible GPUs
   bool log_world = true;                // rank 0 logs world size, ranks per node, backend and devices
   bool fingerprint = true;              // comm.fingerprint: check each collective's fingerprint across ranks first
+  double timeout_s = 300;               // comm.timeout_s: nccl's host-side fingerprint exchange aborts after it
 };
 
 // Creates the communicator (collective: every rank of the launch calls it).

@@ -129,6 +129,8 @@ bool MpiRuntime::run_front() {
     task.state->complete();
   } catch (const std::exception& e) {
     task.state->complete(e.what());
+  } catch (...) {
+    task.state->complete("unknown exception in " + task.state->description());
   }
   return true;
 }
@@ -151,6 +153,7 @@ void MpiRuntime::loop() {
     std::lock_guard<std::mutex> exec(exec_mu_);
     run_front();  // a waiting thread may have run it already (help())
   }
+  std::lock_guard<std::mutex> exec(exec_mu_);  // a helper may still be inside the last op
   MPI_Op_free(&bf16_sum_);
   MPI_Op_free(&bf16_max_);
   if (owns_mpi_) {
@@ -162,26 +165,33 @@ void MpiRuntime::loop() {
 
 namespace {
 
-// A Work whose waiter runs the queued collectives itself (in order, up to its own) while the
-// progress thread is not running one: the step's last bucket, which the caller waits for at once,
-// then costs no hand-off to the progress thread and back.
+// A Work submitted with wake=false (its caller waits for it at once): the waiter runs the queued
+// collectives itself (in order, up to its own) while the progress thread is not running one, so
+// the step's last bucket costs no hand-off to the progress thread and back. A waiter inside MPI
+// cannot time out, so such Works must be watched by a Watchdog (ParamSync's are; Watchdog::wait
+// registers what it waits for); every other Work is run by the progress thread, and wait()'s
+// timeout holds.
 class MpiWorkState final : public WorkState {
  public:
-  MpiWorkState(std::string description, MpiRuntime& rt) : WorkState(std::move(description)), rt_(rt) {}
+  MpiWorkState(std::string description, MpiRuntime& rt, bool helped)
+      : WorkState(std::move(description)), rt_(rt), helped_(helped) {}
   bool wait(double timeout_s) override {
-    while (!done_flag_.load(std::memory_order_acquire) && rt_.help()) {}
-    if (!done_flag_.load(std::memory_order_acquire)) rt_.wake();  // ops submitted with wake=false
+    if (helped_) {
+      while (!done_flag_.load(std::memory_order_acquire) && rt_.help()) {}
+      if (!done_flag_.load(std::memory_order_acquire)) rt_.wake();  // queued without a wake-up
+    }
     return WorkState::wait(timeout_s);
   }
 
  private:
   MpiRuntime& rt_;
+  bool helped_;
 };
 
 }  // namespace
 
 Work MpiRuntime::submit(std::string description, std::function<void()> op, bool wake) {
-  auto state = std::make_shared<MpiWorkState>(std::move(description), *this);
+  auto state = std::make_shared<MpiWorkState>(std::move(description), *this, !wake && can_help_);
   bool notify = false;
   {
     std::lock_guard<std::mutex> lock(mu_);

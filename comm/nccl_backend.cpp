@@ -103,7 +103,7 @@ class NcclWorkState final : public WorkState {
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(int gpu, bool fingerprint) {
+  NcclCommunicator(int gpu, bool fingerprint, double timeout_s) : timeout_s_(timeout_s) {
     const LaunchEnv env = detect_launch_env();
     fingerprint_ = fingerprint && env.under_mpi;
     ncclUniqueId id{};
@@ -264,10 +264,13 @@ class NcclCommunicator final : public Communicator {
   void check_fingerprint(const Fingerprint& mine) {
     if (!fingerprint_ || size_ == 1) return;
     std::vector<Fingerprint> all(static_cast<size_t>(size_));
-    MpiRuntime::instance().run("collective fingerprint", [&] {
+    const Work exchange = MpiRuntime::instance().submit("collective fingerprint", [&] {
       DTRAIN_MPI_CHECK(MPI_Allgather(&mine, kFingerprintWords, MPI_INT64_T, all.data(), kFingerprintWords, MPI_INT64_T,
                                      MPI_COMM_WORLD));
     });
+    if (!exchange.wait(timeout_s_))  // run by the progress thread, so the timeout holds
+      abort_job(detail::concat("watchdog: the fingerprint exchange before ", describe_fingerprint(mine),
+                               " not finished after ", timeout_s_, " s (comm.timeout_s)"));
     const std::string mismatch = fingerprint_mismatch(all);
     if (!mismatch.empty()) fail(mismatch);
   }
@@ -288,6 +291,7 @@ class NcclCommunicator final : public Communicator {
 
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, gpu_ = 0;
   bool fingerprint_ = false;
+  double timeout_s_;
   int64_t seq_ = 0;
   cudaStream_t stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
@@ -304,7 +308,7 @@ std::unique_ptr<Communicator> make_nccl_communicator(const CommOptions& options)
   return std::make_unique<NcclCommunicator>(options.gpu >= 0  ? options.gpu
                                             : model.is_cuda() ? model.index
                                                               : -1,
-                                            options.fingerprint);
+                                            options.fingerprint, options.timeout_s);
 }
 
 }  // namespace dtrain

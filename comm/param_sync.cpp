@@ -3,6 +3,7 @@
 #include "comm/param_sync.h"
 
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 
@@ -57,6 +58,8 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
     DTRAIN_CHECK(arena_.device() == comm_.device(), "comm.zero=1 needs the parameters where the ", comm_.backend(),
                  " backend reduces (", comm_.device().str(), "), they are on ", arena_.device().str());
     for (const Bucket& bk : buckets_) {
+      DTRAIN_CHECK(bk.numel <= INT_MAX, "comm.zero=1: a gradient bucket of ", bk.numel,
+                   " elements exceeds MPI's int count; lower comm.bucket_mb");
       const auto [begin, end] = piece_of(bk.numel, comm_.rank(), comm_.size());
       if (end > begin) shard_.emplace_back(bk.begin + begin, end - begin);
     }
@@ -69,9 +72,9 @@ ParamSync::~ParamSync() { arena_.set_grad_ready_hook(nullptr); }
 std::string ParamSync::describe_bucket(size_t b) const {
   const Bucket& bk = buckets_[b];
   const auto& params = arena_.parameters();
-  return detail::concat("allreduce of gradient bucket ", b + 1, "/", buckets_.size(), " (", format_bytes(bk.numel * 4),
-                        ", parameters '", params[bk.params.front()]->name, "'..'", params[bk.params.back()]->name,
-                        "')");
+  return detail::concat(options_.zero == 1 ? "reduce-scatter" : "allreduce", " of gradient bucket ", b + 1, "/",
+                        buckets_.size(), " (", format_bytes(bk.numel * 4), ", parameters '",
+                        params[bk.params.front()]->name, "'..'", params[bk.params.back()]->name, "')");
 }
 
 void ParamSync::on_timeout(const std::string& what, double waited_s) {
@@ -227,10 +230,15 @@ void ParamSync::launch(size_t b, bool at_once) {
   // The last bucket holds the first layers' gradients, so backward is over when it is ready, and
   // finish_backward waits for whatever launches from there on at once: the mpi backend then runs
   // those on the waiting thread instead of handing them to its progress thread and back.
-  at_once = at_once || b + 1 == buckets_.size();
-  if (at_once) comm_.set_wait_at_once(true);
+  struct AtOnce {  // reset even when the collective throws
+    Communicator& comm;
+    bool on;
+    ~AtOnce() {
+      if (on) comm.set_wait_at_once(false);
+    }
+  } guard{comm_, at_once || b + 1 == buckets_.size()};
+  if (guard.on) comm_.set_wait_at_once(true);
   f.work = options_.zero == 1 ? comm_.reduce_scatter(wire, ReduceOp::sum) : comm_.allreduce(wire, ReduceOp::sum);
-  if (at_once) comm_.set_wait_at_once(false);
   if (wire.raw_data() != grads.raw_data() || wire.numel() == 0) f.wire = wire;
   watchdog_.watch(f.work, bucket_name(b));
 }

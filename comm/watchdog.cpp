@@ -26,6 +26,9 @@ void Watchdog::watch(const Work& work, std::string what) {
 }
 
 double Watchdog::wait(const Work& work, const std::string& what) {
+  // Watched as well: a waiter that runs the collective itself (the mpi backend's at-once Works)
+  // is inside MPI and cannot time out, so the watchdog thread must.
+  if (!work.is_done()) watch(work, what);
   const auto start = Clock::now();
   if (!work.wait(timeout_s_)) fire(what, timeout_s_);
   return seconds_since(start);

@@ -25,7 +25,8 @@ class Watchdog {
 
   // Starts watching `work` (described by `what`, e.g. "allreduce of gradient bucket 2/5").
   void watch(const Work& work, std::string what);
-  // Waits for `work`; past the timeout calls the handler. Returns the seconds spent waiting.
+  // Waits for `work` (and watches it); past the timeout calls the handler. Returns the seconds
+  // spent waiting.
   double wait(const Work& work, const std::string& what);
   double timeout_s() const { return timeout_s_; }
 

@@ -260,6 +260,7 @@ void Trainer::State::start_runtime() {
   comm_options.gpu = runtime.device.is_cuda() ? runtime.device.index : -1;
   comm_options.log_world = false;
   comm_options.fingerprint = c.comm.fingerprint;
+  comm_options.timeout_s = c.comm.timeout_s;
   runtime.comm = make_communicator(comm_options);
   Communicator& comm = *runtime.comm;
   init_logging(comm.rank(), comm.size(), c.log.all_ranks);
@@ -680,7 +681,12 @@ StepStats Trainer::State::train_step() {
     learner.optimizer->step(arena, stats.lr, average * clip_coefficient(c.clip_norm, stats.grad_norm));
     learner.sync->gather_parameters();  // comm.zero=1: each rank updated its shard
   } else {
-    stats.nonfinite = first_nonfinite_gradient(arena);
+    if (learner.optimizer->sharded()) {  // comm.zero=1: each rank sees only its shard's gradients
+      stats.nonfinite = first_nonfinite_gradient(arena, &learner.optimizer->shard_spans());
+      if (stats.nonfinite.empty()) stats.nonfinite = "a parameter in another rank's shard (comm.zero=1)";
+    } else {
+      stats.nonfinite = first_nonfinite_gradient(arena);
+    }
   }
   ++position.step;
   learner.sync->after_step(position.step);

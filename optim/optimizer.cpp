@@ -17,8 +17,7 @@ Optimizer::Optimizer(OptimizerConfig config, const ParameterArena& arena, std::v
 }
 
 void Optimizer::shard(std::vector<ArenaSpan> spans) {
-  DTRAIN_CHECK(spans_.empty(), "optimizer: shard() called twice without unshard()");
-  if (spans.empty()) return;
+  DTRAIN_CHECK(!sharded_, "optimizer: shard() called twice without unshard()");
   int64_t total = 0;
   for (const ArenaSpan& s : spans) total += s.numel;
   for (auto& [name, full] : slots_) {
@@ -31,6 +30,7 @@ void Optimizer::shard(std::vector<ArenaSpan> spans) {
     full = packed;  // the whole-arena slot is freed here
   }
   spans_ = std::move(spans);
+  sharded_ = true;
 }
 
 void Optimizer::unshard(std::vector<Tensor> full) {
@@ -38,6 +38,7 @@ void Optimizer::unshard(std::vector<Tensor> full) {
                slots_.size());
   for (size_t i = 0; i < full.size(); ++i) slots_[i].second = std::move(full[i]);
   spans_.clear();
+  sharded_ = false;
 }
 
 int64_t Optimizer::state_bytes() const {
@@ -55,7 +56,7 @@ void Optimizer::for_each_run(const ParameterArena& a, float weight_decay,
       if (lo < hi) fn(lo, slot_offset + (lo - offset), hi - lo, r.weight_decay ? weight_decay : 0.0f);
     }
   };
-  if (spans_.empty()) return decayed_runs(0, a.numel(), 0);
+  if (!sharded_) return decayed_runs(0, a.numel(), 0);
   int64_t slot_offset = 0;
   for (const ArenaSpan& s : spans_) {
     decayed_runs(s.offset, s.numel, slot_offset);
@@ -92,11 +93,18 @@ float clip_grad_norm(ParameterArena& arena, float max_norm) {
   return norm;
 }
 
-std::string first_nonfinite_gradient(const ParameterArena& arena) {
+std::string first_nonfinite_gradient(const ParameterArena& arena, const std::vector<ArenaSpan>* only) {
   const std::vector<float> grads = arena.grads().to_vector<float>();
+  const auto inside = [&](int64_t at) {
+    if (!only) return true;
+    for (const ArenaSpan& s : *only)
+      if (at >= s.offset && at < s.offset + s.numel) return true;
+    return false;
+  };
   for (const Parameter* p : arena.parameters())
     for (int64_t i = 0; i < p->shape.numel(); ++i) {
       const float g = grads[static_cast<size_t>(p->offset + i)];
+      if (!inside(p->offset + i)) continue;
       if (!std::isfinite(g))
         return detail::concat("parameter '", p->name, "' (element ", i, " of its gradient is ", g, ")");
     }

@@ -41,12 +41,13 @@ class Optimizer {
 
   // ZeRO-1 (comm.zero = 1): from now on step() updates only `spans` of the arena (this rank's
   // shard, ParamSync::shard()) and the state slots hold those spans alone, packed in span order,
-  // taken from the current whole-arena slots. Empty spans: no-op.
+  // taken from the current whole-arena slots. No spans: this rank updates and holds nothing.
   void shard(std::vector<ArenaSpan> spans);
   // Back to whole-arena slots (`full`: one arena-shaped tensor per slot, e.g. every rank's shard
   // gathered for a checkpoint); step() updates the whole arena again.
   void unshard(std::vector<Tensor> full);
   const std::vector<ArenaSpan>& shard_spans() const { return spans_; }
+  bool sharded() const { return sharded_; }
   // Bytes of optimizer state this rank holds.
   int64_t state_bytes() const;
   void set_steps(int64_t steps) { steps_ = steps; }
@@ -65,7 +66,8 @@ class Optimizer {
 
  private:
   std::vector<std::pair<std::string, Tensor>> slots_;
-  std::vector<ArenaSpan> spans_;  // shard(); empty: the whole arena
+  std::vector<ArenaSpan> spans_;  // shard()'s runs (possibly none)
+  bool sharded_ = false;          // false: the whole arena
 };
 
 // Builds the optimizer named by config.type (throws naming optim.type and the registered ones).
@@ -87,6 +89,7 @@ void clip_grad_norm(ParameterArena& arena, float max_norm, float norm);
 float clip_coefficient(float max_norm, float norm);
 // "parameter '1.weight' (element 17 of its gradient is nan)" for the first parameter, in
 // registration order, whose gradient holds a NaN or an infinity; "" when every gradient is finite.
-std::string first_nonfinite_gradient(const ParameterArena& arena);
+// only: look at these runs alone (ZeRO-1: the rest of the arena holds no reduced gradient).
+std::string first_nonfinite_gradient(const ParameterArena& arena, const std::vector<ArenaSpan>* only = nullptr);
 
 }  // namespace dtrain

@@ -22,7 +22,8 @@
 # dtbr<K>, addresses 198.18.K.<i> (the tests use their own K so they never touch yours).
 set -euo pipefail
 id=${DTRAIN_NETNS_ID:-0}
-[[ $id =~ ^[0-9]+$ ]] && [ "$id" -le 199 ] || { echo "netns-cluster: DTRAIN_NETNS_ID must be 0..199, got '$id'" >&2; exit 1; }
+[[ $id =~ ^[0-9]+$ ]] && [ "$((10#$id))" -le 199 ] || { echo "netns-cluster: DTRAIN_NETNS_ID must be 0..199, got '$id'" >&2; exit 1; }
+id=$((10#$id))  # "010" is 10, not octal 8 as iproute2 would read it
 state=/run/dtrain-netns$id
 prefix=dtrain$id-n
 bridge=dtbr$id
@@ -59,7 +60,7 @@ down() {
   for ns in $(nodes); do
     # A process left inside (a killed job's daemon) would keep the namespace and its veth alive.
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-    ip netns del "$ns"
+    ip netns del "$ns" 2>/dev/null || true
   done
   for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E "^dtv$id-[0-9]+$"); do
     ip link del "$link" 2>/dev/null || true
@@ -103,7 +104,10 @@ up() {
   rate="" delay="" slots=4
   while [ $# -gt 0 ]; do
     case $1 in
-      --rate) rate=${2:?--rate needs a value}; burst_for "$rate" >/dev/null; shift 2 ;;
+      --rate)
+        rate=${2:?--rate needs a value}
+        [[ $rate =~ ^[1-9][0-9]{0,5}[gmk]bit$ ]] || die "--rate: expected a whole number with gbit, mbit or kbit (e.g. 10gbit), got '$rate'"
+        shift 2 ;;
       --delay) delay=${2:?--delay needs a value}; shift 2 ;;
       --slots) slots=${2:?--slots needs a value}; shift 2 ;;
       *) die "up: unknown option '$1' (expected --rate, --delay, --slots)" ;;
@@ -113,6 +117,16 @@ up() {
   [ -z "$delay" ] || [[ $delay =~ ^[0-9]+(us|ms)$ ]] || die "--delay: expected e.g. 50us or 1ms, got '$delay'"
   check || exit $?
   down
+  # The subnet must be ours alone: a route or address there (a lab network, a proxy's fake-IP
+  # range) would be shadowed by the bridge's.
+  local in_use
+  in_use=$(ip -4 -o addr show to "$net.0/24" 2>/dev/null | awk '{print "address " $4 " on " $2}' | head -1 || true)
+  [ -n "$in_use" ] ||
+    in_use=$(ip -4 route show to match "$net.1" 2>/dev/null | { grep -v '^default' || true; } | sed 's/^/route /' | head -1)
+  [ -z "$in_use" ] || die "$net.0/24 is already in use on this machine ($in_use); pick another DTRAIN_NETNS_ID"
+  # Whatever fails from here leaves nothing behind.
+  built=no
+  trap '[ "$built" = yes ] || down' EXIT
   netem=no
   if [ -n "$delay" ]; then
     local probe=dtrain-probe-$$
@@ -123,7 +137,11 @@ up() {
     [ "$netem" = yes ] || echo "netns-cluster: note: this kernel has no netem qdisc; --delay $delay is ignored" >&2
   fi
   mkdir -p "$state"
-  ip link add "$bridge" type bridge
+  # Not through the host's iptables (a Docker-style FORWARD DROP would silently drop node-to-node
+  # traffic), and no IPv6 link-local addresses: the only addresses are the ones assigned here.
+  ip link add "$bridge" type bridge nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0 2>/dev/null ||
+    ip link add "$bridge" type bridge
+  ip link set dev "$bridge" addrgenmode none
   ip addr add "$net.254/24" dev "$bridge"
   ip link set "$bridge" up
   : >"$state/hostfile"
@@ -132,6 +150,8 @@ up() {
     ns=$prefix$i
     ip netns add "$ns"
     ip link add name "dtv$id-$i" type veth peer name eth0 netns "$ns"
+    ip link set dev "dtv$id-$i" addrgenmode none
+    ip -n "$ns" link set dev eth0 addrgenmode none
     ip link set "dtv$id-$i" master "$bridge" up
     ip -n "$ns" addr add "$net.$i/24" dev eth0
     ip -n "$ns" link set eth0 up
@@ -143,13 +163,19 @@ up() {
   local applied_delay=$delay
   [ "$netem" = yes ] || applied_delay=""
   printf 'nodes=%s\nrate=%s\ndelay=%s\nslots=%s\n' "$n" "${rate:-unshaped}" "${applied_delay:-none}" "$slots" >"$state/cluster"
-  # Every node must reach the bridge before mpirun needs it: a TCP connect to a closed port there
-  # answers "refused" at once when the link works (no ping needed).
-  local err
+  # Every node must reach the bridge, and node 1 every other node, before mpirun needs them: a TCP
+  # connect to a closed port answers "refused" at once when the link works (no ping needed).
+  local err from to
   for i in $(seq 1 "$n"); do
-    err=$(timeout 5 ip netns exec "$prefix$i" bash -c "exec 3<>/dev/tcp/$net.254/9" 2>&1 || true)
-    [[ $err == *refused* ]] || die "node $i ($net.$i) cannot reach $net.254: ${err:-no answer in 5 s}"
+    for pair in "$i 254" "1 $i"; do
+      read -r from to <<<"$pair"
+      [ "$from" != "$to" ] || continue
+      err=$(timeout 5 ip netns exec "$prefix$from" bash -c "exec 3<>/dev/tcp/$net.$to/9" 2>&1 || true)
+      [[ $err == *refused* ]] || die "node $from ($net.$from) cannot reach $net.$to: ${err:-no answer in 5 s}"
+    done
   done
+  built=yes
+  trap - EXIT
   echo "netns-cluster: $n node(s) up: $net.1..$net.$n, rate ${rate:-unshaped}, delay ${applied_delay:-none}," \
     "$slots slot(s) each; hostfile $state/hostfile"
 }

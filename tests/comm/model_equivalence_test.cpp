@@ -199,9 +199,11 @@ Trained train_adamw(int zero) {
                   .summed_gradients = true,
                   .zero = zero,
                   .signature = model->signature()});
-  std::vector<ArenaSpan> spans;
-  for (const auto& [offset, count] : sync.shard()) spans.push_back({offset, count});
-  opt->shard(spans);
+  if (zero == 1) {
+    std::vector<ArenaSpan> spans;
+    for (const auto& [offset, count] : sync.shard()) spans.push_back({offset, count});
+    opt->shard(spans);
+  }
   Trained t;
   t.state_bytes = opt->state_bytes();
   for (int s = 0; s < kSteps; ++s) {

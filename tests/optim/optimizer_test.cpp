@@ -214,6 +214,34 @@ TEST(Optimizer, GradScaleIsTheSameAsScaledGradients) {
   EXPECT_FLOAT_EQ(clip_coefficient(1.0f, 4.0f), 0.25f);
 }
 
+// ZeRO-1's shard: the runs given are updated exactly as without it, the rest not at all, and the
+// state is packed to their size; a rank with no runs holds and updates nothing.
+TEST(Optimizer, ShardedStepUpdatesItsRunsAsTheWholeArenaDoes) {
+  OptimizerConfig c;
+  c.type = "adamw";
+  c.lr = 0.01f;
+  c.weight_decay = 0.1f;
+  Fixture whole, part, none;
+  auto a = make_optimizer(c, whole.arena), b = make_optimizer(c, part.arena), z = make_optimizer(c, none.arena);
+  b->shard({{1, 2}});  // element 1 of "a" and the whole of "b"
+  z->shard({});
+  EXPECT_EQ(b->state_bytes(), 2 * 2 * static_cast<int64_t>(sizeof(float)));  // two slots of 2 floats
+  EXPECT_EQ(z->state_bytes(), 0);
+  const std::vector<float> before = none.arena.values().to_vector<float>();
+  for (int step = 0; step < 3; ++step) {
+    for (Fixture* f : {&whole, &part, &none}) f->set_grads(step);
+    a->step(whole.arena, c.lr);
+    b->step(part.arena, c.lr);
+    z->step(none.arena, c.lr);
+  }
+  const std::vector<float> w = whole.arena.values().to_vector<float>(), p = part.arena.values().to_vector<float>();
+  EXPECT_EQ(p[0], before[0]);  // outside the shard: untouched
+  EXPECT_EQ(p[1], w[1]);
+  EXPECT_EQ(p[2], w[2]);
+  EXPECT_EQ(none.arena.values().to_vector<float>(), before);
+  EXPECT_THROW(b->shard({{0, 1}}), Error);  // twice without unshard
+}
+
 TEST(Optimizer, BadConfigNamesTheKey) {
   Fixture f;
   OptimizerConfig c;
