@@ -310,18 +310,23 @@ void ParamSync::gather_parameters() {
   for (const Work& w : works) wait(w, "allgather of the parameters (comm.zero=1)");
 }
 
-void ParamSync::gather_shards(const Tensor& packed, Tensor& full) {
-  DTRAIN_CHECK(full.numel() == arena_.numel(), "gather_shards: the full tensor has ", full.numel(),
+void ParamSync::gather_shards(const Tensor& packed, Tensor* full) {
+  DTRAIN_CHECK(!full || full->numel() == arena_.numel(), "gather_shards: the full tensor has ", full->numel(),
                " elements, the arena ", arena_.numel());
-  int64_t at = 0;
-  for (const auto& [offset, count] : shard_) {
-    full.flat_range(offset, count).copy_from(packed.flat_range(at, count));
-    at += count;
+  int64_t shard_total = 0;
+  for (const auto& [offset, count] : shard_) shard_total += count;
+  DTRAIN_CHECK(shard_total == packed.numel(), "gather_shards: the packed tensor has ", packed.numel(),
+               " elements, this rank's shard ", shard_total);
+  int64_t at = 0;  // in `packed`: this rank's pieces follow bucket order, one per non-empty piece
+  for (const Bucket& bk : buckets_) {
+    if (bk.numel == 0) continue;
+    Tensor one =
+        full ? full->flat_range(bk.begin, bk.numel) : Tensor::zeros(Shape{bk.numel}, DType::f32, packed.device());
+    const auto [begin, end] = piece_of(bk.numel, comm_.rank(), comm_.size());
+    if (end > begin) one.flat_range(begin, end - begin).copy_from(packed.flat_range(at, end - begin));
+    at += end - begin;
+    wait(comm_.allgather_pieces(one), "allgather of an optimizer state shard (comm.zero=1)");
   }
-  DTRAIN_CHECK(at == packed.numel(), "gather_shards: the packed tensor has ", packed.numel(),
-               " elements, this rank's shard ", at);
-  for (const Bucket& bk : buckets_)
-    if (bk.numel > 0) wait(comm_.allgather_pieces(full.flat_range(bk.begin, bk.numel)), "allgather of a shard");
 }
 
 // ---- (6) divergence check ----------------------------------------------------------------

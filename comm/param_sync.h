@@ -113,8 +113,9 @@ class ParamSync {
   void gather_parameters();
   // Collective: `full` (arena-shaped, on the arena's device) receives every rank's shard of a
   // tensor that each rank holds packed (its shard's runs in order, as Optimizer::shard packs its
-  // state), e.g. an optimizer slot for a checkpoint.
-  void gather_shards(const Tensor& packed, Tensor& full);
+  // state), e.g. an optimizer slot for a checkpoint. Ranks that pass no `full` take part but keep
+  // nothing, so they never hold more than one bucket of it.
+  void gather_shards(const Tensor& packed, Tensor* full);
   const SyncStats& last_stats() const { return stats_; }
   // What the arena's gradients must be multiplied by to be the average after finish_backward: 1
   // unless defer_average.

@@ -491,15 +491,17 @@ void Trainer::State::resume() {
 }
 
 // ZeRO-1: each rank's optimizer holds its shard of the state; a checkpoint holds it whole, so it
-// resumes at any world size, with or without comm.zero. Collective.
+// resumes at any world size, with or without comm.zero. Collective; only rank 0, which writes,
+// holds the whole state (the others a bucket of it at a time).
 void Trainer::State::unshard_optimizer() {
   std::vector<Tensor> full;
   const ParameterArena& arena = learner.model->arena();
   for (const auto& [name, slot] : learner.optimizer->slots()) {
-    full.push_back(Tensor::zeros(Shape{arena.numel()}, DType::f32, arena.device()));
-    learner.sync->gather_shards(*slot, full.back());
+    Tensor whole = rank0() ? Tensor::zeros(Shape{arena.numel()}, DType::f32, arena.device()) : Tensor();
+    learner.sync->gather_shards(*slot, rank0() ? &whole : nullptr);
+    full.push_back(whole);
   }
-  learner.optimizer->unshard(std::move(full));
+  if (rank0()) learner.optimizer->unshard(std::move(full));
 }
 
 void Trainer::State::shard_optimizer(bool announce) {
@@ -519,7 +521,7 @@ void Trainer::State::save_checkpoint() {
   const bool sharded = config.comm.zero == 1;
   if (sharded) unshard_optimizer();
   write_checkpoint_file_on_rank0();
-  if (sharded) shard_optimizer(false);
+  if (sharded && rank0()) shard_optimizer(false);
 }
 
 void Trainer::State::write_checkpoint_file_on_rank0() {

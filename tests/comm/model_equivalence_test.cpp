@@ -225,7 +225,7 @@ Trained train_adamw(int zero) {
   for (const auto& [name, slot] : opt->slots()) {
     full.push_back(Tensor::zeros(Shape{model->arena().numel()}));
     if (zero == 1)
-      sync.gather_shards(*slot, full.back());
+      sync.gather_shards(*slot, &full.back());
     else
       full.back().copy_from(*slot);
     t.state.push_back(full.back().to_vector<float>());
