@@ -17,6 +17,8 @@ std::string no_device_reason();
 std::string device_name(int device);
 std::string runtime_version();  // "13.0" or "none"
 void* malloc(int64_t bytes, int device);
+// nullptr when the device is out of memory (other CUDA errors throw).
+void* try_malloc(int64_t bytes, int device);
 void free(void* ptr, int device) noexcept;
 void* malloc_host_pinned(int64_t bytes);
 void free_host_pinned(void* ptr) noexcept;

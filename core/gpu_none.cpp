@@ -16,6 +16,7 @@ std::string no_device_reason() { return "this dtrain was built without CUDA"; }
 std::string device_name(int) { unavailable("gpu::device_name"); }
 std::string runtime_version() { return "none"; }
 void* malloc(int64_t, int) { unavailable("allocating on a cuda device"); }
+void* try_malloc(int64_t, int) { unavailable("allocating on a cuda device"); }
 void free(void*, int) noexcept {}
 void* malloc_host_pinned(int64_t) { unavailable("pinned host memory"); }
 void free_host_pinned(void*) noexcept {}

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <new>
@@ -58,25 +59,55 @@ void* host_alloc(int64_t bytes) {
   return p;
 }
 
-class HostCache {
+// One cache per device (the host is one of them). CUDA device blocks of every size are cached:
+// cudaFree synchronises the whole device (which also cancels ParamSync's overlap) and each step
+// allocates and frees the same 25-40 activations, so a repeated step makes no cudaMalloc or
+// cudaFree at all. A freed device block is reused by a later tensor of the same device: every
+// kernel runs on the device's one compute stream, in order, so the block's old readers have
+// finished before its new writer runs; NCCL's works keep their tensors alive until their event
+// has fired. When cudaMalloc runs out of memory the device's idle blocks are released and the
+// allocation retried once. Idle device bytes are capped by DTRAIN_DEVICE_CACHE_MB (default: no
+// cap; 0 turns the device cache off).
+class BlockCache {
  public:
-  static HostCache& get() {
-    static HostCache* cache = new HostCache;  // never destroyed: tensors may die during static destruction
-    return *cache;
+  // The cache of `device`; never destroyed (tensors may die during static destruction).
+  static BlockCache& of(Device device) {
+    if (device.is_cpu()) {  // the common case, without the lock
+      static BlockCache* host = &of_device(device);
+      return *host;
+    }
+    return of_device(device);
+  }
+  static BlockCache& of_device(Device device) {
+    static std::mutex mu;
+    static std::map<int, BlockCache*> caches;  // -1: the host
+    std::lock_guard<std::mutex> lock(mu);
+    BlockCache*& c = caches[device.is_cpu() ? -1 : device.index];
+    if (!c) c = new BlockCache(device);
+    return *c;
   }
   bool enabled() const { return cap_ > 0; }
+  int64_t min_bytes() const { return device_.is_cpu() ? kCacheMinBytes : 0; }
 
-  // An idle block of class `cls` to 2 * `cls` and its class, or {nullptr, 0}.
-  std::pair<void*, int64_t> take(int64_t cls) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = free_.lower_bound(cls); it != free_.end() && it->first <= 2 * cls; ++it) {
-      if (it->second.empty()) continue;
-      void* p = it->second.back();
-      it->second.pop_back();
-      cached_ -= it->first;
-      return {p, it->first};
+  // A block for `bytes`: an idle one of its class (up to twice its size) or a new one; the class.
+  std::pair<void*, int64_t> get(int64_t bytes) {
+    const int64_t cls = size_class(bytes);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = free_.lower_bound(cls); it != free_.end() && it->first <= 2 * cls; ++it) {
+        if (it->second.empty()) continue;
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_ -= it->first;
+        ++stats_.reused;
+        return {p, it->first};
+      }
     }
-    return {nullptr, 0};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.misses;
+    }
+    return {fresh(cls), cls};
   }
   void give(void* p, int64_t cls) {
     {
@@ -87,48 +118,87 @@ class HostCache {
         return;
       }
     }
-    std::free(p);
+    release_block(p);
+  }
+  // A block outside the cache (too small, or the cache off).
+  void* fresh(int64_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.backend_allocations;
+    }
+    if (device_.is_cpu()) return host_alloc(bytes);
+    if (void* p = gpu::try_malloc(bytes, device_.index)) return p;
+    release_idle();  // out of device memory: give the idle blocks back and try once more
+    return gpu::malloc(bytes, device_.index);
+  }
+  void release_block(void* p) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.backend_frees;
+    }
+    if (device_.is_cpu())
+      std::free(p);
+    else
+      gpu::free(p, device_.index);
+  }
+  void release_idle() {
+    std::map<int64_t, std::vector<void*>> idle;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      idle.swap(free_);
+      cached_ = 0;
+    }
+    for (auto& [cls, blocks] : idle)
+      for (void* p : blocks) release_block(p);
+  }
+  Storage::AllocatorStats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    Storage::AllocatorStats s = stats_;
+    s.cached_bytes = cached_;
+    return s;
   }
 
  private:
-  HostCache() {
+  explicit BlockCache(Device device) : device_(device) {
+    const char* env = std::getenv(device.is_cpu() ? "DTRAIN_HOST_CACHE_MB" : "DTRAIN_DEVICE_CACHE_MB");
+    cap_ = device.is_cpu() ? int64_t{1024} << 20 : std::numeric_limits<int64_t>::max();
 #if defined(__SANITIZE_ADDRESS__)
-    cap_ = 0;
-#else
-    cap_ = int64_t{1024} << 20;
-    if (const char* env = std::getenv("DTRAIN_HOST_CACHE_MB")) {
+    if (device.is_cpu()) env = "0";
+#endif
+    if (env) {
       char* end = nullptr;
       const long long mb = std::strtoll(env, &end, 10);
       if (end != env && *end == '\0' && mb >= 0) cap_ = static_cast<int64_t>(mb) << 20;
     }
-#endif
   }
+  Device device_;
   std::mutex mu_;
   std::map<int64_t, std::vector<void*>> free_;  // size class -> idle blocks
   int64_t cached_ = 0, cap_ = 0;
+  Storage::AllocatorStats stats_;
 };
 }  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(int64_t bytes, Device device) {
   DTRAIN_CHECK(bytes >= 0, "cannot allocate ", bytes, " bytes");
   const int64_t rounded = (std::max<int64_t>(bytes, 1) + 63) / 64 * 64;
-  if (!device.is_cpu())
-    return std::shared_ptr<Storage>(new Storage(gpu::malloc(rounded, device.index), bytes, device, 0));
-  HostCache& cache = HostCache::get();
-  if (rounded < kCacheMinBytes || !cache.enabled())
-    return std::shared_ptr<Storage>(new Storage(host_alloc(rounded), bytes, device, 0));
-  auto [p, cls] = cache.take(size_class(rounded));
-  if (p == nullptr) p = host_alloc(cls = size_class(rounded));
+  BlockCache& cache = BlockCache::of(device);
+  if (rounded < cache.min_bytes() || !cache.enabled())
+    return std::shared_ptr<Storage>(new Storage(cache.fresh(rounded), bytes, device, 0));
+  auto [p, cls] = cache.get(rounded);
   return std::shared_ptr<Storage>(new Storage(p, bytes, device, cls));
 }
 
+Storage::AllocatorStats Storage::allocator_stats(Device device) { return BlockCache::of(device).stats(); }
+
+void Storage::release_cached(Device device) { BlockCache::of(device).release_idle(); }
+
 Storage::~Storage() {
-  if (!device_.is_cpu())
-    gpu::free(data_, device_.index);
-  else if (cache_class_ > 0)
-    HostCache::get().give(data_, cache_class_);
+  BlockCache& cache = BlockCache::of(device_);
+  if (cache_class_ > 0)
+    cache.give(data_, cache_class_);
   else
-    std::free(data_);
+    cache.release_block(data_);
 }
 
 }  // namespace dtrain

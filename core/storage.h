@@ -10,8 +10,19 @@ namespace dtrain {
 class Storage {
  public:
   // Allocates `bytes` (uninitialised) on `device`; 64-byte aligned on the CPU. Large host blocks
-  // come from and return to a process-wide cache (core/storage.cpp says when).
+  // and every CUDA device block come from and return to a per-device cache (core/storage.cpp
+  // says when).
   static std::shared_ptr<Storage> allocate(int64_t bytes, Device device);
+
+  // What a device's allocator has done since the process started: calls to the system (malloc /
+  // cudaMalloc and free / cudaFree), the cacheable requests among them (misses: no idle block of
+  // their class), and blocks handed out again from the cache.
+  struct AllocatorStats {
+    int64_t backend_allocations = 0, backend_frees = 0, misses = 0, reused = 0, cached_bytes = 0;
+  };
+  static AllocatorStats allocator_stats(Device device);
+  // Frees the device's idle cached blocks.
+  static void release_cached(Device device);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -26,7 +37,7 @@ class Storage {
   void* data_;
   int64_t bytes_;
   Device device_;
-  int64_t cache_class_;  // host cache size class the block returns to; 0: freed directly
+  int64_t cache_class_;  // cache size class the block returns to; 0: freed directly
 };
 
 }  // namespace dtrain

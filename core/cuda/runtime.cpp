@@ -63,6 +63,18 @@ void* malloc(int64_t bytes, int device) {
   return p;
 }
 
+void* try_malloc(int64_t bytes, int device) {
+  DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  void* p = nullptr;
+  const cudaError_t rc = cudaMalloc(&p, static_cast<size_t>(bytes));
+  if (rc == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();  // clear it: the caller releases cached blocks and retries
+    return nullptr;
+  }
+  DTRAIN_CUDA_CHECK(rc);
+  return p;
+}
+
 void free(void* ptr, int device) noexcept {
   if (!ptr) return;
   cudaSetDevice(device);
