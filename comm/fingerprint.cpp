@@ -20,19 +20,19 @@ Fingerprint make_fingerprint(int64_t seq, CollectiveKind kind, int64_t step, con
   return f;
 }
 
+namespace {
+
+const char* op_name(int64_t op) { return op >= 0 && op <= 2 ? reduce_op_name(static_cast<ReduceOp>(op)) : "?"; }
+
+}  // namespace
+
 std::string describe_fingerprint(const Fingerprint& f) {
   std::string text;
   switch (static_cast<CollectiveKind>(f.kind)) {
     case CollectiveKind::broadcast: text = "broadcast"; break;
-    case CollectiveKind::allreduce:
-      text =
-          detail::concat("allreduce(", f.op >= 0 && f.op <= 2 ? reduce_op_name(static_cast<ReduceOp>(f.op)) : "?", ")");
-      break;
+    case CollectiveKind::allreduce: text = detail::concat("allreduce(", op_name(f.op), ")"); break;
     case CollectiveKind::allgather: text = "allgather"; break;
-    case CollectiveKind::reduce_scatter:
-      text = detail::concat("reduce_scatter(",
-                            f.op >= 0 && f.op <= 2 ? reduce_op_name(static_cast<ReduceOp>(f.op)) : "?", ")");
-      break;
+    case CollectiveKind::reduce_scatter: text = detail::concat("reduce_scatter(", op_name(f.op), ")"); break;
     case CollectiveKind::allgather_pieces: text = "allgather_pieces"; break;
     case CollectiveKind::barrier: text = "barrier"; break;
     default: text = detail::concat("unknown collective ", f.kind);

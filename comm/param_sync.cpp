@@ -61,7 +61,7 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
       DTRAIN_CHECK(bk.numel <= INT_MAX, "comm.zero=1: a gradient bucket of ", bk.numel,
                    " elements exceeds MPI's int count; lower comm.bucket_mb");
       const auto [begin, end] = piece_of(bk.numel, comm_.rank(), comm_.size());
-      if (end > begin) shard_.emplace_back(bk.begin + begin, end - begin);
+      if (end > begin) shard_.push_back({bk.begin + begin, end - begin});
     }
   }
   arena_.set_grad_ready_hook([this](const Parameter& p) { on_grad_ready(p); });

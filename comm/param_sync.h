@@ -104,7 +104,7 @@ class ParamSync {
   // ---- ZeRO-1 (options.zero = 1)
   // This rank's shard: its piece of each bucket, as (arena offset, count) in bucket order; empty
   // without ZeRO.
-  const std::vector<std::pair<int64_t, int64_t>>& shard() const { return shard_; }
+  const std::vector<ArenaSpan>& shard() const { return shard_; }
   // The sum of squares of the reduced gradients (before grad_scale()): of the whole arena without
   // ZeRO (no collective), or of every rank's shard (collective: one all-reduce) with it.
   double gradient_sum_squares();
@@ -136,9 +136,9 @@ class ParamSync {
   ParameterArena& arena_;
   ParamSyncOptions options_;
   std::vector<Bucket> buckets_;
-  std::vector<int> bucket_of_;                      // registration index -> bucket
-  std::vector<std::string> bucket_names_;           // describe_bucket(b), built once (read on every step)
-  std::vector<std::pair<int64_t, int64_t>> shard_;  // ZeRO-1: this rank's piece of each bucket
+  std::vector<int> bucket_of_;             // registration index -> bucket
+  std::vector<std::string> bucket_names_;  // describe_bucket(b), built once (read on every step)
+  std::vector<ArenaSpan> shard_;           // ZeRO-1: this rank's piece of each bucket
   Watchdog watchdog_;
 
   // The step in progress.

@@ -25,6 +25,11 @@ struct Parameter {
 };
 
 // A run of parameters adjacent in the arenas that share a weight-decay group.
+// A run of the flat arena: [offset, offset + numel) (e.g. a rank's ZeRO-1 shard).
+struct ArenaSpan {
+  int64_t offset = 0, numel = 0;
+};
+
 struct DecayRange {
   int64_t offset = 0, numel = 0;
   bool weight_decay = true;

@@ -505,10 +505,8 @@ void Trainer::State::unshard_optimizer() {
 }
 
 void Trainer::State::shard_optimizer(bool announce) {
-  std::vector<ArenaSpan> spans;
-  for (const auto& [offset, count] : learner.sync->shard()) spans.push_back({offset, count});
   const int64_t whole = learner.optimizer->state_bytes();
-  learner.optimizer->shard(std::move(spans));
+  learner.optimizer->shard(learner.sync->shard());
   if (!announce) return;
   log_info(
       "comm.zero=1: optimizer state {:.3f} MiB on each rank, its shard of {:.3f} MiB ({:.3f} of it, 1/{} is {:.3f})",

@@ -12,11 +12,6 @@
 
 namespace dtrain {
 
-// A run of the flat arena: [offset, offset + numel).
-struct ArenaSpan {
-  int64_t offset = 0, numel = 0;
-};
-
 struct OptimizerConfig {
   std::string type = "sgd";  // a registered optimizer (registered_optimizers())
   float lr = 0.1f;

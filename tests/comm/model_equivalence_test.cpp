@@ -199,11 +199,7 @@ Trained train_adamw(int zero) {
                   .summed_gradients = true,
                   .zero = zero,
                   .signature = model->signature()});
-  if (zero == 1) {
-    std::vector<ArenaSpan> spans;
-    for (const auto& [offset, count] : sync.shard()) spans.push_back({offset, count});
-    opt->shard(spans);
-  }
+  if (zero == 1) opt->shard(sync.shard());
   Trained t;
   t.state_bytes = opt->state_bytes();
   for (int s = 0; s < kSteps; ++s) {
