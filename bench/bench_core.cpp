@@ -6,6 +6,7 @@
 //                run alone; with --device cuda:N on that GPU, each step waiting for the GPU
 //                (scripts/bench-gpu.sh sets it beside PyTorch's)
 // Usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn|gpt] [--device cpu|cuda:N]
+//                   [--precision f32|bf16] (bf16: cuda GEMMs with bf16 inputs, as train.precision=bf16)
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -24,8 +25,9 @@ namespace {
 const bench::Program kProgram{
     .name = "bench_core",
     .usage =
-        "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn|gpt] [--device cpu|cuda:N]",
-    .options = {"--threads", "--json", "--reps", "--only", "--device"}};
+        "usage: bench_core [--threads N] [--json FILE] [--reps R] [--only sgemm|mlp|cnn|gpt] [--device cpu|cuda:N] "
+        "[--precision f32|bf16]",
+    .options = {"--threads", "--json", "--reps", "--only", "--device", "--precision"}};
 
 struct GemmCall {
   bool trans_a, trans_b;
@@ -132,14 +134,14 @@ double time_gemms_alone(const std::vector<GemmCall>& calls, Generator& g, int re
 }
 
 // The step on a GPU: samples/s only (the GEMMs-alone comparison is the CPU's).
-Result device_result(const std::string& type, int64_t batch, Device device, double step_ms) {
+Result device_result(const std::string& type, int64_t batch, Device device, double step_ms, bool bf16) {
   const double samples_per_s = batch / (step_ms * 1e-3);
   bench::JsonLine json("train_step");
   json.add("model", type).add("batch", batch).add("device", device.str()).add("step_ms", step_ms, 3);
-  json.add("samples_per_s", samples_per_s, 1);
+  json.add("precision", bf16 ? "bf16" : "f32").add("samples_per_s", samples_per_s, 1);
   char row[160];
-  std::snprintf(row, sizeof row, "step %-4s b%-4ld %-7s %10.3f ms  %9.1f samples/s", type.c_str(),
-                static_cast<long>(batch), device.str().c_str(), step_ms, samples_per_s);
+  std::snprintf(row, sizeof row, "step %-4s b%-4ld %-7s %-4s %10.3f ms  %9.1f samples/s", type.c_str(),
+                static_cast<long>(batch), device.str().c_str(), bf16 ? "bf16" : "f32", step_ms, samples_per_s);
   return {json, row};
 }
 
@@ -152,7 +154,7 @@ Tensor random_ids(const Shape& shape, int64_t n, Generator& g) {
 
 // One training step of the registry's `type` at `batch` samples (gpt: windows of its ctx, 128);
 // samples/s counts tokens for the gpt.
-Result bench_train_step(const std::string& type, int64_t batch, int threads, int reps, Device device) {
+Result bench_train_step(const std::string& type, int64_t batch, int threads, int reps, Device device, bool bf16) {
   ModelConfig config;
   config.type = type;
   const bool tokens = model_input_layout(type) == InputLayout::tokens;
@@ -184,7 +186,7 @@ Result bench_train_step(const std::string& type, int64_t batch, int threads, int
     if (device.is_cuda()) gpu::synchronize(device.index);
   };
   const double step_ms = bench::median(bench::sample_ms(step, 2, reps));
-  if (device.is_cuda()) return device_result(type, predictions, device, step_ms);
+  if (device.is_cuda()) return device_result(type, predictions, device, step_ms, bf16);
   const std::vector<GemmCall> calls = step_gemms(model->net(), in);
   const double gemm_ms = time_gemms_alone(calls, g, reps);
   const double samples_per_s = predictions / (step_ms * 1e-3), ratio = step_ms / gemm_ms;
@@ -204,6 +206,11 @@ void run(const bench::Args& args) {
   const int reps = static_cast<int>(args.positive_integer("--reps", 10));
   const std::string only = args.text("--only", "");
   const Device device = Device::parse(args.text("--device", "cpu"));
+  const std::string precision = args.text("--precision", "f32");
+  if (precision != "f32" && precision != "bf16") throw bench::UsageError("--precision must be f32 or bf16");
+  if (precision == "bf16" && !device.is_cuda()) throw bench::UsageError("--precision bf16 needs --device cuda:N");
+  const bool bf16 = precision == "bf16";
+  if (device.is_cuda()) gpu::set_gemm_math(bf16 ? gpu::GemmMath::bf16 : gpu::GemmMath::f32);
   if (!only.empty() && only != "sgemm" && only != "mlp" && only != "cnn" && only != "gpt")
     throw bench::UsageError("--only must be sgemm, mlp, cnn or gpt, got '" + only + "'");
   bench::JsonOutput json(args.text("--json", ""), bench::JsonOutput::Mode::truncate);
@@ -213,8 +220,8 @@ void run(const bench::Args& args) {
   if ((only.empty() || only == "sgemm") && device.is_cpu())
     for (int64_t n : {256, 512, 1024, 2048}) results.push_back(bench_sgemm(n, threads, reps));
   for (const char* type : {"mlp", "cnn"})
-    if (only.empty() || only == type) results.push_back(bench_train_step(type, 256, threads, reps, device));
-  if (only.empty() || only == "gpt") results.push_back(bench_train_step("gpt", 16, threads, reps, device));
+    if (only.empty() || only == type) results.push_back(bench_train_step(type, 256, threads, reps, device, bf16));
+  if (only.empty() || only == "gpt") results.push_back(bench_train_step("gpt", 16, threads, reps, device, bf16));
 
   for (const Result& r : results) json.emit(r.json);
   std::printf("\nbench_core (%s, %d BLAS threads, OpenBLAS %s kernels, median of %d after warm-up)\n",

@@ -26,9 +26,35 @@ enum class CopyKind { host_to_device, device_to_host, device_to_device };
 // Copies on the compute stream of `device` and waits for it.
 void memcpy(void* dst, const void* src, int64_t bytes, CopyKind kind, int device);
 void synchronize(int device);  // waits for the compute stream of `device`
+// How often this process's host has waited for a compute stream so far (memcpy and synchronize:
+// each drains the work queued before it), for tests that count a training step's waits.
+int64_t host_waits();
+// Queues a copy of `bytes` from pinned host memory (malloc_host_pinned) to `device` on the device's
+// copy stream and makes its compute stream wait for it (an event); the host does not wait. `src`
+// and `dst` must stay as they are until a ComputeMark recorded after this call has passed.
+void copy_to_device_async(void* dst, const void* src, int64_t bytes, int device);
+
+// A point in the compute stream of a device (RAII over a CUDA event): record() marks the work
+// queued there so far; wait() blocks the host until that work is done (at once when unrecorded).
+class ComputeMark {
+ public:
+  explicit ComputeMark(int device);
+  ~ComputeMark();
+  ComputeMark(const ComputeMark&) = delete;
+  ComputeMark& operator=(const ComputeMark&) = delete;
+  void record();
+  void wait() const;
+
+ private:
+  void* event_ = nullptr;  // cudaEvent_t
+  int device_;
+  bool recorded_ = false;
+};
 void set_device(int device);
-// TF32 tensor cores for f32 GEMMs (process-wide; off by default): about 8x the f32 GEMM rate on
-// Ampere and later, with products rounded to a 10-bit mantissa.
-void set_allow_tf32(bool allow);
+// How f32 GEMMs use the tensor cores (process-wide; f32 by default). Inputs, outputs and the
+// accumulation stay f32 in every mode; tf32 rounds the inputs to a 10-bit mantissa (about 8x the
+// f32 rate on Ampere and later), bf16 to bf16's 7 bits (about 16x).
+enum class GemmMath { f32, tf32, bf16 };
+void set_gemm_math(GemmMath math);
 
 }  // namespace dtrain::gpu

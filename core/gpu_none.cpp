@@ -11,7 +11,7 @@ namespace {
 
 bool built() { return false; }
 int device_count() { return 0; }
-void set_allow_tf32(bool) {}
+void set_gemm_math(GemmMath) {}
 std::string no_device_reason() { return "this dtrain was built without CUDA"; }
 std::string device_name(int) { unavailable("gpu::device_name"); }
 std::string runtime_version() { return "none"; }
@@ -22,6 +22,12 @@ void* malloc_host_pinned(int64_t) { unavailable("pinned host memory"); }
 void free_host_pinned(void*) noexcept {}
 void memcpy(void*, const void*, int64_t, CopyKind, int) { unavailable("copying to or from a cuda device"); }
 void synchronize(int) { unavailable("gpu::synchronize"); }
+int64_t host_waits() { return 0; }
+void copy_to_device_async(void*, const void*, int64_t, int) { unavailable("copying to a cuda device"); }
+ComputeMark::ComputeMark(int device) : device_(device) { unavailable("gpu::ComputeMark"); }
+ComputeMark::~ComputeMark() = default;
+void ComputeMark::record() { unavailable("gpu::ComputeMark"); }
+void ComputeMark::wait() const {}
 void set_device(int) { unavailable("gpu::set_device"); }
 
 }  // namespace dtrain::gpu

@@ -27,9 +27,10 @@ void restart_with_better_blas_kernels(char** argv);
 }  // namespace dtrain::cpu
 
 #if DTRAIN_HAVE_CUDA
+#include "core/gpu.h"
 namespace dtrain::cuda {
 #include "core/kernel_list.inc"
-// cuBLAS math mode for f32 GEMMs: TF32 tensor cores are off unless allowed (process-wide).
-void set_allow_tf32(bool allow);
+// The compute type of every f32 GEMM through cuBLAS (gpu::set_gemm_math).
+void set_gemm_math(gpu::GemmMath math);
 }  // namespace dtrain::cuda
 #endif

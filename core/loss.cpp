@@ -16,7 +16,7 @@ float LossOutput::mean() const {
 }
 
 // loss_i = -log softmax(z_i)[y_i]; dz_i = (softmax(z_i) - onehot(y_i)) grad_scale
-LossOutput softmax_cross_entropy(const Tensor& logits, const Tensor& labels, float grad_scale) {
+LossOutput softmax_cross_entropy(const Tensor& logits, const Tensor& labels, float grad_scale, Labels labels_state) {
   const Device d = ops::common_device({&logits, &labels}, "softmax_cross_entropy");
   DTRAIN_CHECK(logits.dtype() == DType::f32 && logits.ndim() == 2 && logits.is_contiguous() && logits.dim(1) > 0,
                "softmax_cross_entropy: logits must be a contiguous f32 [N, C] tensor, got ", dtype_name(logits.dtype()),
@@ -25,10 +25,14 @@ LossOutput softmax_cross_entropy(const Tensor& logits, const Tensor& labels, flo
   DTRAIN_CHECK(labels.dtype() == DType::i64 && labels.shape() == Shape{n} && labels.is_contiguous(),
                "softmax_cross_entropy: labels must be i64 [", n, "], got ", dtype_name(labels.dtype()), " ",
                labels.shape().str());
-  const std::vector<int64_t> host = labels.to_vector<int64_t>();
-  for (int64_t i = 0; i < n; ++i)
-    DTRAIN_CHECK(host[i] >= 0 && host[i] < c, "softmax_cross_entropy: label ", host[i], " of sample ", i,
-                 " is out of range [0, ", c, ")");
+  if (labels_state == Labels::unchecked || d.is_cpu()) {  // on the host the check is one cheap pass
+    const int64_t* host = labels.data<int64_t>();
+    std::vector<int64_t> copy;
+    if (!d.is_cpu()) host = (copy = labels.to_vector<int64_t>()).data();
+    for (int64_t i = 0; i < n; ++i)
+      DTRAIN_CHECK(host[i] >= 0 && host[i] < c, "softmax_cross_entropy: label ", host[i], " of sample ", i,
+                   " is out of range [0, ", c, ")");
+  }
   LossOutput out;
   out.per_sample = Tensor::empty(Shape{n}, DType::f32, d);
   Tensor probs = Tensor::empty(logits.shape(), DType::f32, d);

@@ -11,8 +11,14 @@ struct LossOutput {
   float mean() const;  // reads per_sample to the host
 };
 
+// Whether softmax_cross_entropy checks that every label is in [0, C) (an out-of-range label would
+// index past a row). Labels on a GPU are read back for it: callers whose labels were checked where
+// they were loaded (data::Loader, data::TokenWindows) pass `checked` to skip that read.
+enum class Labels { unchecked, checked };
+
 // logits [N, C] f32, labels [N] i64 in [0, C). Numerically stable (max-subtracted softmax).
-LossOutput softmax_cross_entropy(const Tensor& logits, const Tensor& labels, float grad_scale);
+LossOutput softmax_cross_entropy(const Tensor& logits, const Tensor& labels, float grad_scale,
+                                 Labels labels_state = Labels::unchecked);
 // pred, target same shape [N, ...]; per-sample loss = mean over the sample's elements of (p - t)^2.
 LossOutput mse_loss(const Tensor& pred, const Tensor& target, float grad_scale);
 

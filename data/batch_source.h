@@ -15,31 +15,15 @@
 
 namespace dtrain::data {
 
-// Page-locked host memory (RAII), for asynchronous host-to-device copies.
-class PinnedBuffer {
- public:
-  explicit PinnedBuffer(int64_t bytes);
-  ~PinnedBuffer();
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  void* data() const { return data_; }
-  int64_t bytes() const { return bytes_; }
-
- private:
-  void* data_ = nullptr;
-  int64_t bytes_ = 0;
-};
-
 struct Batch {
-  // Classification: x f32 [B, sample_shape...] on the host, after normalisation and augmentation;
-  // y i64 [B]; indices the dataset indices of the B samples.
+  // Classification: x f32 [B, sample_shape...] on the host, after normalisation and augmentation
+  // (with LoaderOptions::raw_u8, the raw u8 pixels, augmented); y i64 [B]; indices the dataset
+  // indices of the B samples.
   // Tokens: x i64 [B, ctx] (a window's first ctx tokens), y i64 [B, ctx] (the same shifted by one);
   // indices the windows' first token offsets in the file.
   Tensor x;
   Tensor y;
   std::vector<int64_t> indices;
-  // With a CUDA device: the bytes of x in pinned host memory, ready for an async copy.
-  std::shared_ptr<PinnedBuffer> x_pinned;
   int64_t size() const { return static_cast<int64_t>(indices.size()); }
 };
 

@@ -11,15 +11,11 @@
 
 #include "core/clock.h"
 #include "core/error.h"
-#include "core/gpu.h"
 #include "core/kernels.h"
 #include "core/rng.h"
 #include "data/h5.h"
 
 namespace dtrain::data {
-
-PinnedBuffer::PinnedBuffer(int64_t bytes) : data_(gpu::malloc_host_pinned(bytes)), bytes_(bytes) {}
-PinnedBuffer::~PinnedBuffer() { gpu::free_host_pinned(data_); }
 
 namespace {
 
@@ -61,13 +57,13 @@ constexpr int64_t kContiguousWindowBytes = 4 << 20;
 class Loader::Producer {
  public:
   Producer(const DatasetInfo& info, const LoaderOptions& options, std::shared_ptr<const std::vector<int64_t>> labels,
-           int64_t block_samples, bool resident, bool pinned)
+           int64_t block_samples, bool resident)
       : info_(info),
         options_(options),
         labels_(std::move(labels)),
         block_samples_(block_samples),
         resident_(resident),
-        pinned_(pinned) {
+        raw_(options.raw_u8 && info.x_dtype == DType::u8) {
     auto lock = h5::lock();
     file_ = h5::File::open(info.path);
     // A cache that holds a few chunks, so rows read one window at a time decompress each chunk once.
@@ -165,7 +161,9 @@ class Loader::Producer {
 
   // Random crop from the zero-padded image and/or a horizontal flip, drawn from the counter
   // stream (seed, epoch, RngPurpose::augment) at the sample's index: independent of threads.
-  void augment(const float* src, float* dst, int64_t index) const {
+  // The padding is a raw 0: normalised, x_shift.
+  template <typename T>
+  void augment(const T* src, T* dst, int64_t index, T fill) const {
     const Shape& s = info_.sample_shape;
     const int64_t h = s[s.size() - 2], w = s[s.size() - 1], planes = s.numel() / (h * w);
     const RngStream stream =
@@ -177,7 +175,6 @@ class Loader::Producer {
       dx = static_cast<int64_t>(rng_uniform_at(stream, 3 * index + 1) * (2 * pad + 1)) - pad;
     }
     const bool flip = options_.augment.horizontal_flip && rng_uniform_at(stream, 3 * index + 2) < 0.5f;
-    const float fill = info_.x_dtype == DType::u8 ? info_.x_shift : 0.0f;
     for (int64_t p = 0; p < planes; ++p)
       for (int64_t y = 0; y < h; ++y)
         for (int64_t x = 0; x < w; ++x) {
@@ -190,28 +187,43 @@ class Loader::Producer {
     Shape xs{count};
     for (int64_t d : info_.sample_shape) xs.push_back(d);
     Batch b;
-    b.x = Tensor::empty(xs, DType::f32);
+    b.x = Tensor::empty(xs, raw_ ? DType::u8 : DType::f32);
     b.y = Tensor::empty(Shape{count}, DType::i64);
     b.indices.assign(order_.begin() + begin, order_.begin() + begin + count);
-    float* x = b.x.data<float>();
     int64_t* y = b.y.data<int64_t>();
-    const int64_t n = info_.sample_elements();
-    std::vector<float> normalised(options_.augment.enabled() ? static_cast<size_t>(n) : 0);
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t index = b.indices[i];
-      y[i] = (*labels_)[static_cast<size_t>(index)];
-      if (options_.augment.enabled()) {
-        normalise(row(index), normalised.data());
-        augment(normalised.data(), x + i * n, index);
-      } else {
-        normalise(row(index), x + i * n);
-      }
-    }
-    if (pinned_) {
-      b.x_pinned = std::make_shared<PinnedBuffer>(b.x.nbytes());
-      std::memcpy(b.x_pinned->data(), x, static_cast<size_t>(b.x.nbytes()));
+    for (int64_t i = 0; i < count; ++i) y[i] = (*labels_)[static_cast<size_t>(b.indices[i])];
+    if (raw_) {
+      fill_raw(b.indices, b.x.data<uint8_t>());
+    } else {
+      fill_normalised(b.indices, b.x.data<float>());
     }
     return b;
+  }
+
+  // The samples' raw u8 rows (augmented), for the caller to normalise.
+  void fill_raw(const std::vector<int64_t>& indices, uint8_t* x) const {
+    const int64_t n = info_.sample_elements();
+    for (size_t i = 0; i < indices.size(); ++i) {
+      if (options_.augment.enabled()) {
+        augment<uint8_t>(row(indices[i]), x + i * n, indices[i], 0);
+      } else {
+        std::memcpy(x + i * n, row(indices[i]), static_cast<size_t>(n));
+      }
+    }
+  }
+
+  void fill_normalised(const std::vector<int64_t>& indices, float* x) const {
+    const int64_t n = info_.sample_elements();
+    const float fill = info_.x_dtype == DType::u8 ? info_.x_shift : 0.0f;
+    std::vector<float> normalised(options_.augment.enabled() ? static_cast<size_t>(n) : 0);
+    for (size_t i = 0; i < indices.size(); ++i) {
+      if (options_.augment.enabled()) {
+        normalise(row(indices[i]), normalised.data());
+        augment<float>(normalised.data(), x + i * n, indices[i], fill);
+      } else {
+        normalise(row(indices[i]), x + i * n);
+      }
+    }
   }
 
   const DatasetInfo& info_;
@@ -221,7 +233,7 @@ class Loader::Producer {
   int64_t epoch_ = 0;
   int64_t block_samples_;
   bool resident_;  // all of /x fits under max_memory: read once, kept across epochs
-  bool pinned_;
+  bool raw_;       // batches of raw u8 pixels (LoaderOptions::raw_u8)
   h5::File file_;
   h5::Dataset x_;
   int64_t window_rows_ = 1;
@@ -255,9 +267,8 @@ Loader::Loader(const std::string& path, int rank, int world, LoaderOptions optio
   // Blocks are whole batches, at least one, at most max_memory_bytes of raw /x.
   const int64_t fit = options_.max_memory_bytes / std::max<int64_t>(info_.sample_bytes(), 1);
   block_samples_ = std::max<int64_t>(options_.batch_size, fit / options_.batch_size * options_.batch_size);
-  pinned_ = options_.device.is_cuda() && gpu::device_count() > 0;
   resident_ = info_.size * info_.sample_bytes() <= options_.max_memory_bytes;
-  producer_ = std::make_unique<Producer>(info_, options_, labels_, block_samples_, resident_, pinned_);
+  producer_ = std::make_unique<Producer>(info_, options_, labels_, block_samples_, resident_);
   start(0);
 }
 
@@ -296,8 +307,8 @@ void Loader::stop() {
 }
 
 void Loader::prefetch_loop() {
-  // A thread starts on device 0: any CUDA call it makes (pinned buffers) belongs to the run's GPU.
-  if (options_.device.is_cuda() && gpu::device_count() > 0) gpu::set_device(options_.device.index);
+  // No CUDA call here (batches stay in pageable host memory; data::BatchStager moves them on the
+  // training thread), so the thread needs no device of its own.
   while (true) {
     Queued item;
     try {

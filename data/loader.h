@@ -39,7 +39,10 @@ struct LoaderOptions {
   int64_t max_memory_bytes = int64_t{1} << 30;  // data.max_memory: largest block of the shard held at once
   int prefetch_depth = 2;                       // batches prepared ahead on a background thread; 0 reads synchronously
   AugmentOptions augment;                       // images: sample shape [H, W] or [C, H, W]; off by default
-  Device device = Device::cpu();  // cuda: batches also staged in pinned host memory (when a GPU is visible)
+  // u8 files: batches keep the raw pixels (x u8, 4x fewer bytes to a GPU) for the caller to
+  // normalise where the model runs, x * info().x_scale + x_shift (ops::to_dtype), with the same
+  // result as the loader's own normalisation
+  bool raw_u8 = false;
 };
 
 class Loader : public BatchSource {
@@ -56,7 +59,6 @@ class Loader : public BatchSource {
   int64_t steps_per_epoch() const;
   bool resident() const { return resident_; }  // all of /x held in memory across epochs
   bool streaming() const { return !resident_ && block_samples_ < samples_per_epoch(); }  // shard > max_memory
-  bool pinned() const { return pinned_; }
 
   void set_epoch(int64_t epoch) override;  // a new permutation from position 0
   // The next batch of this epoch, or nullopt at its end (then call set_epoch).
@@ -84,7 +86,6 @@ class Loader : public BatchSource {
   DistributedSampler sampler_;
   int64_t block_samples_ = 0;
   bool resident_ = false;
-  bool pinned_ = false;
   std::shared_ptr<const std::vector<int64_t>> labels_;  // all of /y (checked at open)
   std::unique_ptr<Producer> producer_;
   int64_t delivered_ = 0;

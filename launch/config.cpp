@@ -230,6 +230,10 @@ KeyTable key_table(TrainConfig& c) {  // NOLINT(readability-function-size): a de
         "cuda: TF32 tensor cores for f32 GEMMs (~8x faster on Ampere and later, products rounded to 10 mantissa "
         "bits); off so a GPU run matches the CPU's f32 results",
         &r.allow_tf32);
+  t.add("train.precision",
+        "f32 | bf16: cuda GEMMs (linear, conv, attention) with bf16 inputs and f32 accumulation; weights, optimizer, "
+        "loss and every other op stay f32 (bf16 overrides train.allow_tf32; the CPU has f32 only)",
+        &r.precision);
   t.add("train.threads",
         "threads per rank, for OpenBLAS and dtrain's own CPU passes (0: cores on the node / ranks on the node)",
         &r.threads);
@@ -464,6 +468,7 @@ void validate_train(const TrainConfig& c) {
   DTRAIN_CHECK(c.train.threads >= 0 && c.train.threads <= 1024, "config key train.threads: must be 0..1024, got ",
                c.train.threads);
   check_one_of("train.on_nonfinite", c.train.on_nonfinite, {"stop", "skip"});
+  check_one_of("train.precision", c.train.precision, {"f32", "bf16"});
   DTRAIN_CHECK(c.train.max_skipped >= 1, "config key train.max_skipped: must be >= 1");
   try {
     (void)Device::parse(c.train.device);

@@ -35,6 +35,7 @@ struct TrainSection {
   int64_t log_every = 50;             // steps between log lines / metrics records
   std::string device = "cpu";         // cpu | cuda | cuda:N (cuda: the local rank's GPU)
   bool allow_tf32 = false;            // cuda: TF32 tensor cores for f32 GEMMs
+  std::string precision = "f32";      // f32 | bf16 (cuda: bf16 GEMM inputs, f32 everything else)
   int threads = 0;                    // BLAS threads per rank; 0: cores on the node / ranks on the node
   std::string on_nonfinite = "stop";  // stop | skip: a step whose gradient norm is NaN or infinite
   int max_skipped = 5;                // skip: consecutive skipped steps that end the run

@@ -23,6 +23,7 @@
 #include "core/loss.h"
 #include "core/model.h"
 #include "core/ops.h"
+#include "data/batch_stager.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/token_windows.h"
@@ -117,7 +118,7 @@ data::LoaderOptions loader_options(const TrainConfig& c, Device device, bool tra
   o.max_memory_bytes = c.data.max_memory_mb << 20;
   o.prefetch_depth = c.data.prefetch;
   if (training) o.augment = {c.data.augment_crop_padding, c.data.augment_flip};
-  o.device = device;
+  o.raw_u8 = device.is_cuda();  // normalised on the GPU: a quarter of the bytes to copy
   return o;
 }
 
@@ -164,6 +165,7 @@ struct Trainer::State {
     bool tokens = false;  // token corpora: windows of model.ctx tokens, a prediction per token
     std::unique_ptr<data::BatchSource> train_loader;
     std::unique_ptr<data::BatchSource> test_loader;  // null without data.test
+    std::unique_ptr<data::BatchStager> stager;       // cuda: batches to the GPU, the host not waiting
   };
   // The model and what trains it.
   struct Learner {
@@ -184,6 +186,7 @@ struct Trainer::State {
     TraceRecorder trace;
     std::unique_ptr<MetricsLog> metrics;  // rank 0 only
     std::unique_ptr<Progress> progress;
+    std::unique_ptr<StepTally> tally;  // the training loss and hits between log lines
     std::string last_checkpoint;
     int64_t last_checkpoint_step = -1;
     EvalResult last_eval;
@@ -227,16 +230,21 @@ struct Trainer::State {
   TrainResult fail_run(std::string failure, int64_t start_step, Clock::time_point run_begin);
 
   bool rank0() const { return runtime.comm->rank() == 0; }
-  Tensor input(const data::Batch& b) const;
-  Tensor labels(const data::Batch& b) const { return runtime.device.is_cpu() ? b.y : b.y.to(runtime.device); }
+  struct ModelBatch {
+    Tensor x, y;  // the model's input [B, input_shape...] and the labels, on the model's device
+  };
+  ModelBatch to_model(const data::Batch& b, const data::DatasetInfo& source);
   void wait_collective(const Work& work, const char* what) const;
 };
 
-Tensor Trainer::State::input(const data::Batch& b) const {
+// On a GPU the batch travels through the stager and raw u8 pixels are normalised there.
+Trainer::State::ModelBatch Trainer::State::to_model(const data::Batch& b, const data::DatasetInfo& source) {
   Shape shape{b.size()};
   for (int64_t d : learner.model->config().input_shape) shape.push_back(d);
-  Tensor x = b.x.view(shape);
-  return runtime.device.is_cpu() ? x : x.to(runtime.device);
+  if (runtime.device.is_cpu()) return {b.x.view(shape), b.y};
+  data::BatchStager::Staged staged = datasets.stager->stage(b);
+  if (staged.x.dtype() == DType::u8) staged.x = ops::to_dtype(staged.x, DType::f32, source.x_scale, source.x_shift);
+  return {staged.x.view(shape), staged.y};
 }
 
 void Trainer::State::wait_collective(const Work& work, const char* what) const {
@@ -249,9 +257,14 @@ void Trainer::State::start_runtime() {
   const TrainConfig& c = config;
   runtime.env = detect_launch_env();
   runtime.device = choose_device(c.train.device, runtime.env);
+  DTRAIN_CHECK(c.train.precision == "f32" || runtime.device.is_cuda(), "train.precision=", c.train.precision,
+               " needs a cuda device, this run trains on ", runtime.device.str(),
+               " (OpenBLAS has no bf16 GEMM): use train.precision=f32 on the CPU");
   if (runtime.device.is_cuda()) {
     gpu::set_device(runtime.device.index);
-    gpu::set_allow_tf32(config.train.allow_tf32);
+    gpu::set_gemm_math(c.train.precision == "bf16" ? gpu::GemmMath::bf16
+                       : c.train.allow_tf32        ? gpu::GemmMath::tf32
+                                                   : gpu::GemmMath::f32);
   }
 
   CommOptions comm_options;
@@ -277,6 +290,7 @@ void Trainer::State::open_data() {
   datasets.tokens = data::is_token_dataset(c.data.train);
   check_data_kind(c.model, "data.train", c.data.train, datasets.tokens);
   datasets.train_loader = open_source(c.data.train, true);
+  if (runtime.device.is_cuda()) datasets.stager = std::make_unique<data::BatchStager>(runtime.device);
   datasets.train_info = datasets.train_loader->info();
   const data::DatasetInfo& train = datasets.train_info;
   c.model.input_shape = resolve_input_shape(c.model, train);
@@ -401,6 +415,9 @@ void Trainer::State::open_outputs() {
   // draws a bar only for a single process on a terminal.
   const std::string progress = c.log.progress == "auto" && runtime.env.launcher != "single" ? "lines" : c.log.progress;
   outputs.progress = std::make_unique<Progress>(progress, rank0());
+  // A log line comes at least every log_every steps: the tally holds them, plus the step on which
+  // a stop request ends the run.
+  outputs.tally = std::make_unique<StepTally>(runtime.device, (c.train.log_every + 1) * c.train.accumulation);
   if (!c.log.trace.empty()) {
     wait_collective(runtime.comm->barrier(), "barrier before the trace starts");
     outputs.trace = TraceRecorder(runtime.comm->rank(), Clock::now());
@@ -571,7 +588,8 @@ EvalResult Trainer::State::evaluate() {
   double loss_sum = 0;
   int64_t correct = 0, counted = 0, k = 0;
   while (std::optional<data::Batch> b = loader.next()) {
-    const Predictions p = as_rows(learner.model->forward(input(*b), ctx), labels(*b));
+    const ModelBatch in = to_model(*b, loader.info());
+    const Predictions p = as_rows(learner.model->forward(in.x, ctx), in.y);
     const LossOutput loss = softmax_cross_entropy(p.logits, p.labels, 1.0f);
     const std::vector<float> per_row = loss.per_sample.to_vector<float>();
     const std::vector<int64_t> predicted = ops::argmax_rows(p.logits).to_vector<int64_t>();
@@ -628,22 +646,6 @@ void Trainer::State::evaluate_and_report(Clock::time_point run_begin) {
 
 // ---- the training step --------------------------------------------------------------------
 
-namespace {
-
-// This rank's per-prediction training losses and hits (averaged over ranks when logged): one per
-// sample, or per token for a model of tokens.
-void count_samples(const data::Batch& batch, const LossOutput& loss, const Tensor& logits, StepStats& stats) {
-  const std::vector<float> per_row = loss.per_sample.to_vector<float>();
-  const std::vector<int64_t> predicted = ops::argmax_rows(logits).to_vector<int64_t>();
-  const int64_t* labels = batch.y.data<int64_t>();
-  for (size_t i = 0; i < per_row.size(); ++i) {
-    stats.sample_losses.push_back(per_row[i]);
-    stats.correct += predicted[i] == labels[i];
-  }
-}
-
-}  // namespace
-
 bool Trainer::State::epoch_done() const {
   return datasets.train_loader->state().position >= datasets.train_loader->samples_per_epoch();
 }
@@ -667,6 +669,7 @@ StepStats Trainer::State::train_step() {
   ctx.input_grad = false;  // the batch is data: no gradient for it
 
   StepStats stats;
+  outputs.tally->begin_step();
   arena.zero_grad();
   for (int micro = 0; micro < c.train.accumulation; ++micro)
     if (micro_step(ctx, micro + 1 == c.train.accumulation, stats)) break;
@@ -705,12 +708,14 @@ bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, Ste
   const auto t1 = Clock::now();
   outputs.trace.span("data wait", t0, t1, TraceRecorder::compute, step);
   const int64_t b = batch->size();
-  const Tensor logits = learner.model->forward(input(*batch), ctx);
-  const Predictions p = as_rows(logits, labels(*batch));
+  const ModelBatch in = to_model(*batch, datasets.train_info);
+  const Tensor logits = learner.model->forward(in.x, ctx);
+  const Predictions p = as_rows(logits, in.y);
   // The gradient of the loss summed over the micro-batch's samples (each sample's mean over its
   // rows: tokens for a language model), as ParamSync's summed_gradients expects.
-  const LossOutput loss =
-      softmax_cross_entropy(p.logits, p.labels, static_cast<float>(b) / static_cast<float>(p.labels.numel()));
+  // The loader and the token windows checked every label against the classes when they read it.
+  const LossOutput loss = softmax_cross_entropy(
+      p.logits, p.labels, static_cast<float>(b) / static_cast<float>(p.labels.numel()), Labels::checked);
   const auto t2 = Clock::now();
   outputs.trace.span("forward", t1, t2, TraceRecorder::compute, step);
   learner.sync->begin_backward(last, b);
@@ -724,7 +729,7 @@ bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, Ste
       outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, step);
     stats.comm_s = learner.sync->last_stats().comm_s;
   }
-  count_samples(*batch, loss, p.logits, stats);
+  outputs.tally->add(loss.per_sample, p.logits, p.labels);  // read at the next log line
   return last;
 }
 
@@ -747,26 +752,39 @@ bool stop_step_reached(const TrainConfig& c, int64_t step) {
 }
 
 // Every rank votes on stopping at the start of a step; the vote (an all-reduce of the votes'
-// maximum) travels while the step computes.
+// maximum) travels while the step computes. A single process needs no vote. Where the
+// communicator reduces on a GPU (nccl), the vote is read back to the host, which waits for the
+// whole step: there the ranks vote only on the steps that end with a log line (which read the GPU
+// anyway), so a stop request takes effect within train.log_every steps.
 class StopVote {
  public:
-  StopVote(Communicator& comm, double timeout_s)
-      : comm_(comm), timeout_s_(timeout_s), flag_(Tensor::zeros(Shape{1}, DType::i32, comm.device())) {}
-  void start() {
+  StopVote(Communicator& comm, double timeout_s, int64_t log_every)
+      : comm_(comm),
+        timeout_s_(timeout_s),
+        every_(comm.device().is_cpu() ? 1 : log_every),
+        flag_(Tensor::zeros(Shape{1}, DType::i32, comm.device())) {}
+  // Before the step that will bring the step count to `step`.
+  void start(int64_t step) {
+    voting_ = comm_.size() > 1 && step % every_ == 0;
+    if (!voting_) return;
     flag_.copy_from(Tensor::from_vector(std::vector<int32_t>{stop_requested() ? 1 : 0}, Shape{1}));
-    vote_ = comm_.size() > 1 ? comm_.allreduce(flag_, ReduceOp::max) : Work::done("stop vote");
+    vote_ = comm_.allreduce(flag_, ReduceOp::max);
   }
   // Whether a rank voted to stop (a single process: whether a stop is requested by now).
   bool finish() const {
+    if (comm_.size() == 1) return stop_requested();
+    if (!voting_) return false;
     wait_or_abort(vote_, timeout_s_, "allreduce of the stop vote");
-    return comm_.size() > 1 ? flag_.to_vector<int32_t>()[0] != 0 : stop_requested();
+    return flag_.to_vector<int32_t>()[0] != 0;
   }
 
  private:
   Communicator& comm_;
   double timeout_s_;
+  int64_t every_;
   Tensor flag_;
   Work vote_;
+  bool voting_ = false;
 };
 
 }  // namespace
@@ -792,14 +810,14 @@ TrainResult Trainer::run() {
   const data::BatchSource& loader = *s.datasets.train_loader;
   const int64_t start_step = at.step;
   const auto run_begin = Clock::now();
-  LogWindow window(*s.runtime.comm, c.comm.timeout_s, *s.outputs.progress, s.outputs.metrics.get(), run_begin,
-                   loader.wait_seconds());
-  StopVote stop_vote(*s.runtime.comm, c.comm.timeout_s);
+  LogWindow window(*s.runtime.comm, c.comm.timeout_s, *s.outputs.tally, *s.outputs.progress, s.outputs.metrics.get(),
+                   run_begin, loader.wait_seconds());
+  StopVote stop_vote(*s.runtime.comm, c.comm.timeout_s, c.train.log_every);
   bool interrupted = false;
   while (at.step < at.total_steps) {
     s.start_epoch_if_done();
     s.runtime.comm->set_step_tag(at.step);  // in every collective's fingerprint from here on
-    stop_vote.start();
+    stop_vote.start(at.step + 1);
     const StepStats stats = s.train_step();
     window.add(stats);
     const bool signalled = stop_vote.finish();
@@ -831,9 +849,7 @@ TrainResult Trainer::run() {
 // "skip" record, and nothing more until train.max_skipped in a row; otherwise, and then, the reason
 // the run ends. Every rank takes the same branch: the norm is the same everywhere.
 std::optional<std::string> Trainer::State::after_nonfinite_step(const StepStats& stats) {
-  double loss = 0;
-  for (float l : stats.sample_losses) loss += l;
-  loss /= std::max<size_t>(1, stats.sample_losses.size());
+  const double loss = outputs.tally->last_step_mean_loss();
   const std::string what = detail::concat(
       "step ", position.step, " has a gradient norm of ", stats.grad_norm, " after the all-reduce (loss on rank ",
       runtime.comm->rank(), ": ", loss, "); ",

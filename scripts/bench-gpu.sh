@@ -23,8 +23,10 @@ if [ "${gpus:-0}" = 0 ]; then
   exit 0
 fi
 
-"$bench" --device cuda:0 --reps "$reps" --json "$json.dtrain"
-sed 's/^{/{"impl":"dtrain",/' "$json.dtrain" >> "$json"
+for precision in f32 bf16; do
+  "$bench" --device cuda:0 --precision "$precision" --reps "$reps" --json "$json.dtrain"
+  sed 's/^{/{"impl":"dtrain",/' "$json.dtrain" >> "$json"
+done
 rm -f "$json.dtrain"
 ref=""
 for candidate in ../shared/bench/pytorch_reference.py shared/bench/pytorch_reference.py; do
@@ -36,12 +38,13 @@ else
   echo "bench-gpu: no PyTorch with CUDA (or no pytorch_reference.py): dtrain's figures only"
 fi
 
-# model -> samples/s per implementation (f32; PyTorch's bf16 line is shown as its own row)
+# model -> samples/s per implementation; the bf16 runs (dtrain's train.precision=bf16, PyTorch's autocast) are rows of their own
 echo
 {
 printf '%-10s %14s %14s %8s\n' model dtrain pytorch ratio
 awk '
   /"impl":"dtrain"/ && /"train_step"/ { match($0, /"model":"[a-z]*"/); m = substr($0, RSTART + 9, RLENGTH - 10)
+    if ($0 ~ /"precision":"bf16"/) m = m "-bf16"
     match($0, /"samples_per_s":[0-9.]*/); d[m] = substr($0, RSTART + 16, RLENGTH - 16) }
   /"impl":"pytorch"/ && /"samples_per_s"/ { match($0, /"model": "[a-z0-9]*"/); m = substr($0, RSTART + 10, RLENGTH - 11)
     if ($0 ~ /"bf16": true/) m = m "-bf16"

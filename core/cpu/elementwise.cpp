@@ -122,16 +122,25 @@ void sum_squares(const float* x, int64_t n, float* out) {
   *out = blocked_sum(n, [=](int64_t i) { return static_cast<double>(x[i]) * x[i]; });
 }
 
+namespace {
+int64_t argmax(const float* row, int64_t cols) {
+  int64_t best = 0;
+  for (int64_t c = 1; c < cols; ++c)
+    if (row[c] > row[best]) best = c;
+  return best;
+}
+}  // namespace
+
 void argmax_rows(const float* x, int64_t rows, int64_t cols, int64_t* out) {
   parallel_for(rows, row_grain(cols), [=](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* row = x + r * cols;
-      int64_t best = 0;
-      for (int64_t c = 1; c < cols; ++c)
-        if (row[c] > row[best]) best = c;
-      out[r] = best;
-    }
+    for (int64_t r = begin; r < end; ++r) out[r] = argmax(x + r * cols, cols);
   });
+}
+
+void count_hits(const float* x, const int64_t* labels, int64_t rows, int64_t cols, int64_t* hits) {
+  int64_t n = 0;
+  for (int64_t r = 0; r < rows; ++r) n += argmax(x + r * cols, cols) == labels[r];
+  *hits += n;
 }
 
 }  // namespace dtrain::cpu

@@ -17,7 +17,7 @@
 namespace dtrain::cuda {
 namespace {
 
-std::atomic<bool> allow_tf32{false};  // process-wide, see set_allow_tf32
+std::atomic<gpu::GemmMath> gemm_math{gpu::GemmMath::f32};  // process-wide, see set_gemm_math
 
 // The handles of one thread, one per device, destroyed when the thread ends.
 class CublasHandles {
@@ -39,14 +39,23 @@ class CublasHandles {
   std::vector<cublasHandle_t> handles_;
 };
 
-// The current device's handle, bound to its compute stream and the selected math mode.
+// The current device's handle, bound to its compute stream.
 cublasHandle_t handle_for_current_stream() {
   thread_local CublasHandles handles;
   const int device = current_device();
   cublasHandle_t h = handles.get(device);
   DTRAIN_CUBLAS_CHECK(cublasSetStream(h, compute_stream(device)));
-  DTRAIN_CUBLAS_CHECK(cublasSetMathMode(h, allow_tf32.load() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return h;
+}
+
+// f32 in, f32 out, f32 accumulation in every mode; the fast modes round the inputs for the
+// tensor cores (bf16: train.precision=bf16, tf32: train.allow_tf32).
+cublasComputeType_t compute_type() {
+  switch (gemm_math.load()) {
+    case gpu::GemmMath::bf16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case gpu::GemmMath::tf32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    default: return CUBLAS_COMPUTE_32F;
+  }
 }
 
 // C = beta * C for k == 0 (beta == 0 writes zeros without reading C, as BLAS does).
@@ -68,7 +77,7 @@ cublasOperation_t op(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
 }  // namespace
 
-void set_allow_tf32(bool allow) { allow_tf32.store(allow); }
+void set_gemm_math(gpu::GemmMath math) { gemm_math.store(math); }
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -79,9 +88,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     return;
   }
   check_fits_int("cuda::gemm", {m, n, k, lda, ldb, ldc}, m, n, k);
-  DTRAIN_CUBLAS_CHECK(cublasSgemm(handle_for_current_stream(), op(trans_b), op(trans_a), static_cast<int>(n),
-                                  static_cast<int>(m), static_cast<int>(k), &alpha, b, static_cast<int>(ldb), a,
-                                  static_cast<int>(lda), &beta, c, static_cast<int>(ldc)));
+  DTRAIN_CUBLAS_CHECK(cublasGemmEx(handle_for_current_stream(), op(trans_b), op(trans_a), static_cast<int>(n),
+                                   static_cast<int>(m), static_cast<int>(k), &alpha, b, CUDA_R_32F,
+                                   static_cast<int>(ldb), a, CUDA_R_32F, static_cast<int>(lda), &beta, c, CUDA_R_32F,
+                                   static_cast<int>(ldc), compute_type(), CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -94,10 +104,11 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
     return;
   }
   check_fits_int("cuda::gemm_strided_batched", {m, n, k, lda, ldb, ldc, batch}, m, n, k);
-  DTRAIN_CUBLAS_CHECK(cublasSgemmStridedBatched(handle_for_current_stream(), op(trans_b), op(trans_a),
-                                                static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
-                                                b, static_cast<int>(ldb), stride_b, a, static_cast<int>(lda), stride_a,
-                                                &beta, c, static_cast<int>(ldc), stride_c, static_cast<int>(batch)));
+  DTRAIN_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      handle_for_current_stream(), op(trans_b), op(trans_a), static_cast<int>(n), static_cast<int>(m),
+      static_cast<int>(k), &alpha, b, CUDA_R_32F, static_cast<int>(ldb), stride_b, a, CUDA_R_32F, static_cast<int>(lda),
+      stride_a, &beta, c, CUDA_R_32F, static_cast<int>(ldc), stride_c, static_cast<int>(batch), compute_type(),
+      CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace dtrain::cuda

@@ -1,4 +1,4 @@
-// CUDA reductions: sum, sum of squares, row argmax (core/kernel_list.inc).
+// CUDA reductions: sum, sum of squares, row argmax, hits counted (core/kernel_list.inc).
 // sum and sum_squares are deterministic two-pass trees accumulating in double: pass 1 gives one
 // partial per block (the block count depends only on n), pass 2 adds the partials in one block.
 // The partials live in stream-ordered scratch (cudaMallocAsync), so nothing waits on the host.
@@ -80,6 +80,22 @@ __global__ void argmax_rows_kernel(const float* x, int64_t rows, int64_t cols, i
   }
 }
 
+// One thread per row (rows of a classifier are short: 10 classes, 256 bytes); the block's count
+// is added once. Integer additions commute, so the count does not depend on the order.
+__global__ void count_hits_kernel(const float* x, const int64_t* labels, int64_t rows, int64_t cols,
+                                  unsigned long long* hits) {
+  unsigned long long n = 0;
+  DTRAIN_GRID_STRIDE(r, rows) {
+    const float* row = x + r * cols;
+    int64_t best = 0;
+    for (int64_t c = 1; c < cols; ++c)
+      if (row[c] > row[best]) best = c;
+    n += best == labels[r];
+  }
+  n = block_sum(n);
+  if (threadIdx.x == 0 && n > 0) atomicAdd(hits, n);
+}
+
 }  // namespace
 
 void sum(const float* x, int64_t n, float* out) { reduce_sum<false>(x, n, out); }
@@ -94,6 +110,14 @@ void argmax_rows(const float* x, int64_t rows, int64_t cols, int64_t* out) {
   }
   const unsigned int blocks = static_cast<unsigned int>(rows < kMaxBlocks ? rows : kMaxBlocks);
   argmax_rows_kernel<<<blocks, kArgmaxThreads, 0, current_stream()>>>(x, rows, cols, out);
+  DTRAIN_CUDA_CHECK_LAUNCH();
+}
+
+void count_hits(const float* x, const int64_t* labels, int64_t rows, int64_t cols, int64_t* hits) {
+  if (rows <= 0 || cols <= 0) return;
+  static_assert(sizeof(unsigned long long) == sizeof(int64_t));
+  count_hits_kernel<<<blocks_for(rows), kThreads, 0, current_stream()>>>(x, labels, rows, cols,
+                                                                         reinterpret_cast<unsigned long long*>(hits));
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 

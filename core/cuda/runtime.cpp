@@ -2,6 +2,7 @@
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -10,6 +11,9 @@
 #include "core/kernels.h"
 
 namespace dtrain::gpu {
+namespace {
+std::atomic<int64_t> host_wait_count{0};  // see host_waits()
+}  // namespace
 
 bool built() { return true; }
 
@@ -98,14 +102,77 @@ void memcpy(void* dst, const void* src, int64_t bytes, CopyKind kind, int device
                                                               : cudaMemcpyDeviceToDevice;
   cudaStream_t s = cuda::compute_stream(device);
   DTRAIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), k, s));
+  ++host_wait_count;
   DTRAIN_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
-void synchronize(int device) { DTRAIN_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream(device))); }
+void synchronize(int device) {
+  ++host_wait_count;
+  DTRAIN_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream(device)));
+}
+
+int64_t host_waits() { return host_wait_count.load(); }
+
+namespace {
+
+// The stream host-to-device input copies run on, one per device, beside the compute stream, and
+// the event the compute stream waits on after each copy (cudaStreamWaitEvent takes the event's
+// state when it is called, so one event serves every copy).
+struct CopyStream {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t copied = nullptr;
+};
+
+CopyStream& copy_stream(int device) {
+  static std::mutex mu;  // guards streams
+  static std::vector<CopyStream> streams;
+  std::lock_guard<std::mutex> lock(mu);
+  if (device >= static_cast<int>(streams.size())) streams.resize(device + 1);
+  CopyStream& s = streams[device];
+  if (!s.stream) {
+    DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+    DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+  }
+  return s;
+}
+
+}  // namespace
+
+void copy_to_device_async(void* dst, const void* src, int64_t bytes, int device) {
+  if (bytes <= 0) return;
+  DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  const CopyStream& c = copy_stream(device);
+  static std::mutex mu;  // guards each copy's record-then-wait of the shared event
+  std::lock_guard<std::mutex> lock(mu);
+  DTRAIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, c.stream));
+  DTRAIN_CUDA_CHECK(cudaEventRecord(c.copied, c.stream));
+  DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(cuda::compute_stream(device), c.copied, 0));
+}
+
+ComputeMark::ComputeMark(int device) : device_(device) {
+  DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  cudaEvent_t e = nullptr;
+  DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  event_ = e;
+}
+
+ComputeMark::~ComputeMark() {
+  if (event_) cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+}
+
+void ComputeMark::record() {
+  DTRAIN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), cuda::compute_stream(device_)));
+  recorded_ = true;
+}
+
+void ComputeMark::wait() const {
+  if (recorded_) DTRAIN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+}
 
 void set_device(int device) { DTRAIN_CUDA_CHECK(cudaSetDevice(device)); }
 
-void set_allow_tf32(bool allow) { cuda::set_allow_tf32(allow); }
+void set_gemm_math(GemmMath math) { cuda::set_gemm_math(math); }
 
 }  // namespace dtrain::gpu
 

@@ -11,6 +11,9 @@
 
 #include "core/config.h"
 #include "core/kernels.h"
+#if DTRAIN_HAVE_CUDA
+#include "core/cuda/blas.cuh"
+#endif
 #include "core/tensor.h"
 #include "tests/core/cuda_test_util.h"
 
@@ -143,6 +146,27 @@ TEST_F(CudaKernels, ArgmaxRowsPicksTheFirstMaximumLikeTheCpu) {
   }
 }
 
+TEST_F(CudaKernels, CountHitsAddsTheRowsWhoseArgmaxIsTheLabel) {
+  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t> >{{1, 1}, {37, 10}, {4096, 256}, {100003, 3}}) {
+    const Tensor x = randn(Shape{rows, cols});
+    std::vector<int64_t> labels(static_cast<size_t>(rows));
+    const std::vector<float> v = x.to_vector<float>();
+    for (int64_t r = 0; r < rows; ++r) {  // every third row's label is its argmax
+      int64_t best = 0;
+      for (int64_t c = 1; c < cols; ++c)
+        if (v[r * cols + c] > v[r * cols + best]) best = c;
+      labels[r] = r % 3 == 0 ? best : (best + 1) % cols;
+    }
+    const Tensor y = Tensor::from_vector(labels, Shape{rows}), yg = y.to(kGpu), xg = x.to(kGpu);
+    Tensor c = Tensor::from_vector(std::vector<int64_t>{5}, Shape{1}), g = c.to(kGpu);  // it adds to *hits
+    cpu::count_hits(x.data<float>(), y.data<int64_t>(), rows, cols, c.data<int64_t>());
+    cuda::count_hits(xg.data<float>(), yg.data<int64_t>(), rows, cols, g.data<int64_t>());
+    const int64_t want = 5 + (cols == 1 ? rows : (rows + 2) / 3);
+    EXPECT_EQ(c.to_vector<int64_t>()[0], want) << "rows=" << rows << " cols=" << cols;
+    EXPECT_EQ(g.to_vector<int64_t>()[0], want) << "rows=" << rows << " cols=" << cols;
+  }
+}
+
 // C = alpha op(A) op(B) + beta C for every transpose combination, with row strides wider than
 // the matrices (a view of the left columns of a wider buffer).
 TEST_F(CudaKernels, GemmMatchesTheCpuForEveryTransposeAndOddSizes) {
@@ -188,12 +212,33 @@ TEST_F(CudaKernels, Tf32GemmStaysCloseAndCanBeSwitchedOff) {
   const Tensor ag = a.to(kGpu), bg = b.to(kGpu);
   Tensor c = empty_cpu(Shape{m, n}), g = empty_gpu(Shape{m, n});
   cpu::gemm(false, false, m, n, k, 1.0f, a.data<float>(), k, b.data<float>(), n, 0.0f, c.data<float>(), n);
-  cuda::set_allow_tf32(true);
+  cuda::set_gemm_math(gpu::GemmMath::tf32);
   cuda::gemm(false, false, m, n, k, 1.0f, ag.data<float>(), k, bg.data<float>(), n, 0.0f, g.data<float>(), n);
-  cuda::set_allow_tf32(false);
+  cuda::set_gemm_math(gpu::GemmMath::f32);
   expect_close(c, g, 0.05f, "gemm with TF32 (10-bit mantissa inputs)");
   cuda::gemm(false, false, m, n, k, 1.0f, ag.data<float>(), k, bg.data<float>(), n, 0.0f, g.data<float>(), n);
   expect_close(c, g, 1e-4f, "gemm after TF32 is switched off again");
+}
+
+// train.precision=bf16: inputs rounded to bf16's 8-bit significand (relative error 2^-9 each),
+// products accumulated in f32; strided batches (attention) go the same way.
+TEST_F(CudaKernels, Bf16GemmStaysCloseAndCanBeSwitchedOff) {
+  const int64_t m = 128, n = 96, k = 256, batch = 3;
+  const Tensor a = randn(Shape{batch * m * k}), b = randn(Shape{batch * k * n});
+  const Tensor ag = a.to(kGpu), bg = b.to(kGpu);
+  Tensor c = empty_cpu(Shape{batch * m * n}), g = empty_gpu(Shape{batch * m * n});
+  for (int64_t i = 0; i < batch; ++i)
+    cpu::gemm(false, true, m, n, k, 1.0f, a.data<float>() + i * m * k, k, b.data<float>() + i * k * n, k, 0.0f,
+              c.data<float>() + i * m * n, n);
+  cuda::set_gemm_math(gpu::GemmMath::bf16);
+  cuda::gemm_strided_batched(false, true, m, n, k, 1.0f, ag.data<float>(), k, m * k, bg.data<float>(), k, k * n, 0.0f,
+                             g.data<float>(), n, m * n, batch);
+  cuda::set_gemm_math(gpu::GemmMath::f32);
+  // |error| of a sum of k products of N(0,1) inputs: about 2^-8 * sqrt(k) = 0.06 at most here.
+  expect_close(c, g, 0.1f, "strided batched gemm with bf16 inputs");
+  cuda::gemm_strided_batched(false, true, m, n, k, 1.0f, ag.data<float>(), k, m * k, bg.data<float>(), k, k * n, 0.0f,
+                             g.data<float>(), n, m * n, batch);
+  expect_close(c, g, 1e-4f, "strided batched gemm after bf16 is switched off again");
 }
 
 TEST_F(CudaKernels, EmptyInputsLaunchNothing) {

@@ -191,6 +191,13 @@ TEST_F(TrainE2E, ConfigErrorsExitWithUsageCodeNamingTheKey) {
   const RunResult missing = run(1, plus(base("e"), {"--data.train=/nonexistent/train.h5"}));
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("/nonexistent/train.h5"), std::string::npos) << missing.output;
+  const RunResult bf16 = run(1, plus(base("e"), {"--train.device=cpu", "--train.precision=bf16"}));
+  EXPECT_EQ(bf16.exit_code, 1);
+  EXPECT_NE(bf16.output.find("train.precision=bf16 needs a cuda device, this run trains on cpu"), std::string::npos)
+      << bf16.output;
+  const RunResult bad = run(1, plus(base("e"), {"--train.precision=fp8"}));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("train.precision"), std::string::npos) << bad.output;
 }
 
 }  // namespace
