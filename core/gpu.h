@@ -22,6 +22,10 @@ void* try_malloc(int64_t bytes, int device);
 void free(void* ptr, int device) noexcept;
 void* malloc_host_pinned(int64_t bytes);
 void free_host_pinned(void* ptr) noexcept;
+// Page-locks `bytes` of existing host memory (e.g. a host tensor's storage) for asynchronous copies,
+// as malloc_host_pinned's memory is; unpin_host undoes it before the memory is freed.
+void pin_host(void* ptr, int64_t bytes);
+void unpin_host(void* ptr) noexcept;
 enum class CopyKind { host_to_device, device_to_host, device_to_device };
 // Copies on the compute stream of `device` and waits for it.
 void memcpy(void* dst, const void* src, int64_t bytes, CopyKind kind, int device);
@@ -29,25 +33,37 @@ void synchronize(int device);  // waits for the compute stream of `device`
 // How often this process's host has waited for a compute stream so far (memcpy and synchronize:
 // each drains the work queued before it), for tests that count a training step's waits.
 int64_t host_waits();
-// Queues a copy of `bytes` from pinned host memory (malloc_host_pinned) to `device` on the device's
-// copy stream and makes its compute stream wait for it (an event); the host does not wait. `src`
-// and `dst` must stay as they are until a ComputeMark recorded after this call has passed.
+// A device's streams: every kernel runs on its compute stream; copies that overlap the compute run
+// on one copy stream per direction.
+enum class Stream { compute, to_device, to_host };
+// Queues a copy of `bytes` from pinned host memory (malloc_host_pinned, pin_host) to `device` on the
+// device's to_device copy stream and makes its compute stream wait for it (an event); the host does
+// not wait. `src` and `dst` must stay as they are until a ComputeMark recorded after this call has
+// passed.
 void copy_to_device_async(void* dst, const void* src, int64_t bytes, int device);
+// Queues a copy of `bytes` from `device` memory to pinned host memory on the device's to_host copy
+// stream, after the work queued on its compute stream so far (an event); the host does not wait.
+// `dst` holds the bytes once a ComputeMark(device, Stream::to_host) recorded after this call has
+// passed.
+void copy_to_host_async(void* dst, const void* src, int64_t bytes, int device);
 
-// A point in the compute stream of a device (RAII over a CUDA event): record() marks the work
-// queued there so far; wait() blocks the host until that work is done (at once when unrecorded).
+// A point in one of a device's streams (RAII over a CUDA event; the compute stream unless told):
+// record() marks the work queued there so far; wait() blocks the host until that work is done,
+// passed() asks without blocking (both: at once when unrecorded).
 class ComputeMark {
  public:
-  explicit ComputeMark(int device);
+  explicit ComputeMark(int device, Stream stream = Stream::compute);
   ~ComputeMark();
   ComputeMark(const ComputeMark&) = delete;
   ComputeMark& operator=(const ComputeMark&) = delete;
   void record();
   void wait() const;
+  bool passed() const;
 
  private:
   void* event_ = nullptr;  // cudaEvent_t
   int device_;
+  Stream stream_;
   bool recorded_ = false;
 };
 void set_device(int device);

@@ -20,14 +20,20 @@ void* try_malloc(int64_t, int) { unavailable("allocating on a cuda device"); }
 void free(void*, int) noexcept {}
 void* malloc_host_pinned(int64_t) { unavailable("pinned host memory"); }
 void free_host_pinned(void*) noexcept {}
+void pin_host(void*, int64_t) { unavailable("pinned host memory"); }
+void unpin_host(void*) noexcept {}
 void memcpy(void*, const void*, int64_t, CopyKind, int) { unavailable("copying to or from a cuda device"); }
 void synchronize(int) { unavailable("gpu::synchronize"); }
 int64_t host_waits() { return 0; }
 void copy_to_device_async(void*, const void*, int64_t, int) { unavailable("copying to a cuda device"); }
-ComputeMark::ComputeMark(int device) : device_(device) { unavailable("gpu::ComputeMark"); }
+void copy_to_host_async(void*, const void*, int64_t, int) { unavailable("copying from a cuda device"); }
+ComputeMark::ComputeMark(int device, Stream stream) : device_(device), stream_(stream) {
+  unavailable("gpu::ComputeMark");
+}
 ComputeMark::~ComputeMark() = default;
 void ComputeMark::record() { unavailable("gpu::ComputeMark"); }
 void ComputeMark::wait() const {}
+bool ComputeMark::passed() const { return true; }
 void set_device(int) { unavailable("gpu::set_device"); }
 
 }  // namespace dtrain::gpu

@@ -96,6 +96,15 @@ Tensor Tensor::flat_range(int64_t start, int64_t count) const {
   return Tensor(storage_, offset_ + start, Shape{count}, dtype_);
 }
 
+Tensor Tensor::bytes_as(DType dtype, int64_t byte_offset, int64_t count) const {
+  DTRAIN_CHECK(is_contiguous(), "bytes_as of a non-contiguous tensor");
+  const int64_t begin = offset_ * dtype_size(dtype_) + byte_offset, size = dtype_size(dtype);
+  DTRAIN_CHECK(byte_offset >= 0 && count >= 0 && byte_offset + count * size <= nbytes() && begin % size == 0,
+               "bytes_as: ", count, " ", dtype_name(dtype), " from byte ", byte_offset, " of a tensor of ", nbytes(),
+               " bytes (at an offset that is a multiple of ", size, ")");
+  return Tensor(storage_, begin / size, Shape{count}, dtype);
+}
+
 Tensor Tensor::to(Device device) const {
   Tensor out = empty(shape_, dtype_, device);
   out.copy_from(*this);

@@ -50,6 +50,9 @@ class Tensor {
   Tensor slice(int64_t start, int64_t end) const;
   // A 1-D view of `count` elements starting at flat element `start` (contiguous only).
   Tensor flat_range(int64_t start, int64_t count) const;
+  // `count` elements of `dtype` on the same bytes, from byte `byte_offset` of this contiguous
+  // tensor (a staging buffer that carries one wire format or another).
+  Tensor bytes_as(DType dtype, int64_t byte_offset, int64_t count) const;
 
   Tensor to(Device device) const;  // copy to another device (a new storage even if the same device)
   Tensor clone() const { return to(device()); }

@@ -95,6 +95,14 @@ void free_host_pinned(void* ptr) noexcept {
   if (ptr) cudaFreeHost(ptr);
 }
 
+void pin_host(void* ptr, int64_t bytes) {
+  if (bytes > 0) DTRAIN_CUDA_CHECK(cudaHostRegister(ptr, static_cast<size_t>(bytes), cudaHostRegisterDefault));
+}
+
+void unpin_host(void* ptr) noexcept {
+  if (ptr) cudaHostUnregister(ptr);
+}
+
 void memcpy(void* dst, const void* src, int64_t bytes, CopyKind kind, int device) {
   DTRAIN_CUDA_CHECK(cudaSetDevice(device));
   const cudaMemcpyKind k = kind == CopyKind::host_to_device   ? cudaMemcpyHostToDevice
@@ -115,42 +123,58 @@ int64_t host_waits() { return host_wait_count.load(); }
 
 namespace {
 
-// The stream host-to-device input copies run on, one per device, beside the compute stream, and
-// the event the compute stream waits on after each copy (cudaStreamWaitEvent takes the event's
-// state when it is called, so one event serves every copy).
+// The copy streams beside the compute stream, one per direction and device, and the event one
+// stream waits on after the other (cudaStreamWaitEvent takes the event's state when it is called,
+// so one event per stream serves every copy).
 struct CopyStream {
   cudaStream_t stream = nullptr;
-  cudaEvent_t copied = nullptr;
+  cudaEvent_t handoff = nullptr;
 };
 
-CopyStream& copy_stream(int device) {
-  static std::mutex mu;  // guards streams
-  static std::vector<CopyStream> streams;
+CopyStream& copy_stream(int device, Stream which) {
+  static std::mutex mu;                    // guards streams
+  static std::vector<CopyStream> streams;  // [device * 2 + (which == to_host)]
   std::lock_guard<std::mutex> lock(mu);
-  if (device >= static_cast<int>(streams.size())) streams.resize(device + 1);
-  CopyStream& s = streams[device];
+  const size_t i = static_cast<size_t>(device) * 2 + (which == Stream::to_host ? 1 : 0);
+  if (i >= streams.size()) streams.resize(i + 2);
+  CopyStream& s = streams[i];
   if (!s.stream) {
     DTRAIN_CUDA_CHECK(cudaSetDevice(device));
     DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
-    DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+    DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&s.handoff, cudaEventDisableTiming));
   }
   return s;
 }
+
+cudaStream_t stream_of(int device, Stream which) {
+  return which == Stream::compute ? cuda::compute_stream(device) : copy_stream(device, which).stream;
+}
+
+std::mutex handoff_mu;  // guards each copy's record-then-wait of a shared event
 
 }  // namespace
 
 void copy_to_device_async(void* dst, const void* src, int64_t bytes, int device) {
   if (bytes <= 0) return;
   DTRAIN_CUDA_CHECK(cudaSetDevice(device));
-  const CopyStream& c = copy_stream(device);
-  static std::mutex mu;  // guards each copy's record-then-wait of the shared event
-  std::lock_guard<std::mutex> lock(mu);
+  const CopyStream& c = copy_stream(device, Stream::to_device);
+  std::lock_guard<std::mutex> lock(handoff_mu);
   DTRAIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, c.stream));
-  DTRAIN_CUDA_CHECK(cudaEventRecord(c.copied, c.stream));
-  DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(cuda::compute_stream(device), c.copied, 0));
+  DTRAIN_CUDA_CHECK(cudaEventRecord(c.handoff, c.stream));
+  DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(cuda::compute_stream(device), c.handoff, 0));
 }
 
-ComputeMark::ComputeMark(int device) : device_(device) {
+void copy_to_host_async(void* dst, const void* src, int64_t bytes, int device) {
+  if (bytes <= 0) return;
+  DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  const CopyStream& c = copy_stream(device, Stream::to_host);
+  std::lock_guard<std::mutex> lock(handoff_mu);
+  DTRAIN_CUDA_CHECK(cudaEventRecord(c.handoff, cuda::compute_stream(device)));
+  DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(c.stream, c.handoff, 0));
+  DTRAIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToHost, c.stream));
+}
+
+ComputeMark::ComputeMark(int device, Stream stream) : device_(device), stream_(stream) {
   DTRAIN_CUDA_CHECK(cudaSetDevice(device));
   cudaEvent_t e = nullptr;
   DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -162,12 +186,20 @@ ComputeMark::~ComputeMark() {
 }
 
 void ComputeMark::record() {
-  DTRAIN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), cuda::compute_stream(device_)));
+  DTRAIN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), stream_of(device_, stream_)));
   recorded_ = true;
 }
 
 void ComputeMark::wait() const {
   if (recorded_) DTRAIN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+}
+
+bool ComputeMark::passed() const {
+  if (!recorded_) return true;
+  const cudaError_t rc = cudaEventQuery(static_cast<cudaEvent_t>(event_));
+  if (rc == cudaErrorNotReady) return false;
+  DTRAIN_CUDA_CHECK(rc);
+  return true;
 }
 
 void set_device(int device) { DTRAIN_CUDA_CHECK(cudaSetDevice(device)); }
