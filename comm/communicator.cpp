@@ -59,15 +59,31 @@ void WorkState::mark_started() {
 }
 
 void WorkState::complete(std::string error) {
+  const auto now = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point started;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    started = started_ == std::chrono::steady_clock::time_point{} ? now : started_;
+  }
+  complete(std::move(error), started, now);
+}
+
+void WorkState::complete(std::string error, std::chrono::steady_clock::time_point started,
+                         std::chrono::steady_clock::time_point finished) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     done_ = true;
     done_flag_.store(true, std::memory_order_release);
     error_ = std::move(error);
-    finished_ = std::chrono::steady_clock::now();
-    if (started_ == std::chrono::steady_clock::time_point{}) started_ = finished_;
+    started_ = started;
+    finished_ = finished;
   }
   cv_.notify_all();
+}
+
+std::string WorkState::error() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
 }
 
 double WorkState::duration_s() const {

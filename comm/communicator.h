@@ -30,13 +30,25 @@ class WorkState {
   // Blocks until done or `timeout_s` passed; true when done. Rethrows the op's error as dtrain::Error.
   virtual bool wait(double timeout_s);
   virtual bool is_done();
+  // Whether the op runs on a device stream (nccl), where wait_on_device need not block the host.
+  virtual bool on_device() const { return false; }
+  // On a device: makes the compute stream wait for the op (the work queued there from now on sees
+  // its result) and returns true at once. On the host: wait(timeout_s).
+  virtual bool wait_on_device(double timeout_s) { return wait(timeout_s); }
   // Called by the backend: marks the op finished (error empty on success). Waiters spin briefly
   // (kSpinS) on an atomic flag before they sleep, so a short collective's hand-off back costs no
   // futex wake-up.
   void complete(std::string error = {});
+  // The same, with the interval the backend measured itself (a device's events).
+  void complete(std::string error, std::chrono::steady_clock::time_point started,
+                std::chrono::steady_clock::time_point finished);
+  // When the transport took the op over: the start of duration_s() (else the finish).
   void mark_started();
   const std::string& description() const { return description_; }
-  // Seconds between the backend starting the op and finishing it (0 until done).
+  // The op's error once it failed ("" while running or after a success).
+  std::string error();
+  // Seconds between the backend starting the op (handing it to the transport, its inputs ready)
+  // and finishing it (0 until done).
   double duration_s() const;
   // When the backend started and finished the op (both default-constructed until done).
   std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point> interval() const;
@@ -63,6 +75,12 @@ class Work {
   // True once finished; false if `timeout_s` passed first. Throws dtrain::Error if the op failed.
   bool wait(double timeout_s = 1e9) const { return !state_ || state_->wait(timeout_s); }
   bool is_done() const { return !state_ || state_->is_done(); }
+  bool on_device() const { return state_ && state_->on_device(); }
+  // Where the op runs on a device stream (nccl): the compute stream waits for it, the host does not
+  // (true at once). On the host backends: wait(timeout_s).
+  bool wait_on_device(double timeout_s = 1e9) const { return !state_ || state_->wait_on_device(timeout_s); }
+  // The op's error once it failed, "" otherwise (never throws).
+  std::string error() const { return state_ ? state_->error() : std::string(); }
   std::string description() const { return state_ ? state_->description() : "no-op"; }
   double duration_s() const { return state_ ? state_->duration_s() : 0.0; }
   auto interval() const { return state_ ? state_->interval() : decltype(state_->interval()){}; }

@@ -1,7 +1,9 @@
 // The "nccl" backend: GPU buffers. The NCCL communicator is built from a unique id that rank 0
 // creates and broadcasts over MPI (no MPI needed for a world of one); the GPU is the local rank
 // (from MPI_Comm_split_type(SHARED)) modulo the visible GPUs unless pinned. Collectives run on
-// the backend's own stream after an event on the compute stream; an event marks completion.
+// the backend's own stream after an event on the compute stream; timing events around each on that
+// stream give its duration (the collective's own, not the compute it waited for) and mark its end,
+// which the host polls (wait) or the compute stream waits for (wait_on_device).
 #include "comm/backends.h"
 #include "core/config.h"
 
@@ -47,18 +49,59 @@ ncclDataType_t nccl_type(DType t) {
   fail("nccl backend: unsupported dtype");
 }
 
+// A timing event on the communicator's stream whose time on the host clock is known: the origin
+// for turning an event into a steady_clock time point (for traces). Shared with the Works, which
+// may outlive the communicator.
+struct EventClock {
+  explicit EventClock(cudaStream_t stream) {
+    DTRAIN_CUDA_CHECK(cudaEventCreate(&origin));
+    DTRAIN_CUDA_CHECK(cudaEventRecord(origin, stream));
+    DTRAIN_CUDA_CHECK(cudaEventSynchronize(origin));
+    host = std::chrono::steady_clock::now();
+  }
+  ~EventClock() { cudaEventDestroy(origin); }
+  EventClock(const EventClock&) = delete;
+  EventClock& operator=(const EventClock&) = delete;
+  // The host time of a completed timing event (float milliseconds from the origin: about 0.25 ms
+  // of resolution after an hour, plenty for a trace).
+  std::chrono::steady_clock::time_point at(cudaEvent_t event) const {
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, origin, event) != cudaSuccess) return std::chrono::steady_clock::now();
+    return host + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double, std::milli>(ms));
+  }
+  cudaEvent_t origin = nullptr;
+  std::chrono::steady_clock::time_point host;
+};
+
 // Done when the event recorded after the collective has fired; holds the buffers until then.
 class NcclWorkState final : public WorkState {
  public:
-  NcclWorkState(std::string description, int device, ncclComm_t comm, std::vector<Tensor> keep)
-      : WorkState(std::move(description)), device_(device), comm_(comm), keep_(std::move(keep)) {
+  NcclWorkState(std::string description, int device, ncclComm_t comm, std::vector<Tensor> keep,
+                std::shared_ptr<const EventClock> clock)
+      : WorkState(std::move(description)),
+        device_(device),
+        comm_(comm),
+        keep_(std::move(keep)),
+        clock_(std::move(clock)) {
     DTRAIN_CUDA_CHECK(cudaSetDevice(device_));
-    DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+    DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming));
+    DTRAIN_CUDA_CHECK(cudaEventCreate(&begin_));
+    DTRAIN_CUDA_CHECK(cudaEventCreate(&end_));
   }
   ~NcclWorkState() override {
-    if (event_) cudaEventDestroy(event_);
+    for (cudaEvent_t e : {queued_, begin_, end_})
+      if (e) cudaEventDestroy(e);
   }
-  cudaEvent_t event() const { return event_; }
+  cudaEvent_t queued() const { return queued_; }  // on the compute stream: the inputs are written
+  cudaEvent_t begin() const { return begin_; }    // on the comm stream, before the collective
+  cudaEvent_t end() const { return end_; }        // after it
+  bool on_device() const override { return true; }
+  bool wait_on_device(double) override {
+    DTRAIN_CUDA_CHECK(cudaSetDevice(device_));
+    DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(cuda::compute_stream(device_), end_, 0));
+    return true;
+  }
 
   // The watchdog thread and the waiting thread both query: one at a time, so the event is read and
   // the buffers released exactly once.
@@ -66,7 +109,7 @@ class NcclWorkState final : public WorkState {
     std::lock_guard<std::mutex> lock(query_mu_);
     if (WorkState::is_done()) return true;
     cudaSetDevice(device_);
-    const cudaError_t rc = cudaEventQuery(event_);
+    const cudaError_t rc = cudaEventQuery(end_);
     if (rc == cudaErrorNotReady) {
       // A failed peer shows here within the watchdog's next poll, not at comm.timeout_s.
       ncclResult_t async = ncclSuccess;
@@ -78,9 +121,10 @@ class NcclWorkState final : public WorkState {
       }
       return false;
     }
-    complete(rc == cudaSuccess
-                 ? std::string{}
-                 : std::string("CUDA error while waiting for ") + description() + ": " + cudaGetErrorString(rc));
+    if (rc == cudaSuccess)
+      complete({}, clock_->at(begin_), clock_->at(end_));
+    else
+      complete(std::string("CUDA error while waiting for ") + description() + ": " + cudaGetErrorString(rc));
     keep_.clear();
     return true;
   }
@@ -98,7 +142,8 @@ class NcclWorkState final : public WorkState {
   ncclComm_t comm_;
   std::mutex query_mu_;  // guards the query-complete-release transition and keep_
   std::vector<Tensor> keep_;
-  cudaEvent_t event_ = nullptr;
+  std::shared_ptr<const EventClock> clock_;
+  cudaEvent_t queued_ = nullptr, begin_ = nullptr, end_ = nullptr;
 };
 
 class NcclCommunicator final : public Communicator {
@@ -134,6 +179,7 @@ class NcclCommunicator final : public Communicator {
     if (env.under_mpi) check_one_gpu_per_rank();
     DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     DTRAIN_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+    clock_ = std::make_shared<const EventClock>(stream_);
     barrier_buf_ = Tensor::zeros(Shape{1}, DType::f32, Device::cuda(gpu_));
   }
   ~NcclCommunicator() override {
@@ -278,14 +324,15 @@ class NcclCommunicator final : public Communicator {
   Work launch(std::string what, std::vector<Tensor> keep, const Fingerprint& fp, Launch&& call) {
     check_fingerprint(fp);
     int64_t bytes = keep.empty() ? 0 : keep.front().nbytes();
-    auto state =
-        std::make_shared<NcclWorkState>(detail::concat(what, " (", bytes, " bytes)"), gpu_, comm_, std::move(keep));
+    auto state = std::make_shared<NcclWorkState>(detail::concat(what, " (", bytes, " bytes)"), gpu_, comm_,
+                                                 std::move(keep), clock_);
     DTRAIN_CUDA_CHECK(cudaSetDevice(gpu_));
-    DTRAIN_CUDA_CHECK(cudaEventRecord(state->event(), cuda::compute_stream(gpu_)));
-    DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(stream_, state->event(), 0));
-    state->mark_started();
+    DTRAIN_CUDA_CHECK(cudaEventRecord(state->queued(), cuda::compute_stream(gpu_)));
+    DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(stream_, state->queued(), 0));
+    // Timed on the device from here (the compute it waited for is behind it) to the end.
+    DTRAIN_CUDA_CHECK(cudaEventRecord(state->begin(), stream_));
     call(stream_);
-    DTRAIN_CUDA_CHECK(cudaEventRecord(state->event(), stream_));
+    DTRAIN_CUDA_CHECK(cudaEventRecord(state->end(), stream_));
     return Work(state);
   }
 
@@ -295,6 +342,7 @@ class NcclCommunicator final : public Communicator {
   int64_t seq_ = 0;
   cudaStream_t stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
+  std::shared_ptr<const EventClock> clock_;
   Tensor barrier_buf_;
 };
 

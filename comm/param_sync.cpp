@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "comm/host_staging.h"
+#include "core/clock.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/ops.h"
@@ -31,7 +33,9 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
     : comm_(comm),
       arena_(arena),
       options_(std::move(options)),
-      watchdog_(options_.timeout_s, [this](const std::string& what, double waited) { on_timeout(what, waited); }) {
+      watchdog_(options_.timeout_s, [this](const std::string& what, double waited, const std::string& error) {
+        on_timeout(what, waited, error);
+      }) {
   DTRAIN_CHECK(arena_.allocated(), "ParamSync: the parameter arena must be allocated (build the model first)");
   DTRAIN_CHECK(options_.bucket_bytes > 0 && options_.first_bucket_bytes > 0, "comm.bucket_bytes and ",
                "comm.first_bucket_bytes must be positive, got ", options_.bucket_bytes, " and ",
@@ -64,6 +68,14 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
       if (end > begin) shard_.push_back({bk.begin + begin, end - begin});
     }
   }
+  DTRAIN_CHECK(arena_.device() == comm_.device() || comm_.device().is_cpu(), "ParamSync: the ", comm_.backend(),
+               " backend reduces on ", comm_.device().str(), ", the parameters are on ", arena_.device().str());
+  if ((arena_.device() != comm_.device() || options_.stage_on_host) && !alone()) {
+    DTRAIN_CHECK(options_.zero == 0, "comm.zero=1 with staged buckets");
+    std::vector<int64_t> slot_bytes;  // f32 room even for bf16, which is widened in its slot
+    for (const Bucket& bk : buckets_) slot_bytes.push_back(bk.numel * 4);
+    staging_ = std::make_unique<HostStaging>(arena_.device(), slot_bytes);
+  }
   arena_.set_grad_ready_hook([this](const Parameter& p) { on_grad_ready(p); });
 }
 
@@ -77,9 +89,13 @@ std::string ParamSync::describe_bucket(size_t b) const {
                         params[bk.params.front()]->name, "'..'", params[bk.params.back()]->name, "')");
 }
 
-void ParamSync::on_timeout(const std::string& what, double waited_s) {
-  std::fprintf(stderr, "[rank %d] watchdog: %s not finished after %.1f s (comm.timeout = %g s); aborting the job\n",
-               comm_.rank(), what.c_str(), waited_s, options_.timeout_s);
+void ParamSync::on_timeout(const std::string& what, double waited_s, const std::string& error) {
+  if (error.empty())
+    std::fprintf(stderr, "[rank %d] watchdog: %s not finished after %.1f s (comm.timeout = %g s); aborting the job\n",
+                 comm_.rank(), what.c_str(), waited_s, options_.timeout_s);
+  else
+    std::fprintf(stderr, "[rank %d] watchdog: %s failed: %s; aborting the job\n", comm_.rank(), what.c_str(),
+                 error.c_str());
   comm_.abort(1);
   std::_Exit(1);  // not reached
 }
@@ -123,6 +139,7 @@ std::vector<std::string> split_lines(const std::string& text) {
 }  // namespace
 
 void ParamSync::verify_signature() {
+  if (alone()) return;
   const std::vector<std::string> mine = signature_lines();
   std::string text;
   for (const std::string& l : mine) text += l + "\n";
@@ -151,6 +168,7 @@ void ParamSync::verify_signature() {
 // ---- (2) broadcast -----------------------------------------------------------------------
 
 void ParamSync::broadcast_parameters(std::span<const Tensor> extra) {
+  if (alone()) return;
   auto bcast = [&](const Tensor& t, const std::string& what) {
     if (t.device() == comm_.device()) {
       wait(comm_.broadcast(t, 0), what);
@@ -197,9 +215,11 @@ void ParamSync::begin_backward(bool sync, int64_t samples) {
   for (size_t b = 0; b < buckets_.size(); ++b) pending_[b] = static_cast<int>(buckets_[b].params.size());
   marked_.assign(arena_.parameters().size(), 0);
   next_launch_ = 0;
+  next_issue_ = 0;
   in_flight_.assign(buckets_.size(), InFlight{});
   stats_ = SyncStats{};
-  if (samples_mode_) {
+  stats_unread_ = false;
+  if (samples_mode_ && !alone()) {
     sample_count_ = Tensor::from_vector(std::vector<int64_t>{local_samples_}, Shape{1}, comm_.device());
     sample_work_ = comm_.allreduce(sample_count_, ReduceOp::sum);
     watchdog_.watch(sample_work_, "allreduce of the global sample count");
@@ -207,7 +227,7 @@ void ParamSync::begin_backward(bool sync, int64_t samples) {
 }
 
 void ParamSync::on_grad_ready(const Parameter& p) {
-  if (!in_backward_ || !sync_) return;  // non-final micro-steps only accumulate
+  if (!in_backward_ || !sync_ || alone()) return;  // non-final micro-steps only accumulate
   DTRAIN_CHECK(!marked_[p.index], "ParamSync: parameter '", p.name, "' reported ready twice in one backward pass");
   marked_[p.index] = 1;
   if (--pending_[bucket_of_[p.index]] == 0) launch_ready_buckets();
@@ -225,8 +245,17 @@ void ParamSync::launch(size_t b, bool at_once) {
     ops::scale(grads, static_cast<float>(samples_unit_));
   Tensor wire = grads;
   if (options_.compress_bf16 && bk.numel > 0) wire = ops::to_dtype(grads, DType::bf16);
-  if (wire.device() != comm_.device()) wire = wire.to(comm_.device());
   InFlight& f = in_flight_[b];
+  if (wire.raw_data() != grads.raw_data() || wire.numel() == 0) f.wire = wire;
+  if (staging_) {
+    f.host = staging_->stage_out(b, wire);
+    issue_staged(false);
+    return;
+  }
+  issue(b, wire, at_once || b + 1 == buckets_.size());
+}
+
+void ParamSync::issue(size_t b, const Tensor& wire, bool at_once) {
   // The last bucket holds the first layers' gradients, so backward is over when it is ready, and
   // finish_backward waits for whatever launches from there on at once: the mpi backend then runs
   // those on the waiting thread instead of handing them to its progress thread and back.
@@ -236,58 +265,123 @@ void ParamSync::launch(size_t b, bool at_once) {
     ~AtOnce() {
       if (on) comm.set_wait_at_once(false);
     }
-  } guard{comm_, at_once || b + 1 == buckets_.size()};
+  } guard{comm_, at_once};
   if (guard.on) comm_.set_wait_at_once(true);
+  InFlight& f = in_flight_[b];
   f.work = options_.zero == 1 ? comm_.reduce_scatter(wire, ReduceOp::sum) : comm_.allreduce(wire, ReduceOp::sum);
-  if (wire.raw_data() != grads.raw_data() || wire.numel() == 0) f.wire = wire;
   watchdog_.watch(f.work, bucket_name(b));
+}
+
+void ParamSync::issue_staged(bool block) {
+  // In bucket order, so every rank issues the same sequence; each once its copy is on the host, so
+  // the transport's time (comm_s) starts with its input there, never with backward's compute.
+  while (next_issue_ < next_launch_) {
+    const size_t b = next_issue_;
+    if (!block && !staging_->copied(b)) return;
+    staging_->wait_copied(b);
+    in_flight_[b].wire = Tensor{};  // copied: a bf16 wire on the device is no longer read
+    issue(b, in_flight_[b].host, b + 1 == buckets_.size());
+    ++next_issue_;
+  }
 }
 
 void ParamSync::finish_backward() {
   DTRAIN_CHECK(in_backward_, "ParamSync: finish_backward without begin_backward");
   in_backward_ = false;
   if (!sync_) return;
+  if (alone()) return finish_alone();
   stats_.buckets_during_backward = static_cast<int>(next_launch_);
   while (next_launch_ < buckets_.size()) launch(next_launch_++, true);
-
+  if (staging_) {
+    const auto begin = Clock::now();
+    issue_staged(true);
+    stats_.exposed_s += seconds_since(begin);
+  }
   double scale = 1.0 / (static_cast<double>(comm_.size()) * micro_steps_);
   if (samples_mode_) {
-    stats_.exposed_s += watchdog_.wait(sample_work_, "allreduce of the global sample count");
+    stats_.exposed_s += watchdog_.wait_on_device(sample_work_, "allreduce of the global sample count");
+    sample_scale_unread_ = true;
+    // defer_average leaves reading the count to grad_scale(), after the host has waited anyway.
+    scale = options_.defer_average ? 0.0 : global_sample_scale();
+  }
+  for (size_t b = 0; b < buckets_.size(); ++b) finish_bucket(b, scale);
+  grad_scale_ = options_.defer_average ? static_cast<float>(scale) : 1.0f;
+  grad_scale_unread_ = options_.defer_average && samples_mode_;
+  stats_unread_ = true;
+  micro_steps_ = 0;
+}
+
+void ParamSync::finish_bucket(size_t b, double scale) {
+  InFlight& f = in_flight_[b];
+  // A Work on the device (nccl) makes the compute stream wait; one on the host is waited for here.
+  stats_.exposed_s += watchdog_.wait_on_device(f.work, bucket_name(b));
+  if (buckets_[b].numel == 0) return;
+  Tensor grads = arena_.grads().flat_range(buckets_[b].begin, buckets_[b].numel);
+  if (staging_) {
+    staging_->stage_in(b, grads, options_.compress_bf16 ? DType::bf16 : DType::f32);
+  } else if (f.wire.defined()) {
+    Tensor back = f.wire;
+    if (back.dtype() != DType::f32) back = ops::to_dtype(back, DType::f32);
+    grads.copy_from(back);
+  }
+  if (scale != 1.0 && !options_.defer_average) {
+    if (options_.zero == 1) {  // only this rank's piece holds a reduced gradient
+      const auto [begin, end] = piece_of(buckets_[b].numel, comm_.rank(), comm_.size());
+      grads = grads.flat_range(begin, end - begin);
+    }
+    ops::scale(grads, static_cast<float>(scale));
+  }
+}
+
+void ParamSync::finish_alone() {
+  // The arena holds this rank's sum already: only the average is left (as finish_backward's).
+  double scale = 1.0 / micro_steps_;
+  if (samples_mode_) {
+    DTRAIN_CHECK(local_samples_ > 0, "ParamSync: no samples on any rank in this step");
+    if (!options_.summed_gradients && samples_unit_ != 1) ops::scale(arena_.grads(), static_cast<float>(samples_unit_));
+    scale = 1.0 / static_cast<double>(local_samples_);
+  }
+  if (scale != 1.0 && !options_.defer_average) ops::scale(arena_.grads(), static_cast<float>(scale));
+  grad_scale_ = options_.defer_average ? static_cast<float>(scale) : 1.0f;
+  grad_scale_unread_ = false;
+  micro_steps_ = 0;
+}
+
+double ParamSync::global_sample_scale() {
+  if (sample_scale_unread_) {
     const int64_t global = sample_count_.to_vector<int64_t>()[0];
     DTRAIN_CHECK(global > 0, "ParamSync: no samples on any rank in this step");
-    scale = 1.0 / static_cast<double>(global);
+    sample_scale_ = 1.0 / static_cast<double>(global);
+    sample_scale_unread_ = false;
   }
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    InFlight& f = in_flight_[b];
-    stats_.exposed_s += watchdog_.wait(f.work, bucket_name(b));
-    stats_.comm_s += f.work.duration_s();
-    const auto [begin, end] = f.work.interval();
+  return sample_scale_;
+}
+
+float ParamSync::grad_scale() {
+  if (grad_scale_unread_) {
+    grad_scale_ = static_cast<float>(global_sample_scale());
+    grad_scale_unread_ = false;
+  }
+  return grad_scale_;
+}
+
+const SyncStats& ParamSync::last_stats() {
+  if (!stats_unread_) return stats_;
+  stats_unread_ = false;
+  for (size_t b = 0; b < in_flight_.size(); ++b) {
+    const Work& w = in_flight_[b].work;
+    watchdog_.wait(w, bucket_name(b));  // done by now where the host has waited for the device since
+    stats_.comm_s += w.duration_s();
+    const auto [begin, end] = w.interval();
     stats_.collectives.push_back({bucket_name(b), begin, end});
-    if (buckets_[b].numel == 0) continue;
-    Tensor grads = arena_.grads().flat_range(buckets_[b].begin, buckets_[b].numel);
-    if (f.wire.defined()) {
-      Tensor back = f.wire;
-      if (back.device() != grads.device()) back = back.to(grads.device());
-      if (back.dtype() != DType::f32) back = ops::to_dtype(back, DType::f32);
-      grads.copy_from(back);
-    }
-    if (scale != 1.0 && !options_.defer_average) {
-      if (options_.zero == 1) {  // only this rank's piece holds a reduced gradient
-        const auto [begin, end] = piece_of(buckets_[b].numel, comm_.rank(), comm_.size());
-        grads = grads.flat_range(begin, end - begin);
-      }
-      ops::scale(grads, static_cast<float>(scale));
-    }
   }
-  grad_scale_ = options_.defer_average ? static_cast<float>(scale) : 1.0f;
-  in_flight_.clear();
-  micro_steps_ = 0;
+  return stats_;
 }
 
 // ---- ZeRO-1 ------------------------------------------------------------------------------
 
 double ParamSync::gradient_sum_squares() {
-  if (options_.zero == 0) return ops::sum_squares(arena_.grads());
+  if (options_.zero == 0 || alone()) return ops::sum_squares(arena_.grads());
   double local = 0;
   for (const auto& [offset, count] : shard_) local += ops::sum_squares(arena_.grads().flat_range(offset, count));
   // f64 has no all-reduce here: the sum travels as two f32 (high part and remainder).
@@ -300,7 +394,7 @@ double ParamSync::gradient_sum_squares() {
 }
 
 void ParamSync::gather_parameters() {
-  if (options_.zero == 0) return;
+  if (options_.zero == 0 || alone()) return;
   std::vector<Work> works;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     if (buckets_[b].numel == 0) continue;
@@ -325,7 +419,7 @@ void ParamSync::gather_shards(const Tensor& packed, Tensor* full) {
     const auto [begin, end] = piece_of(bk.numel, comm_.rank(), comm_.size());
     if (end > begin) one.flat_range(begin, end - begin).copy_from(packed.flat_range(at, end - begin));
     at += end - begin;
-    wait(comm_.allgather_pieces(one), "allgather of an optimizer state shard (comm.zero=1)");
+    if (!alone()) wait(comm_.allgather_pieces(one), "allgather of an optimizer state shard (comm.zero=1)");
   }
 }
 
@@ -336,6 +430,7 @@ void ParamSync::after_step(int64_t step) {
 }
 
 void ParamSync::check_parameters(int64_t step) {
+  if (alone()) return;  // nothing to diverge from
   const auto& params = arena_.parameters();
   const std::vector<float> values = arena_.values().to_vector<float>();
   // Per parameter: a 64-bit hash of its bytes and its sum (for the message).

@@ -21,6 +21,13 @@
 //
 // Watchdog: a collective not done within timeout_s prints "[rank r] watchdog: <op, bucket> not
 // finished after <s> s" and aborts the job.
+//
+// Devices. A communicator that reduces on the arena's GPU (nccl): finish_backward makes the compute
+// stream wait for each bucket (Work::wait_on_device), the host does not; the watchdog still watches
+// them. A communicator that reduces on the host (mpi) with the arena on a GPU: each bucket goes
+// through a page-locked host slot (comm/host_staging.h): copied out on a copy stream once backward
+// has produced it, reduced on the host once there, copied straight back into the arena (the compute
+// stream waits for it). A world of one issues no collective at all: ParamSync only averages.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -56,6 +63,10 @@ struct ParamSyncOptions {
   // Lines every rank must agree on (e.g. Model::signature(): config + "name dtype shape" lines);
   // empty: the arena's names, dtypes and shapes.
   std::vector<std::string> signature = {};
+  // Carry every bucket through host staging slots even where the arena is where the communicator
+  // reduces: the path of a GPU arena with the mpi backend, on the CPU (tests). Automatic where the
+  // arena is on a GPU and the communicator reduces on the host.
+  bool stage_on_host = false;
 };
 
 struct Bucket {
@@ -66,8 +77,11 @@ struct Bucket {
 
 // Timings of the last synchronised step.
 struct SyncStats {
-  double comm_s = 0;                // sum of the bucket all-reduce durations
-  double exposed_s = 0;             // time finish_backward waited for communication
+  // Sum of the bucket all-reduce durations, each from its hand-off to the transport with its input
+  // ready (mpi: the progress thread starting it; a staged bucket: once on the host; nccl: CUDA
+  // events around it on the communicator's stream) to its end: never backward's compute.
+  double comm_s = 0;
+  double exposed_s = 0;             // time finish_backward waited for communication (host)
   int buckets_during_backward = 0;  // buckets launched by grad_ready before finish_backward
   struct Span {
     std::string name;  // "allreduce of bucket 2 (..)"
@@ -75,6 +89,8 @@ struct SyncStats {
   };
   std::vector<Span> collectives;  // when each bucket's all-reduce ran (for traces)
 };
+
+class HostStaging;
 
 class ParamSync {
  public:
@@ -116,17 +132,30 @@ class ParamSync {
   // state), e.g. an optimizer slot for a checkpoint. Ranks that pass no `full` take part but keep
   // nothing, so they never hold more than one bucket of it.
   void gather_shards(const Tensor& packed, Tensor* full);
-  const SyncStats& last_stats() const { return stats_; }
+  // Reads the buckets' timings, which on a GPU are known once the device is past the collectives:
+  // read after the optimizer step (the gradient norm has waited for them), it waits for nothing.
+  const SyncStats& last_stats();
   // What the arena's gradients must be multiplied by to be the average after finish_backward: 1
-  // unless defer_average.
-  float grad_scale() const { return grad_scale_; }
+  // unless defer_average. On a GPU communicator with sample counts it reads the global count from
+  // the device (call it after gradient_sum_squares(), whose read has waited for it already).
+  float grad_scale();
   Communicator& communicator() { return comm_; }
 
  private:
   void on_grad_ready(const Parameter& p);
   void launch_ready_buckets();
   void launch(size_t b, bool at_once = false);
-  [[noreturn]] void on_timeout(const std::string& what, double waited_s);
+  // Hands bucket b's wire buffer to the communicator and the watchdog.
+  void issue(size_t b, const Tensor& wire, bool at_once);
+  // Staged buckets: issues them in order once on the host; block: waits for each copy.
+  void issue_staged(bool block);
+  void finish_bucket(size_t b, double scale);
+  // A world of one: the average, with no collective.
+  void finish_alone();
+  // 1 / the global sample count (read from the communicator's device once per step).
+  double global_sample_scale();
+  bool alone() const { return comm_.size() == 1; }
+  [[noreturn]] void on_timeout(const std::string& what, double waited_s, const std::string& error);
   void wait(const Work& work, const std::string& what) { watchdog_.wait(work, what); }
   std::vector<std::string> signature_lines() const;
   std::string describe_bucket(size_t b) const;
@@ -149,17 +178,24 @@ class ParamSync {
   int64_t local_samples_ = 0;  // this rank's samples over the micro-steps
   bool samples_mode_ = false;
   float grad_scale_ = 1.0f;
-  Tensor sample_count_;  // i64 [1] on comm.device(), all-reduced on the sync step
+  bool grad_scale_unread_ = false;  // grad_scale_ waits for global_sample_scale()
+  Tensor sample_count_;             // i64 [1] on comm.device(), all-reduced on the sync step
   Work sample_work_;
+  bool sample_scale_unread_ = false;
+  double sample_scale_ = 1.0;
   std::vector<int> pending_;  // per bucket: parameters not yet ready
   std::vector<char> marked_;  // per parameter: grad_ready seen this pass
   size_t next_launch_ = 0;    // buckets launch strictly in order
+  size_t next_issue_ = 0;     // staged: the next bucket to hand to the communicator
   struct InFlight {
     Work work;
-    Tensor wire;  // the buffer on the wire when it is not the arena view (bf16 or staged)
+    Tensor wire;  // the buffer on the wire when it is not the arena view (bf16), until on the wire
+    Tensor host;  // staged: its host slot
   };
   std::vector<InFlight> in_flight_;
+  std::unique_ptr<HostStaging> staging_;
   SyncStats stats_;
+  bool stats_unread_ = false;  // last_stats() still has to read the works' timings
 };
 
 }  // namespace dtrain

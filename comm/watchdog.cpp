@@ -20,9 +20,9 @@ Watchdog::~Watchdog() {
   thread_.join();
 }
 
-void Watchdog::watch(const Work& work, std::string what) {
+void Watchdog::watch(const Work& work, std::string what, bool on_device) {
   std::lock_guard<std::mutex> lock(mu_);
-  watched_.push_back(Entry{work, std::move(what), std::chrono::steady_clock::now()});
+  watched_.push_back(Entry{work, std::move(what), std::chrono::steady_clock::now(), on_device});
 }
 
 double Watchdog::wait(const Work& work, const std::string& what) {
@@ -34,9 +34,37 @@ double Watchdog::wait(const Work& work, const std::string& what) {
   return seconds_since(start);
 }
 
-void Watchdog::fire(const std::string& what, double waited_s) {
+double Watchdog::wait_on_device(const Work& work, const std::string& what) {
+  if (!work.on_device()) return wait(work, what);
+  if (work.is_done()) {
+    work.wait(0);  // throws its error
+    return 0.0;
+  }
+  watch(work, what, /*on_device=*/true);
+  work.wait_on_device();
+  return 0.0;
+}
+
+void Watchdog::fire(const std::string& what, double waited_s, const std::string& error) {
   if (fired_.exchange(true)) return;
-  on_timeout_(what, waited_s);
+  on_timeout_(what, waited_s, error);
+}
+
+const Watchdog::Entry* Watchdog::check(std::chrono::steady_clock::time_point now, Entry& failed, std::string& error) {
+  bool any_failed = false;
+  // is_done() asks the backend (an NCCL Work: its event and ncclCommGetAsyncError) on every poll.
+  std::erase_if(watched_, [&](const Entry& e) {
+    if (!e.work.is_done()) return false;
+    if (e.on_device && !any_failed && !(error = e.work.error()).empty()) {
+      failed = e;
+      any_failed = true;
+    }
+    return true;
+  });
+  if (any_failed) return &failed;
+  for (const Entry& e : watched_)
+    if (std::chrono::duration<double>(now - e.since).count() > timeout_s_) return &e;
+  return nullptr;
 }
 
 void Watchdog::loop() {
@@ -45,16 +73,13 @@ void Watchdog::loop() {
   while (!stop_) {
     cv_.wait_for(lock, period, [&] { return stop_; });
     const auto now = std::chrono::steady_clock::now();
-    std::erase_if(watched_, [](const Entry& e) { return e.work.is_done(); });
-    for (const Entry& e : watched_) {
-      const double waited = std::chrono::duration<double>(now - e.since).count();
-      if (waited > timeout_s_) {
-        const Entry late = e;
-        lock.unlock();
-        fire(late.what, waited);
-        lock.lock();
-        break;
-      }
+    Entry failed;
+    std::string error;
+    if (const Entry* e = check(now, failed, error)) {
+      const Entry due = *e;  // copied: the list may change while the handler runs
+      lock.unlock();
+      fire(due.what, std::chrono::duration<double>(now - due.since).count(), error);
+      lock.lock();
     }
   }
 }

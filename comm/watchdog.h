@@ -1,7 +1,10 @@
 #pragma once
 // Watchdog: a thread that watches in-flight collectives and, when one is not done within
 // `timeout_s`, calls the handler once with what it was and how long it has waited (the handler
-// normally prints and aborts the job so no rank hangs). Joined in the destructor.
+// normally prints and aborts the job so no rank hangs). It asks each watched Work every
+// timeout_s / 20 (0.05 s to 1 s): a failed NCCL peer shows within a second, not at the timeout.
+// A Work waited for on the device (wait_on_device) has no host thread to throw its error: when it
+// fails, the handler is called with the error. Joined in the destructor.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -17,17 +20,22 @@ namespace dtrain {
 
 class Watchdog {
  public:
-  using Handler = std::function<void(const std::string& what, double waited_s)>;
+  // error: "" when `what` did not finish within the timeout, else why it failed.
+  using Handler = std::function<void(const std::string& what, double waited_s, const std::string& error)>;
   Watchdog(double timeout_s, Handler on_timeout);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
 
   // Starts watching `work` (described by `what`, e.g. "allreduce of gradient bucket 2/5").
-  void watch(const Work& work, std::string what);
+  // on_device: no host thread waits for it, so an error it ends with calls the handler too.
+  void watch(const Work& work, std::string what, bool on_device = false);
   // Waits for `work` (and watches it); past the timeout calls the handler. Returns the seconds
   // spent waiting.
   double wait(const Work& work, const std::string& what);
+  // A Work on a device stream (Work::on_device): the compute stream waits for it, the host does
+  // not, and the watchdog keeps watching it (on_device). Any other Work: wait().
+  double wait_on_device(const Work& work, const std::string& what);
   double timeout_s() const { return timeout_s_; }
 
  private:
@@ -35,9 +43,12 @@ class Watchdog {
     Work work;
     std::string what;
     std::chrono::steady_clock::time_point since;
+    bool on_device = false;
   };
   void loop();
-  void fire(const std::string& what, double waited_s);
+  // With mu_ held: drops the finished entries; returns one that needs the handler (or nullptr).
+  const Entry* check(std::chrono::steady_clock::time_point now, Entry& failed, std::string& error);
+  void fire(const std::string& what, double waited_s, const std::string& error = {});
 
   double timeout_s_;
   Handler on_timeout_;

@@ -217,7 +217,7 @@ struct Trainer::State {
   bool epoch_done() const;
   void start_epoch_if_done();
   StepStats train_step();
-  bool micro_step(PassContext& ctx, bool last_of_accumulation, StepStats& stats);
+  bool micro_step(PassContext& ctx, bool last_of_accumulation);
   ProgressStatus progress_status(float lr, double elapsed_s, int64_t start_step) const;
   EvalResult evaluate();
   void evaluate_and_report(Clock::time_point run_begin);
@@ -672,13 +672,16 @@ StepStats Trainer::State::train_step() {
   outputs.tally->begin_step();
   arena.zero_grad();
   for (int micro = 0; micro < c.train.accumulation; ++micro)
-    if (micro_step(ctx, micro + 1 == c.train.accumulation, stats)) break;
+    if (micro_step(ctx, micro + 1 == c.train.accumulation)) break;
 
   // The gradients are all-reduced, so every rank sees the same norm: a non-finite one drops the
   // update on every rank alike, with no collective (train.on_nonfinite decides what follows).
   const auto begin = Clock::now();
+  // The norm's read is the step's one host wait; the scale after it may read the global sample
+  // count from the GPU (nccl) without waiting again.
+  const double sum_squares = learner.sync->gradient_sum_squares();
   const float average = learner.sync->grad_scale();  // the arena holds sums: the optimizer averages
-  stats.grad_norm = static_cast<float>(std::sqrt(learner.sync->gradient_sum_squares())) * average;
+  stats.grad_norm = static_cast<float>(std::sqrt(sum_squares)) * average;
   stats.lr = learning_rate(learner.lr_schedule, c.optim.lr, position.step);
   if (std::isfinite(stats.grad_norm)) {
     learner.optimizer->step(arena, stats.lr, average * clip_coefficient(c.clip_norm, stats.grad_norm));
@@ -691,6 +694,12 @@ StepStats Trainer::State::train_step() {
       stats.nonfinite = first_nonfinite_gradient(arena);
     }
   }
+  // After the update: on a GPU the collectives' timings are known once the device is past them,
+  // which the gradient norm's read has waited for.
+  const SyncStats& sync_stats = learner.sync->last_stats();
+  for (const SyncStats::Span& span : sync_stats.collectives)
+    outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, position.step);
+  stats.comm_s = sync_stats.comm_s;
   ++position.step;
   learner.sync->after_step(position.step);
   outputs.trace.span("optimizer", begin, Clock::now(), TraceRecorder::compute, position.step - 1);
@@ -699,7 +708,7 @@ StepStats Trainer::State::train_step() {
 
 // Forward, loss and backward of one micro-batch; the step's last one (the accumulation's or the
 // epoch's) lets ParamSync finish the all-reduces. Returns whether it was the last.
-bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, StepStats& stats) {
+bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation) {
   const int64_t step = position.step;
   const auto t0 = Clock::now();
   std::optional<data::Batch> batch = datasets.train_loader->next();
@@ -723,12 +732,7 @@ bool Trainer::State::micro_step(PassContext& ctx, bool last_of_accumulation, Ste
   const auto t3 = Clock::now();
   outputs.trace.span("backward", t2, t3, TraceRecorder::compute, step);
   learner.sync->finish_backward();
-  if (last) {
-    outputs.trace.span("allreduce wait", t3, Clock::now(), TraceRecorder::compute, step);
-    for (const SyncStats::Span& span : learner.sync->last_stats().collectives)
-      outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, step);
-    stats.comm_s = learner.sync->last_stats().comm_s;
-  }
+  if (last) outputs.trace.span("allreduce wait", t3, Clock::now(), TraceRecorder::compute, step);
   outputs.tally->add(loss.per_sample, p.logits, p.labels);  // read at the next log line
   return last;
 }

@@ -89,5 +89,40 @@ TEST_F(NcclCommunicator, ParamSyncAveragesGradientsOnTheGpu) {
   EXPECT_NO_THROW(sync.after_step(1));
 }
 
+// On 2 ranks with a GPU each: finish_backward makes the compute stream wait for each bucket's
+// all-reduce (no host wait), the values are right when read, and comm_s comes from the CUDA events
+// around the collectives.
+TEST_F(NcclCommunicator, ParamSyncWaitsOnTheDeviceNotTheHost) {
+  const LaunchEnv env = detect_launch_env();
+  if (env.world < 2) GTEST_SKIP() << "needs 2 or more ranks (ctest runs nccl_backend_test_np2)";
+  if (env.local_world > gpu::device_count())
+    GTEST_SKIP() << env.local_world << " ranks on this node but " << gpu::device_count() << " GPU(s)";
+  auto comm = make_communicator(CommOptions{.backend = "nccl", .model_device = Device::cuda(env.local_rank)});
+  ParameterArena arena;
+  auto fill = [](float v) { return [v](Tensor& t, Generator&) { t.fill(v); }; };
+  Parameter& w = arena.add("0.weight", Shape{3000, 7}, fill(1.0f));
+  Parameter& b = arena.add("0.bias", Shape{7}, fill(2.0f));
+  Generator gen(RngKey{1, 0, 0});
+  arena.allocate(comm->device(), gen);
+  ParamSync sync(*comm, arena, {.bucket_bytes = 4096, .first_bucket_bytes = 64});
+  const float mine = static_cast<float>(comm->rank() + 1), n = static_cast<float>(comm->size());
+  for (int step = 0; step < 3; ++step) {
+    sync.begin_backward();
+    b.grad.copy_from(Tensor::full(b.shape, mine, comm->device()));
+    arena.grad_ready(b);
+    w.grad.copy_from(Tensor::full(w.shape, 2 * mine, comm->device()));
+    arena.grad_ready(w);
+    const int64_t before = gpu::host_waits();
+    sync.finish_backward();
+    EXPECT_EQ(gpu::host_waits(), before) << "finish_backward waited for the GPU on the host";
+    for (float v : b.grad.to_vector<float>()) ASSERT_FLOAT_EQ(v, (n + 1) / 2);
+    for (float v : w.grad.to_vector<float>()) ASSERT_FLOAT_EQ(v, n + 1);
+    const SyncStats& stats = sync.last_stats();
+    ASSERT_EQ(stats.collectives.size(), sync.buckets().size());
+    EXPECT_GT(stats.comm_s, 0.0);
+    for (const SyncStats::Span& span : stats.collectives) EXPECT_LE(span.begin, span.end) << span.name;
+  }
+}
+
 }  // namespace
 }  // namespace dtrain

@@ -1,10 +1,19 @@
 // ParamSync on 2 and 4 ranks: buckets, broadcast, signature agreement, the equivalence of data
 // parallel training with one rank on the same samples (with and without accumulation, uneven
-// batches, bf16 wire), and the divergence check.
+// batches, bf16 wire, buckets staged through host slots), and the divergence check. And, with
+// test communicators in each process: a world of one issues no collective, and comm_s leaves out
+// the wait for a bucket's input.
 #include "comm/param_sync.h"
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "core/clock.h"
+#include "tests/comm/forwarding_communicator.h"
 #include "tests/comm/mpi_comm.h"
 #include "tests/comm/tiny_mlp.h"
 
@@ -161,6 +170,25 @@ TEST(ParamSync, Bf16CompressionStaysClose) {
   expect_close(data_parallel_parameters(even_sizes(), 1, false, o), reference_parameters(), 2e-2);
 }
 
+// The path of a GPU arena with the mpi backend (each bucket through its host slot, issued in order
+// once there, copied back into the arena), here on the CPU.
+TEST(ParamSync, StagedBucketsMatchOneRank) {
+  ParamSyncOptions o = small_buckets();
+  o.stage_on_host = true;
+  expect_close(data_parallel_parameters(even_sizes(), 1, false, o), reference_parameters(), 1e-5);
+  expect_close(data_parallel_parameters(uneven_sizes(), 3, true, o), reference_parameters(), 1e-5);
+  o.defer_average = true;
+  o.summed_gradients = true;
+  expect_close(data_parallel_parameters(uneven_sizes(), 2, true, o), reference_parameters(), 1e-5);
+}
+
+TEST(ParamSync, StagedBf16StaysClose) {
+  ParamSyncOptions o = small_buckets();
+  o.stage_on_host = true;
+  o.compress_bf16 = true;
+  expect_close(data_parallel_parameters(even_sizes(), 1, false, o), reference_parameters(), 2e-2);
+}
+
 TEST(ParamSync, LaunchesBucketsDuringBackward) {
   TinyMlp m(1);
   ParamSync sync(comm(), m.arena, {.bucket_bytes = 500, .first_bucket_bytes = 64});
@@ -217,6 +245,130 @@ TEST(ParamSync, DetectsDivergedParametersOnEveryRank) {
     EXPECT_NE(msg.find("rank 1"), std::string::npos) << msg;
     EXPECT_NE(msg.find("step 20"), std::string::npos) << msg;
   }
+}
+
+// ---- in each process, with test communicators ------------------------------------------
+
+// A world of one: no signature exchange, broadcast, sample count, all-reduce, checksum or
+// fingerprint (a fingerprint goes with a collective): ParamSync only averages.
+TEST(ParamSyncAlone, AWorldOfOneIssuesNoCollectives) {
+  for (const auto& [defer, zero] : {std::pair{false, 0}, std::pair{true, 0}, std::pair{true, 1}}) {
+    SCOPED_TRACE(::testing::Message() << "defer_average " << defer << ", zero " << zero);
+    testing::CountingCommunicator counting;
+    TinyMlp m(5), alone(5);
+    ParamSyncOptions o = small_buckets();
+    o.check_every_steps = 1;
+    o.defer_average = defer;
+    o.summed_gradients = defer;
+    o.zero = zero;
+    ParamSync sync(counting, m.arena, o);
+    sync.verify_signature();
+    sync.broadcast_parameters();
+    for (int s = 0; s < 3; ++s) {
+      m.arena.zero_grad();
+      alone.arena.zero_grad();
+      for (int k = 0; k < 2; ++k) {  // two micro-batches of 6 and 10 samples
+        const int64_t first = k * 6, n = k == 0 ? 6 : 10;
+        sync.begin_backward(k == 1, n);
+        m.forward_backward(s, first, n, defer);
+        sync.finish_backward();
+      }
+      alone.forward_backward(s, 0, 16);  // the mean over the 16 samples
+      const float scale = sync.grad_scale();
+      EXPECT_EQ(scale, defer ? 1.0f / 16 : 1.0f);
+      EXPECT_GT(sync.gradient_sum_squares(), 0.0);
+      sync.gather_parameters();
+      std::vector<float> got = m.arena.grads().to_vector<float>();
+      for (float& g : got) g *= scale;
+      expect_close(got, alone.arena.grads().to_vector<float>(), 1e-5);
+      sync.after_step(s + 1);
+      EXPECT_EQ(sync.last_stats().comm_s, 0.0);
+    }
+    EXPECT_EQ(counting.collectives(), 0) << "the last was " << counting.last();
+  }
+}
+
+// A world of two (on rank 0) whose all-reduces get their input `late_s` after they are issued, as
+// a bucket still on its way to the host, and then take `transport_s`; the reduction changes
+// nothing. Its thread runs them one at a time, in order.
+class LateInputCommunicator final : public Communicator {
+ public:
+  LateInputCommunicator(double late_s, double transport_s)
+      : late_(late_s), transport_(transport_s), thread_([this] { run(); }) {}
+  ~LateInputCommunicator() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  std::string backend() const override { return "late"; }
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  int local_rank() const override { return 0; }
+  int local_size() const override { return 2; }
+  Device device() const override { return Device::cpu(); }
+  Work allreduce(Tensor, ReduceOp) override {
+    auto state = std::make_shared<WorkState>("allreduce with a late input");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back({state, Clock::now() + std::chrono::duration_cast<Clock::duration>(late_)});
+    }
+    cv_.notify_all();
+    return Work(state);
+  }
+  Work broadcast(Tensor, int) override { return Work::done("broadcast"); }
+  Work allgather(Tensor, Tensor) override { return Work::done("allgather"); }
+  Work reduce_scatter(Tensor, ReduceOp) override { return Work::done("reduce_scatter"); }
+  Work allgather_pieces(Tensor) override { return Work::done("allgather_pieces"); }
+  Work barrier() override { return Work::done("barrier"); }
+  [[noreturn]] void abort(int code) noexcept override { std::_Exit(code); }
+
+ private:
+  struct Pending {
+    std::shared_ptr<WorkState> state;
+    Clock::time_point ready;
+  };
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      const Pending p = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      std::this_thread::sleep_until(p.ready);
+      p.state->mark_started();  // handed to the transport, input ready
+      std::this_thread::sleep_for(transport_);
+      p.state->complete();
+      lock.lock();
+    }
+  }
+  std::chrono::duration<double> late_, transport_;
+  std::mutex mu_;  // guards queue_ and stop_
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+TEST(ParamSyncAlone, CommTimeLeavesOutTheWaitForLateInputs) {
+  constexpr double kLateS = 0.3, kTransportS = 0.002;
+  LateInputCommunicator late(kLateS, kTransportS);
+  TinyMlp m(1);
+  ParamSync sync(late, m.arena, {.bucket_bytes = 500, .first_bucket_bytes = 64});
+  ASSERT_GE(sync.buckets().size(), 3u);
+  sync.begin_backward();
+  m.forward_backward(0, 0, 8);
+  sync.finish_backward();
+  const SyncStats& stats = sync.last_stats();
+  // The host waited for the late inputs; the transport's time is a few milliseconds a bucket.
+  EXPECT_GE(stats.exposed_s, 0.8 * kLateS);
+  EXPECT_LT(stats.comm_s, 0.5 * kLateS) << "comm_s counts the wait for the inputs";
+  EXPECT_GE(stats.comm_s, kTransportS * static_cast<double>(sync.buckets().size()));
+  ASSERT_EQ(stats.collectives.size(), sync.buckets().size());
+  for (const SyncStats::Span& span : stats.collectives) EXPECT_LE(span.begin, span.end) << span.name;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <thread>
 
 #include "comm/communicator.h"
 #include "comm/environment.h"
@@ -56,7 +57,8 @@ TEST(Watchdog, FiresOnceForAnUnfinishedCollectiveNamingIt) {
   std::atomic<int> fired{0};
   std::string what;
   {
-    Watchdog dog(0.2, [&](const std::string& w, double waited) {
+    Watchdog dog(0.2, [&](const std::string& w, double waited, const std::string& error) {
+      EXPECT_EQ(error, "");
       what = w;
       EXPECT_GE(waited, 0.2);
       ++fired;
@@ -69,6 +71,57 @@ TEST(Watchdog, FiresOnceForAnUnfinishedCollectiveNamingIt) {
   }
   EXPECT_EQ(fired.load(), 1);
   EXPECT_EQ(what, "allreduce of gradient bucket 3/7");
+}
+
+// A Work on a device stream that the compute stream waits for (nccl): no host thread waits for it.
+class DeviceWorkState final : public WorkState {
+ public:
+  using WorkState::WorkState;
+  bool on_device() const override { return true; }
+  bool wait_on_device(double) override {
+    ++device_waits;
+    return true;
+  }
+  int device_waits = 0;
+};
+
+TEST(Watchdog, ReportsTheErrorOfAWorkOnlyTheDeviceWaitsFor) {
+  std::atomic<int> fired{0};
+  std::string what, error;
+  {
+    Watchdog dog(10, [&](const std::string& w, double, const std::string& e) {
+      what = w;
+      error = e;
+      ++fired;
+    });
+    auto on_device = std::make_shared<DeviceWorkState>("allreduce(sum) (4096 bytes)");
+    auto on_host = std::make_shared<WorkState>("allreduce(sum) (64 bytes)");
+    EXPECT_EQ(dog.wait_on_device(Work(on_device), "allreduce of gradient bucket 2/3"), 0.0);  // at once
+    EXPECT_EQ(on_device->device_waits, 1);
+    dog.watch(Work(on_host), "allreduce of the global sample count");
+    on_host->complete("a host error: its waiter throws it");  // not the watchdog's to report
+    on_device->complete("NCCL reported an error during allreduce(sum): remote process exited");
+    // The poll is timeout / 20 = 0.5 s; the error shows at the next one, long before the timeout.
+    for (int i = 0; i < 40 && fired.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(fired.load(), 1);
+  EXPECT_EQ(what, "allreduce of gradient bucket 2/3");
+  EXPECT_NE(error.find("remote process exited"), std::string::npos) << error;
+}
+
+TEST(Watchdog, WaitsOnTheHostForAHostWork) {
+  Watchdog dog(10, [](const std::string&, double, const std::string&) { FAIL() << "the watchdog fired"; });
+  auto state = std::make_shared<WorkState>("allreduce");
+  std::thread finisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    state->complete();
+  });
+  EXPECT_GE(dog.wait_on_device(Work(state), "allreduce of gradient bucket 1/1"), 0.05);
+  EXPECT_TRUE(state->is_done());
+  finisher.join();
+  auto failed = std::make_shared<WorkState>("allreduce");
+  failed->complete("MPI error in MPI_Allreduce: boom");
+  EXPECT_THROW(dog.wait_on_device(Work(failed), "allreduce of gradient bucket 1/1"), Error);
 }
 
 TEST(Work, ReportsTimeoutAndErrors) {
