@@ -322,7 +322,12 @@ void ParamSync::finish_bucket(size_t b, double scale) {
   } else if (f.wire.defined()) {
     Tensor back = f.wire;
     if (back.dtype() != DType::f32) back = ops::to_dtype(back, DType::f32);
-    grads.copy_from(back);
+    if (grads.device().is_cuda()) {  // 0 + x on the compute stream: copy_from would wait on the host
+      grads.fill(0.0f);
+      ops::axpy(1.0f, back, grads);
+    } else {
+      grads.copy_from(back);
+    }
   }
   if (scale != 1.0 && !options_.defer_average) {
     if (options_.zero == 1) {  // only this rank's piece holds a reduced gradient

@@ -98,29 +98,33 @@ TEST_F(NcclCommunicator, ParamSyncWaitsOnTheDeviceNotTheHost) {
   if (env.local_world > gpu::device_count())
     GTEST_SKIP() << env.local_world << " ranks on this node but " << gpu::device_count() << " GPU(s)";
   auto comm = make_communicator(CommOptions{.backend = "nccl", .model_device = Device::cuda(env.local_rank)});
-  ParameterArena arena;
-  auto fill = [](float v) { return [v](Tensor& t, Generator&) { t.fill(v); }; };
-  Parameter& w = arena.add("0.weight", Shape{3000, 7}, fill(1.0f));
-  Parameter& b = arena.add("0.bias", Shape{7}, fill(2.0f));
-  Generator gen(RngKey{1, 0, 0});
-  arena.allocate(comm->device(), gen);
-  ParamSync sync(*comm, arena, {.bucket_bytes = 4096, .first_bucket_bytes = 64});
-  const float mine = static_cast<float>(comm->rank() + 1), n = static_cast<float>(comm->size());
-  for (int step = 0; step < 3; ++step) {
-    sync.begin_backward();
-    b.grad.copy_from(Tensor::full(b.shape, mine, comm->device()));
-    arena.grad_ready(b);
-    w.grad.copy_from(Tensor::full(w.shape, 2 * mine, comm->device()));
-    arena.grad_ready(w);
-    const int64_t before = gpu::host_waits();
-    sync.finish_backward();
-    EXPECT_EQ(gpu::host_waits(), before) << "finish_backward waited for the GPU on the host";
-    for (float v : b.grad.to_vector<float>()) ASSERT_FLOAT_EQ(v, (n + 1) / 2);
-    for (float v : w.grad.to_vector<float>()) ASSERT_FLOAT_EQ(v, n + 1);
-    const SyncStats& stats = sync.last_stats();
-    ASSERT_EQ(stats.collectives.size(), sync.buckets().size());
-    EXPECT_GT(stats.comm_s, 0.0);
-    for (const SyncStats::Span& span : stats.collectives) EXPECT_LE(span.begin, span.end) << span.name;
+  for (bool bf16 : {false, true}) {  // a bf16 wire is widened on the device too
+    ParameterArena arena;
+    auto fill = [](float v) { return [v](Tensor& t, Generator&) { t.fill(v); }; };
+    Parameter& w = arena.add("0.weight", Shape{3000, 7}, fill(1.0f));
+    Parameter& b = arena.add("0.bias", Shape{7}, fill(2.0f));
+    Generator gen(RngKey{1, 0, 0});
+    arena.allocate(comm->device(), gen);
+    ParamSyncOptions o{.bucket_bytes = 4096, .first_bucket_bytes = 64};
+    o.compress_bf16 = bf16;
+    ParamSync sync(*comm, arena, o);
+    const float mine = static_cast<float>(comm->rank() + 1), n = static_cast<float>(comm->size());
+    for (int step = 0; step < 3; ++step) {  // small integers and halves: exact in bf16
+      sync.begin_backward();
+      b.grad.copy_from(Tensor::full(b.shape, mine, comm->device()));
+      arena.grad_ready(b);
+      w.grad.copy_from(Tensor::full(w.shape, 2 * mine, comm->device()));
+      arena.grad_ready(w);
+      const int64_t before = gpu::host_waits();
+      sync.finish_backward();
+      EXPECT_EQ(gpu::host_waits(), before) << "finish_backward waited for the GPU on the host (bf16 " << bf16 << ")";
+      for (float v : b.grad.to_vector<float>()) ASSERT_FLOAT_EQ(v, (n + 1) / 2);
+      for (float v : w.grad.to_vector<float>()) ASSERT_FLOAT_EQ(v, n + 1);
+      const SyncStats& stats = sync.last_stats();
+      ASSERT_EQ(stats.collectives.size(), sync.buckets().size());
+      EXPECT_GT(stats.comm_s, 0.0);
+      for (const SyncStats::Span& span : stats.collectives) EXPECT_LE(span.begin, span.end) << span.name;
+    }
   }
 }
 
