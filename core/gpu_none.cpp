@@ -29,5 +29,8 @@ ComputeMark::~ComputeMark() = default;
 void ComputeMark::record() { unavailable("gpu::ComputeMark"); }
 void ComputeMark::wait() const {}
 void set_device(int) { unavailable("gpu::set_device"); }
+const void* stream_id(int) { unavailable("gpu::stream_id"); }
+StreamScope::StreamScope(int device) : device_(device) { unavailable("gpu::StreamScope"); }
+StreamScope::~StreamScope() = default;
 
 }  // namespace dtrain::gpu
