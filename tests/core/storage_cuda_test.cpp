@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/gpu.h"
-#include "core/kernels.h"
+#include "core/ops.h"
 #include "core/storage.h"
 #include "tests/core/cuda_test_util.h"
 
@@ -75,10 +75,8 @@ TEST(StorageCuda, ConcurrentStreamScopesComputeIndependently) {
       gpu::StreamScope scope(0);
       streams[k] = gpu::stream_id(0);
       for (int round = 0; round < 20; ++round) {
-        Tensor x = Tensor::full(Shape{kN}, static_cast<float>(k + 1), test::kGpu);
-        Tensor s = Tensor::empty(Shape{1}, DType::f32, test::kGpu);
-        cuda::sum(x.data<float>(), kN, s.data<float>());
-        sums[k] = s.to_vector<float>()[0];
+        const Tensor x = Tensor::full(Shape{kN}, static_cast<float>(k + 1), test::kGpu);
+        sums[k] = ops::sum(x);
       }
     });
   for (std::thread& t : threads) t.join();
