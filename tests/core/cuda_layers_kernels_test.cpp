@@ -222,6 +222,26 @@ TEST_F(CudaLayerKernels, MaxPoolMatchesTheCpuIncludingArgmax) {
   }
 }
 
+// layernorm_backward on both devices from the CPU forward's mean and rstd; dgamma and dbeta start
+// at dgamma0 and dbeta0 (both sides accumulate). `rel` bounds the column sums (dx: 1e-4).
+void expect_layernorm_backward_matches(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                       const Tensor& rstd, const Tensor& dgamma0, const Tensor& dbeta0, float rel,
+                                       const std::string& what) {
+  const int64_t rows = x.dim(0), cols = x.dim(1);
+  const Tensor dyg = dy.to(kGpu), xg = x.to(kGpu), gammag = gamma.to(kGpu), meang = mean.to(kGpu),
+               rstdg = rstd.to(kGpu);
+  Tensor dx = Tensor::empty(x.shape()), dxg = Tensor::empty(x.shape(), DType::f32, kGpu);
+  Tensor dgamma = dgamma0.clone(), dgammag = dgamma0.to(kGpu), dbeta = dbeta0.clone(), dbetag = dbeta0.to(kGpu);
+  cpu::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(), mean.data<float>(),
+                          rstd.data<float>(), dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), rows, cols);
+  cuda::layernorm_backward(dyg.data<float>(), xg.data<float>(), gammag.data<float>(), meang.data<float>(),
+                           rstdg.data<float>(), dxg.data<float>(), dgammag.data<float>(), dbetag.data<float>(), rows,
+                           cols);
+  expect_close(dx, dxg, 1e-4f, "layernorm_backward dx " + what);
+  expect_close(dgamma, dgammag, rel, "layernorm_backward dgamma (accumulating) " + what);
+  expect_close(dbeta, dbetag, rel, "layernorm_backward dbeta (accumulating) " + what);
+}
+
 TEST_F(CudaLayerKernels, LayerNormMatchesTheCpu) {
   const std::vector<std::pair<int64_t, int64_t> > shapes = {{1, 1}, {1, 7}, {37, 300}, {5, 1025}, {300, 64}};
   for (auto [rows, cols] : shapes) {
@@ -239,19 +259,8 @@ TEST_F(CudaLayerKernels, LayerNormMatchesTheCpu) {
     expect_close(rstd, rstdg, 1e-4f, "layernorm_forward rstd " + what);
     expect_close(y, yg, 1e-4f, "layernorm_forward y " + what);
 
-    const Tensor dy = randn(x.shape()), dyg = dy.to(kGpu);
-    const Tensor dgamma0 = randn(Shape{cols}), dbeta0 = randn(Shape{cols});
-    Tensor dx = empty_cpu(x.shape()), dxg = empty_gpu(x.shape());
-    Tensor dgamma = dgamma0.clone(), dgammag = dgamma0.to(kGpu), dbeta = dbeta0.clone(), dbetag = dbeta0.to(kGpu);
-    cpu::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(), mean.data<float>(),
-                            rstd.data<float>(), dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), rows,
-                            cols);
-    cuda::layernorm_backward(dyg.data<float>(), xg.data<float>(), gammag.data<float>(), meang.data<float>(),
-                             rstdg.data<float>(), dxg.data<float>(), dgammag.data<float>(), dbetag.data<float>(), rows,
-                             cols);
-    expect_close(dx, dxg, 1e-4f, "layernorm_backward dx " + what);
-    expect_close(dgamma, dgammag, 1e-4f, "layernorm_backward dgamma (accumulating) " + what);
-    expect_close(dbeta, dbetag, 1e-4f, "layernorm_backward dbeta (accumulating) " + what);
+    expect_layernorm_backward_matches(randn(x.shape()), x, gamma, mean, rstd, randn(Shape{cols}), randn(Shape{cols}),
+                                      1e-4f, what);
   }
 }
 
@@ -278,19 +287,7 @@ TEST_F(CudaLayerKernels, ColumnSumsOfTallMatricesMatchTheCpu) {
     Tensor y = empty_cpu(x.shape()), mean = empty_cpu(Shape{rows}), rstd = empty_cpu(Shape{rows});
     cpu::layernorm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(), y.data<float>(),
                            mean.data<float>(), rstd.data<float>(), rows, cols, 1e-5f);
-    const Tensor xg = x.to(kGpu), gammag = gamma.to(kGpu), meang = mean.to(kGpu), rstdg = rstd.to(kGpu);
-    const Tensor dgamma0 = randn(Shape{cols}), dbeta0 = randn(Shape{cols});
-    Tensor dx = empty_cpu(x.shape()), dxg = empty_gpu(x.shape());
-    Tensor dgamma = dgamma0.clone(), dgammag = dgamma0.to(kGpu), dbeta = dbeta0.clone(), dbetag = dbeta0.to(kGpu);
-    cpu::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(), mean.data<float>(),
-                            rstd.data<float>(), dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), rows,
-                            cols);
-    cuda::layernorm_backward(dyg.data<float>(), xg.data<float>(), gammag.data<float>(), meang.data<float>(),
-                             rstdg.data<float>(), dxg.data<float>(), dgammag.data<float>(), dbetag.data<float>(), rows,
-                             cols);
-    expect_close(dx, dxg, 1e-4f, "layernorm_backward dx " + what);
-    expect_close(dgamma, dgammag, rel, "layernorm_backward dgamma (accumulating) " + what);
-    expect_close(dbeta, dbetag, rel, "layernorm_backward dbeta (accumulating) " + what);
+    expect_layernorm_backward_matches(dy, x, gamma, mean, rstd, randn(Shape{cols}), randn(Shape{cols}), rel, what);
   }
 }
 
