@@ -27,6 +27,8 @@ void free_host_pinned(void* ptr) noexcept;
 void pin_host(void* ptr, int64_t bytes);
 void unpin_host(void* ptr) noexcept;
 enum class CopyKind { host_to_device, device_to_host, device_to_device };
+// "The compute stream" of a device, here and below, is the calling thread's: its StreamScope's
+// stream for that device if it is in one, else the device's shared compute stream.
 // Copies on the compute stream of `device` and waits for it.
 void memcpy(void* dst, const void* src, int64_t bytes, CopyKind kind, int device);
 void synchronize(int device);  // waits for the compute stream of `device`
@@ -67,6 +69,29 @@ class ComputeMark {
   bool recorded_ = false;
 };
 void set_device(int device);
+// The compute stream of `device` for the calling thread, as an opaque id (a cudaStream_t): the
+// device block cache reuses a freed block only for allocations on the stream that allocated it.
+const void* stream_id(int device);
+
+// Makes `device` the calling thread's current device and gives the thread a compute stream of its
+// own for it until the scope ends, so threads that run independent work at once (dtrain-serve's
+// workers) do not queue behind each other on the device's shared stream. The stream comes from a
+// per-device pool and goes back to it at the end, after the host has waited for its work; scopes
+// nest (the innermost wins). Tensors allocated inside the scope belong to its stream: see
+// core/storage.h for the rule on using them from another stream.
+class StreamScope {
+ public:
+  explicit StreamScope(int device);
+  ~StreamScope();
+  StreamScope(const StreamScope&) = delete;
+  StreamScope& operator=(const StreamScope&) = delete;
+
+ private:
+  void* stream_ = nullptr;  // cudaStream_t
+  int device_;
+  void* outer_stream_ = nullptr;  // the scope this one nests in (null: none), restored at the end
+  int outer_device_ = -1;
+};
 // How f32 GEMMs use the tensor cores (process-wide; f32 by default). Inputs, outputs and the
 // accumulation stay f32 in every mode; tf32 rounds the inputs to a 10-bit mantissa (about 8x the
 // f32 rate on Ampere and later), bf16 to bf16's 7 bits (about 16x).

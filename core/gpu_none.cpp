@@ -35,5 +35,8 @@ void ComputeMark::record() { unavailable("gpu::ComputeMark"); }
 void ComputeMark::wait() const {}
 bool ComputeMark::passed() const { return true; }
 void set_device(int) { unavailable("gpu::set_device"); }
+const void* stream_id(int) { unavailable("gpu::stream_id"); }
+StreamScope::StreamScope(int device) : device_(device) { unavailable("gpu::StreamScope"); }
+StreamScope::~StreamScope() = default;
 
 }  // namespace dtrain::gpu

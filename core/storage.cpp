@@ -62,12 +62,14 @@ void* host_alloc(int64_t bytes) {
 // One cache per device (the host is one of them). CUDA device blocks of every size are cached:
 // cudaFree synchronises the whole device (which also cancels ParamSync's overlap) and each step
 // allocates and frees the same 25-40 activations, so a repeated step makes no cudaMalloc or
-// cudaFree at all. A freed device block is reused by a later tensor of the same device: every
-// kernel runs on the device's one compute stream, in order, so the block's old readers have
-// finished before its new writer runs; NCCL's works keep their tensors alive until their event
-// has fired. When cudaMalloc runs out of memory the device's idle blocks are released and the
-// allocation retried once. Idle device bytes are capped by DTRAIN_DEVICE_CACHE_MB (default: no
-// cap; 0 turns the device cache off).
+// cudaFree at all. A device block belongs to the stream it was allocated for (the allocating
+// thread's compute stream: its gpu::StreamScope's or the device's shared one) and is reused only by
+// a later allocation for that same stream: work on one stream runs in order, so the block's old
+// readers have finished before its new writer runs. Another stream that reads a tensor must be
+// done with it (a host wait on that stream) before the tensor's last reference goes; NCCL's works
+// keep their tensors alive until their event has fired. When cudaMalloc runs out of memory the
+// device's idle blocks (of every stream) are released and the allocation retried once. Idle device
+// bytes are capped by DTRAIN_DEVICE_CACHE_MB (default: no cap; 0 turns the device cache off).
 class BlockCache {
  public:
   // The cache of `device`; never destroyed (tensors may die during static destruction).
@@ -89,18 +91,23 @@ class BlockCache {
   bool enabled() const { return cap_ > 0; }
   int64_t min_bytes() const { return device_.is_cpu() ? kCacheMinBytes : 0; }
 
-  // A block for `bytes`: an idle one of its class (up to twice its size) or a new one; the class.
-  std::pair<void*, int64_t> get(int64_t bytes) {
+  // The stream a block allocated now belongs to (null on the host).
+  const void* stream() const { return device_.is_cpu() ? nullptr : gpu::stream_id(device_.index); }
+
+  // A block for `bytes` on `stream`: an idle one of its class (up to twice its size) that belongs to
+  // the same stream, or a new one; the class.
+  std::pair<void*, int64_t> get(int64_t bytes, const void* stream) {
     const int64_t cls = size_class(bytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto it = free_.lower_bound(cls); it != free_.end() && it->first <= 2 * cls; ++it) {
+      for (auto it = free_.lower_bound({stream, cls});
+           it != free_.end() && it->first.first == stream && it->first.second <= 2 * cls; ++it) {
         if (it->second.empty()) continue;
         void* p = it->second.back();
         it->second.pop_back();
-        cached_ -= it->first;
+        cached_ -= it->first.second;
         ++stats_.reused;
-        return {p, it->first};
+        return {p, it->first.second};
       }
     }
     {
@@ -109,11 +116,11 @@ class BlockCache {
     }
     return {fresh(cls), cls};
   }
-  void give(void* p, int64_t cls) {
+  void give(void* p, int64_t cls, const void* stream) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (cached_ + cls <= cap_) {
-        free_[cls].push_back(p);
+        free_[{stream, cls}].push_back(p);
         cached_ += cls;
         return;
       }
@@ -142,13 +149,13 @@ class BlockCache {
       gpu::free(p, device_.index);
   }
   void release_idle() {
-    std::map<int64_t, std::vector<void*>> idle;
+    std::map<std::pair<const void*, int64_t>, std::vector<void*>> idle;
     {
       std::lock_guard<std::mutex> lock(mu_);
       idle.swap(free_);
       cached_ = 0;
     }
-    for (auto& [cls, blocks] : idle)
+    for (auto& [key, blocks] : idle)
       for (void* p : blocks) release_block(p);
   }
   Storage::AllocatorStats stats() {
@@ -173,7 +180,7 @@ class BlockCache {
   }
   Device device_;
   std::mutex mu_;
-  std::map<int64_t, std::vector<void*>> free_;  // size class -> idle blocks
+  std::map<std::pair<const void*, int64_t>, std::vector<void*>> free_;  // (stream, size class) -> idle blocks
   int64_t cached_ = 0, cap_ = 0;
   Storage::AllocatorStats stats_;
 };
@@ -185,8 +192,9 @@ std::shared_ptr<Storage> Storage::allocate(int64_t bytes, Device device) {
   BlockCache& cache = BlockCache::of(device);
   if (rounded < cache.min_bytes() || !cache.enabled())
     return std::shared_ptr<Storage>(new Storage(cache.fresh(rounded), bytes, device, 0));
-  auto [p, cls] = cache.get(rounded);
-  return std::shared_ptr<Storage>(new Storage(p, bytes, device, cls));
+  const void* stream = cache.stream();
+  auto [p, cls] = cache.get(rounded, stream);
+  return std::shared_ptr<Storage>(new Storage(p, bytes, device, cls, stream));
 }
 
 Storage::AllocatorStats Storage::allocator_stats(Device device) { return BlockCache::of(device).stats(); }
@@ -196,7 +204,7 @@ void Storage::release_cached(Device device) { BlockCache::of(device).release_idl
 Storage::~Storage() {
   BlockCache& cache = BlockCache::of(device_);
   if (cache_class_ > 0)
-    cache.give(data_, cache_class_);
+    cache.give(data_, cache_class_, stream_);
   else
     cache.release_block(data_);
 }

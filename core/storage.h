@@ -11,7 +11,9 @@ class Storage {
  public:
   // Allocates `bytes` (uninitialised) on `device`; 64-byte aligned on the CPU. Large host blocks
   // and every CUDA device block come from and return to a per-device cache (core/storage.cpp
-  // says when).
+  // says when). A device block belongs to the calling thread's compute stream (core/gpu.h) and is
+  // reused only for that stream: work that reads it on another stream must be finished (a host
+  // wait on that stream) before its last tensor dies.
   static std::shared_ptr<Storage> allocate(int64_t bytes, Device device);
 
   // What a device's allocator has done since the process started: calls to the system (malloc /
@@ -32,12 +34,13 @@ class Storage {
   Device device() const { return device_; }
 
  private:
-  Storage(void* data, int64_t bytes, Device device, int64_t cache_class)
-      : data_(data), bytes_(bytes), device_(device), cache_class_(cache_class) {}
+  Storage(void* data, int64_t bytes, Device device, int64_t cache_class, const void* stream = nullptr)
+      : data_(data), bytes_(bytes), device_(device), cache_class_(cache_class), stream_(stream) {}
   void* data_;
   int64_t bytes_;
   Device device_;
   int64_t cache_class_;  // cache size class the block returns to; 0: freed directly
+  const void* stream_;   // the stream whose cache list it returns to (gpu::stream_id; null: host)
 };
 
 }  // namespace dtrain

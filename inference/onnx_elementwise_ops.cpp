@@ -1,8 +1,8 @@
 // The engine's elementwise ops: Add, Sub, Mul and Div with NumPy broadcasting (both inputs FLOAT
 // or both INT64), and Tanh. The broadcasts dtrain's graphs use most (equal shapes, a scalar; for
 // Add one tensor repeated along a run of the other's dims: a bias, a mask over the heads) run on
-// core's kernels on any device; the others, the integer ones, Div and Tanh on the host (a device
-// tensor makes a round trip).
+// core's kernels on any device; the others, the integer ones, Div and Tanh on the host (reading
+// inputs through OpInputs::host: only a value computed on a GPU makes a round trip).
 #include <algorithm>
 #include <cmath>
 
@@ -52,13 +52,11 @@ T apply(Arith op, T a, T b) {
   return T{};
 }
 
-Tensor on_host(const Tensor& t) { return t.device().is_cpu() ? t : t.to(Device::cpu()); }
-
 // y = a op b over the broadcast, on the host: an inner loop along the last dim of the result.
 template <typename T>
-Tensor broadcast_on_host(const Node& node, Arith op, const Tensor& a_in, const Tensor& b_in, Device d) {
-  const Broadcast bc = broadcast(a_in.shape(), b_in.shape(), node.label);
-  const Tensor a = on_host(a_in), b = on_host(b_in);
+Tensor broadcast_on_host(const Node& node, Arith op, const OpInputs& in, Device d) {
+  const Broadcast bc = broadcast(in[0]->shape(), in[1]->shape(), node.label);
+  const Tensor a = in.host(0), b = in.host(1);
   const T *pa = a.data<T>(), *pb = b.data<T>();
   if constexpr (std::is_integral_v<T>)
     if (op == Arith::div)
@@ -100,7 +98,8 @@ RowBroadcast row_broadcast(const Shape& big, const Shape& small) {
 }
 
 // f32 broadcasts core's kernels run (any device); an undefined tensor when there is none.
-Tensor f32_on_kernels(Arith op, const Tensor& a, const Tensor& b, Device d) {
+Tensor f32_on_kernels(Arith op, const OpInputs& in, Device d) {
+  const Tensor &a = *in[0], &b = *in[1];
   if (a.shape() == b.shape() && op != Arith::div) {
     Tensor y = Tensor::empty(a.shape(), DType::f32, d);
     const int64_t n = a.numel();
@@ -118,7 +117,7 @@ Tensor f32_on_kernels(Arith op, const Tensor& a, const Tensor& b, Device d) {
   const Tensor& big = b_small ? a : b;
   const Tensor& small = b_small ? b : a;
   if (small.numel() == 1 && small.ndim() <= big.ndim() && op != Arith::div) {
-    const float s = small.to_vector<float>()[0];
+    const float s = in.host(b_small ? 1 : 0).to_vector<float>()[0];
     Tensor y = Tensor::empty(big.shape(), DType::f32, d);
     const float scale = op == Arith::mul ? s : 1.0f, shift = op == Arith::add ? s : op == Arith::sub ? -s : 0.0f;
     DTRAIN_DISPATCH(d, affine, big.data<float>(), y.data<float>(), big.numel(), scale, shift);
@@ -140,9 +139,9 @@ Tensor run_arith(const Node& node, const OpInputs& in, Device d, Arith op) {
   DTRAIN_CHECK(a.dtype() == b.dtype() && (a.dtype() == DType::f32 || a.dtype() == DType::i64), node.label, ": ",
                arith_name(op), " of ", onnx_type_name(a.dtype()), " and ", onnx_type_name(b.dtype()),
                " is not supported (two FLOAT or two INT64 inputs)");
-  if (a.dtype() == DType::i64) return broadcast_on_host<int64_t>(node, op, a, b, d);
-  const Tensor y = f32_on_kernels(op, a, b, d);
-  return y.defined() ? y : broadcast_on_host<float>(node, op, a, b, d);
+  if (a.dtype() == DType::i64) return broadcast_on_host<int64_t>(node, op, in, d);
+  const Tensor y = f32_on_kernels(op, in, d);
+  return y.defined() ? y : broadcast_on_host<float>(node, op, in, d);
 }
 
 }  // namespace
@@ -154,7 +153,7 @@ Tensor run_div(const Node& node, const OpInputs& in, Device d) { return run_arit
 
 Tensor run_tanh(const Node& node, const OpInputs& in, Device d) {
   DTRAIN_CHECK(in[0]->dtype() == DType::f32, node.label, ": input must be FLOAT, got ", onnx_type_name(in[0]->dtype()));
-  const Tensor x = on_host(*in[0]);
+  const Tensor x = in.host(0);
   Tensor y = Tensor::empty(x.shape(), DType::f32, Device::cpu());
   const float* px = x.data<float>();
   float* py = y.data<float>();

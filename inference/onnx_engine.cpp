@@ -159,7 +159,9 @@ struct OnnxModel::Impl {
   std::vector<TensorInfo> inputs, outputs;
   std::vector<int> input_slots, output_slots;
   std::map<std::string, std::string> metadata;
-  std::vector<Tensor> constants;  // by slot; undefined for computed values
+  std::vector<Tensor> constants;       // by slot; undefined for computed values
+  std::vector<Tensor> host_constants;  // by slot: a small constant's values on the host (see OpInputs)
+  std::vector<std::string> host_constant_names;
   std::vector<inference::Node> nodes;
   std::vector<std::vector<int>> release_after;  // per node: slots whose last reader it is
 };
@@ -287,13 +289,21 @@ void fuse(Impl& m, size_t slots) {
 }
 
 // The constants move to the device; int8 initializers stay behind (only DequantizeLinear reads them).
+// Small ones stay on the host as well, for the ops that read values there (OpInputs::host): on a GPU
+// a run then copies no shape, axis, index or scalar back from the device. (On the CPU the host copy
+// is the constant itself.)
 void place_constants(Impl& m, const LoadState& s) {
   m.constants.resize(s.slot.size());
+  m.host_constants.resize(s.slot.size());
   for (const auto& [slot, c] : s.host) {
     if (c.data_type == onnx::TensorProto_DataType_INT8) continue;
     const Tensor t = to_tensor(c, s.where + ": constant");
     m.constants[slot] = m.device.is_cpu() ? t : t.to(m.device);
+    if (t.numel() <= inference::kHostCopyElems) m.host_constants[slot] = t;
   }
+  for (const auto& [name, slot] : s.slot)
+    if (m.host_constants[slot].defined()) m.host_constant_names.push_back(name);
+  std::sort(m.host_constant_names.begin(), m.host_constant_names.end());
   for (const Node& node : m.nodes)
     for (int slot : node.in)
       DTRAIN_CHECK(slot < 0 || m.constants[slot].defined() || !s.host.count(slot), node.label,
@@ -365,6 +375,7 @@ const std::vector<TensorInfo>& OnnxModel::inputs() const { return impl_->inputs;
 const std::vector<TensorInfo>& OnnxModel::outputs() const { return impl_->outputs; }
 const std::map<std::string, std::string>& OnnxModel::metadata() const { return impl_->metadata; }
 Device OnnxModel::device() const { return impl_->device; }
+const std::vector<std::string>& OnnxModel::host_constants() const { return impl_->host_constant_names; }
 int64_t OnnxModel::opset() const { return impl_->opset; }
 
 std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
@@ -375,6 +386,9 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
   DTRAIN_CHECK(inputs.size() == m.inputs.size(), where, ": run got ", inputs.size(), " inputs, the model takes ",
                m.inputs.size());
   std::vector<Tensor> values = m.constants;
+  std::vector<const Tensor*> host(values.size(), nullptr);  // OpInputs::host's copies, by slot
+  for (size_t s = 0; s < host.size(); ++s)
+    if (m.host_constants[s].defined()) host[s] = &m.host_constants[s];
   for (size_t i = 0; i < inputs.size(); ++i) {
     const TensorInfo& info = m.inputs[i];
     const Tensor& t = inputs[i];
@@ -386,12 +400,13 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
                  t.defined() ? inference::onnx_type_name(t.dtype()) + " " + t.shape().str() : std::string("nothing"));
     DTRAIN_CHECK(t.is_contiguous(), where, ": input '", info.name, "' must be contiguous");
     values[m.input_slots[i]] = t.device() == m.device ? t : t.to(m.device);
+    if (t.device().is_cpu()) host[m.input_slots[i]] = &t;  // ids, masks: read on the host without a copy back
   }
-  std::vector<const Tensor*> args;
+  inference::OpInputs args;
   for (size_t i = 0; i < m.nodes.size(); ++i) {
     const Node& node = m.nodes[i];
     args.clear();
-    for (int s : node.in) args.push_back(s < 0 ? nullptr : &values[s]);
+    for (int s : node.in) args.push_back(s < 0 ? nullptr : &values[s], s < 0 ? nullptr : host[s]);
     values[node.out[0]] = node.op->run(node, args, m.device);
     for (int s : m.release_after[i]) values[s] = Tensor();
   }

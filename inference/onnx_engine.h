@@ -26,11 +26,16 @@ class OnnxModel {
   const std::map<std::string, std::string>& metadata() const;  // metadata_props
   Device device() const;
   int64_t opset() const;
+  // The constants (by value name, sorted) that the engine also keeps on the host because ops read
+  // their values there (shapes, axes, indices, scalars: up to inference::kHostCopyElems elements),
+  // so a run on a GPU copies none of them back from the device.
+  const std::vector<std::string>& host_constants() const;
 
   // One tensor per input, in inputs() order, on any device (copied to the model's device when
   // elsewhere). Checks the count, dtypes, ranks and fixed dims, naming the input. Returns one tensor
   // per output, in outputs() order, on the model's device. Safe to call from several threads at once:
-  // a run shares only the read-only weights.
+  // a run shares only the read-only weights. On a GPU the work goes to the calling thread's compute
+  // stream (core/gpu.h: its StreamScope's, else the device's shared one), and the outputs belong to it.
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
 
   struct Impl;

@@ -1,7 +1,9 @@
 // The engine's layout ops: Shape, Reshape, Transpose, Slice, Concat and Cast. They move or
-// reinterpret elements of any type (shapes are INT64 tensors) and run on the host: on a GPU their
-// inputs make a round trip (small in the graphs dtrain writes: shapes, masks, heads reordered).
-// Zero-size tensors pass through every one of them.
+// reinterpret elements of any type (shapes are INT64 tensors) and run on the host, reading their
+// inputs through OpInputs::host: on a GPU only computed inputs make a round trip (small in the
+// graphs dtrain writes: shapes, masks, heads reordered), constants and the caller's inputs have a
+// host copy, and a Slice that is one contiguous block of its input (a prefix of the position
+// table) is a view on any device. Zero-size tensors pass through every one of them.
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -15,7 +17,6 @@ namespace dtrain::inference {
 
 namespace {
 
-Tensor on_host(const Tensor& t) { return t.device().is_cpu() ? t : t.to(Device::cpu()); }
 Tensor on_device(const Tensor& t, Device d) { return d.is_cpu() ? t : t.to(d); }
 
 template <typename T>
@@ -85,7 +86,7 @@ void parse_reshape(const onnx::NodeProto& n, Node& node) {
 
 Tensor run_reshape(const Node& node, const OpInputs& in, Device) {
   const Tensor& x = *in[0];
-  const std::vector<int64_t> spec = host_ints(*in[1], node.label + ": shape");
+  const std::vector<int64_t> spec = host_ints(in.host(1), node.label + ": shape");
   DTRAIN_CHECK(in[1]->ndim() == 1 && spec.size() <= Shape::kMaxDims, node.label, ": shape must be 1-D with at most ",
                Shape::kMaxDims, " entries, got ", in[1]->shape().str());
   Shape s;
@@ -121,7 +122,7 @@ Tensor run_reshape(const Node& node, const OpInputs& in, Device) {
 void parse_transpose(const onnx::NodeProto& n, Node& node) { node.perm = attr_ints(n, "perm"); }
 
 Tensor run_transpose(const Node& node, const OpInputs& in, Device d) {
-  const Tensor x = on_host(*in[0]);
+  const Tensor x = in.host(0);
   const int rank = x.ndim();
   std::vector<int64_t> perm = node.perm;
   if (perm.empty())
@@ -168,14 +169,29 @@ SliceAxis slice_axis(int64_t start, int64_t end, int64_t step, int64_t dim) {
 
 }  // namespace
 
+namespace {
+
+// Whether elements read at `strides` over `shape` are one contiguous run (dims of 1 aside).
+bool contiguous_under(const Shape& shape, const int64_t* strides) {
+  int64_t expected = 1;
+  for (int k = shape.size() - 1; k >= 0; --k) {
+    if (shape[k] == 1) continue;
+    if (strides[k] != expected) return false;
+    expected *= shape[k];
+  }
+  return true;
+}
+
+}  // namespace
+
 Tensor run_slice(const Node& node, const OpInputs& in, Device d) {
-  const Tensor x = on_host(*in[0]);
+  const Tensor x = in[0]->is_contiguous() ? *in[0] : in.host(0);  // the strides below are x's
   const int rank = x.ndim();
-  const std::vector<int64_t> starts = host_ints(*in[1], node.label + ": starts");
-  const std::vector<int64_t> ends = host_ints(*in[2], node.label + ": ends");
+  const std::vector<int64_t> starts = host_ints(in.host(1), node.label + ": starts");
+  const std::vector<int64_t> ends = host_ints(in.host(2), node.label + ": ends");
   std::vector<int64_t> axes, steps(starts.size(), 1);
-  if (in.size() > 3 && in[3]) axes = host_ints(*in[3], node.label + ": axes");
-  if (in.size() > 4 && in[4]) steps = host_ints(*in[4], node.label + ": steps");
+  if (in.size() > 3 && in[3]) axes = host_ints(in.host(3), node.label + ": axes");
+  if (in.size() > 4 && in[4]) steps = host_ints(in.host(4), node.label + ": steps");
   if (axes.empty())
     for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
   DTRAIN_CHECK(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
@@ -193,9 +209,12 @@ Tensor run_slice(const Node& node, const OpInputs& in, Device d) {
     if (s.count > 0) offset += s.start * strides[a];
     strides[a] *= s.step;
   }
+  if (x.device() == in[0]->device() && x.is_contiguous() && contiguous_under(ys, strides.data()))
+    return x.flat_range(ys.numel() > 0 ? offset : 0, ys.numel()).view(ys);
+  const Tensor h = x.device().is_cpu() ? x : in.host(0);
   Tensor y = Tensor::empty(ys, x.dtype(), Device::cpu());
   const int64_t elem = dtype_size(x.dtype());
-  strided_copy(static_cast<const char*>(x.raw_data()) + offset * elem, strides.data(), ys, elem, y.raw_data());
+  strided_copy(static_cast<const char*>(h.raw_data()) + offset * elem, strides.data(), ys, elem, y.raw_data());
   return on_device(y, d);
 }
 
@@ -228,8 +247,8 @@ Tensor run_concat(const Node& node, const OpInputs& in, Device d) {
   for (int k = axis + 1; k < rank; ++k) inner *= ys[k];
   char* out = static_cast<char*>(y.raw_data());
   int64_t done = 0;  // bytes of each outer row written so far
-  for (const Tensor* t : in) {
-    const Tensor x = on_host(*t);
+  for (size_t i = 0; i < in.size(); ++i) {
+    const Tensor x = in.host(i);
     const int64_t chunk = x.dim(axis) * inner;
     const char* src = static_cast<const char*>(x.numel() ? x.raw_data() : nullptr);
     for (int64_t o = 0; o < outer && chunk > 0; ++o)
@@ -268,7 +287,7 @@ Tensor run_cast(const Node& node, const OpInputs& in, Device d) {
     DTRAIN_DISPATCH(d, u8_to_f32, x.data<uint8_t>(), y.data<float>(), x.numel(), 1.0f, 0.0f);
     return y;
   }
-  const Tensor h = on_host(x);
+  const Tensor h = in.host(0);
   Tensor y = Tensor::empty(x.shape(), node.to, Device::cpu());
   if (node.to == DType::f32 && h.dtype() == DType::i64)
     convert<float, int64_t>(h, y);

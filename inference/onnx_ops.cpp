@@ -38,6 +38,12 @@ std::string onnx_type_name(DType t) {
   return "?";
 }
 
+Tensor OpInputs::host(size_t i) const {
+  if (host_[i]) return *host_[i];
+  const Tensor& t = *tensors_[i];
+  return t.device().is_cpu() ? t : t.to(Device::cpu());
+}
+
 namespace {
 
 const onnx::AttributeProto* find_attr(const onnx::NodeProto& n, const char* name) {
@@ -82,9 +88,6 @@ void check_f32(const Tensor& t, const std::string& what, const char* input) {
   DTRAIN_CHECK(t.dtype() == DType::f32, what, ": input ", input, " must be FLOAT, got ", dtype_name(t.dtype()));
 }
 
-// A scalar's value on the host (a one-element copy for device tensors).
-float scalar_value(const Tensor& t) { return t.to_vector<float>()[0]; }
-
 Tensor run_gemm(const Node& node, const OpInputs& in, Device d) {
   const Tensor &a = *in[0], &b = *in[1];
   const Tensor* c = in.size() > 2 ? in[2] : nullptr;
@@ -103,7 +106,7 @@ Tensor run_gemm(const Node& node, const OpInputs& in, Device d) {
     if (c->numel() == n && (c->ndim() == 1 || (c->ndim() == 2 && c->dim(0) == 1))) {
       DTRAIN_DISPATCH(d, add_bias_rows, y.data<float>(), c->data<float>(), m, n);
     } else if (c->numel() == 1) {
-      DTRAIN_DISPATCH(d, affine, y.data<float>(), y.data<float>(), y.numel(), 1.0f, scalar_value(*c));
+      DTRAIN_DISPATCH(d, affine, y.data<float>(), y.data<float>(), y.numel(), 1.0f, in.host(2).to_vector<float>()[0]);
     } else if (c->shape() == y.shape()) {
       DTRAIN_DISPATCH(d, add, y.data<float>(), c->data<float>(), y.data<float>(), y.numel());
     } else {
@@ -318,8 +321,9 @@ Tensor run_gather(const Node& node, const OpInputs& in, Device d) {
   DTRAIN_CHECK(indices.dtype() == DType::i64, node.label, ": indices must be INT64, got ", dtype_name(indices.dtype()));
   DTRAIN_CHECK(data.ndim() >= 1, node.label, ": data must have a dim to gather from");
   const int64_t rows = data.dim(0), dim = data.numel() / std::max<int64_t>(1, rows);
-  // Ids index memory, so they are range-checked on the host; negative ids count from the end.
-  std::vector<int64_t> ids = indices.to_vector<int64_t>();
+  // Ids index memory, so they are range-checked on the host (constant ids and a caller's ids have a
+  // host copy); negative ids count from the end, and only then are the fixed ids copied down.
+  std::vector<int64_t> ids = in.host(1).to_vector<int64_t>();
   bool wrapped = false;
   for (size_t i = 0; i < ids.size(); ++i) {
     DTRAIN_CHECK(ids[i] >= -rows && ids[i] < rows, node.label, ": index ", ids[i], " at position ", i,

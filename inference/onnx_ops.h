@@ -35,7 +35,34 @@ struct Node {
   Tensor direct_w;  // Conv on the CPU: W packed for conv2d_direct at load (undefined: im2col + GEMM)
 };
 
-using OpInputs = std::vector<const Tensor*>;  // null for an omitted optional input
+// A node's inputs as its op sees them: in[i] is input i (null for an omitted optional input), on
+// the model's device. in.host(i) is input i's values on the host, for ops that read values there
+// (shapes, axes, Gather indices, scalars): the copy the engine keeps of small constants
+// (kHostCopyElems) and of inputs the caller passed on the host, the tensor itself on the CPU, and
+// only for a value computed on a GPU a copy from the device.
+class OpInputs {
+ public:
+  void clear() {
+    tensors_.clear();
+    host_.clear();
+  }
+  void push_back(const Tensor* t, const Tensor* host_copy = nullptr) {
+    tensors_.push_back(t);
+    host_.push_back(host_copy);
+  }
+  size_t size() const { return tensors_.size(); }
+  const Tensor* operator[](size_t i) const { return tensors_[i]; }
+  std::vector<const Tensor*>::const_iterator begin() const { return tensors_.begin(); }
+  std::vector<const Tensor*>::const_iterator end() const { return tensors_.end(); }
+  Tensor host(size_t i) const;
+
+ private:
+  std::vector<const Tensor*> tensors_, host_;  // host_[i]: input i's host copy, or null
+};
+
+// Constants of at most this many elements are kept on the host too when the model is on a GPU
+// (shapes, axes, indices, scalars, a small model's causal-mask table): 64 KiB of f32.
+constexpr int64_t kHostCopyElems = int64_t{1} << 14;
 
 struct OpSpec {
   const char* name;  // the ONNX op_type
@@ -94,7 +121,8 @@ Tensor run_div(const Node& node, const OpInputs& in, Device device);
 Tensor run_tanh(const Node& node, const OpInputs& in, Device device);
 
 // ---- the layout ops (inference/onnx_layout_ops.cpp): shapes and data movement for any element
-// type, computed on the host (a device tensor makes a round trip)
+// type, computed on the host (a device tensor without a host copy makes a round trip; a Slice that
+// is one contiguous block is a view on any device)
 Tensor run_shape(const Node& node, const OpInputs& in, Device device);
 Tensor run_reshape(const Node& node, const OpInputs& in, Device device);
 Tensor run_transpose(const Node& node, const OpInputs& in, Device device);
@@ -111,7 +139,7 @@ DType dtype_from_onnx(int onnx_type, const std::string& what);
 std::string onnx_type_name(DType t);  // "FLOAT", "UINT8", "INT64", ... for messages
 int64_t attr_int(const onnx::NodeProto& n, const char* name, int64_t fallback);
 std::vector<int64_t> attr_ints(const onnx::NodeProto& n, const char* name);
-// A tensor's values on the host as int64 (shape inputs: INT64 or INT32), naming `what` otherwise.
+// A host tensor's values as int64 (shape inputs: INT64 or INT32), naming `what` otherwise.
 std::vector<int64_t> host_ints(const Tensor& t, const std::string& what);
 
 }  // namespace dtrain::inference

@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "core/error.h"
+#include "serve/thread_stream.h"
 
 namespace dtrain::serve {
 
@@ -91,6 +92,7 @@ int64_t Batcher::queue_depth() const {
 }
 
 void Batcher::work() {
+  const ThreadStream stream(options_.device);
   const auto delay = std::chrono::microseconds(options_.max_queue_delay_us);
   for (;;) {
     std::vector<Job> jobs;

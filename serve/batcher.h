@@ -41,8 +41,9 @@ struct BatcherOptions {
   int64_t max_queue_delay_us = 2000;  // the delay policy's wait for a batch to fill
   int instances = 1;
   BatchPolicy policy = BatchPolicy::eager;
-  int64_t max_queue_size = 0;    // requests waiting at most (0: no limit)
-  int64_t queue_timeout_us = 0;  // how long a request may wait in the queue (0: no limit)
+  int64_t max_queue_size = 0;     // requests waiting at most (0: no limit)
+  int64_t queue_timeout_us = 0;   // how long a request may wait in the queue (0: no limit)
+  Device device = Device::cpu();  // the model's: a worker on a CUDA device runs on its own stream
 };
 
 // submit's answer when the queue already holds max_queue_size requests.

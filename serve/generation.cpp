@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "serve/thread_stream.h"
 
 namespace dtrain::serve {
 
@@ -99,6 +100,7 @@ int64_t GenerationScheduler::queued() const {
 }
 
 void GenerationScheduler::run() {
+  const ThreadStream stream(options_.device);
   while (wait_for_work()) {
     retire();
     admit();

@@ -25,6 +25,7 @@
 
 #include "core/rng.h"
 #include "core/sampling.h"
+#include "core/types.h"
 #include "serve/decode_batch.h"
 #include "serve/language_model.h"
 
@@ -58,7 +59,8 @@ class GenerationStream {
 };
 
 struct GenerationOptions {
-  int64_t max_active = 64;  // sequences decoded together at most; more wait in the queue
+  int64_t max_active = 64;        // sequences decoded together at most; more wait in the queue
+  Device device = Device::cpu();  // the model's: on a CUDA device the scheduler runs on its own stream
 };
 
 // Called on the scheduler thread (each may be empty).

@@ -178,6 +178,7 @@ void ModelStore::attach_batcher(ModelVersion& v) const {
   self_check(v);
   BatcherOptions batching = options_.batching;
   batching.max_batch = v.max_batch;
+  batching.device = options_.device;
   const OnnxModel* engine = &*v.model;
   ServeMetrics* metrics = metrics_;
   v.batcher =
@@ -200,8 +201,8 @@ void ModelStore::attach_generator(ModelVersion& v, const fs::path& version_dir, 
     observer.first_token = [m, model, version](double s) { m->observe_first_token(model, version, s); };
     observer.generated = [m, model, version](int64_t n) { m->count_generated(model, version, n); };
   }
-  v.generator =
-      std::make_unique<GenerationScheduler>(v.language_model, GenerationOptions{v.max_batch}, std::move(observer));
+  v.generator = std::make_unique<GenerationScheduler>(v.language_model, GenerationOptions{v.max_batch, options_.device},
+                                                      std::move(observer));
 }
 
 // What the repository holds now: model -> version -> model.onnx stamp.

@@ -36,14 +36,6 @@ __global__ void gelu_backward_kernel(const float* x, const float* dy, float* dx,
   }
 }
 
-// Grid-stride loop with an index of type Index: int32_t when n plus one grid's stride fits (fewer
-// registers and cheaper address math), int64_t otherwise.
-#define DTRAIN_GRID_STRIDE_AS(Index, i, n)                                                                          \
-  for (Index i = static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x); \
-       i < (n); i += static_cast<Index>(blockDim.x) * static_cast<Index>(gridDim.x))
-
-bool fits_int32_grid(int64_t n) { return n <= INT_MAX - kMaxBlocks * kThreads; }
-
 // y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
 template <typename Index>
 __global__ void gelu_tanh_forward_kernel(const float* x, float* y, Index n) {

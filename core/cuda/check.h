@@ -1,6 +1,6 @@
 #pragma once
 // Return-code checks for the CUDA runtime and cuBLAS, each naming the failed call, plus the
-// per-device compute stream that every kernel launches on.
+// compute stream that every kernel launches on.
 #include <cuda_runtime_api.h>
 
 #include "core/error.h"
@@ -20,7 +20,9 @@
   } while (0)
 
 namespace dtrain::cuda {
-cudaStream_t compute_stream(int device);  // created on first use, non-blocking
+// The calling thread's compute stream for `device`: its gpu::StreamScope's, else the device's
+// shared one (created on first use, non-blocking).
+cudaStream_t compute_stream(int device);
 int current_device();
 // The compute stream of the current device.
 inline cudaStream_t current_stream() { return compute_stream(current_device()); }

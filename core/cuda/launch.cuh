@@ -4,6 +4,7 @@
 // gives the same bits). C++17 and device code only; no project headers beyond check.h.
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cstdint>
 
 #include "core/cuda/check.h"
@@ -12,6 +13,11 @@
 #define DTRAIN_GRID_STRIDE(i, n)                                                         \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+// The same loop with an index of type Index (int32_t where every index fits: see with_index_type).
+#define DTRAIN_GRID_STRIDE_AS(Index, i, n)                                                                          \
+  for (Index i = static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x); \
+       i < (n); i += static_cast<Index>(blockDim.x) * static_cast<Index>(gridDim.x))
 
 // Checks the launch just made (bad configuration, missing kernel image for this GPU).
 #define DTRAIN_CUDA_CHECK_LAUNCH() DTRAIN_CUDA_CHECK(cudaGetLastError())
@@ -25,6 +31,22 @@ constexpr int64_t kMaxBlocks = 65535;  // grid-stride loops cover the rest
 inline unsigned int blocks_for(int64_t n, int threads = kThreads) {
   const int64_t b = (n + threads - 1) / threads;
   return static_cast<unsigned int>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
+}
+
+// Whether a grid-stride loop of kThreads-thread blocks over `largest` items, and any index below
+// `largest` it computes, stays within int32_t: the loop's last step goes up to one grid past the end.
+inline bool fits_int32_grid(int64_t largest) { return largest <= INT_MAX - kMaxBlocks * kThreads; }
+
+// Calls launch(Index{}) with Index = int32_t when every index a kernel computes is below `largest`
+// and fits fits_int32_grid, else int64_t. GPUs have no 64-bit integer divide: a per-element
+// division or modulo by a runtime value is a long emulated sequence in 64 bits, a short one in 32,
+// and those dominate the layout kernels (im2col, col2im, transposes, per-channel bias).
+template <typename Launch>
+void with_index_type(int64_t largest, Launch&& launch) {
+  if (fits_int32_grid(largest))
+    launch(int32_t{});
+  else
+    launch(int64_t{});
 }
 
 // Sum of `v` over the block, returned to every thread. blockDim.x must be a multiple of 32 and at

@@ -3,8 +3,9 @@
 //   xhat = (x - mean) rstd, y = xhat gamma + beta
 // backward, with g = dy gamma:
 //   dx = rstd (g - mean(g) - xhat mean(g xhat)),  dgamma += sum_rows dy xhat,  dbeta += sum_rows dy
-// One block per row for the row statistics and dx; dgamma and dbeta are column sums done by one
-// thread lane per column in a fixed order, so they are deterministic (no atomics).
+// One block per row for the row statistics and dx; dgamma and dbeta are column sums
+// (core/cuda/column_sum.cuh: row chunks in parallel, in a fixed order, so deterministic, no atomics).
+#include "core/cuda/column_sum.cuh"
 #include "core/cuda/launch.cuh"
 #include "core/kernels.h"
 
@@ -49,33 +50,16 @@ __global__ void layernorm_backward_dx_kernel(const float* dy, const float* x, co
   }
 }
 
-constexpr int kColTile = 32, kRowLanes = 8;
-
-__global__ void layernorm_backward_params_kernel(const float* dy, const float* x, const float* mean, const float* rstd,
-                                                 float* dgamma, float* dbeta, int64_t rows, int64_t cols) {
-  __shared__ float part_gamma[kRowLanes][kColTile], part_beta[kRowLanes][kColTile];
-  for (int64_t j0 = static_cast<int64_t>(blockIdx.x) * kColTile; j0 < cols;
-       j0 += static_cast<int64_t>(gridDim.x) * kColTile) {
-    const int64_t j = j0 + threadIdx.x;
-    float sg = 0.0f, sb = 0.0f;
-    if (j < cols)
-      for (int64_t i = threadIdx.y; i < rows; i += kRowLanes) {
-        const float d = dy[i * cols + j];
-        sg += d * (x[i * cols + j] - mean[i]) * rstd[i];
-        sb += d;
-      }
-    part_gamma[threadIdx.y][threadIdx.x] = sg;
-    part_beta[threadIdx.y][threadIdx.x] = sb;
-    __syncthreads();
-    if (threadIdx.y == 0 && j < cols) {
-      float tg = 0.0f, tb = 0.0f;
-      for (int l = 0; l < kRowLanes; ++l) tg += part_gamma[l][threadIdx.x], tb += part_beta[l][threadIdx.x];
-      dgamma[j] += tg;
-      dbeta[j] += tb;
-    }
-    __syncthreads();
+// dgamma[j] += dy[i, j] xhat[i, j], dbeta[j] += dy[i, j] (column_sums over the rows).
+struct ParamTerm {
+  const float *dy, *x, *mean, *rstd;
+  int64_t cols;
+  __device__ void operator()(int64_t i, int64_t j, float (&s)[2]) const {
+    const float d = dy[i * cols + j];
+    s[0] += d * (x[i * cols + j] - mean[i]) * rstd[i];
+    s[1] += d;
   }
-}
+};
 
 unsigned int row_blocks(int64_t rows) { return static_cast<unsigned int>(rows < kMaxBlocks ? rows : kMaxBlocks); }
 
@@ -95,10 +79,7 @@ void layernorm_backward(const float* dy, const float* x, const float* gamma, con
   cudaStream_t stream = current_stream();
   layernorm_backward_dx_kernel<<<row_blocks(rows), kRowThreads, 0, stream>>>(dy, x, gamma, mean, rstd, dx, rows, cols);
   DTRAIN_CUDA_CHECK_LAUNCH();
-  const dim3 block(kColTile, kRowLanes);
-  layernorm_backward_params_kernel<<<blocks_for(cols, kColTile), block, 0, stream>>>(dy, x, mean, rstd, dgamma, dbeta,
-                                                                                     rows, cols);
-  DTRAIN_CUDA_CHECK_LAUNCH();
+  column_sums<2>(ParamTerm{dy, x, mean, rstd, cols}, rows, cols, ColumnTargets<2>{{dgamma, dbeta}}, stream);
 }
 
 }  // namespace dtrain::cuda

@@ -41,9 +41,10 @@ __global__ void softmax_xent_forward_kernel(const float* logits, const int64_t* 
   }
 }
 
-__global__ void softmax_xent_backward_kernel(const float* probs, const int64_t* labels, float* dlogits, int64_t rows,
-                                             int64_t classes, float scale) {
-  DTRAIN_GRID_STRIDE(o, rows * classes) {
+template <typename Index>
+__global__ void softmax_xent_backward_kernel(const float* probs, const int64_t* labels, float* dlogits, Index rows,
+                                             Index classes, float scale) {
+  DTRAIN_GRID_STRIDE_AS(Index, o, rows * classes) {
     const float onehot = labels[o / classes] == o % classes ? 1.0f : 0.0f;
     dlogits[o] = (probs[o] - onehot) * scale;
   }
@@ -81,8 +82,11 @@ void softmax_xent_forward(const float* logits, const int64_t* labels, float* pro
 void softmax_xent_backward(const float* probs, const int64_t* labels, float* dlogits, int64_t rows, int64_t classes,
                            float scale) {
   if (rows <= 0 || classes <= 0) return;
-  softmax_xent_backward_kernel<<<blocks_for(rows * classes), kThreads, 0, current_stream()>>>(probs, labels, dlogits,
-                                                                                              rows, classes, scale);
+  with_index_type(rows * classes, [&](auto index) {
+    using Index = decltype(index);
+    softmax_xent_backward_kernel<<<blocks_for(rows * classes), kThreads, 0, current_stream()>>>(
+        probs, labels, dlogits, static_cast<Index>(rows), static_cast<Index>(classes), scale);
+  });
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 

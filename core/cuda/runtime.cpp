@@ -1,4 +1,5 @@
-// core/gpu.h on the CUDA runtime. One compute stream per device, created on first use.
+// core/gpu.h on the CUDA runtime. One shared compute stream per device, created on first use, and
+// the per-thread streams of StreamScopes, which compute_stream() returns inside a scope.
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
@@ -13,6 +14,46 @@
 namespace dtrain::gpu {
 namespace {
 std::atomic<int64_t> host_wait_count{0};  // see host_waits()
+
+// The calling thread's innermost StreamScope (stream null: none).
+struct ScopedStream {
+  cudaStream_t stream = nullptr;
+  int device = -1;
+};
+thread_local ScopedStream scoped;
+
+// Streams of ended scopes, per device, for the next scope. They are never destroyed, so a stream
+// id the device block cache holds stays one stream's for the life of the process.
+class StreamPool {
+ public:
+  cudaStream_t take(int device) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (device < static_cast<int>(idle_.size()) && !idle_[device].empty()) {
+        cudaStream_t s = idle_[device].back();
+        idle_[device].pop_back();
+        return s;
+      }
+    }
+    cudaStream_t s = nullptr;
+    DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    return s;
+  }
+  void give(int device, cudaStream_t s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (device >= static_cast<int>(idle_.size())) idle_.resize(device + 1);
+    idle_[device].push_back(s);
+  }
+
+ private:
+  std::mutex mu_;  // guards idle_
+  std::vector<std::vector<cudaStream_t>> idle_;
+};
+
+StreamPool& stream_pool() {
+  static StreamPool* pool = new StreamPool;  // never destroyed: scopes may end during static destruction
+  return *pool;
+}
 }  // namespace
 
 bool built() { return true; }
@@ -204,6 +245,25 @@ bool ComputeMark::passed() const {
 
 void set_device(int device) { DTRAIN_CUDA_CHECK(cudaSetDevice(device)); }
 
+const void* stream_id(int device) { return cuda::compute_stream(device); }
+
+StreamScope::StreamScope(int device) : device_(device) {
+  DTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  cudaStream_t s = stream_pool().take(device);
+  stream_ = s;
+  outer_stream_ = scoped.stream;
+  outer_device_ = scoped.device;
+  scoped = {s, device};
+}
+
+StreamScope::~StreamScope() {
+  cudaStream_t s = static_cast<cudaStream_t>(stream_);
+  ++host_wait_count;
+  cudaStreamSynchronize(s);  // the next scope may be on another thread: hand the stream over idle
+  scoped = {static_cast<cudaStream_t>(outer_stream_), outer_device_};
+  stream_pool().give(device_, s);
+}
+
 void set_gemm_math(GemmMath math) { cuda::set_gemm_math(math); }
 
 }  // namespace dtrain::gpu
@@ -211,6 +271,7 @@ void set_gemm_math(GemmMath math) { cuda::set_gemm_math(math); }
 namespace dtrain::cuda {
 
 cudaStream_t compute_stream(int device) {
+  if (gpu::scoped.stream && gpu::scoped.device == device) return gpu::scoped.stream;
   static std::mutex mu;  // guards streams
   static std::vector<cudaStream_t> streams;
   std::lock_guard<std::mutex> lock(mu);

@@ -4,11 +4,14 @@
 // reason when the build has no CUDA or no GPU is visible.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "core/gpu.h"
 #include "core/kernels.h"
+#include "core/storage.h"
 #include "core/tensor.h"
 #include "tests/core/cuda_test_util.h"
 
@@ -106,6 +109,60 @@ TEST_F(CudaLayerKernels, Im2colAndCol2imMatchTheCpu) {
   }
 }
 
+// Every shape above takes the layout kernels' 32-bit index path. Past int32's range they take
+// the 64-bit one (launch.cuh's with_index_type): three tensors of 2^31 + 15 floats (8 GiB each).
+// im2col with a 1x1 kernel is swap_01 of the image and col2im of that into zeros is the image
+// again, so the kernels check each other in full; single elements past 2^31 are read back for
+// add_bias_channels and softmax_xent_backward. Skips when the GPU cannot hold the tensors.
+TEST_F(CudaLayerKernels, LayoutKernelsPastTheInt32RangeTakeThe64BitPath) {
+  const int64_t a = 3, b = 5, inner = (int64_t{1} << 31) / 15 + 1, n = a * b * inner;
+  ASSERT_GT(n, int64_t{INT32_MAX});
+  Tensor x, y, z;
+  try {
+    x = Tensor::uniform(Shape{a, b, inner}, -1.0f, 1.0f, gen_, kGpu);
+    y = empty_gpu(Shape{b, a, inner});
+    z = empty_gpu(Shape{b, a * inner});
+  } catch (const Error& e) {
+    GTEST_SKIP() << "the GPU cannot hold three tensors of 8 GiB: " << e.what();
+  }
+  const auto read = [](const Tensor& t, int64_t i) {
+    float v = 0;
+    gpu::memcpy(&v, t.data<float>() + i, sizeof v, gpu::CopyKind::device_to_host, kGpu.index);
+    return v;
+  };
+  const auto total_squares = [](const Tensor& t) {
+    Tensor s = Tensor::empty(Shape{1}, DType::f32, kGpu);
+    cuda::sum_squares(t.data<float>(), t.numel(), s.data<float>());
+    return s.to_vector<float>()[0];
+  };
+  cuda::swap_01(x.data<float>(), y.data<float>(), a, b, inner);
+  cuda::im2col(x.data<float>(), z.data<float>(), a, b, 1, inner, 1, 1, 1, 0, 1, inner);
+  cuda::axpy(-1.0f, y.data<float>(), z.data<float>(), n);
+  EXPECT_EQ(total_squares(z), 0.0f) << "im2col (1x1) and swap_01 differ past 2^31 elements";
+  const int64_t last = (a - 1) * b * inner + (b - 1) * inner + inner - 1;  // x[a-1][b-1][inner-1]
+  EXPECT_EQ(read(y, n - 1), read(x, last)) << "swap_01's last element";
+  EXPECT_EQ(read(y, (b - 1) * a * inner + inner - 2), read(x, (b - 1) * inner + inner - 2)) << "swap_01 y[b-1][0]";
+
+  cuda::fill(z.data<float>(), n, 0.0f);
+  cuda::col2im(y.data<float>(), z.data<float>(), a, b, 1, inner, 1, 1, 1, 0, 1, inner);
+  cuda::axpy(-1.0f, x.data<float>(), z.data<float>(), n);
+  EXPECT_EQ(total_squares(z), 0.0f) << "col2im of swap_01 is not the image past 2^31 elements";
+
+  const float before = read(x, last);
+  const Tensor bias = Tensor::from_vector<float>({1, 2, 3, 4, 5}, Shape{b}, kGpu);
+  cuda::add_bias_channels(x.data<float>(), bias.data<float>(), a, b, inner);
+  EXPECT_EQ(read(x, last), before + 5.0f) << "add_bias_channels's last element";
+
+  const int64_t rows = a * b, classes = inner;  // probs = x as [15, inner]
+  std::vector<int64_t> label_values(static_cast<size_t>(rows), classes - 1);
+  const Tensor labels = Tensor::from_vector(label_values, Shape{rows}, kGpu);
+  cuda::softmax_xent_backward(x.data<float>(), labels.data<int64_t>(), z.data<float>(), rows, classes, 0.5f);
+  EXPECT_EQ(read(z, n - 1), (read(x, n - 1) - 1.0f) * 0.5f) << "softmax_xent_backward at the last label";
+  EXPECT_EQ(read(z, n - 2), read(x, n - 2) * 0.5f) << "softmax_xent_backward beside it";
+  x = y = z = Tensor();
+  Storage::release_cached(kGpu);  // 26 GiB the later tests should not find cached
+}
+
 TEST_F(CudaLayerKernels, ActivationsMatchTheCpu) {
   for (int64_t n : kOddSizes) {
     const Tensor x = randn(Shape{n}, 3.0f), dy = randn(Shape{n});
@@ -165,6 +222,26 @@ TEST_F(CudaLayerKernels, MaxPoolMatchesTheCpuIncludingArgmax) {
   }
 }
 
+// layernorm_backward on both devices from the CPU forward's mean and rstd; dgamma and dbeta start
+// at dgamma0 and dbeta0 (both sides accumulate). `rel` bounds the column sums (dx: 1e-4).
+void expect_layernorm_backward_matches(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                       const Tensor& rstd, const Tensor& dgamma0, const Tensor& dbeta0, float rel,
+                                       const std::string& what) {
+  const int64_t rows = x.dim(0), cols = x.dim(1);
+  const Tensor dyg = dy.to(kGpu), xg = x.to(kGpu), gammag = gamma.to(kGpu), meang = mean.to(kGpu),
+               rstdg = rstd.to(kGpu);
+  Tensor dx = Tensor::empty(x.shape()), dxg = Tensor::empty(x.shape(), DType::f32, kGpu);
+  Tensor dgamma = dgamma0.clone(), dgammag = dgamma0.to(kGpu), dbeta = dbeta0.clone(), dbetag = dbeta0.to(kGpu);
+  cpu::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(), mean.data<float>(),
+                          rstd.data<float>(), dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), rows, cols);
+  cuda::layernorm_backward(dyg.data<float>(), xg.data<float>(), gammag.data<float>(), meang.data<float>(),
+                           rstdg.data<float>(), dxg.data<float>(), dgammag.data<float>(), dbetag.data<float>(), rows,
+                           cols);
+  expect_close(dx, dxg, 1e-4f, "layernorm_backward dx " + what);
+  expect_close(dgamma, dgammag, rel, "layernorm_backward dgamma (accumulating) " + what);
+  expect_close(dbeta, dbetag, rel, "layernorm_backward dbeta (accumulating) " + what);
+}
+
 TEST_F(CudaLayerKernels, LayerNormMatchesTheCpu) {
   const std::vector<std::pair<int64_t, int64_t> > shapes = {{1, 1}, {1, 7}, {37, 300}, {5, 1025}, {300, 64}};
   for (auto [rows, cols] : shapes) {
@@ -182,19 +259,35 @@ TEST_F(CudaLayerKernels, LayerNormMatchesTheCpu) {
     expect_close(rstd, rstdg, 1e-4f, "layernorm_forward rstd " + what);
     expect_close(y, yg, 1e-4f, "layernorm_forward y " + what);
 
-    const Tensor dy = randn(x.shape()), dyg = dy.to(kGpu);
-    const Tensor dgamma0 = randn(Shape{cols}), dbeta0 = randn(Shape{cols});
-    Tensor dx = empty_cpu(x.shape()), dxg = empty_gpu(x.shape());
-    Tensor dgamma = dgamma0.clone(), dgammag = dgamma0.to(kGpu), dbeta = dbeta0.clone(), dbetag = dbeta0.to(kGpu);
-    cpu::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(), mean.data<float>(),
-                            rstd.data<float>(), dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), rows,
-                            cols);
-    cuda::layernorm_backward(dyg.data<float>(), xg.data<float>(), gammag.data<float>(), meang.data<float>(),
-                             rstdg.data<float>(), dxg.data<float>(), dgammag.data<float>(), dbetag.data<float>(), rows,
-                             cols);
-    expect_close(dx, dxg, 1e-4f, "layernorm_backward dx " + what);
-    expect_close(dgamma, dgammag, 1e-4f, "layernorm_backward dgamma (accumulating) " + what);
-    expect_close(dbeta, dbetag, 1e-4f, "layernorm_backward dbeta (accumulating) " + what);
+    expect_layernorm_backward_matches(randn(x.shape()), x, gamma, mean, rstd, randn(Shape{cols}), randn(Shape{cols}),
+                                      1e-4f, what);
+  }
+}
+
+// Tall matrices take column_sum.cuh's two-pass path (row chunks, then the partials per column):
+// a bias over many rows and few columns (a classifier's 10), a LayerNorm over N*T rows, a last
+// column tile that is partly empty, and shapes where either pass has more blocks than the other.
+TEST_F(CudaLayerKernels, ColumnSumsOfTallMatricesMatchTheCpu) {
+  const std::vector<std::pair<int64_t, int64_t> > shapes = {{256, 1},     {5000, 10}, {20000, 3},
+                                                            {1000, 1100}, {4096, 70}, {129, 33}};
+  for (auto [rows, cols] : shapes) {
+    const std::string what = "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols);
+    const float rel = 2e-4f;  // float sums of up to 20000 terms in different orders
+    const Tensor dy = randn(Shape{rows, cols}), dyg = dy.to(kGpu);
+    const Tensor db0 = randn(Shape{cols});
+    Tensor db = db0.clone(), dbg = db0.to(kGpu);
+    cpu::sum_rows(dy.data<float>(), db.data<float>(), rows, cols);
+    cuda::sum_rows(dyg.data<float>(), dbg.data<float>(), rows, cols);
+    expect_close(db, dbg, rel, "sum_rows (accumulating) " + what);
+    Tensor again = db0.to(kGpu);  // the same shape sums in the same order: the same bits
+    cuda::sum_rows(dyg.data<float>(), again.data<float>(), rows, cols);
+    expect_equal<float>(dbg, again, "sum_rows twice " + what);
+
+    const Tensor x = randn(Shape{rows, cols}, 2.0f), gamma = randn(Shape{cols}), beta = randn(Shape{cols});
+    Tensor y = empty_cpu(x.shape()), mean = empty_cpu(Shape{rows}), rstd = empty_cpu(Shape{rows});
+    cpu::layernorm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(), y.data<float>(),
+                           mean.data<float>(), rstd.data<float>(), rows, cols, 1e-5f);
+    expect_layernorm_backward_matches(dy, x, gamma, mean, rstd, randn(Shape{cols}), randn(Shape{cols}), rel, what);
   }
 }
 

@@ -9,11 +9,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 #include <variant>
 
 #include "export/onnx_export.h"
 #include "export/quantize.h"
+#include "inference/onnx_ops.h"
 #include "tests/export/onnx_test_models.h"
 
 namespace dtrain {
@@ -28,13 +30,20 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-OnnxModel mlp_engine(const std::string& input_dtype = "u8") {
+// The mlp; u8 pixels scaled and shifted in the graph as dtrain's loader does (a Mul and an Add of
+// scalars).
+std::string mlp_bytes(const std::string& input_dtype) {
   ModelConfig c;
   auto model = create_model(c);
   model->build(Device::cpu(), 2);
   ExportOptions opt;
   opt.input_dtype = input_dtype;
-  return OnnxModel::from_bytes(export_onnx(*model, opt).bytes(), Device::cpu(), "mlp.onnx");
+  if (input_dtype == "u8") opt.x_scale = 1.0 / 255, opt.x_shift = -0.5;
+  return export_onnx(*model, opt).bytes();
+}
+
+OnnxModel mlp_engine(const std::string& input_dtype = "u8") {
+  return OnnxModel::from_bytes(mlp_bytes(input_dtype), Device::cpu(), "mlp.onnx");
 }
 
 TEST(OnnxEngine, RejectsInputsOfTheWrongDtypeRankOrDimsNamingTheInput) {
@@ -159,6 +168,44 @@ TEST(OnnxEngine, ConcurrentRunsGiveTheSameOutputsAsSequentialOnes) {
   for (int i = 0; i < 4; ++i) EXPECT_EQ(got[i], want[i]) << "thread " << i;
 }
 
+// On a GPU the ops that read values on the host (Reshape's shape, Slice's bounds, Gather's indices,
+// the scalar of a Mul or Add) read the copies kept at load instead of copying them back every run.
+// Which constants are kept does not depend on the device, so the CPU shows it: every small one, no
+// large one, and every constant such an op reads.
+TEST(OnnxEngine, KeepsHostCopiesOfTheSmallConstantsThatOpsReadOnTheHost) {
+  auto model = test::make_test_model(test::gpt_test_config(16), 5);
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"gpt.onnx", export_onnx(*model, ExportOptions{}).bytes()},
+      {"gpt_with_past.onnx", export_onnx_with_past(*model, ExportOptions{}).bytes()},
+      {"mlp.onnx", mlp_bytes("u8")}};
+  for (const auto& [name, bytes] : files) {
+    onnx::ModelProto p;
+    ASSERT_TRUE(p.ParseFromString(bytes));
+    const OnnxModel m = OnnxModel::from_bytes(bytes, Device::cpu(), name);
+    const std::set<std::string> kept(m.host_constants().begin(), m.host_constants().end());
+    std::set<std::string> small;
+    for (const auto& t : p.graph().initializer()) {
+      int64_t n = 1;
+      for (int64_t d : t.dims()) n *= d;
+      if (n <= inference::kHostCopyElems) small.insert(t.name());
+    }
+    EXPECT_EQ(kept, small) << name;
+    int read_on_host = 0;
+    for (const auto& n : p.graph().node()) {
+      std::vector<int> host_inputs;  // the inputs the op reads on the host
+      if (n.op_type() == "Reshape" || n.op_type() == "Gather") host_inputs = {1};
+      if (n.op_type() == "Slice") host_inputs = {1, 2, 3, 4};
+      if (n.op_type() == "Mul" || n.op_type() == "Add") host_inputs = {0, 1};
+      for (int i : host_inputs) {
+        if (i >= n.input_size() || !small.count(n.input(i))) continue;
+        EXPECT_TRUE(kept.count(n.input(i))) << n.op_type() << " '" << n.name() << "' reads " << n.input(i);
+        ++read_on_host;
+      }
+    }
+    EXPECT_GT(read_on_host, 0) << name;
+  }
+}
+
 // ---- the layout and elementwise ops the transformer graphs use, one node at a time
 
 struct Attr {
@@ -252,6 +299,22 @@ TEST(OnnxEngineOps, SliceClampsCountsFromTheEndAndSteps) {
   y = run_op("Slice", {x, i64s({-1}), i64s({INT64_MIN}), i64s({1}), i64s({-2})});  // columns 4, 2, 0
   EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{4, 2, 0, 9, 7, 5, 14, 12, 10, 19, 17, 15}));
   EXPECT_EQ(run_op("Slice", {x, i64s({3}), i64s({1}), i64s({0})}).shape(), (Shape{0, 5}));
+}
+
+// A Slice that is one contiguous block of its input (rows of a table: the positions of a gpt) is a
+// view, on any device: no copy, and on a GPU no round trip through the host.
+TEST(OnnxEngineOps, SliceOfContiguousRowsIsAViewOfItsInput) {
+  const Tensor x = iota(Shape{4, 5});
+  const Tensor rows = run_op("Slice", {x, i64s({1}), i64s({3}), i64s({0})});
+  EXPECT_EQ(rows.to_vector<float>(), (std::vector<float>{5, 6, 7, 8, 9, 10, 11, 12, 13, 14}));
+  EXPECT_EQ(rows.storage(), x.storage());
+  const Tensor one_row = iota(Shape{1, 6});
+  const Tensor middle = run_op("Slice", {one_row, i64s({2}), i64s({5}), i64s({1})});
+  EXPECT_EQ(middle.to_vector<float>(), (std::vector<float>{2, 3, 4}));
+  EXPECT_EQ(middle.storage(), one_row.storage());
+  const Tensor columns = run_op("Slice", {x, i64s({1}), i64s({3}), i64s({1})});  // not contiguous: a copy
+  EXPECT_EQ(columns.to_vector<float>(), (std::vector<float>{1, 2, 6, 7, 11, 12, 16, 17}));
+  EXPECT_NE(columns.storage(), x.storage());
 }
 
 TEST(OnnxEngineOps, ConcatJoinsAlongAnAxisIncludingEmptyInputs) {
