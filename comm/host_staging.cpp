@@ -26,8 +26,10 @@ HostStaging::HostStaging(Device device, const std::vector<int64_t>& slot_bytes) 
   const auto skip = static_cast<int64_t>(round_up(static_cast<int64_t>(base), kPageBytes) - static_cast<int64_t>(base));
   for (Slot& s : slots_) s.offset += skip;
   if (!device_.is_cuda()) return;
-  pinned_ = static_cast<char*>(host_.raw_data()) + skip;
-  gpu::pin_host(pinned_, total);
+  if (total > 0) {  // nothing to pin (and so nothing to unpin) for a model without buckets
+    pinned_ = static_cast<char*>(host_.raw_data()) + skip;
+    gpu::pin_host(pinned_, total);
+  }
   for (Slot& s : slots_) {
     s.out = std::make_unique<gpu::ComputeMark>(device_.index, gpu::Stream::to_host);
     s.in = std::make_unique<gpu::ComputeMark>(device_.index, gpu::Stream::to_device);
