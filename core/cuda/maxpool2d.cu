@@ -1,24 +1,27 @@
 // CUDA max pooling over [planes = n * c, h, w] (core/kernel_list.inc). Padding never wins: the
 // window scans only in-bounds pixels in row-major order and keeps the first strictly greater one.
 // argmax is the flat index iy * w + ix within the input plane.
+#include <algorithm>
+
 #include "core/cuda/launch.cuh"
 #include "core/kernels.h"
 
 namespace dtrain::cuda {
 namespace {
 
-__global__ void maxpool2d_forward_kernel(const float* x, float* y, int32_t* argmax, int64_t planes, int64_t h,
-                                         int64_t w, int64_t k, int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
-  DTRAIN_GRID_STRIDE(o, planes * oh * ow) {
-    const int64_t ox = o % ow, oy = (o / ow) % oh, plane = o / (ow * oh);
+template <typename Index>
+__global__ void maxpool2d_forward_kernel(const float* x, float* y, int32_t* argmax, Index planes, Index h, Index w,
+                                         Index k, Index stride, Index pad, Index oh, Index ow) {
+  DTRAIN_GRID_STRIDE_AS(Index, o, planes * oh * ow) {
+    const Index ox = o % ow, oy = (o / ow) % oh, plane = o / (ow * oh);
     const float* in = x + plane * h * w;
     float best = -INFINITY;
-    int64_t best_at = -1;
-    for (int64_t ki = 0; ki < k; ++ki) {
-      const int64_t iy = oy * stride - pad + ki;
+    Index best_at = -1;
+    for (Index ki = 0; ki < k; ++ki) {
+      const Index iy = oy * stride - pad + ki;
       if (iy < 0 || iy >= h) continue;
-      for (int64_t kj = 0; kj < k; ++kj) {
-        const int64_t ix = ox * stride - pad + kj;
+      for (Index kj = 0; kj < k; ++kj) {
+        const Index ix = ox * stride - pad + kj;
         if (ix < 0 || ix >= w) continue;
         const float v = in[iy * w + ix];
         if (best_at < 0 || v > best) best = v, best_at = iy * w + ix;
@@ -30,9 +33,10 @@ __global__ void maxpool2d_forward_kernel(const float* x, float* y, int32_t* argm
 }
 
 // Windows may overlap (stride < k), so several outputs can add into one input: atomicAdd.
-__global__ void maxpool2d_backward_kernel(const float* dy, const int32_t* argmax, float* dx, int64_t planes, int64_t hw,
-                                          int64_t ohw) {
-  DTRAIN_GRID_STRIDE(o, planes * ohw) atomicAdd(dx + (o / ohw) * hw + argmax[o], dy[o]);
+template <typename Index>
+__global__ void maxpool2d_backward_kernel(const float* dy, const int32_t* argmax, float* dx, Index planes, Index hw,
+                                          Index ohw) {
+  DTRAIN_GRID_STRIDE_AS(Index, o, planes * ohw) atomicAdd(dx + (o / ohw) * hw + argmax[o], dy[o]);
 }
 
 }  // namespace
@@ -41,15 +45,24 @@ void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes
                        int64_t stride, int64_t pad, int64_t oh, int64_t ow) {
   const int64_t total = planes * oh * ow;
   if (total <= 0) return;
-  maxpool2d_forward_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(x, y, argmax, planes, h, w, k, stride,
-                                                                                 pad, oh, ow);
+  // Every index is below the input's or the output's size (padding only lowers them).
+  with_index_type(std::max(total, planes * h * w), [&](auto index) {
+    using Index = decltype(index);
+    maxpool2d_forward_kernel<Index><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        x, y, argmax, static_cast<Index>(planes), static_cast<Index>(h), static_cast<Index>(w), static_cast<Index>(k),
+        static_cast<Index>(stride), static_cast<Index>(pad), static_cast<Index>(oh), static_cast<Index>(ow));
+  });
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 
 void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t planes, int64_t hw, int64_t ohw) {
   const int64_t total = planes * ohw;
   if (total <= 0) return;
-  maxpool2d_backward_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(dy, argmax, dx, planes, hw, ohw);
+  with_index_type(std::max(total, planes * hw), [&](auto index) {
+    using Index = decltype(index);
+    maxpool2d_backward_kernel<Index><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        dy, argmax, dx, static_cast<Index>(planes), static_cast<Index>(hw), static_cast<Index>(ohw));
+  });
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 
