@@ -268,7 +268,8 @@ void fuse(Impl& m, size_t slots) {
       if (s >= 0) ++readers[s], reader[s] = static_cast<int>(i);
   for (int s : m.output_slots) ++readers[s];
   auto only_reader = [&](int s, const inference::OpSpec& op) -> Node* {
-    return readers[s] == 1 && m.nodes[reader[s]].op == &op ? &m.nodes[reader[s]] : nullptr;
+    // reader[s] is -1 when the one reader is the graph's output (a stage of a split model).
+    return readers[s] == 1 && reader[s] >= 0 && m.nodes[reader[s]].op == &op ? &m.nodes[reader[s]] : nullptr;
   };
   for (Node& node : m.nodes) {
     if (node.op != &inference::kConvOp && node.op != &inference::kGemmOp) continue;

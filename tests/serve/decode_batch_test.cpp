@@ -63,7 +63,8 @@ TEST(DecodeBatch, RightPadsContextsAndReadsLogitsAtAPosition) {
   EXPECT_EQ(ids.to_vector<int64_t>(), (std::vector<int64_t>{5, 6, 7, 8, 0, 0}));
   std::vector<float> v(2 * 3 * 4);
   for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
-  const auto row = logits_at(Tensor::from_vector(v, Shape{2, 3, 4}), 1, 0);
+  const Tensor logits = Tensor::from_vector(v, Shape{2, 3, 4});
+  const auto row = logits_at(logits, 1, 0);  // a view into logits
   EXPECT_EQ(row.size(), 4u);
   EXPECT_EQ(row[0], 12.0f);
 }
