@@ -50,21 +50,20 @@ void Watchdog::fire(const std::string& what, double waited_s, const std::string&
   on_timeout_(what, waited_s, error);
 }
 
-const Watchdog::Entry* Watchdog::check(std::chrono::steady_clock::time_point now, Entry& failed, std::string& error) {
-  bool any_failed = false;
+std::optional<Watchdog::Alarm> Watchdog::check(std::chrono::steady_clock::time_point now) {
+  auto waited = [&](const Entry& e) { return std::chrono::duration<double>(now - e.since).count(); };
+  std::optional<Alarm> failed;
   // is_done() asks the backend (an NCCL Work: its event and ncclCommGetAsyncError) on every poll.
+  // A failed Work the host waits for reports its own error there; one on a device has no waiter.
   std::erase_if(watched_, [&](const Entry& e) {
     if (!e.work.is_done()) return false;
-    if (e.on_device && !any_failed && !(error = e.work.error()).empty()) {
-      failed = e;
-      any_failed = true;
-    }
+    if (e.on_device && !failed && !e.work.error().empty()) failed = Alarm{e.what, waited(e), e.work.error()};
     return true;
   });
-  if (any_failed) return &failed;
+  if (failed) return failed;
   for (const Entry& e : watched_)
-    if (std::chrono::duration<double>(now - e.since).count() > timeout_s_) return &e;
-  return nullptr;
+    if (waited(e) > timeout_s_) return Alarm{e.what, waited(e), {}};
+  return std::nullopt;
 }
 
 void Watchdog::loop() {
@@ -73,12 +72,9 @@ void Watchdog::loop() {
   while (!stop_) {
     cv_.wait_for(lock, period, [&] { return stop_; });
     const auto now = std::chrono::steady_clock::now();
-    Entry failed;
-    std::string error;
-    if (const Entry* e = check(now, failed, error)) {
-      const Entry due = *e;  // copied: the list may change while the handler runs
-      lock.unlock();
-      fire(due.what, std::chrono::duration<double>(now - due.since).count(), error);
+    if (std::optional<Alarm> alarm = check(now)) {
+      lock.unlock();  // the list may change while the handler runs
+      fire(alarm->what, alarm->waited_s, alarm->error);
       lock.lock();
     }
   }

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,9 +46,17 @@ class Watchdog {
     std::chrono::steady_clock::time_point since;
     bool on_device = false;
   };
+  // What the handler is told: the Work's description, how long it was watched, its error (empty
+  // for a timeout).
+  struct Alarm {
+    std::string what;
+    double waited_s;
+    std::string error;
+  };
   void loop();
-  // With mu_ held: drops the finished entries; returns one that needs the handler (or nullptr).
-  const Entry* check(std::chrono::steady_clock::time_point now, Entry& failed, std::string& error);
+  // With mu_ held: drops the finished entries; the first failed on-device Work, else the first late
+  // one, if any.
+  std::optional<Alarm> check(std::chrono::steady_clock::time_point now);
   void fire(const std::string& what, double waited_s, const std::string& error = {});
 
   double timeout_s_;
