@@ -20,6 +20,9 @@ Shape contiguous_strides(const Shape& shape) {
 Tensor::Tensor(std::shared_ptr<Storage> s, int64_t offset, Shape shape, DType dtype)
     : storage_(std::move(s)), offset_(offset), shape_(shape), strides_(contiguous_strides(shape)), dtype_(dtype) {}
 
+Tensor::Tensor(std::shared_ptr<Storage> s, int64_t offset, Shape shape, Shape strides, DType dtype)
+    : storage_(std::move(s)), offset_(offset), shape_(shape), strides_(strides), dtype_(dtype) {}
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape) DTRAIN_CHECK(d >= 0, "negative dimension in shape ", shape.str());
   return Tensor(Storage::allocate(shape.numel() * dtype_size(dtype), device), 0, shape, dtype);
@@ -86,7 +89,23 @@ Tensor Tensor::slice(int64_t start, int64_t end) const {
                ") out of range for shape ", shape_.str());
   Shape s = shape_;
   s[0] = end - start;
-  return Tensor(storage_, offset_ + start * strides_[0], s, dtype_);
+  return Tensor(storage_, offset_ + start * strides_[0], s, strides_, dtype_);
+}
+
+Tensor Tensor::as_strided(const Shape& shape, const Shape& strides, int64_t offset) const {
+  DTRAIN_CHECK(defined(), "as_strided of an undefined tensor");
+  DTRAIN_CHECK(shape.size() == strides.size() && offset >= 0, "as_strided: shape ", shape.str(), " and strides ",
+               strides.str(), " differ in rank (or offset ", offset, " < 0)");
+  int64_t last = offset;  // the last element the view reaches
+  for (int i = 0; i < shape.size(); ++i) {
+    DTRAIN_CHECK(shape[i] >= 0 && strides[i] >= 0, "as_strided: negative size or stride in ", shape.str(), " / ",
+                 strides.str());
+    last += (shape[i] - 1) * strides[i];
+  }
+  DTRAIN_CHECK(shape.numel() == 0 || last < storage_->bytes() / dtype_size(dtype_), "as_strided: shape ", shape.str(),
+               " strides ", strides.str(), " from element ", offset, " reach past the storage's ",
+               storage_->bytes() / dtype_size(dtype_), " elements");
+  return Tensor(storage_, offset, shape, strides, dtype_);
 }
 
 Tensor Tensor::flat_range(int64_t start, int64_t count) const {

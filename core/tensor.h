@@ -48,6 +48,11 @@ class Tensor {
   Tensor view(const Shape& shape) const;
   // Rows [start, end) along dim 0 (shares storage).
   Tensor slice(int64_t start, int64_t end) const;
+  // A view of this tensor's storage with its own shape, strides and offset (in elements of dtype(),
+  // from the storage's start), checked to lie inside the storage: a window of a larger buffer, such
+  // as the first P positions of a key/value cache with room for more. Most operations take
+  // contiguous tensors only and say so; the ONNX engine's appendable inputs and MatMul read strided ones.
+  Tensor as_strided(const Shape& shape, const Shape& strides, int64_t offset) const;
   // A 1-D view of `count` elements starting at flat element `start` (contiguous only).
   Tensor flat_range(int64_t start, int64_t count) const;
   // `count` elements of `dtype` on the same bytes, from byte `byte_offset` of this contiguous
@@ -65,6 +70,7 @@ class Tensor {
 
  private:
   Tensor(std::shared_ptr<Storage> s, int64_t offset, Shape shape, DType dtype);
+  Tensor(std::shared_ptr<Storage> s, int64_t offset, Shape shape, Shape strides, DType dtype);
   std::shared_ptr<Storage> storage_;
   int64_t offset_ = 0;  // in elements
   Shape shape_;

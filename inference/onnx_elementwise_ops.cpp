@@ -1,8 +1,8 @@
 // The engine's elementwise ops: Add, Sub, Mul and Div with NumPy broadcasting (both inputs FLOAT
 // or both INT64), and Tanh. The broadcasts dtrain's graphs use most (equal shapes, a scalar; for
 // Add one tensor repeated along a run of the other's dims: a bias, a mask over the heads) run on
-// core's kernels on any device; the others, the integer ones, Div and Tanh on the host (reading
-// inputs through OpInputs::host: only a value computed on a GPU makes a round trip).
+// core's kernels on any device, as does Tanh; the others, the integer ones and Div on the host
+// (reading inputs through OpInputs::host: only a value computed on a GPU makes a round trip).
 #include <algorithm>
 #include <cmath>
 
@@ -153,12 +153,10 @@ Tensor run_div(const Node& node, const OpInputs& in, Device d) { return run_arit
 
 Tensor run_tanh(const Node& node, const OpInputs& in, Device d) {
   DTRAIN_CHECK(in[0]->dtype() == DType::f32, node.label, ": input must be FLOAT, got ", onnx_type_name(in[0]->dtype()));
-  const Tensor x = in.host(0);
-  Tensor y = Tensor::empty(x.shape(), DType::f32, Device::cpu());
-  const float* px = x.data<float>();
-  float* py = y.data<float>();
-  for (int64_t i = 0; i < x.numel(); ++i) py[i] = std::tanh(px[i]);
-  return d.is_cpu() ? y : y.to(d);
+  const Tensor& x = *in[0];
+  Tensor y = Tensor::empty(x.shape(), DType::f32, d);
+  DTRAIN_DISPATCH(d, tanh_forward, x.data<float>(), y.data<float>(), x.numel());
+  return y;
 }
 
 }  // namespace dtrain::inference

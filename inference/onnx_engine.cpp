@@ -164,6 +164,7 @@ struct OnnxModel::Impl {
   std::vector<std::string> host_constant_names;
   std::vector<inference::Node> nodes;
   std::vector<std::vector<int>> release_after;  // per node: slots whose last reader it is
+  std::vector<bool> appendable;                 // per input: a Concat appends to it in place
 };
 
 namespace {
@@ -258,18 +259,28 @@ void read_nodes_and_outputs(const onnx::GraphProto& g, Impl& m, LoadState& s) {
   }
 }
 
+// How many times each value slot is read (a graph output counts once) and by which node last.
+struct Readers {
+  std::vector<int> count, last;  // last: -1 when no node reads the slot
+  Readers(const Impl& m, size_t slots) : count(slots, 0), last(slots, -1) {
+    for (size_t i = 0; i < m.nodes.size(); ++i)
+      for (int s : m.nodes[i].in)
+        if (s >= 0) ++count[s], last[s] = static_cast<int>(i);
+    for (int s : m.output_slots) ++count[s];
+  }
+  // The node that alone reads slot s; null when none, several or the graph's output (a stage of a
+  // split model) read it.
+  Node* only(Impl& m, int s) const { return count[s] == 1 && last[s] >= 0 ? &m.nodes[last[s]] : nullptr; }
+};
+
 // Fusion: a Relu that alone reads a Conv or Gemm output runs inside that node, in place, and a
 // MaxPool that alone reads a Conv's (Relu'd) output runs inside the Conv, per sample while the
 // sample's output is in cache. The absorbed nodes become Identity; graph outputs never fuse.
 void fuse(Impl& m, size_t slots) {
-  std::vector<int> readers(slots, 0), reader(slots, -1);
-  for (size_t i = 0; i < m.nodes.size(); ++i)
-    for (int s : m.nodes[i].in)
-      if (s >= 0) ++readers[s], reader[s] = static_cast<int>(i);
-  for (int s : m.output_slots) ++readers[s];
+  const Readers readers(m, slots);
   auto only_reader = [&](int s, const inference::OpSpec& op) -> Node* {
-    // reader[s] is -1 when the one reader is the graph's output (a stage of a split model).
-    return readers[s] == 1 && reader[s] >= 0 && m.nodes[reader[s]].op == &op ? &m.nodes[reader[s]] : nullptr;
+    Node* n = readers.only(m, s);
+    return n && n->op == &op ? n : nullptr;
   };
   for (Node& node : m.nodes) {
     if (node.op != &inference::kConvOp && node.op != &inference::kGemmOp) continue;
@@ -286,6 +297,41 @@ void fuse(Impl& m, size_t slots) {
       node.pool_pad = pool->pad;
       pool->op = &inference::kIdentityOp;
     }
+  }
+}
+
+// Attention: a Transpose that swaps the last two dims and alone feeds a MatMul's B becomes the
+// MatMul's trans_b (no transposed copy of the keys). Then a Concat appending to a graph input (a
+// key/value cache) whose output only MatMuls (as B) and graph outputs read may grow that input in
+// place (Node::append_in_place, OnnxModel::RunOptions): those readers take strided tensors.
+void fuse_attention(Impl& m, size_t slots) {
+  const Readers readers(m, slots);
+  for (Node& t : m.nodes) {
+    if (t.op != &inference::kTransposeOp || t.perm.size() < 2) continue;
+    const size_t r = t.perm.size();
+    bool swap_last_two = t.perm[r - 2] == static_cast<int64_t>(r - 1) && t.perm[r - 1] == static_cast<int64_t>(r - 2);
+    for (size_t k = 0; swap_last_two && k + 2 < r; ++k) swap_last_two = t.perm[k] == static_cast<int64_t>(k);
+    const int out = t.out[0];
+    Node* mm = swap_last_two ? readers.only(m, out) : nullptr;
+    if (!mm || mm->op != &inference::kMatMulOp || mm->in[1] != out || mm->in[0] == out) continue;
+    mm->trans_b = true;
+    mm->in[1] = t.in[0];
+    t.op = nullptr;  // its output is no longer read: dropped below
+  }
+  std::erase_if(m.nodes, [](const Node& n) { return n.op == nullptr; });
+  std::vector<std::vector<std::pair<int, int>>> uses(slots);  // per slot: (node, input index)
+  for (size_t i = 0; i < m.nodes.size(); ++i)
+    for (size_t k = 0; k < m.nodes[i].in.size(); ++k)
+      if (m.nodes[i].in[k] >= 0) uses[m.nodes[i].in[k]].emplace_back(static_cast<int>(i), static_cast<int>(k));
+  m.appendable.assign(m.inputs.size(), false);
+  for (size_t i = 0; i < m.inputs.size(); ++i) {
+    const auto& u = uses[m.input_slots[i]];
+    if (u.size() != 1 || u[0].second != 0) continue;
+    Node& concat = m.nodes[u[0].first];
+    if (concat.op != &inference::kConcatOp || concat.in.size() < 2) continue;
+    bool ok = true;
+    for (const auto& [n, k] : uses[concat.out[0]]) ok = ok && m.nodes[n].op == &inference::kMatMulOp && k == 1;
+    concat.append_in_place = m.appendable[i] = ok;
   }
 }
 
@@ -366,6 +412,7 @@ OnnxModel OnnxModel::from_bytes(const std::string& bytes, Device device, const s
   read_initializers_and_inputs(proto.graph(), *impl, state);
   read_nodes_and_outputs(proto.graph(), *impl, state);
   fuse(*impl, state.slot.size());
+  fuse_attention(*impl, state.slot.size());
   place_constants(*impl, state);
   pack_direct_convs(*impl);
   plan_lifetimes(*impl);
@@ -379,7 +426,13 @@ Device OnnxModel::device() const { return impl_->device; }
 const std::vector<std::string>& OnnxModel::host_constants() const { return impl_->host_constant_names; }
 int64_t OnnxModel::opset() const { return impl_->opset; }
 
-std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
+bool OnnxModel::appends_in_place(size_t input) const {
+  return input < impl_->appendable.size() && impl_->appendable[input] && impl_->device.is_cpu();
+}
+
+std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const { return run(inputs, RunOptions{}); }
+
+std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs, const RunOptions& options) const {
   const Impl& m = *impl_;
   // Kernels launch on the calling thread's current device (serve workers, eval): make it the model's.
   if (m.device.is_cuda()) gpu::set_device(m.device.index);
@@ -388,6 +441,7 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
                m.inputs.size());
   std::vector<Tensor> values = m.constants;
   std::vector<const Tensor*> host(values.size(), nullptr);  // OpInputs::host's copies, by slot
+  std::vector<Tensor> contiguous(inputs.size());            // strided inputs that do not grow in place
   for (size_t s = 0; s < host.size(); ++s)
     if (m.host_constants[s].defined()) host[s] = &m.host_constants[s];
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -399,9 +453,12 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) const {
     DTRAIN_CHECK(ok, where, ": input '", info.name, "' expects ", inference::onnx_type_name(info.dtype), " ",
                  shape_str(info.shape), " (-1: any size; the first dim >= 1), got ",
                  t.defined() ? inference::onnx_type_name(t.dtype()) + " " + t.shape().str() : std::string("nothing"));
-    DTRAIN_CHECK(t.is_contiguous(), where, ": input '", info.name, "' must be contiguous");
-    values[m.input_slots[i]] = t.device() == m.device ? t : t.to(m.device);
-    if (t.device().is_cpu()) host[m.input_slots[i]] = &t;  // ids, masks: read on the host without a copy back
+    const bool strided_ok = i < options.append_in_place.size() && options.append_in_place[i];
+    DTRAIN_CHECK(t.is_contiguous() || (strided_ok && t.device().is_cpu()), where, ": input '", info.name,
+                 "' must be contiguous (a strided view only on the host, as a RunOptions::append_in_place input)");
+    const Tensor& x = t.is_contiguous() || appends_in_place(i) ? t : (contiguous[i] = inference::contiguous_host(t));
+    values[m.input_slots[i]] = x.device() == m.device ? x : x.to(m.device);
+    if (x.device().is_cpu()) host[m.input_slots[i]] = &x;  // ids, masks: read on the host without a copy back
   }
   inference::OpInputs args;
   for (size_t i = 0; i < m.nodes.size(); ++i) {

@@ -55,6 +55,14 @@ int64_t normalized_axis(int64_t axis, int64_t rank, const std::string& what) {
 
 }  // namespace
 
+Tensor contiguous_host(const Tensor& t) {
+  DTRAIN_CHECK(t.device().is_cpu(), "contiguous_host: a tensor on ", t.device().str());
+  if (t.is_contiguous()) return t;
+  Tensor y = Tensor::empty(t.shape(), t.dtype(), Device::cpu());
+  strided_copy(t.raw_data(), t.strides().begin(), t.shape(), dtype_size(t.dtype()), y.raw_data());
+  return y;
+}
+
 std::vector<int64_t> host_ints(const Tensor& t, const std::string& what) {
   if (t.dtype() == DType::i64) return t.to_vector<int64_t>();
   DTRAIN_CHECK(t.dtype() == DType::i32, what, " must be INT64 (or INT32), got ", dtype_name(t.dtype()));
@@ -225,6 +233,44 @@ void parse_concat(const onnx::NodeProto& n, Node& node) {
   node.axis = attr_int(n, "axis", 0);
 }
 
+namespace {
+
+// Concat into the room after a strided input 0 (Node::append_in_place): the output is input 0's
+// view grown along `axis`, the other inputs written after it in each outer block. Returns an
+// undefined tensor when input 0 has no such room (the caller then copies as usual).
+Tensor append_in_place(const OpInputs& in, int axis, const Shape& ys) {
+  const Tensor& first = *in[0];
+  const int rank = first.ndim();
+  const Shape& st = first.strides();
+  int64_t inner = 1;
+  for (int k = rank - 1; k > axis; --k) {
+    if (st[k] != inner) return {};
+    inner *= ys[k];
+  }
+  if (st[axis] != inner || (axis > 0 && st[axis - 1] < ys[axis] * inner)) return {};
+  for (size_t i = 1; i < in.size(); ++i)
+    if (!in[i]->device().is_cpu() || !in[i]->is_contiguous()) return {};
+  int64_t last = first.offset();  // the grown view's last element
+  for (int k = 0; k < rank; ++k) last += (ys[k] - 1) * st[k];
+  if (ys.numel() == 0 || last >= first.storage()->bytes() / dtype_size(first.dtype())) return {};
+  const Tensor y = first.as_strided(ys, st, first.offset());
+  const int64_t elem = dtype_size(first.dtype());
+  char* base = static_cast<char*>(y.raw_data());
+  int64_t done = first.dim(axis) * inner;  // elements of each outer block already in place
+  for (size_t i = 1; i < in.size(); ++i) {
+    const int64_t chunk = in[i]->dim(axis) * inner;
+    const char* src = static_cast<const char*>(in[i]->numel() ? in[i]->raw_data() : nullptr);
+    for_each_index(ys, axis, st.begin(), st.begin(), [&](int64_t offset, int64_t) {
+      if (chunk > 0) std::memcpy(base + (offset + done) * elem, src, static_cast<size_t>(chunk * elem));
+      src += chunk * elem;
+    });
+    done += chunk;
+  }
+  return y;
+}
+
+}  // namespace
+
 Tensor run_concat(const Node& node, const OpInputs& in, Device d) {
   const Tensor& first = *in[0];
   const int rank = first.ndim();
@@ -241,6 +287,8 @@ Tensor run_concat(const Node& node, const OpInputs& in, Device d) {
                  ") outside axis ", axis);
     ys[axis] += t.dim(axis);
   }
+  if (node.append_in_place && !first.is_contiguous() && d.is_cpu())
+    if (Tensor grown = append_in_place(in, axis, ys); grown.defined()) return grown;
   Tensor y = Tensor::empty(ys, first.dtype(), Device::cpu());
   int64_t outer = 1, inner = dtype_size(first.dtype());
   for (int k = 0; k < axis; ++k) outer *= ys[k];
@@ -248,7 +296,7 @@ Tensor run_concat(const Node& node, const OpInputs& in, Device d) {
   char* out = static_cast<char*>(y.raw_data());
   int64_t done = 0;  // bytes of each outer row written so far
   for (size_t i = 0; i < in.size(); ++i) {
-    const Tensor x = in.host(i);
+    const Tensor x = contiguous_host(in.host(i));
     const int64_t chunk = x.dim(axis) * inner;
     const char* src = static_cast<const char*>(x.numel() ? x.raw_data() : nullptr);
     for (int64_t o = 0; o < outer && chunk > 0; ++o)

@@ -118,15 +118,21 @@ Tensor run_gemm(const Node& node, const OpInputs& in, Device d) {
 }
 
 // A [..., M, K] x B [..., K, N] with NumPy broadcasting of the batch dims: one GEMM over all
-// leading dims when B is 2-D, else one per batch matrix.
+// leading dims when B is 2-D, else one per batch matrix. With trans_b (a Transpose of B's last two
+// dims fused at load) B is [..., N, K]. B may be a strided view (a key/value cache grown in place,
+// OnnxModel::RunOptions) as long as its rows are contiguous: its strides give each matrix's start
+// and the GEMM's leading dimension.
 Tensor run_matmul(const Node& node, const OpInputs& in, Device d) {
   const Tensor &a = *in[0], &b = *in[1];
   check_f32(a, node.label, "A");
   check_f32(b, node.label, "B");
   DTRAIN_CHECK(a.ndim() >= 2 && b.ndim() >= 2, node.label, ": supports A [..., M, K] x B [..., K, N], got ",
                a.shape().str(), " and ", b.shape().str(), " (1-D operands are not supported)");
-  const int64_t m = a.dim(-2), k = a.dim(-1), n = b.dim(-1);
-  DTRAIN_CHECK(b.dim(-2) == k, node.label, ": inner dims differ: A ", a.shape().str(), " B ", b.shape().str());
+  DTRAIN_CHECK(a.is_contiguous() && b.strides()[b.ndim() - 1] == 1, node.label,
+               ": A must be contiguous and B's rows contiguous");
+  const int64_t m = a.dim(-2), k = a.dim(-1), n = node.trans_b ? b.dim(-2) : b.dim(-1);
+  DTRAIN_CHECK((node.trans_b ? b.dim(-1) : b.dim(-2)) == k, node.label, ": inner dims differ: A ", a.shape().str(),
+               " B ", b.shape().str(), node.trans_b ? " (B transposed)" : "");
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
   const Broadcast batch = broadcast(a_batch, b_batch, node.label + " (batch dims)");
   Shape ys = batch.shape;
@@ -135,18 +141,25 @@ Tensor run_matmul(const Node& node, const OpInputs& in, Device d) {
   Tensor y = Tensor::empty(ys, DType::f32, d);
   if (y.numel() == 0) return y;
   if (k == 0) return Tensor::zeros(ys, DType::f32, d);
+  const int64_t ldb = b.strides()[b.ndim() - 2];
   if (b.ndim() == 2) {
-    DTRAIN_DISPATCH(d, gemm, false, false, a.numel() / k, n, k, 1.0f, a.data<float>(), k, b.data<float>(), n, 0.0f,
-                    y.data<float>(), n);
+    DTRAIN_DISPATCH(d, gemm, false, node.trans_b, a.numel() / k, n, k, 1.0f, a.data<float>(), k, b.data<float>(), ldb,
+                    0.0f, y.data<float>(), n);
     return y;
+  }
+  // Element strides of B's batch dims, aligned to the result's (0 where B broadcasts).
+  const int rank = batch.shape.size(), b_rank = b.ndim() - 2;
+  std::array<int64_t, Shape::kMaxDims> b_strides{};
+  for (int r = 0; r < rank; ++r) {
+    const int kb = r - (rank - b_rank);
+    b_strides[r] = kb >= 0 && b.dim(kb) > 1 ? b.strides()[kb] : 0;
   }
   const float *pa = a.data<float>(), *pb = b.data<float>();
   float* py = y.data<float>();
-  for_each_index(
-      batch.shape, batch.shape.size(), batch.a_strides.data(), batch.b_strides.data(), [&](int64_t oa, int64_t ob) {
-        DTRAIN_DISPATCH(d, gemm, false, false, m, n, k, 1.0f, pa + oa * m * k, k, pb + ob * k * n, n, 0.0f, py, n);
-        py += m * n;
-      });
+  for_each_index(batch.shape, rank, batch.a_strides.data(), b_strides.data(), [&](int64_t oa, int64_t ob) {
+    DTRAIN_DISPATCH(d, gemm, false, node.trans_b, m, n, k, 1.0f, pa + oa * m * k, k, pb + ob, ldb, 0.0f, py, n);
+    py += m * n;
+  });
   return y;
 }
 
@@ -489,6 +502,9 @@ const OpSpec& kReluOp = op_named("Relu");
 const OpSpec& kGemmOp = op_named("Gemm");
 const OpSpec& kConvOp = op_named("Conv");
 const OpSpec& kMaxPoolOp = op_named("MaxPool");
+const OpSpec& kMatMulOp = op_named("MatMul");
+const OpSpec& kTransposeOp = op_named("Transpose");
+const OpSpec& kConcatOp = op_named("Concat");
 
 const OpSpec* find_op(const std::string& op_type) {
   for (const OpSpec& op : kOps)

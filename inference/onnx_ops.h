@@ -33,6 +33,10 @@ struct Node {
   bool fuse_relu = false;                   // Conv, Gemm: apply the Relu that alone reads the output, in place
   int64_t pool_kernel = 0, pool_stride = 1, pool_pad = 0;  // Conv: a MaxPool fused after it (0: none)
   Tensor direct_w;  // Conv on the CPU: W packed for conv2d_direct at load (undefined: im2col + GEMM)
+  // Concat whose input 0 is a graph input and whose output only MatMuls (as B) and graph outputs
+  // read: when that input is a strided view with room after it (OnnxModel::RunOptions), the other
+  // inputs are written into the room and the output is the grown view.
+  bool append_in_place = false;
 };
 
 // A node's inputs as its op sees them: in[i] is input i (null for an omitted optional input), on
@@ -80,6 +84,9 @@ extern const OpSpec& kReluOp;
 extern const OpSpec& kGemmOp;
 extern const OpSpec& kConvOp;
 extern const OpSpec& kMaxPoolOp;
+extern const OpSpec& kMatMulOp;
+extern const OpSpec& kTransposeOp;
+extern const OpSpec& kConcatOp;
 // "Cast, Mul, Add, ...": every op of the table, for messages and docs.
 std::string supported_ops();
 
@@ -139,6 +146,8 @@ DType dtype_from_onnx(int onnx_type, const std::string& what);
 std::string onnx_type_name(DType t);  // "FLOAT", "UINT8", "INT64", ... for messages
 int64_t attr_int(const onnx::NodeProto& n, const char* name, int64_t fallback);
 std::vector<int64_t> attr_ints(const onnx::NodeProto& n, const char* name);
+// A host tensor's elements, contiguous (the tensor itself when it already is).
+Tensor contiguous_host(const Tensor& t);
 // A host tensor's values as int64 (shape inputs: INT64 or INT32), naming `what` otherwise.
 std::vector<int64_t> host_ints(const Tensor& t, const std::string& what);
 

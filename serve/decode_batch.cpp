@@ -7,70 +7,129 @@
 
 namespace dtrain::serve {
 
-SequenceCache::SequenceCache(const LanguageModelSpec& spec)
-    : heads_(spec.n_head),
-      head_dim_(spec.head_dim()),
-      keys_(static_cast<size_t>(spec.n_layer)),
-      values_(static_cast<size_t>(spec.n_layer)) {}
+namespace {
 
-void SequenceCache::take_presents(const CachedStepResult& result, int64_t row, int64_t new_tokens) {
-  const int64_t length = length_ + new_tokens;
-  for (size_t l = 0; l < keys_.size(); ++l) {
-    for (bool keys : {true, false}) {
-      const Tensor& present = keys ? result.present_keys.at(l) : result.present_values.at(l);
-      const int64_t total = present.dim(2);
-      DTRAIN_CHECK(present.dim(0) > row && present.dim(1) == heads_ && present.dim(3) == head_dim_ && total >= length,
-                   "model_with_past 'present.", l, keys ? ".key" : ".value", "' has shape ", present.shape().str(),
-                   ", which cannot hold row ", row, " with ", length, " positions");
-      std::vector<float> cache(static_cast<size_t>(heads_ * length * head_dim_));
-      const float* src = present.data<float>();
-      for (int64_t h = 0; h < heads_; ++h) {
-        const float* from = src + ((row * heads_ + h) * total + (total - length)) * head_dim_;
-        std::copy(from, from + length * head_dim_, cache.begin() + h * length * head_dim_);
-      }
-      (keys ? keys_ : values_)[l] = std::move(cache);
+// Copies position `from` of slot/row `row` of a [rows, heads, positions, hd] tensor (any strides
+// with contiguous rows of hd) to position `to` of slot `slot` of a cache buffer.
+void copy_position(const Tensor& src, int64_t row, int64_t from, Tensor& buffer, int64_t slot, int64_t to) {
+  const Shape& ss = src.strides();
+  const Shape& bs = buffer.strides();
+  const int64_t heads = buffer.dim(1), hd = buffer.dim(3);
+  const float* s = src.data<float>() + row * ss[0] + from * ss[2];
+  float* d = buffer.data<float>() + slot * bs[0] + to * bs[2];
+  if (s == d) return;
+  for (int64_t h = 0; h < heads; ++h) std::copy_n(s + h * ss[1], hd, d + h * bs[1]);
+}
+
+}  // namespace
+
+DecodeCache::DecodeCache(const LanguageModelSpec& spec) : spec_(spec) {}
+
+// Room for `slots` sequences (buffers grow by doubling; zeroed, so masked positions hold finite
+// values and the masked scores stay finite).
+void DecodeCache::reserve(int64_t slots) {
+  if (slots <= capacity_) return;
+  const int64_t capacity = std::max(slots, 2 * capacity_);
+  const Shape shape{capacity, spec_.n_head, spec_.ctx, spec_.head_dim()};
+  for (std::vector<Tensor>* buffers : {&keys_, &values_}) {
+    buffers->resize(static_cast<size_t>(spec_.n_layer));
+    for (Tensor& b : *buffers) {
+      Tensor grown = Tensor::zeros(shape);
+      if (b.defined()) std::copy_n(b.data<float>(), b.numel(), grown.data<float>());
+      b = std::move(grown);
     }
   }
-  length_ = length;
+  capacity_ = capacity;
 }
 
-void SequenceCache::copy_into(float* past, int64_t row, int64_t past_length, int64_t layer, bool keys) const {
-  const std::vector<float>& cache = (keys ? keys_ : values_)[static_cast<size_t>(layer)];
-  for (int64_t h = 0; h < heads_; ++h) {
-    float* to = past + ((row * heads_ + h) * past_length + (past_length - length_)) * head_dim_;
-    std::copy_n(cache.begin() + h * length_ * head_dim_, length_ * head_dim_, to);
+int64_t DecodeCache::longest() const {
+  int64_t p = 0;
+  for (int64_t l : lengths_) p = std::max(p, l);
+  return p;
+}
+
+void DecodeCache::add(const CachedStepResult& prefill, int64_t row, int64_t positions) {
+  DTRAIN_CHECK(positions >= 1 && positions <= spec_.ctx, "a prefill of ", positions,
+               " positions does not fit a cache of ctx ", spec_.ctx);
+  const int64_t slot = size();
+  reserve(slot + 1);
+  for (int64_t l = 0; l < spec_.n_layer; ++l)
+    for (bool k : {true, false}) {
+      const Tensor& present = (k ? prefill.present_keys : prefill.present_values).at(static_cast<size_t>(l));
+      DTRAIN_CHECK(present.ndim() == 4 && present.dim(0) > row && present.dim(1) == spec_.n_head &&
+                       present.dim(2) == positions && present.dim(3) == spec_.head_dim(),
+                   "model_with_past 'present.", l, k ? ".key" : ".value", "' has shape ", present.shape().str(),
+                   ", which cannot hold row ", row, " with ", positions, " positions");
+      for (int64_t p = 0; p < positions; ++p) copy_position(present, row, p, (k ? keys_ : values_)[l], slot, p);
+    }
+  lengths_.push_back(positions);
+}
+
+void DecodeCache::remove(int64_t slot) {
+  const int64_t last = size() - 1;
+  DTRAIN_CHECK(slot >= 0 && slot <= last, "DecodeCache::remove: no slot ", slot, " of ", size());
+  if (slot != last) {
+    const int64_t block = spec_.n_head * spec_.ctx * spec_.head_dim();  // one slot of one buffer
+    for (std::vector<Tensor>* buffers : {&keys_, &values_})
+      for (Tensor& b : *buffers) std::copy_n(b.data<float>() + last * block, block, b.data<float>() + slot * block);
+    lengths_[static_cast<size_t>(slot)] = lengths_.back();
   }
+  lengths_.pop_back();
 }
 
-CachedStep build_cached_step(const LanguageModelSpec& spec, const std::vector<const SequenceCache*>& caches,
-                             const std::vector<std::vector<int64_t>>& tokens) {
-  const auto rows = static_cast<int64_t>(caches.size());
+CachedStep DecodeCache::step_inputs(const std::vector<int64_t>& tokens) const {
+  const int64_t rows = size(), past = longest(), h = spec_.n_head, hd = spec_.head_dim();
+  DTRAIN_CHECK(static_cast<int64_t>(tokens.size()) == rows && rows >= 1, "a decoding step feeds one token for each of ",
+               rows, " cached sequences, got ", tokens.size());
+  DTRAIN_CHECK(past < spec_.ctx, "a decoding step over ", past, " cached positions leaves no room in ctx ", spec_.ctx);
+  CachedStep step;
+  step.input_ids = Tensor::from_vector(tokens, Shape{rows, 1});
+  step.position_ids = Tensor::from_vector(lengths_, Shape{rows, 1});
+  step.attention_mask = Tensor::empty(Shape{rows, past + 1}, DType::i64);
+  auto* mask = step.attention_mask.data<int64_t>();
+  for (int64_t b = 0; b < rows; ++b)
+    for (int64_t p = 0; p <= past; ++p) mask[b * (past + 1) + p] = p < lengths_[b] || p == past ? 1 : 0;
+  const Shape view{rows, h, past, hd}, strides{h * spec_.ctx * hd, spec_.ctx * hd, hd, 1};
+  for (int64_t l = 0; l < spec_.n_layer; ++l) {
+    step.past_keys.push_back(keys_[l].as_strided(view, strides, 0));
+    step.past_values.push_back(values_[l].as_strided(view, strides, 0));
+  }
+  return step;
+}
+
+void DecodeCache::take_step(const CachedStepResult& result) {
+  const int64_t past = longest();
+  for (int64_t l = 0; l < spec_.n_layer; ++l)
+    for (bool k : {true, false}) {
+      const Tensor& present = (k ? result.present_keys : result.present_values).at(static_cast<size_t>(l));
+      DTRAIN_CHECK(present.ndim() == 4 && present.dim(0) == size() && present.dim(1) == spec_.n_head &&
+                       present.dim(2) == past + 1 && present.dim(3) == spec_.head_dim() && present.strides()[3] == 1,
+                   "model_with_past 'present.", l, k ? ".key" : ".value", "' has shape ", present.shape().str(),
+                   ", a step over ", size(), " caches of up to ", past, " positions makes ", past + 1);
+      for (int64_t b = 0; b < size(); ++b) copy_position(present, b, past, (k ? keys_ : values_)[l], b, lengths_[b]);
+    }
+  for (int64_t& l : lengths_) ++l;
+}
+
+CachedStep build_prefill(const LanguageModelSpec& spec, const std::vector<std::vector<int64_t>>& tokens) {
+  const auto rows = static_cast<int64_t>(tokens.size());
   const auto fed = static_cast<int64_t>(tokens.at(0).size());
-  int64_t past = 0;
-  for (const SequenceCache* c : caches) past = std::max(past, c->length());
   CachedStep step;
   step.input_ids = Tensor::empty(Shape{rows, fed}, DType::i64);
   step.position_ids = Tensor::empty(Shape{rows, fed}, DType::i64);
-  step.attention_mask = Tensor::empty(Shape{rows, past + fed}, DType::i64);
-  auto* ids = step.input_ids.data<int64_t>();
-  auto* positions = step.position_ids.data<int64_t>();
-  auto* mask = step.attention_mask.data<int64_t>();
+  step.attention_mask = Tensor::empty(Shape{rows, fed}, DType::i64);
   for (int64_t b = 0; b < rows; ++b) {
-    const int64_t length = caches[b]->length();
-    DTRAIN_CHECK(static_cast<int64_t>(tokens[b].size()) == fed, "every row of a step feeds the same number of tokens");
+    DTRAIN_CHECK(static_cast<int64_t>(tokens[b].size()) == fed,
+                 "every row of a prefill feeds the same number of tokens");
     for (int64_t s = 0; s < fed; ++s) {
-      ids[b * fed + s] = tokens[b][s];
-      positions[b * fed + s] = length + s;
+      step.input_ids.data<int64_t>()[b * fed + s] = tokens[b][s];
+      step.position_ids.data<int64_t>()[b * fed + s] = s;
+      step.attention_mask.data<int64_t>()[b * fed + s] = 1;
     }
-    for (int64_t p = 0; p < past + fed; ++p) mask[b * (past + fed) + p] = p >= past - length ? 1 : 0;
   }
-  const Shape cache_shape{rows, spec.n_head, past, spec.head_dim()};
   for (int64_t l = 0; l < spec.n_layer; ++l) {
-    for (bool keys : {true, false}) {
-      Tensor t = Tensor::zeros(cache_shape);
-      for (int64_t b = 0; b < rows; ++b) caches[b]->copy_into(t.data<float>(), b, past, l, keys);
-      (keys ? step.past_keys : step.past_values).push_back(std::move(t));
-    }
+    step.past_keys.push_back(Tensor::zeros(Shape{rows, spec.n_head, 0, spec.head_dim()}));
+    step.past_values.push_back(Tensor::zeros(Shape{rows, spec.n_head, 0, spec.head_dim()}));
   }
   return step;
 }

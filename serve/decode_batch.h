@@ -1,9 +1,10 @@
 #pragma once
 // The batches a decoding step runs: sequences of different lengths share one engine run.
-// With the key/value cache each sequence keeps its own cache, and a step left-pads the caches to
-// the longest (attention_mask 0 over the padding, position_ids from each row's own length);
-// without it, a step recomputes every context, right-padded (causal attention never looks right,
-// so a row's logits at its last real position do not see the padding).
+// With the key/value cache every sequence's cache is a slot of DecodeCache's buffers and a step
+// masks each slot's positions past its own length (attention_mask 0; one new token per step, so
+// causality needs no more), with position_ids from each slot's own length; without it, a step
+// recomputes every context, right-padded (causal attention never looks right, so a row's logits at
+// its last real position do not see the padding).
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -12,26 +13,43 @@
 
 namespace dtrain::serve {
 
-// One sequence's key/value cache: per layer, keys and values [heads, length, head_dim] on the host.
-class SequenceCache {
+// The key/value caches of the sequences being decoded, in one buffer per layer for keys and one
+// for values, [slots, heads, ctx, head_dim] on the host: slot i holds its sequence's positions
+// [0, length(i)). A decoding step feeds views of the first P positions of every slot (P the longest
+// length; the mask hides each slot's positions past its own length) that the engine grows in place
+// (OnnxModel::RunOptions), so a step writes one new position per slot instead of copying the caches.
+// Every slot takes part in every step; slots are 0..size()-1 and removing one moves the last into it.
+class DecodeCache {
  public:
-  explicit SequenceCache(const LanguageModelSpec& spec);
-  int64_t length() const { return length_; }
-  // Row `row` of a step's presents holds this cache (after the row's padding) then `new_tokens`
-  // positions: they become the cache.
-  void take_presents(const CachedStepResult& result, int64_t row, int64_t new_tokens);
-  // Writes layer `layer`'s keys (or values) into row `row` of a [B, heads, P, hd] past, right-aligned.
-  void copy_into(float* past, int64_t row, int64_t past_length, int64_t layer, bool keys) const;
+  explicit DecodeCache(const LanguageModelSpec& spec);
+  int64_t size() const { return static_cast<int64_t>(lengths_.size()); }
+  int64_t length(int64_t slot) const { return lengths_.at(static_cast<size_t>(slot)); }
+  // A new last slot holding row `row`'s `positions` positions of a prefill's presents (a step over
+  // an empty cache, so the row has no padding).
+  void add(const CachedStepResult& prefill, int64_t row, int64_t positions);
+  // Drops slot `slot`; the last slot moves into its place.
+  void remove(int64_t slot);
+  // One decoding step's inputs: slot i feeds tokens[i] at position length(i).
+  CachedStep step_inputs(const std::vector<int64_t>& tokens) const;
+  // The step's new position of each slot (at P in the presents, wherever they live) goes to
+  // length(i), which grows by one.
+  void take_step(const CachedStepResult& result);
+  // The buffer of layer `layer`'s keys (or values), [capacity, heads, ctx, head_dim].
+  const Tensor& buffer(int64_t layer, bool keys) const { return (keys ? keys_ : values_).at(layer); }
 
  private:
-  int64_t heads_, head_dim_, length_ = 0;
-  std::vector<std::vector<float>> keys_, values_;  // per layer [heads, length, hd]
+  void reserve(int64_t slots);
+  int64_t longest() const;
+
+  LanguageModelSpec spec_;
+  int64_t capacity_ = 0;
+  std::vector<int64_t> lengths_;
+  std::vector<Tensor> keys_, values_;  // per layer
 };
 
-// The inputs of one model_with_past step: row i feeds tokens[i] (the same count S for every row)
-// on top of caches[i], at positions caches[i]->length() onwards.
-CachedStep build_cached_step(const LanguageModelSpec& spec, const std::vector<const SequenceCache*>& caches,
-                             const std::vector<std::vector<int64_t>>& tokens);
+// The inputs of a prefill: row i feeds tokens[i] (the same count S for every row) over an empty
+// cache, at positions 0..S-1.
+CachedStep build_prefill(const LanguageModelSpec& spec, const std::vector<std::vector<int64_t>>& tokens);
 
 // input_ids [B, longest] for model.onnx: each context from position 0, right-padded with token 0.
 Tensor build_context_batch(const std::vector<std::span<const int64_t>>& contexts);

@@ -53,6 +53,7 @@ GenerationScheduler::GenerationScheduler(std::shared_ptr<const LanguageModel> mo
                                          GenerationObserver observer)
     : model_(std::move(model)), options_(options), observer_(std::move(observer)) {
   DTRAIN_CHECK(options_.max_active >= 1, "GenerationScheduler: max_active must be at least 1");
+  if (model_->has_cache()) cache_.emplace(model_->spec());
   thread_ = std::thread([this] { run(); });
 }
 
@@ -104,8 +105,8 @@ void GenerationScheduler::run() {
   while (wait_for_work()) {
     retire();
     admit();
+    retire();  // a prefill may have ended a sequence (max_tokens 1, a full cache)
     step();
-    retire();
   }
   std::lock_guard<std::mutex> lock(queue_mutex_);
   for (auto& s : pending_) s->stream->finish("cancelled", "the model version was unloaded");
@@ -113,6 +114,7 @@ void GenerationScheduler::run() {
   pending_.clear();
   active_.clear();
   active_count_ = 0;
+  if (cache_) cache_.emplace(model_->spec());
 }
 
 // Waits while nothing is queued or active; false when stopping.
@@ -123,7 +125,7 @@ bool GenerationScheduler::wait_for_work() {
 }
 
 // Queued sequences up to max_active become active; with the cache, each is prefilled (equal prompt
-// lengths in one batch, so no padding) and takes its first token.
+// lengths in one batch, so no padding), takes a slot of the cache and its first token.
 void GenerationScheduler::admit() {
   std::vector<std::unique_ptr<Sequence>> admitted;
   {
@@ -133,33 +135,38 @@ void GenerationScheduler::admit() {
       pending_.pop_front();
     }
   }
-  if (model_->has_cache()) {
-    std::map<size_t, Batch> by_length;
+  if (!cache_) {
+    for (auto& s : admitted) active_.push_back(std::move(s));
+  } else {
+    std::map<size_t, std::vector<std::unique_ptr<Sequence>>> by_length;
     for (auto& s : admitted) {
-      if (s->stream->cancelled()) continue;
-      s->cache.emplace(model_->spec());
-      by_length[s->tokens.size()].push_back(s.get());
+      if (s->stream->cancelled())
+        s->stream->finish("cancelled");
+      else
+        by_length[s->tokens.size()].push_back(std::move(s));
     }
-    for (const auto& [length, batch] : by_length) prefill(batch);
+    for (auto& [length, group] : by_length) prefill(group);
   }
-  for (auto& s : admitted) active_.push_back(std::move(s));
   active_count_ = static_cast<int64_t>(active_.size());
 }
 
-void GenerationScheduler::prefill(const Batch& batch) {
+// The group's prompts over an empty cache; each sequence that gets through joins active_ with the
+// cache's new slot.
+void GenerationScheduler::prefill(std::vector<std::unique_ptr<Sequence>>& group) {
   const auto start = Clock::now();
+  Batch batch;
+  std::vector<std::vector<int64_t>> tokens;
+  for (auto& s : group) {
+    batch.push_back(s.get());
+    tokens.push_back(s->tokens);
+  }
   try {
-    std::vector<const SequenceCache*> caches;
-    std::vector<std::vector<int64_t>> tokens;
-    for (Sequence* s : batch) {
-      caches.push_back(&*s->cache);
-      tokens.push_back(s->tokens);
-    }
-    const CachedStepResult r = model_->run_cached(build_cached_step(model_->spec(), caches, tokens));
+    const CachedStepResult r = model_->run_cached(build_prefill(model_->spec(), tokens));
     const auto fed = static_cast<int64_t>(tokens[0].size());
-    for (size_t b = 0; b < batch.size(); ++b) {
-      batch[b]->cache->take_presents(r, static_cast<int64_t>(b), fed);
-      take_token(*batch[b], logits_at(r.logits, static_cast<int64_t>(b), fed - 1));
+    for (size_t b = 0; b < group.size(); ++b) {
+      cache_->add(r, static_cast<int64_t>(b), fed);
+      active_.push_back(std::move(group[b]));
+      take_token(*active_.back(), logits_at(r.logits, static_cast<int64_t>(b), fed - 1));
     }
   } catch (const std::exception& e) {
     fail_batch(batch, e);
@@ -168,7 +175,8 @@ void GenerationScheduler::prefill(const Batch& batch) {
     observer_.prefill(static_cast<int64_t>(batch.size()), std::chrono::duration<double>(Clock::now() - start).count());
 }
 
-// One token for every active sequence that is not done, in one engine run.
+// One token for every active sequence, in one engine run (with the cache every slot takes part; one
+// cancelled since the last retire() is decoded once more and its token dropped).
 void GenerationScheduler::step() {
   Batch batch;
   for (auto& s : active_)
@@ -176,29 +184,26 @@ void GenerationScheduler::step() {
   if (batch.empty()) return;
   const auto start = Clock::now();
   try {
-    if (model_->has_cache())
-      step_cached(batch);
+    if (cache_)
+      step_cached();
     else
       step_recompute(batch);
   } catch (const std::exception& e) {
     fail_batch(batch, e);
   }
   if (observer_.step)
-    observer_.step(static_cast<int64_t>(batch.size()), std::chrono::duration<double>(Clock::now() - start).count());
+    observer_.step(static_cast<int64_t>(cache_ ? active_.size() : batch.size()),
+                   std::chrono::duration<double>(Clock::now() - start).count());
 }
 
-void GenerationScheduler::step_cached(const Batch& batch) {
-  std::vector<const SequenceCache*> caches;
-  std::vector<std::vector<int64_t>> tokens;
-  for (Sequence* s : batch) {
-    caches.push_back(&*s->cache);
-    tokens.push_back({s->tokens.back()});
-  }
-  const CachedStepResult r = model_->run_cached(build_cached_step(model_->spec(), caches, tokens));
-  for (size_t b = 0; b < batch.size(); ++b) {
-    batch[b]->cache->take_presents(r, static_cast<int64_t>(b), 1);
-    take_token(*batch[b], logits_at(r.logits, static_cast<int64_t>(b), 0));
-  }
+void GenerationScheduler::step_cached() {
+  std::vector<int64_t> tokens;
+  for (auto& s : active_) tokens.push_back(s->tokens.back());
+  const CachedStepResult r = model_->run_cached(cache_->step_inputs(tokens));
+  cache_->take_step(r);
+  for (size_t b = 0; b < active_.size(); ++b)
+    if (!active_[b]->done && !active_[b]->stream->cancelled())
+      take_token(*active_[b], logits_at(r.logits, static_cast<int64_t>(b), 0));
 }
 
 void GenerationScheduler::step_recompute(const Batch& batch) {
@@ -223,7 +228,8 @@ void GenerationScheduler::take_token(Sequence& s, std::span<const float> logits)
   if (observer_.generated) observer_.generated(1);
   if (s.generated == 1 && observer_.first_token)
     observer_.first_token(std::chrono::duration<double>(Clock::now() - s.submitted).count());
-  const bool cache_full = s.cache && s.cache->length() >= model_->spec().ctx;
+  // With the cache it holds every token but the newest.
+  const bool cache_full = cache_ && static_cast<int64_t>(s.tokens.size()) - 1 >= model_->spec().ctx;
   if (s.generated >= s.max_tokens || cache_full) {
     s.done = true;
     s.stream->finish("length");
@@ -238,12 +244,20 @@ void GenerationScheduler::fail_batch(const Batch& batch, const std::exception& e
   }
 }
 
-// Drops finished and cancelled sequences (a cancelled one's stream ends with "cancelled").
+// Drops finished and cancelled sequences (a cancelled one's stream ends with "cancelled"); the
+// last active sequence takes a dropped one's place, as its cache slot does.
 void GenerationScheduler::retire() {
-  std::erase_if(active_, [](const std::unique_ptr<Sequence>& s) {
-    if (!s->done && s->stream->cancelled()) s->stream->finish("cancelled");
-    return s->done || s->stream->cancelled();
-  });
+  for (size_t i = 0; i < active_.size();) {
+    Sequence& s = *active_[i];
+    if (!s.done && s.stream->cancelled()) s.stream->finish("cancelled");
+    if (!s.done && !s.stream->cancelled()) {
+      ++i;
+      continue;
+    }
+    if (cache_) cache_->remove(static_cast<int64_t>(i));
+    if (i + 1 < active_.size()) active_[i] = std::move(active_.back());
+    active_.pop_back();
+  }
   active_count_ = static_cast<int64_t>(active_.size());
 }
 

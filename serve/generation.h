@@ -3,9 +3,10 @@
 // sequences, each with its own random stream (core/sampling.h, as `dtrain generate` samples: the
 // same seed and logits give the same tokens) and, with model_with_past.onnx, its own key/value
 // cache.
-// Each iteration drops cancelled sequences, admits queued ones up to max_active (with the cache,
-// a prefill: prompts of equal length together), then runs one decoding step for every active
-// sequence as one batch, samples a token for each and hands it to the sequence's stream.
+// Each iteration drops finished and cancelled sequences, admits queued ones up to max_active (with
+// the cache, a prefill: prompts of equal length together), then runs one decoding step for every
+// active sequence as one batch, samples a token for each and hands it to the sequence's stream.
+// The caches live in one DecodeCache (serve/decode_batch.h) that a step grows in place.
 // Without model_with_past.onnx every step recomputes each context with model.onnx.
 //
 // Context limit: a prompt keeps its last ctx tokens. With the cache a sequence ends with "length"
@@ -95,7 +96,6 @@ class GenerationScheduler {
     int64_t max_tokens = 0, generated = 0;
     SamplingOptions sampling;
     Generator rng;
-    std::optional<SequenceCache> cache;
     Clock::time_point submitted;
     bool done = false;
   };
@@ -104,9 +104,9 @@ class GenerationScheduler {
   void run();
   bool wait_for_work();
   void admit();
-  void prefill(const Batch& batch);
+  void prefill(std::vector<std::unique_ptr<Sequence>>& group);
   void step();
-  void step_cached(const Batch& batch);
+  void step_cached();
   void step_recompute(const Batch& batch);
   void take_token(Sequence& s, std::span<const float> logits);
   void fail_batch(const Batch& batch, const std::exception& e);
@@ -119,7 +119,9 @@ class GenerationScheduler {
   std::condition_variable queue_changed_;
   std::deque<std::unique_ptr<Sequence>> pending_;
   bool stop_ = false;
-  std::vector<std::unique_ptr<Sequence>> active_;  // the scheduler thread's own
+  // The scheduler thread's own. With the cache, active_[i]'s keys and values are cache_'s slot i.
+  std::vector<std::unique_ptr<Sequence>> active_;
+  std::optional<DecodeCache> cache_;
   std::atomic<int64_t> active_count_{0};
   std::thread thread_;
 };

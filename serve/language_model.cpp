@@ -66,7 +66,7 @@ class OnnxLanguageModel : public LanguageModel {
       in[input_slots_[3 + 2 * l]] = step.past_keys.at(l);
       in[input_slots_[4 + 2 * l]] = step.past_values.at(l);
     }
-    const std::vector<Tensor> out = with_past_->run(in);
+    const std::vector<Tensor> out = with_past_->run(in, grow_pasts_);
     CachedStepResult r;
     r.logits = on_host(out.at(output_slots_[0]));
     for (size_t l = 0; l < static_cast<size_t>(spec_.n_layer); ++l) {
@@ -94,6 +94,9 @@ class OnnxLanguageModel : public LanguageModel {
             tensor_index(ins, layer_name("past_key_values.", l, part), DType::f32, 4, file, "input"));
         output_slots_.push_back(tensor_index(outs, layer_name("present.", l, part), DType::f32, 4, file, "output"));
       }
+    // The pasts may be views of DecodeCache's buffers, which the engine grows in place.
+    grow_pasts_.append_in_place.assign(ins.size(), false);
+    for (size_t k = 3; k < input_slots_.size(); ++k) grow_pasts_.append_in_place[input_slots_[k]] = true;
   }
 
   LanguageModelSpec spec_;
@@ -101,6 +104,7 @@ class OnnxLanguageModel : public LanguageModel {
   std::optional<OnnxModel> with_past_;
   size_t full_logits_ = 0;
   std::vector<size_t> input_slots_, output_slots_;
+  OnnxModel::RunOptions grow_pasts_;
 };
 
 void check_shape(const Tensor& t, const Shape& expected, const std::string& what) {

@@ -31,14 +31,16 @@ LanguageModelSpec parse_language_model_spec(const nlohmann::json& object, const 
 
 // One run of model_with_past.onnx on host tensors: B rows, S new tokens each, P cached positions.
 struct CachedStep {
-  Tensor input_ids;                            // i64 [B, S]
-  Tensor position_ids;                         // i64 [B, S]
-  Tensor attention_mask;                       // i64 [B, P + S]: 1 a token, 0 padding (left of the cache)
-  std::vector<Tensor> past_keys, past_values;  // per layer f32 [B, heads, P, head_dim]
+  Tensor input_ids;       // i64 [B, S]
+  Tensor position_ids;    // i64 [B, S]
+  Tensor attention_mask;  // i64 [B, P + S]: 1 a token, 0 padding (left of the cache)
+  // Per layer f32 [B, heads, P, head_dim]; may be strided views of a larger buffer (DecodeCache's),
+  // which the step may grow in place: the presents are then views of the same buffer.
+  std::vector<Tensor> past_keys, past_values;
 };
 struct CachedStepResult {
   Tensor logits;                                     // f32 [B, S, vocab]
-  std::vector<Tensor> present_keys, present_values;  // per layer f32 [B, heads, P + S, head_dim]
+  std::vector<Tensor> present_keys, present_values;  // per layer f32 [B, heads, P + S, head_dim], maybe strided
 };
 
 class LanguageModel {

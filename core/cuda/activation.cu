@@ -91,6 +91,20 @@ void gelu_tanh_forward(const float* x, float* y, int64_t n) {
   DTRAIN_CUDA_CHECK_LAUNCH();
 }
 
+template <typename Index>
+__global__ void tanh_forward_kernel(const float* x, float* y, Index n) {
+  DTRAIN_GRID_STRIDE_AS(Index, i, n) { y[i] = tanhf(x[i]); }
+}
+
+void tanh_forward(const float* x, float* y, int64_t n) {
+  if (n <= 0) return;
+  with_index_type(n, [&](auto index) {
+    using Index = decltype(index);
+    tanh_forward_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(x, y, static_cast<Index>(n));
+  });
+  DTRAIN_CUDA_CHECK_LAUNCH();
+}
+
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n) {
   if (n <= 0) return;
   if (fits_int32_grid(n))

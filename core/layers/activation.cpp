@@ -90,6 +90,20 @@ void gelu_tanh_forward(const float* x, float* y, int64_t n) {
   });
 }
 
+// tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|); below |x| = 1/16, where 1 - e loses
+// relative precision, its Taylor polynomial to x^7 (error below 1e-10 there).
+void tanh_forward(const float* x, float* y, int64_t n) {
+  parallel_for(n, kElementGrain, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = x[i], a = std::abs(v), e = exp_nonpositive(-2.0f * a);
+      const float t = std::copysign((1.0f - e) / (1.0f + e), v);
+      const float v2 = v * v;
+      const float small = v * (1.0f + v2 * (-1.0f / 3 + v2 * (2.0f / 15 + v2 * (-17.0f / 315))));
+      y[i] = a < 0.0625f ? small : t;
+    }
+  });
+}
+
 // dy/dx = s + x 2 s (1 - s) du/dx, du/dx = sqrt(2/pi) (1 + 3 0.044715 x^2)
 // (0.5 (1 - tanh^2 u) = 2 s (1 - s))
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/kernels.h"
 #include "core/layers/layers.h"
 #include "gradcheck.h"
 
@@ -50,6 +51,22 @@ TEST(GELU, IsExactErfForm) {
     EXPECT_NEAR(y[i], ref, 1e-6) << "x=" << x;
   }
   EXPECT_NEAR(y[5], 0.8413447f, 1e-6);  // 1 * Phi(1), not the tanh approximation (0.8411920)
+}
+
+// The ONNX engine's Tanh: within 1e-6 of tanh everywhere, relative 1e-6 near 0 (its polynomial).
+TEST(Tanh, KernelIsWithinAMillionthOfTanh) {
+  std::vector<float> xs;
+  for (int i = -20000; i <= 20000; ++i) xs.push_back(static_cast<float>(i) * 5e-4f);
+  for (float v : {1e-30f, -1e-7f, 0.0625f, -0.0625f, 30.0f, -100.0f, 1e30f}) xs.push_back(v);
+  std::vector<float> y(xs.size());
+  cpu::tanh_forward(xs.data(), y.data(), static_cast<int64_t>(xs.size()));
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double want = std::tanh(static_cast<double>(xs[i]));
+    EXPECT_NEAR(y[i], want, 1e-6) << "x=" << xs[i];
+    if (std::abs(xs[i]) < 0.0625f) {
+      EXPECT_NEAR(y[i], want, 1e-6 * std::abs(want)) << "x=" << xs[i];
+    }
+  }
 }
 
 TEST(Activations, BackwardBeforeForwardNamesTheLayer) {

@@ -18,6 +18,22 @@ TEST(Tensor, ViewsShareStorage) {
   EXPECT_EQ(t.view(Shape{-1}).shape(), (Shape{12}));
 }
 
+TEST(Tensor, StridedViewsReadTheirWindowAndStayInsideTheStorage) {
+  Tensor t = Tensor::zeros(Shape{2, 5, 3});  // 2 blocks of room for 5 positions of 3
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = static_cast<float>(i);
+  const Tensor w = t.as_strided(Shape{2, 2, 3}, Shape{15, 3, 1}, 0);  // the first 2 positions of each block
+  EXPECT_FALSE(w.is_contiguous());
+  EXPECT_EQ(w.storage(), t.storage());
+  EXPECT_EQ(w.data<float>()[1 * w.strides()[0] + 1 * w.strides()[1] + 2], 15 + 3 + 2);
+  const Tensor second = w.slice(1, 2);
+  EXPECT_EQ(second.strides(), w.strides()) << "a slice keeps its tensor's strides";
+  EXPECT_EQ(second.data<float>()[second.strides()[1]], 18);
+  EXPECT_THROW((void)w.to_vector<float>(), Error) << "contiguous-only operations refuse it";
+  EXPECT_THROW((void)t.as_strided(Shape{2, 6, 3}, Shape{15, 3, 1}, 0), Error) << "reaches past the storage";
+  EXPECT_NO_THROW((void)t.as_strided(Shape{2, 5, 3}, Shape{15, 3, 1}, 0));
+  EXPECT_NO_THROW((void)t.as_strided(Shape{0, 9, 3}, Shape{15, 3, 1}, 40)) << "an empty view reaches nothing";
+}
+
 TEST(Tensor, RandomStreamsDependOnlyOnKeyAndOffset) {
   Generator a(RngKey{7, 0, 1}), b(RngKey{7, 0, 1}), c(RngKey{7, 1, 1});
   Tensor x = Tensor::randn(Shape{1000}, 0, 1, a);

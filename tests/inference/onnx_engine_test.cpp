@@ -399,7 +399,7 @@ TEST(OnnxEngineOps, MatMulBroadcastsBatchDims) {
 TEST(OnnxEngineOps, TanhAndCastsBetweenFloatAndInt64) {
   const Tensor x = Tensor::from_vector<float>({-3.0f, -0.5f, 0.0f, 0.25f, 8.0f}, Shape{5});
   const std::vector<float> y = run_op("Tanh", {x}).to_vector<float>();
-  for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(y[i], std::tanh(x.to_vector<float>()[i]));
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], std::tanh(x.to_vector<float>()[i]), 1e-6);
   EXPECT_EQ(run_op("Cast", {i64s({0, 1, -7})}, {{"to", int64_t{onnx::TensorProto_DataType_FLOAT}}}).to_vector<float>(),
             (std::vector<float>{0, 1, -7}));
   EXPECT_EQ(run_op("Cast", {Tensor::from_vector<float>({2.7f, -2.7f}, Shape{2})},
@@ -410,6 +410,79 @@ TEST(OnnxEngineOps, TanhAndCastsBetweenFloatAndInt64) {
     run_op("Cast", {i64s({1})}, {{"to", int64_t{onnx::TensorProto_DataType_DOUBLE}}});
   });
   EXPECT_NE(msg.find("Cast node 'n': Cast to DOUBLE is not supported"), std::string::npos) << msg;
+}
+
+// One attention head's scores over a key cache, as the decoder graph has it: present =
+// Concat(past [N, H, P, D], new [N, H, 1, D], axis 2), a graph output; scores = MatMul(q,
+// Transpose(present, 0 1 3 2)).
+OnnxModel key_cache_graph() {
+  onnx::ModelProto p;
+  p.set_ir_version(8);
+  p.add_opset_import()->set_version(17);
+  auto* g = p.mutable_graph();
+  for (const char* name : {"past", "new", "q"}) {
+    auto* t = g->add_input();
+    t->set_name(name);
+    t->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+    for (const char* d : {"N", "H", name == std::string("past") ? "P" : "one", "D"})
+      t->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_param(d);
+  }
+  const auto node = [&](const char* op, std::vector<std::string> in, const char* out) {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(out);
+    for (const auto& i : in) n->add_input(i);
+    n->add_output(out);
+    return n;
+  };
+  auto* concat = node("Concat", {"past", "new"}, "present")->add_attribute();
+  concat->set_name("axis");
+  concat->set_type(onnx::AttributeProto_AttributeType_INT);
+  concat->set_i(2);
+  auto* perm = node("Transpose", {"present"}, "keys_t")->add_attribute();
+  perm->set_name("perm");
+  perm->set_type(onnx::AttributeProto_AttributeType_INTS);
+  for (int64_t v : {0, 1, 3, 2}) perm->add_ints(v);
+  node("MatMul", {"q", "keys_t"}, "scores");
+  for (const char* name : {"present", "scores"}) {
+    auto* y = g->add_output();
+    y->set_name(name);
+    y->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+    y->mutable_type()->mutable_tensor_type()->mutable_shape();
+  }
+  return OnnxModel::from_bytes(p.SerializeAsString(), Device::cpu(), "cache.onnx");
+}
+
+TEST(OnnxEngine, AKeyCacheWithRoomGrowsInPlaceWithTheSameResults) {
+  const OnnxModel m = key_cache_graph();
+  EXPECT_TRUE(m.appends_in_place(0));
+  EXPECT_FALSE(m.appends_in_place(1));
+  Generator g(RngKey{5, 0, static_cast<uint32_t>(RngPurpose::test)});
+  const int64_t n = 2, h = 3, cap = 6, p = 4, d = 5;
+  Tensor buffer = Tensor::randn(Shape{n, h, cap, d}, 0, 1, g);
+  const Tensor past = buffer.as_strided(Shape{n, h, p, d}, Shape{h * cap * d, cap * d, d, 1}, 0);
+  const Tensor fresh = Tensor::randn(Shape{n, h, 1, d}, 0, 1, g), q = Tensor::randn(Shape{n, h, 1, d}, 0, 1, g);
+  // The reference: the same past, contiguous, through the ordinary Concat.
+  std::vector<float> packed;
+  for (int64_t i = 0; i < n * h; ++i)
+    packed.insert(packed.end(), buffer.data<float>() + i * cap * d, buffer.data<float>() + i * cap * d + p * d);
+  const std::vector<Tensor> want = m.run({Tensor::from_vector(packed, Shape{n, h, p, d}), fresh, q});
+  OnnxModel::RunOptions grow;
+  grow.append_in_place = {true};
+  const std::vector<Tensor> got = m.run({past, fresh, q}, grow);
+  ASSERT_EQ(got[0].shape(), (Shape{n, h, p + 1, d}));
+  EXPECT_EQ(got[0].storage(), buffer.storage()) << "present is the grown view of the caller's buffer";
+  EXPECT_EQ(got[0].strides(), past.strides());
+  EXPECT_EQ(buffer.data<float>()[(1 * h + 2) * cap * d + p * d + 4], fresh.data<float>()[(1 * h + 2) * d + 4])
+      << "the new keys sit right after the past, in the room";
+  EXPECT_EQ(got[1].to_vector<float>(), want[1].to_vector<float>()) << "scores through the strided keys";
+  // No room (a full buffer): the engine copies, with the same results.
+  const Tensor full = buffer.as_strided(Shape{n, h, cap, d}, Shape{h * cap * d, cap * d, d, 1}, 0);
+  const std::vector<Tensor> copied = m.run({full, fresh, q}, grow);
+  EXPECT_NE(copied[0].storage(), buffer.storage());
+  EXPECT_EQ(copied[0].shape(), (Shape{n, h, cap + 1, d}));
+  const std::string msg = error_of([&] { m.run({past, fresh, q}); });
+  EXPECT_NE(msg.find("input 'past' must be contiguous"), std::string::npos) << msg;
 }
 
 // An empty cache (P = 0) is an input of size 0 in a dynamic dim; only the batch must not be empty.

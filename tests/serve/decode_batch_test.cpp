@@ -1,5 +1,5 @@
-// The batches of a decoding step: caches left-padded to the longest with the mask and positions of
-// each row, presents taken back per row, contexts right-padded for the recompute path.
+// The batches of a decoding step: the cache's slots as views with each slot's mask and positions,
+// each slot's new position taken back, prefills, contexts right-padded for the recompute path.
 #include "serve/decode_batch.h"
 
 #include <gtest/gtest.h>
@@ -25,35 +25,75 @@ CachedStepResult numbered_presents(int64_t rows, int64_t positions) {
   return r;
 }
 
-TEST(DecodeBatch, LeftPadsCachesAndMarksThePaddingInTheMask) {
-  SequenceCache a(kSpec), b(kSpec);
-  a.take_presents(numbered_presents(1, 3), 0, 3);  // a holds 3 positions
-  b.take_presents(numbered_presents(1, 1), 0, 1);  // b holds 1
-  const CachedStep step = build_cached_step(kSpec, {&a, &b}, {{7}, {9}});
+// A cache holding a (3 positions of rows 0 of a prefill) and b (1 position of row 1 of another).
+DecodeCache two_slots() {
+  DecodeCache c(kSpec);
+  c.add(numbered_presents(1, 3), 0, 3);
+  c.add(numbered_presents(2, 1), 1, 1);
+  return c;
+}
+
+TEST(DecodeBatch, AStepSeesEachSlotsPositionsAndTheNewOneThroughTheMask) {
+  const DecodeCache c = two_slots();
+  EXPECT_EQ(c.size(), 2);
+  EXPECT_EQ(c.length(0), 3);
+  EXPECT_EQ(c.length(1), 1);
+  const CachedStep step = c.step_inputs({7, 9});
   EXPECT_EQ(step.input_ids.to_vector<int64_t>(), (std::vector<int64_t>{7, 9}));
   EXPECT_EQ(step.position_ids.to_vector<int64_t>(), (std::vector<int64_t>{3, 1}));
   EXPECT_EQ(step.attention_mask.shape(), (Shape{2, 4}));
-  EXPECT_EQ(step.attention_mask.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 1, 1, 0, 0, 1, 1}));
+  EXPECT_EQ(step.attention_mask.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 1, 1, 1, 0, 0, 1}));
   ASSERT_EQ(step.past_keys.size(), 1u);
   const Tensor& k = step.past_keys[0];
   EXPECT_EQ(k.shape(), (Shape{2, 2, 3, 2}));
+  EXPECT_FALSE(k.is_contiguous()) << "a view of the cache's buffer, room for ctx positions per slot";
+  EXPECT_EQ(k.storage(), c.buffer(0, true).storage());
+  const Shape& st = k.strides();
   const float* p = k.data<float>();
-  EXPECT_EQ(p[((0 * 2 + 1) * 3 + 2) * 2 + 1], 100 + 20 + 1) << "row 0, head 1, position 2, dim 1";
-  EXPECT_EQ(p[((1 * 2 + 1) * 3 + 0) * 2 + 0], 0) << "row 1's padding";
-  EXPECT_EQ(p[((1 * 2 + 1) * 3 + 2) * 2 + 1], 100 + 1) << "row 1's one position, right-aligned";
-  EXPECT_EQ(step.past_values[0].data<float>()[((1 * 2 + 1) * 3 + 2) * 2 + 1], 100.5f + 1);
+  EXPECT_EQ(p[0 * st[0] + 1 * st[1] + 2 * st[2] + 1], 100 + 20 + 1) << "slot 0, head 1, position 2, dim 1";
+  EXPECT_EQ(p[1 * st[0] + 1 * st[1] + 0 * st[2] + 1], 1000 + 100 + 1) << "slot 1's one position, at 0";
+  EXPECT_EQ(p[1 * st[0] + 1 * st[1] + 2 * st[2] + 1], 0) << "slot 1 past its length: zeros (masked)";
+  EXPECT_EQ(step.past_values[0].data<float>()[1 * st[0] + 1 * st[1] + 1], 1000 + 100.5f + 1);
 }
 
-TEST(DecodeBatch, TakesEachRowsPositionsAfterItsPadding) {
-  SequenceCache c(kSpec);
-  c.take_presents(numbered_presents(1, 2), 0, 2);
-  // A step of 2 rows over a past of 3: row 1 (this cache, 2 positions) had 1 padding position.
-  c.take_presents(numbered_presents(2, 4), 1, 1);
-  EXPECT_EQ(c.length(), 3);
-  std::vector<float> past(2 * 2 * 3 * 2, -1.0f);
-  c.copy_into(past.data(), 0, 3, 0, true);
-  EXPECT_EQ(past[(0 * 3 + 0) * 2 + 0], 1000 + 10) << "head 0 starts at the row's position 1";
-  EXPECT_EQ(past[(1 * 3 + 2) * 2 + 1], 1000 + 100 + 30 + 1) << "head 1 ends at the new position 3";
+TEST(DecodeBatch, TakesEachSlotsNewPositionFromWhereverThePresentsLive) {
+  DecodeCache c = two_slots();
+  // Presents made elsewhere (contiguous [2, 2, 4, 2]): position 3 is each slot's new one.
+  c.take_step(numbered_presents(2, 4));
+  EXPECT_EQ(c.length(0), 4);
+  EXPECT_EQ(c.length(1), 2);
+  const CachedStep next = c.step_inputs({1, 2});
+  const Tensor& k = next.past_keys[0];
+  const Shape& st = k.strides();
+  EXPECT_EQ(k.shape(), (Shape{2, 2, 4, 2}));
+  EXPECT_EQ(k.data<float>()[0 * st[0] + 1 * st[1] + 3 * st[2] + 1], 100 + 30 + 1) << "slot 0's new position 3";
+  EXPECT_EQ(k.data<float>()[1 * st[0] + 1 * st[1] + 1 * st[2] + 1], 1000 + 100 + 30 + 1)
+      << "slot 1's new position, moved from 3 to 1";
+  EXPECT_EQ(next.attention_mask.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 0, 0, 1}));
+}
+
+TEST(DecodeBatch, RemovingASlotMovesTheLastIntoIt) {
+  DecodeCache c = two_slots();
+  c.add(numbered_presents(1, 2), 0, 2);  // slot 2: 2 positions of row 0
+  c.remove(0);
+  EXPECT_EQ(c.size(), 2);
+  EXPECT_EQ(c.length(0), 2);
+  EXPECT_EQ(c.length(1), 1);
+  const CachedStep step = c.step_inputs({1, 2});
+  const Shape& st = step.past_keys[0].strides();
+  EXPECT_EQ(step.past_keys[0].data<float>()[0 * st[0] + 1 * st[1] + 1 * st[2] + 1], 100 + 10 + 1);
+  c.remove(1);
+  EXPECT_EQ(c.size(), 1);
+  EXPECT_THROW(c.remove(1), Error);
+  EXPECT_THROW(c.step_inputs({1, 2}), Error) << "one token per slot";
+}
+
+TEST(DecodeBatch, APrefillFeedsEveryRowFromPositionZeroOverAnEmptyCache) {
+  const CachedStep step = build_prefill(kSpec, {{1, 2, 3}, {4, 5, 6}});
+  EXPECT_EQ(step.position_ids.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 0, 1, 2}));
+  EXPECT_EQ(step.attention_mask.to_vector<int64_t>(), (std::vector<int64_t>(6, 1)));
+  EXPECT_EQ(step.past_keys.at(0).shape(), (Shape{2, 2, 0, 2}));
+  EXPECT_THROW(build_prefill(kSpec, {{1, 2}, {3}}), Error);
 }
 
 TEST(DecodeBatch, RightPadsContextsAndReadsLogitsAtAPosition) {

@@ -103,7 +103,7 @@ class FakeLanguageModel : public serve::LanguageModel {
     while (rows > seen && !max_rows_.compare_exchange_weak(seen, rows)) {}
   }
 
-  // Keys/values of past positions from the step's inputs (layout [B, heads, P, hd]).
+  // Keys/values of past positions from the step's inputs ([B, heads, P, hd], any strides).
   void load_past(const CachedStep& step, int64_t b, Row& row) const {
     const auto& sp = o_.spec;
     const int64_t past = static_cast<int64_t>(row.visible.size()), hd = sp.head_dim();
@@ -113,9 +113,12 @@ class FakeLanguageModel : public serve::LanguageModel {
       for (int64_t h = 0; h < sp.n_head; ++h)
         for (int64_t p = 0; p < past; ++p)
           for (int64_t d = 0; d < hd; ++d) {
-            const int64_t at = ((b * sp.n_head + h) * past + p) * hd + d;
-            row.k[l].push_back(step.past_keys[l].data<float>()[at]);
-            row.v[l].push_back(step.past_values[l].data<float>()[at]);
+            const auto at = [&](const Tensor& t) {  // the pasts may be strided views (DecodeCache's)
+              const Shape& st = t.strides();
+              return t.data<float>()[b * st[0] + h * st[1] + p * st[2] + d * st[3]];
+            };
+            row.k[l].push_back(at(step.past_keys[l]));
+            row.v[l].push_back(at(step.past_values[l]));
           }
     // Row keeps [position][heads * hd]: reorder from [heads][position][hd].
     for (int64_t l = 0; l < sp.n_layer; ++l) {
