@@ -75,6 +75,7 @@ class Work {
   // True once finished; false if `timeout_s` passed first. Throws dtrain::Error if the op failed.
   bool wait(double timeout_s = 1e9) const { return !state_ || state_->wait(timeout_s); }
   bool is_done() const { return !state_ || state_->is_done(); }
+  bool valid() const { return state_ != nullptr; }  // false: default-constructed (nothing to wait for)
   bool on_device() const { return state_ && state_->on_device(); }
   // Where the op runs on a device stream (nccl): the compute stream waits for it, the host does not
   // (true at once). On the host backends: wait(timeout_s).

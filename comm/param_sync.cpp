@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "comm/host_staging.h"
 #include "core/clock.h"
@@ -77,9 +78,14 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
     staging_ = std::make_unique<HostStaging>(arena_.device(), slot_bytes);
   }
   arena_.set_grad_ready_hook([this](const Parameter& p) { on_grad_ready(p); });
+  arena_.set_value_needed_hook([this](const Parameter& p) { on_value_needed(p); });
 }
 
-ParamSync::~ParamSync() { arena_.set_grad_ready_hook(nullptr); }
+ParamSync::~ParamSync() {
+  for (const Work& w : gathers_) w.wait();  // errors were the watchdog's to report
+  arena_.set_grad_ready_hook(nullptr);
+  arena_.set_value_needed_hook(nullptr);
+}
 
 std::string ParamSync::describe_bucket(size_t b) const {
   const Bucket& bk = buckets_[b];
@@ -168,6 +174,7 @@ void ParamSync::verify_signature() {
 // ---- (2) broadcast -----------------------------------------------------------------------
 
 void ParamSync::broadcast_parameters(std::span<const Tensor> extra) {
+  wait_parameters();
   if (alone()) return;
   auto bcast = [&](const Tensor& t, const std::string& what) {
     if (t.device() == comm_.device()) {
@@ -218,6 +225,7 @@ void ParamSync::begin_backward(bool sync, int64_t samples) {
   next_issue_ = 0;
   in_flight_.assign(buckets_.size(), InFlight{});
   stats_ = SyncStats{};
+  stats_.gather_wait_s = std::exchange(gather_wait_s_, 0.0);  // this step's forward's (the trainer's order)
   stats_unread_ = false;
   if (samples_mode_ && !alone()) {
     sample_count_ = Tensor::from_vector(std::vector<int64_t>{local_samples_}, Shape{1}, comm_.device());
@@ -227,6 +235,7 @@ void ParamSync::begin_backward(bool sync, int64_t samples) {
 }
 
 void ParamSync::on_grad_ready(const Parameter& p) {
+  if (!gathers_.empty()) check_forward_waited();
   if (!in_backward_ || !sync_ || alone()) return;  // non-final micro-steps only accumulate
   DTRAIN_CHECK(!marked_[p.index], "ParamSync: parameter '", p.name, "' reported ready twice in one backward pass");
   marked_[p.index] = 1;
@@ -400,13 +409,51 @@ double ParamSync::gradient_sum_squares() {
 
 void ParamSync::gather_parameters() {
   if (options_.zero == 0 || alone()) return;
-  std::vector<Work> works;
-  for (size_t b = 0; b < buckets_.size(); ++b) {
+  wait_parameters();  // (none in flight unless a step ran no forward)
+  gathers_.assign(buckets_.size(), Work());
+  for (size_t b = buckets_.size(); b-- > 0;) {
     if (buckets_[b].numel == 0) continue;
-    works.push_back(comm_.allgather_pieces(arena_.values().flat_range(buckets_[b].begin, buckets_[b].numel)));
-    watchdog_.watch(works.back(), "allgather of parameter bucket " + std::to_string(b + 1) + " (comm.zero=1)");
+    gathers_[b] = comm_.allgather_pieces(arena_.values().flat_range(buckets_[b].begin, buckets_[b].numel));
+    watchdog_.watch(gathers_[b], gather_name(b), gathers_[b].on_device());
   }
-  for (const Work& w : works) wait(w, "allgather of the parameters (comm.zero=1)");
+}
+
+void ParamSync::wait_parameters() {
+  for (size_t b = 0; b < gathers_.size(); ++b) wait_gather(b);
+}
+
+// At backward's first gradient (before any bucket launches): the forward must have waited for every
+// parameter all-gather, or it may have read values still arriving.
+void ParamSync::check_forward_waited() {
+  for (size_t b = 0; b < gathers_.size(); ++b)
+    DTRAIN_CHECK(!gathers_[b].valid(), "ParamSync (comm.zero=1): the forward never asked for the parameters of ",
+                 gather_name(b),
+                 " (ParameterArena::value_needed), so it may have read them while they were "
+                 "still arriving");
+  gathers_.clear();
+}
+
+int ParamSync::gathers_in_flight() const {
+  int n = 0;
+  for (const Work& w : gathers_) n += w.valid() ? 1 : 0;
+  return n;
+}
+
+void ParamSync::on_value_needed(const Parameter& p) {
+  if (!gathers_.empty()) gather_wait_s_ += wait_gather(static_cast<size_t>(bucket_of_[p.index]));
+}
+
+// Waits for bucket b's parameter all-gather if it is in flight (on a GPU the compute stream waits,
+// not the host); returns the seconds the host waited.
+double ParamSync::wait_gather(size_t b) {
+  if (b >= gathers_.size() || !gathers_[b].valid()) return 0;
+  const double waited = watchdog_.wait_on_device(gathers_[b], gather_name(b));
+  gathers_[b] = Work();
+  return waited;
+}
+
+std::string ParamSync::gather_name(size_t b) const {
+  return "allgather of parameter bucket " + std::to_string(b + 1) + " (comm.zero=1)";
 }
 
 void ParamSync::gather_shards(const Tensor& packed, Tensor* full) {
@@ -436,6 +483,7 @@ void ParamSync::after_step(int64_t step) {
 
 void ParamSync::check_parameters(int64_t step) {
   if (alone()) return;  // nothing to diverge from
+  wait_parameters();
   const auto& params = arena_.parameters();
   const std::vector<float> values = arena_.values().to_vector<float>();
   // Per parameter: a 64-bit hash of its bytes and its sum (for the message).

@@ -82,6 +82,7 @@ struct SyncStats {
   // events around it on the communicator's stream) to its end: never backward's compute.
   double comm_s = 0;
   double exposed_s = 0;             // time finish_backward waited for communication (host)
+  double gather_wait_s = 0;         // ZeRO-1: time the forward waited for the parameter all-gathers
   int buckets_during_backward = 0;  // buckets launched by grad_ready before finish_backward
   struct Span {
     std::string name;  // "allreduce of bucket 2 (..)"
@@ -95,7 +96,7 @@ class HostStaging;
 class ParamSync {
  public:
   ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions options = {});
-  ~ParamSync();  // removes the grad_ready hook
+  ~ParamSync();  // waits for the parameter all-gathers, removes the arena hooks
   ParamSync(const ParamSync&) = delete;
   ParamSync& operator=(const ParamSync&) = delete;
 
@@ -124,9 +125,17 @@ class ParamSync {
   // The sum of squares of the reduced gradients (before grad_scale()): of the whole arena without
   // ZeRO (no collective), or of every rank's shard (collective: one all-reduce) with it.
   double gradient_sum_squares();
-  // Collective, after the optimizer updated this rank's shard: every rank's shard of the
-  // parameter values to every rank (no-op without ZeRO).
+  // Collective, after the optimizer updated this rank's shard: starts sending every rank's shard
+  // of the parameter values to every rank (no-op without ZeRO), the last bucket (the first layers)
+  // first, and returns. The next forward waits for each bucket when a layer first reads one of its
+  // parameters (ParameterArena::value_needed, which Sequential calls), so the all-gathers overlap
+  // the forward; backward's first gradient requires that the forward waited for all of them.
   void gather_parameters();
+  // Waits for every all-gather gather_parameters() started: before anything but a training forward
+  // reads the parameters (evaluation, a checkpoint, the end of training).
+  void wait_parameters();
+  // How many of those all-gathers no one has waited for yet.
+  int gathers_in_flight() const;
   // Collective: `full` (arena-shaped, on the arena's device) receives every rank's shard of a
   // tensor that each rank holds packed (its shard's runs in order, as Optimizer::shard packs its
   // state), e.g. an optimizer slot for a checkpoint. Ranks that pass no `full` take part but keep
@@ -143,6 +152,10 @@ class ParamSync {
 
  private:
   void on_grad_ready(const Parameter& p);
+  void on_value_needed(const Parameter& p);
+  double wait_gather(size_t b);
+  void check_forward_waited();
+  std::string gather_name(size_t b) const;
   void launch_ready_buckets();
   void launch(size_t b, bool at_once = false);
   // Hands bucket b's wire buffer to the communicator and the watchdog.
@@ -168,6 +181,8 @@ class ParamSync {
   std::vector<int> bucket_of_;             // registration index -> bucket
   std::vector<std::string> bucket_names_;  // describe_bucket(b), built once (read on every step)
   std::vector<ArenaSpan> shard_;           // ZeRO-1: this rank's piece of each bucket
+  std::vector<Work> gathers_;              // ZeRO-1: per bucket, the parameter all-gather in flight
+  double gather_wait_s_ = 0;               // since the last step's stats: waits in on_value_needed
   Watchdog watchdog_;
 
   // The step in progress.

@@ -60,13 +60,19 @@ class ParameterArena {
     if (grad_ready_hook_) grad_ready_hook_(p);
   }
   void set_grad_ready_hook(std::function<void(const Parameter&)> hook) { grad_ready_hook_ = std::move(hook); }
+  // Called by Sequential before a child's forward reads the parameter (ZeRO-1: its all-gather from
+  // the previous step may still be in flight).
+  void value_needed(const Parameter& p) const {
+    if (value_needed_hook_) value_needed_hook_(p);
+  }
+  void set_value_needed_hook(std::function<void(const Parameter&)> hook) { value_needed_hook_ = std::move(hook); }
 
  private:
   std::deque<Parameter> storage_;  // stable addresses
   std::vector<Parameter*> ordered_;
   Tensor values_, grads_;
   int64_t numel_ = 0;
-  std::function<void(const Parameter&)> grad_ready_hook_;
+  std::function<void(const Parameter&)> grad_ready_hook_, value_needed_hook_;
 };
 
 }  // namespace dtrain

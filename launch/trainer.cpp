@@ -533,6 +533,7 @@ void Trainer::State::shard_optimizer(bool announce) {
 }
 
 void Trainer::State::save_checkpoint() {
+  learner.sync->wait_parameters();  // comm.zero=1: the last step's all-gathers
   const bool sharded = config.comm.zero == 1;
   if (sharded) unshard_optimizer();
   write_checkpoint_file_on_rank0();
@@ -577,6 +578,7 @@ void Trainer::State::write_checkpoint_file_on_rank0() {
 
 EvalResult Trainer::State::evaluate() {
   DTRAIN_CHECK(datasets.test_loader, "evaluate: no test data (data.test is empty)");
+  learner.sync->wait_parameters();  // comm.zero=1: the last step's all-gathers
   const auto begin = Clock::now();
   data::BatchSource& loader = *datasets.test_loader;
   Communicator& comm = *runtime.comm;
@@ -685,7 +687,7 @@ StepStats Trainer::State::train_step() {
   stats.lr = learning_rate(learner.lr_schedule, c.optim.lr, position.step);
   if (std::isfinite(stats.grad_norm)) {
     learner.optimizer->step(arena, stats.lr, average * clip_coefficient(c.clip_norm, stats.grad_norm));
-    learner.sync->gather_parameters();  // comm.zero=1: each rank updated its shard
+    learner.sync->gather_parameters();  // comm.zero=1: each rank updated its shard; the next forward waits
   } else {
     if (learner.optimizer->sharded()) {  // comm.zero=1: each rank sees only its shard's gradients
       stats.nonfinite = first_nonfinite_gradient(arena, &learner.optimizer->shard_spans());
@@ -902,6 +904,7 @@ TrainResult Trainer::State::fail_run(std::string failure, int64_t start_step, Cl
 // After the loop: the last evaluation and checkpoint unless the last step made them, the trace
 // file, and the summary line.
 TrainResult Trainer::State::finish_run(bool interrupted, int64_t start_step, Clock::time_point run_begin) {
+  learner.sync->wait_parameters();  // comm.zero=1: the parameters are whole when training ends
   if (!interrupted && outputs.last_eval_step != position.step && position.step > start_step)
     evaluate_and_report(run_begin);
   if (outputs.last_checkpoint_step != position.step) save_checkpoint();

@@ -207,6 +207,7 @@ class Embedding : public Module {
 };
 
 // Runs its children in order; backward in reverse. Children are named by index ("0.", "1.", ...).
+// Before a child's forward it tells the arena which parameters the child reads (value_needed).
 class Sequential : public Module {
  public:
   Sequential() = default;

@@ -216,6 +216,7 @@ Trained train_adamw(int zero) {
     sync.gather_parameters();
     model->arena().zero_grad();
   }
+  sync.wait_parameters();
   t.values = model->arena().values().to_vector<float>();
   std::vector<Tensor> full;
   for (const auto& [name, slot] : opt->slots()) {
@@ -227,6 +228,51 @@ Trained train_adamw(int zero) {
     t.state.push_back(full.back().to_vector<float>());
   }
   return t;
+}
+
+// ZeRO-1's parameter all-gathers overlap the next forward: gather_parameters() returns with every
+// bucket's in flight; a layer's first read waits for its bucket alone (the last bucket holds the
+// first layer); the forward waits for the rest; a backward after a forward that asked for nothing
+// is an error naming the bucket, before any bucket is launched.
+TEST(ModelEquivalence, Zero1ParameterGathersOverlapTheNextForward) {
+  const int world = comm().size(), rank = comm().rank();
+  const int64_t local = kGlobalBatch / world;
+  auto model = built_model();
+  ParamSync sync(comm(), model->arena(),
+                 {.bucket_bytes = 4096, .first_bucket_bytes = 1024, .zero = 1, .signature = model->signature()});
+  const int buckets = static_cast<int>(sync.buckets().size());
+  ASSERT_GE(buckets, 3);
+  const Batch b = global_batch(0);
+  const Tensor x = b.x.slice(rank * local, (rank + 1) * local);
+  const Tensor labels = Tensor::from_vector<int64_t>(
+      std::vector<int64_t>(b.labels.begin() + rank * local, b.labels.begin() + (rank + 1) * local), Shape{local});
+  PassContext ctx{.training = true, .dropout_rng = nullptr, .arena = &model->arena()};
+  sync.gather_parameters();
+  EXPECT_EQ(sync.gathers_in_flight(), buckets);
+  const Parameter& first = *model->arena().parameters().front();  // the first layer's weight
+  model->arena().value_needed(first);
+  EXPECT_EQ(sync.gathers_in_flight(), buckets - 1) << "only the bucket of '" << first.name << "'";
+  const Tensor logits = model->forward(x, ctx);
+  EXPECT_EQ(sync.gathers_in_flight(), 0);
+  sync.begin_backward(true, local);
+  model->backward(softmax_cross_entropy(logits, labels, 1.0f).grad, ctx);
+  sync.finish_backward();
+  // Again, but the forward runs without the arena (so it asks for nothing).
+  sync.gather_parameters();
+  PassContext blind{.training = true, .dropout_rng = nullptr, .arena = nullptr};
+  const Tensor again = model->forward(x, blind);
+  sync.begin_backward(true, local);
+  try {
+    model->backward(softmax_cross_entropy(again, labels, 1.0f).grad, ctx);
+    ADD_FAILURE() << "the backward accepted a forward that never waited for the parameters";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the forward never asked for the parameters of allgather of parameter "
+                                         "bucket"),
+              std::string::npos)
+        << e.what();
+  }
+  sync.wait_parameters();
+  EXPECT_EQ(sync.gathers_in_flight(), 0);
 }
 
 TEST(ModelEquivalence, Zero1MatchesPlainDataParallelism) {
