@@ -225,7 +225,8 @@ void ParamSync::begin_backward(bool sync, int64_t samples) {
   next_issue_ = 0;
   in_flight_.assign(buckets_.size(), InFlight{});
   stats_ = SyncStats{};
-  stats_.gather_wait_s = std::exchange(gather_wait_s_, 0.0);  // this step's forward's (the trainer's order)
+  stats_.gather_s = std::exchange(gather_s_, 0.0);  // this step's forward's (the trainer's order)
+  stats_.gather_wait_s = std::exchange(gather_wait_s_, 0.0);
   stats_unread_ = false;
   if (samples_mode_ && !alone()) {
     sample_count_ = Tensor::from_vector(std::vector<int64_t>{local_samples_}, Shape{1}, comm_.device());
@@ -448,6 +449,7 @@ void ParamSync::on_value_needed(const Parameter& p) {
 double ParamSync::wait_gather(size_t b) {
   if (b >= gathers_.size() || !gathers_[b].valid()) return 0;
   const double waited = watchdog_.wait_on_device(gathers_[b], gather_name(b));
+  if (gathers_[b].is_done()) gather_s_ += gathers_[b].duration_s();  // (on a GPU: known later, not counted)
   gathers_[b] = Work();
   return waited;
 }

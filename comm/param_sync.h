@@ -81,8 +81,10 @@ struct SyncStats {
   // ready (mpi: the progress thread starting it; a staged bucket: once on the host; nccl: CUDA
   // events around it on the communicator's stream) to its end: never backward's compute.
   double comm_s = 0;
-  double exposed_s = 0;             // time finish_backward waited for communication (host)
-  double gather_wait_s = 0;         // ZeRO-1: time the forward waited for the parameter all-gathers
+  double exposed_s = 0;  // time finish_backward waited for communication (host)
+  // ZeRO-1: the parameter all-gathers' durations (host backends; as comm_s) and the part of them
+  // the forward waited for (the rest overlapped it).
+  double gather_s = 0, gather_wait_s = 0;
   int buckets_during_backward = 0;  // buckets launched by grad_ready before finish_backward
   struct Span {
     std::string name;  // "allreduce of bucket 2 (..)"
@@ -178,11 +180,11 @@ class ParamSync {
   ParameterArena& arena_;
   ParamSyncOptions options_;
   std::vector<Bucket> buckets_;
-  std::vector<int> bucket_of_;             // registration index -> bucket
-  std::vector<std::string> bucket_names_;  // describe_bucket(b), built once (read on every step)
-  std::vector<ArenaSpan> shard_;           // ZeRO-1: this rank's piece of each bucket
-  std::vector<Work> gathers_;              // ZeRO-1: per bucket, the parameter all-gather in flight
-  double gather_wait_s_ = 0;               // since the last step's stats: waits in on_value_needed
+  std::vector<int> bucket_of_;               // registration index -> bucket
+  std::vector<std::string> bucket_names_;    // describe_bucket(b), built once (read on every step)
+  std::vector<ArenaSpan> shard_;             // ZeRO-1: this rank's piece of each bucket
+  std::vector<Work> gathers_;                // ZeRO-1: per bucket, the parameter all-gather in flight
+  double gather_s_ = 0, gather_wait_s_ = 0;  // since the last step's stats: gathers waited for
   Watchdog watchdog_;
 
   // The step in progress.

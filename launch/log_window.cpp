@@ -81,6 +81,8 @@ LogWindow::LogWindow(Communicator& comm, double timeout_s, StepTally& tally, Pro
 
 void LogWindow::add(const StepStats& step) {
   comm_s_ += step.comm_s;
+  gather_s_ += step.gather_s;
+  gather_wait_s_ += step.gather_wait_s;
   ++steps_;
 }
 
@@ -112,26 +114,30 @@ void LogWindow::report(ProgressStatus status, double elapsed_s, double data_wait
   last_loss_ = status.loss;
   last_accuracy_ = status.accuracy;
   progress_.report(status, comm_s_, data_wait);
-  if (metrics_)
-    metrics_->record(JsonObject()
-                         .add("type", "train")
-                         .add("step", status.step)
-                         .add("epoch", status.epoch + 1)
-                         .add("loss", status.loss)
-                         .add("accuracy", status.accuracy)
-                         .add("lr", status.lr)
-                         .add("samples_per_s", status.samples_per_s)
-                         .add("unit", status.rate_unit)
-                         .add("comm_s", comm_s_)
-                         .add("data_wait_s", data_wait)
-                         .add("steps", steps_)
-                         .add("time_s", elapsed_s));
+  if (metrics_) {
+    JsonObject line = JsonObject()
+                          .add("type", "train")
+                          .add("step", status.step)
+                          .add("epoch", status.epoch + 1)
+                          .add("loss", status.loss)
+                          .add("accuracy", status.accuracy)
+                          .add("lr", status.lr)
+                          .add("samples_per_s", status.samples_per_s)
+                          .add("unit", status.rate_unit)
+                          .add("comm_s", comm_s_)
+                          .add("data_wait_s", data_wait)
+                          .add("steps", steps_)
+                          .add("time_s", elapsed_s);
+    if (gather_s_ > 0) line.add("gather_s", gather_s_).add("gather_wait_s", gather_wait_s_);
+    metrics_->record(line);
+  }
   restart(data_wait_s);
 }
 
 void LogWindow::restart(double data_wait_s) {
   begin_ = Clock::now();
   comm_s_ = 0;
+  gather_s_ = gather_wait_s_ = 0;
   steps_ = 0;
   data_wait_mark_ = data_wait_s;
 }

@@ -48,10 +48,11 @@ class StepTally {
 
 // One optimizer step's training statistics on this rank (the losses and hits are in the StepTally).
 struct StepStats {
-  double comm_s = 0;      // the gradient all-reduces' time (ParamSync)
-  float lr = 0;           // the learning rate of the optimizer step
-  float grad_norm = 0;    // after the all-reduce: the same on every rank
-  std::string nonfinite;  // the first non-finite gradient when grad_norm is not finite
+  double comm_s = 0;                       // the gradient all-reduces' time (ParamSync)
+  double gather_s = 0, gather_wait_s = 0;  // comm.zero=1: the parameter all-gathers', and the forward's wait
+  float lr = 0;                            // the learning rate of the optimizer step
+  float grad_norm = 0;                     // after the all-reduce: the same on every rank
+  std::string nonfinite;                   // the first non-finite gradient when grad_norm is not finite
 };
 
 class LogWindow {
@@ -79,7 +80,7 @@ class LogWindow {
   MetricsLog* metrics_;
   Clock::time_point begin_;
   double data_wait_mark_;
-  double comm_s_ = 0;
+  double comm_s_ = 0, gather_s_ = 0, gather_wait_s_ = 0;
   int64_t steps_ = 0;
   double last_loss_ = 0, last_accuracy_ = 0;  // the last report's global means
 };

@@ -702,6 +702,8 @@ StepStats Trainer::State::train_step() {
   for (const SyncStats::Span& span : sync_stats.collectives)
     outputs.trace.span(span.name, span.begin, span.end, TraceRecorder::comm, position.step);
   stats.comm_s = sync_stats.comm_s;
+  stats.gather_s = sync_stats.gather_s;
+  stats.gather_wait_s = sync_stats.gather_wait_s;
   ++position.step;
   learner.sync->after_step(position.step);
   outputs.trace.span("optimizer", begin, Clock::now(), TraceRecorder::compute, position.step - 1);
