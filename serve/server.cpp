@@ -524,6 +524,9 @@ int Server::bind() {
 
 void Server::serve() {
   Impl& s = *impl_;
+  // The logger's registry is made on first use: make it here, before the loader and HTTP threads
+  // log at once (a server embedded without init_logging, as in the tests).
+  (void)spdlog::default_logger_raw();
   s.loader = std::thread([&s] {
     try {
       s.store.scan();
