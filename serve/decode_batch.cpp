@@ -23,23 +23,36 @@ void copy_position(const Tensor& src, int64_t row, int64_t from, Tensor& buffer,
 
 }  // namespace
 
-DecodeCache::DecodeCache(const LanguageModelSpec& spec) : spec_(spec) {}
+DecodeCache::DecodeCache(const LanguageModelSpec& spec, int64_t small_bytes) : spec_(spec), small_bytes_(small_bytes) {}
 
-// Room for `slots` sequences (buffers grow by doubling; zeroed, so masked positions hold finite
-// values and the masked scores stay finite).
-void DecodeCache::reserve(int64_t slots) {
-  if (slots <= capacity_) return;
-  const int64_t capacity = std::max(slots, 2 * capacity_);
-  const Shape shape{capacity, spec_.n_head, spec_.ctx, spec_.head_dim()};
+bool DecodeCache::small(int64_t slots) const {
+  const int64_t per_slot = 2 * spec_.n_layer * spec_.n_head * spec_.ctx * spec_.head_dim() * 4;
+  return slots * per_slot <= small_bytes_;
+}
+
+// Room for `slots` sequences of `positions` positions (ctx while small()): each dimension grows by
+// doubling, the slots' positions moving over. Zeroed, so masked positions hold finite values and
+// the masked scores stay finite.
+void DecodeCache::reserve(int64_t slots, int64_t positions) {
+  if (slots <= capacity_ && positions <= room_) return;
+  const int64_t capacity = slots <= capacity_ ? capacity_ : std::max(slots, 2 * capacity_);
+  const int64_t room = small(capacity)      ? spec_.ctx
+                       : positions <= room_ ? room_
+                                            : std::min(spec_.ctx, std::max(positions, 2 * room_));
+  const int64_t h = spec_.n_head, hd = spec_.head_dim();
   for (std::vector<Tensor>* buffers : {&keys_, &values_}) {
     buffers->resize(static_cast<size_t>(spec_.n_layer));
     for (Tensor& b : *buffers) {
-      Tensor grown = Tensor::zeros(shape);
-      if (b.defined()) std::copy_n(b.data<float>(), b.numel(), grown.data<float>());
+      Tensor grown = Tensor::zeros(Shape{capacity, h, room, hd});
+      for (int64_t s = 0; b.defined() && s < size(); ++s)
+        for (int64_t i = 0; i < h; ++i)
+          std::copy_n(b.data<float>() + (s * h + i) * room_ * hd, lengths_[s] * hd,
+                      grown.data<float>() + (s * h + i) * room * hd);
       b = std::move(grown);
     }
   }
   capacity_ = capacity;
+  room_ = room;
 }
 
 int64_t DecodeCache::longest() const {
@@ -52,7 +65,7 @@ void DecodeCache::add(const CachedStepResult& prefill, int64_t row, int64_t posi
   DTRAIN_CHECK(positions >= 1 && positions <= spec_.ctx, "a prefill of ", positions,
                " positions does not fit a cache of ctx ", spec_.ctx);
   const int64_t slot = size();
-  reserve(slot + 1);
+  reserve(slot + 1, positions);
   for (int64_t l = 0; l < spec_.n_layer; ++l)
     for (bool k : {true, false}) {
       const Tensor& present = (k ? prefill.present_keys : prefill.present_values).at(static_cast<size_t>(l));
@@ -69,19 +82,25 @@ void DecodeCache::remove(int64_t slot) {
   const int64_t last = size() - 1;
   DTRAIN_CHECK(slot >= 0 && slot <= last, "DecodeCache::remove: no slot ", slot, " of ", size());
   if (slot != last) {
-    const int64_t block = spec_.n_head * spec_.ctx * spec_.head_dim();  // one slot of one buffer
+    const int64_t block = spec_.n_head * room_ * spec_.head_dim();  // one slot of one buffer
     for (std::vector<Tensor>* buffers : {&keys_, &values_})
       for (Tensor& b : *buffers) std::copy_n(b.data<float>() + last * block, block, b.data<float>() + slot * block);
     lengths_[static_cast<size_t>(slot)] = lengths_.back();
   }
   lengths_.pop_back();
+  if (lengths_.empty() && !small(capacity_)) {  // idle: give the memory back
+    keys_.clear();
+    values_.clear();
+    capacity_ = room_ = 0;
+  }
 }
 
-CachedStep DecodeCache::step_inputs(const std::vector<int64_t>& tokens) const {
+CachedStep DecodeCache::step_inputs(const std::vector<int64_t>& tokens) {
   const int64_t rows = size(), past = longest(), h = spec_.n_head, hd = spec_.head_dim();
   DTRAIN_CHECK(static_cast<int64_t>(tokens.size()) == rows && rows >= 1, "a decoding step feeds one token for each of ",
                rows, " cached sequences, got ", tokens.size());
   DTRAIN_CHECK(past < spec_.ctx, "a decoding step over ", past, " cached positions leaves no room in ctx ", spec_.ctx);
+  reserve(rows, past + 1);  // the room the engine writes the new position into
   CachedStep step;
   step.input_ids = Tensor::from_vector(tokens, Shape{rows, 1});
   step.position_ids = Tensor::from_vector(lengths_, Shape{rows, 1});
@@ -89,7 +108,7 @@ CachedStep DecodeCache::step_inputs(const std::vector<int64_t>& tokens) const {
   auto* mask = step.attention_mask.data<int64_t>();
   for (int64_t b = 0; b < rows; ++b)
     for (int64_t p = 0; p <= past; ++p) mask[b * (past + 1) + p] = p < lengths_[b] || p == past ? 1 : 0;
-  const Shape view{rows, h, past, hd}, strides{h * spec_.ctx * hd, spec_.ctx * hd, hd, 1};
+  const Shape view{rows, h, past, hd}, strides{h * room_ * hd, room_ * hd, hd, 1};
   for (int64_t l = 0; l < spec_.n_layer; ++l) {
     step.past_keys.push_back(keys_[l].as_strided(view, strides, 0));
     step.past_values.push_back(values_[l].as_strided(view, strides, 0));

@@ -34,7 +34,7 @@ DecodeCache two_slots() {
 }
 
 TEST(DecodeBatch, AStepSeesEachSlotsPositionsAndTheNewOneThroughTheMask) {
-  const DecodeCache c = two_slots();
+  DecodeCache c = two_slots();
   EXPECT_EQ(c.size(), 2);
   EXPECT_EQ(c.length(0), 3);
   EXPECT_EQ(c.length(1), 1);
@@ -46,7 +46,7 @@ TEST(DecodeBatch, AStepSeesEachSlotsPositionsAndTheNewOneThroughTheMask) {
   ASSERT_EQ(step.past_keys.size(), 1u);
   const Tensor& k = step.past_keys[0];
   EXPECT_EQ(k.shape(), (Shape{2, 2, 3, 2}));
-  EXPECT_FALSE(k.is_contiguous()) << "a view of the cache's buffer, room for ctx positions per slot";
+  EXPECT_FALSE(k.is_contiguous()) << "a view of the cache's buffer, with room for more positions per slot";
   EXPECT_EQ(k.storage(), c.buffer(0, true).storage());
   const Shape& st = k.strides();
   const float* p = k.data<float>();
@@ -70,6 +70,39 @@ TEST(DecodeBatch, TakesEachSlotsNewPositionFromWhereverThePresentsLive) {
   EXPECT_EQ(k.data<float>()[1 * st[0] + 1 * st[1] + 1 * st[2] + 1], 1000 + 100 + 30 + 1)
       << "slot 1's new position, moved from 3 to 1";
   EXPECT_EQ(next.attention_mask.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 0, 0, 1}));
+}
+
+TEST(DecodeBatch, SmallBuffersHaveRoomForCtxAndStayWhenIdle) {
+  DecodeCache c = two_slots();
+  EXPECT_EQ(c.buffer(0, true).dim(2), 16);
+  c.remove(1);
+  c.remove(0);
+  EXPECT_EQ(c.buffer(0, true).dim(2), 16);
+}
+
+TEST(DecodeBatch, LargeBuffersFollowTheLongestSequenceAndAreReleasedWhenIdle) {
+  DecodeCache c(kSpec, /*small_bytes=*/0);
+  c.add(numbered_presents(1, 3), 0, 3);
+  c.add(numbered_presents(2, 1), 1, 1);
+  EXPECT_EQ(c.buffer(0, true).dim(2), 3) << "room for the longest prefill";
+  (void)c.step_inputs({1, 2});
+  EXPECT_EQ(c.buffer(0, true).dim(2), 6) << "room for the new position, doubled";
+  c.take_step(numbered_presents(2, 4));
+  for (int i = 0; i < 11; ++i) {
+    (void)c.step_inputs({1, 2});
+    c.take_step(numbered_presents(2, c.length(0) + 1));
+  }
+  EXPECT_EQ(c.length(0), 15);
+  EXPECT_EQ(c.length(1), 13);
+  const CachedStep last = c.step_inputs({1, 2});
+  EXPECT_EQ(c.buffer(0, true).dim(2), 16) << "12 doubled would be 24: never past ctx";
+  const Shape& st = last.past_keys[0].strides();
+  EXPECT_EQ(last.past_keys[0].data<float>()[1 * st[0] + 1 * st[1] + 0 * st[2] + 1], 1000 + 100 + 1)
+      << "slot 1's first position survived every move";
+  c.remove(0);
+  c.remove(0);
+  EXPECT_EQ(c.size(), 0);
+  EXPECT_THROW((void)c.buffer(0, true), std::out_of_range) << "released";
 }
 
 TEST(DecodeBatch, RemovingASlotMovesTheLastIntoIt) {
