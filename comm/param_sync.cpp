@@ -78,7 +78,7 @@ ParamSync::ParamSync(Communicator& comm, ParameterArena& arena, ParamSyncOptions
     staging_ = std::make_unique<HostStaging>(arena_.device(), slot_bytes);
   }
   arena_.set_grad_ready_hook([this](const Parameter& p) { on_grad_ready(p); });
-  arena_.set_value_needed_hook([this](const Parameter& p) { on_value_needed(p); });
+  if (options_.zero == 1) arena_.set_value_needed_hook([this](const Parameter& p) { on_value_needed(p); });
 }
 
 ParamSync::~ParamSync() {

@@ -66,6 +66,7 @@ class ParameterArena {
     if (value_needed_hook_) value_needed_hook_(p);
   }
   void set_value_needed_hook(std::function<void(const Parameter&)> hook) { value_needed_hook_ = std::move(hook); }
+  bool has_value_needed_hook() const { return static_cast<bool>(value_needed_hook_); }
 
  private:
   std::deque<Parameter> storage_;  // stable addresses

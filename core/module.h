@@ -26,9 +26,6 @@ struct PassContext {
   void grad_ready(const Parameter& p) const {
     if (arena) arena->grad_ready(p);
   }
-  void value_needed(const Parameter& p) const {
-    if (arena) arena->value_needed(p);
-  }
 };
 
 class Module {

@@ -96,16 +96,20 @@ Tensor Tensor::as_strided(const Shape& shape, const Shape& strides, int64_t offs
   DTRAIN_CHECK(defined(), "as_strided of an undefined tensor");
   DTRAIN_CHECK(shape.size() == strides.size() && offset >= 0, "as_strided: shape ", shape.str(), " and strides ",
                strides.str(), " differ in rank (or offset ", offset, " < 0)");
-  int64_t last = offset;  // the last element the view reaches
-  for (int i = 0; i < shape.size(); ++i) {
+  for (int i = 0; i < shape.size(); ++i)
     DTRAIN_CHECK(shape[i] >= 0 && strides[i] >= 0, "as_strided: negative size or stride in ", shape.str(), " / ",
                  strides.str());
-    last += (shape[i] - 1) * strides[i];
-  }
-  DTRAIN_CHECK(shape.numel() == 0 || last < storage_->bytes() / dtype_size(dtype_), "as_strided: shape ", shape.str(),
-               " strides ", strides.str(), " from element ", offset, " reach past the storage's ",
-               storage_->bytes() / dtype_size(dtype_), " elements");
+  DTRAIN_CHECK(storage_holds(shape, strides, offset), "as_strided: shape ", shape.str(), " strides ", strides.str(),
+               " from element ", offset, " reach past the storage's ", storage_->bytes() / dtype_size(dtype_),
+               " elements");
   return Tensor(storage_, offset, shape, strides, dtype_);
+}
+
+bool Tensor::storage_holds(const Shape& shape, const Shape& strides, int64_t offset) const {
+  if (shape.numel() == 0) return true;
+  int64_t last = offset;  // the last element the view reaches
+  for (int i = 0; i < shape.size(); ++i) last += (shape[i] - 1) * strides[i];
+  return last < storage_->bytes() / dtype_size(dtype_);
 }
 
 Tensor Tensor::flat_range(int64_t start, int64_t count) const {

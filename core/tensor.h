@@ -53,6 +53,8 @@ class Tensor {
   // as the first P positions of a key/value cache with room for more. Most operations take
   // contiguous tensors only and say so; the ONNX engine's appendable inputs and MatMul read strided ones.
   Tensor as_strided(const Shape& shape, const Shape& strides, int64_t offset) const;
+  // Whether such a view (non-negative sizes and strides) lies inside this tensor's storage.
+  bool storage_holds(const Shape& shape, const Shape& strides, int64_t offset) const;
   // A 1-D view of `count` elements starting at flat element `start` (contiguous only).
   Tensor flat_range(int64_t start, int64_t count) const;
   // `count` elements of `dtype` on the same bytes, from byte `byte_offset` of this contiguous

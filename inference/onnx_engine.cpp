@@ -259,18 +259,21 @@ void read_nodes_and_outputs(const onnx::GraphProto& g, Impl& m, LoadState& s) {
   }
 }
 
-// How many times each value slot is read (a graph output counts once) and by which node last.
+// Who reads each value slot: the nodes (with the input index) and how often it is a graph output.
 struct Readers {
-  std::vector<int> count, last;  // last: -1 when no node reads the slot
-  Readers(const Impl& m, size_t slots) : count(slots, 0), last(slots, -1) {
+  std::vector<std::vector<std::pair<int, int>>> uses;  // per slot: (node, input index)
+  std::vector<int> outputs;                            // per slot
+  Readers(const Impl& m, size_t slots) : uses(slots), outputs(slots, 0) {
     for (size_t i = 0; i < m.nodes.size(); ++i)
-      for (int s : m.nodes[i].in)
-        if (s >= 0) ++count[s], last[s] = static_cast<int>(i);
-    for (int s : m.output_slots) ++count[s];
+      for (size_t k = 0; k < m.nodes[i].in.size(); ++k)
+        if (m.nodes[i].in[k] >= 0) uses[m.nodes[i].in[k]].emplace_back(static_cast<int>(i), static_cast<int>(k));
+    for (int s : m.output_slots) ++outputs[s];
   }
   // The node that alone reads slot s; null when none, several or the graph's output (a stage of a
   // split model) read it.
-  Node* only(Impl& m, int s) const { return count[s] == 1 && last[s] >= 0 ? &m.nodes[last[s]] : nullptr; }
+  Node* only(Impl& m, int s) const {
+    return uses[s].size() == 1 && outputs[s] == 0 ? &m.nodes[uses[s][0].first] : nullptr;
+  }
 };
 
 // Fusion: a Relu that alone reads a Conv or Gemm output runs inside that node, in place, and a
@@ -319,10 +322,8 @@ void fuse_attention(Impl& m, size_t slots) {
     t.op = nullptr;  // its output is no longer read: dropped below
   }
   std::erase_if(m.nodes, [](const Node& n) { return n.op == nullptr; });
-  std::vector<std::vector<std::pair<int, int>>> uses(slots);  // per slot: (node, input index)
-  for (size_t i = 0; i < m.nodes.size(); ++i)
-    for (size_t k = 0; k < m.nodes[i].in.size(); ++k)
-      if (m.nodes[i].in[k] >= 0) uses[m.nodes[i].in[k]].emplace_back(static_cast<int>(i), static_cast<int>(k));
+  const Readers after(m, slots);  // the Transposes gone
+  const auto& uses = after.uses;
   m.appendable.assign(m.inputs.size(), false);
   for (size_t i = 0; i < m.inputs.size(); ++i) {
     const auto& u = uses[m.input_slots[i]];

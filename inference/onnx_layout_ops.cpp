@@ -250,9 +250,7 @@ Tensor append_in_place(const OpInputs& in, int axis, const Shape& ys) {
   if (st[axis] != inner || (axis > 0 && st[axis - 1] < ys[axis] * inner)) return {};
   for (size_t i = 1; i < in.size(); ++i)
     if (!in[i]->device().is_cpu() || !in[i]->is_contiguous()) return {};
-  int64_t last = first.offset();  // the grown view's last element
-  for (int k = 0; k < rank; ++k) last += (ys[k] - 1) * st[k];
-  if (ys.numel() == 0 || last >= first.storage()->bytes() / dtype_size(first.dtype())) return {};
+  if (ys.numel() == 0 || !first.storage_holds(ys, st, first.offset())) return {};
   const Tensor y = first.as_strided(ys, st, first.offset());
   const int64_t elem = dtype_size(first.dtype());
   char* base = static_cast<char*>(y.raw_data());

@@ -26,7 +26,8 @@ void copy_position(const Tensor& src, int64_t row, int64_t from, Tensor& buffer,
 DecodeCache::DecodeCache(const LanguageModelSpec& spec, int64_t small_bytes) : spec_(spec), small_bytes_(small_bytes) {}
 
 bool DecodeCache::small(int64_t slots) const {
-  const int64_t per_slot = 2 * spec_.n_layer * spec_.n_head * spec_.ctx * spec_.head_dim() * 4;
+  const int64_t per_slot =
+      2 * spec_.n_layer * spec_.n_head * spec_.ctx * spec_.head_dim() * static_cast<int64_t>(sizeof(float));
   return slots * per_slot <= small_bytes_;
 }
 
@@ -137,13 +138,16 @@ CachedStep build_prefill(const LanguageModelSpec& spec, const std::vector<std::v
   step.input_ids = Tensor::empty(Shape{rows, fed}, DType::i64);
   step.position_ids = Tensor::empty(Shape{rows, fed}, DType::i64);
   step.attention_mask = Tensor::empty(Shape{rows, fed}, DType::i64);
+  auto* ids = step.input_ids.data<int64_t>();
+  auto* positions = step.position_ids.data<int64_t>();
+  auto* mask = step.attention_mask.data<int64_t>();
   for (int64_t b = 0; b < rows; ++b) {
     DTRAIN_CHECK(static_cast<int64_t>(tokens[b].size()) == fed,
                  "every row of a prefill feeds the same number of tokens");
     for (int64_t s = 0; s < fed; ++s) {
-      step.input_ids.data<int64_t>()[b * fed + s] = tokens[b][s];
-      step.position_ids.data<int64_t>()[b * fed + s] = s;
-      step.attention_mask.data<int64_t>()[b * fed + s] = 1;
+      ids[b * fed + s] = tokens[b][s];
+      positions[b * fed + s] = s;
+      mask[b * fed + s] = 1;
     }
   }
   for (int64_t l = 0; l < spec.n_layer; ++l) {

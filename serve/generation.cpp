@@ -114,7 +114,6 @@ void GenerationScheduler::run() {
   pending_.clear();
   active_.clear();
   active_count_ = 0;
-  if (cache_) cache_.emplace(model_->spec());
 }
 
 // Waits while nothing is queued or active; false when stopping.

@@ -31,8 +31,9 @@ Tensor Sequential::forward(const Tensor& x, PassContext& ctx) {
   ran_.clear();
   for (size_t i = 0; i < children_.size(); ++i) {
     const size_t fused = children_[i]->fuse(std::span(children_).subspan(i + 1), y, ctx);
-    for (size_t j = i; j <= i + fused; ++j)  // ZeRO-1: their values may still be in flight
-      for (const Parameter* p : children_[j]->parameters()) ctx.value_needed(*p);
+    if (ctx.arena && ctx.arena->has_value_needed_hook())  // ZeRO-1: their values may still be in flight
+      for (size_t j = i; j <= i + fused; ++j)
+        for (const Parameter* p : children_[j]->parameters()) ctx.arena->value_needed(*p);
     y = children_[i]->forward(y, ctx);
     ran_.push_back(i);
     i += fused;  // the siblings it took ran inside its forward
