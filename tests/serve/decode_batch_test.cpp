@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <string>
+
 namespace dtrain::serve {
 namespace {
 
@@ -119,6 +122,33 @@ TEST(DecodeBatch, RemovingASlotMovesTheLastIntoIt) {
   EXPECT_EQ(c.size(), 1);
   EXPECT_THROW(c.remove(1), Error);
   EXPECT_THROW(c.step_inputs({1, 2}), Error) << "one token per slot";
+}
+
+// A model_with_past.onnx whose presents break the contract is an error naming the output, and the
+// cache is unchanged by it.
+TEST(DecodeBatch, PresentsOfTheWrongShapeAreErrorsNamingTheOutput) {
+  DecodeCache c = two_slots();
+  (void)c.step_inputs({1, 2});
+  const auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::string m = message([&] { c.take_step(numbered_presents(2, 3)); });  // 3 positions, not 4
+  EXPECT_NE(m.find("model_with_past 'present.0.key' has shape [2, 2, 3, 2], a step over 2 caches of up to 3 "
+                   "positions makes 4"),
+            std::string::npos)
+      << m;
+  m = message([&] { c.add(numbered_presents(1, 2), 0, 5); });
+  EXPECT_NE(m.find("'present.0.key' has shape [1, 2, 2, 2], which cannot hold row 0 with 5 positions"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(c.size(), 2);
+  EXPECT_EQ(c.length(0), 3);
+  EXPECT_EQ(c.length(1), 1);
 }
 
 TEST(DecodeBatch, APrefillFeedsEveryRowFromPositionZeroOverAnEmptyCache) {
